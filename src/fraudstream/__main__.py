@@ -1,0 +1,3 @@
+from fraudstream.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The `fraudstream` command: what a person sees is decided here, nowhere else."""

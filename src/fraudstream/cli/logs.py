@@ -1,0 +1,34 @@
+"""Logging is configured once, here, at the entry point."""
+
+from __future__ import annotations
+
+import logging
+from logging.handlers import RotatingFileHandler
+
+from fraudstream.config import Settings
+
+ALERT_LOGGER = "fraudstream.alerts"
+
+
+def configure_logging(settings: Settings, to_file: bool = True) -> None:
+    root = logging.getLogger()
+    root.setLevel(settings.logging.level)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(console)
+    if to_file:
+        path = settings.log_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(
+            path,
+            maxBytes=settings.logging.max_bytes,
+            backupCount=settings.logging.backup_count,
+            encoding="utf-8",
+        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for noisy in ("py4j", "faker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,415 @@
+"""Entry point of the `fraudstream` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from fraudstream import __version__
+from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option
+from fraudstream.store import StoreMissingError
+
+logger = logging.getLogger("fraudstream.cli")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; shown as one line, no traceback."""
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    obj = ctx.find_root().obj
+    overrides = dict(obj["set"])
+    if obj["data_dir"] is not None:
+        overrides["data_dir"] = obj["data_dir"]
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return load_settings(obj["config"], overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fraudstream")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="FRAUDSTREAM_CONFIG",
+    help="TOML settings file (env: FRAUDSTREAM_CONFIG). See 'fraudstream config show'.",
+)
+@click.option(
+    "--set",
+    "set_items",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override any setting, e.g. --set detectors.velocity_threshold=5 (repeatable).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the database, app.log and Flink logs go (env: FRAUDSTREAM_DATA_DIR; default ./data).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...], data_dir: Path | None) -> None:
+    """Real-time fraud detection for food-delivery orders on Apache Flink.
+
+    \b
+    Typical session:
+      fraudstream run                         # generator -> Flink job -> alerts (Ctrl-C to stop)
+      fraudstream produce --count 10000 --seed 7 -o orders.jsonl
+      fraudstream run --source file:orders.jsonl
+      fraudstream query stats
+    """
+    ctx.obj = {"config": config_file, "set": parse_set_option(set_items), "data_dir": data_dir}
+
+
+# --------------------------------------------------------------------------- run
+@cli.command()
+@click.option("--source", help="'generator' (default) or 'file:PATH' (JSON lines; the job ends at end of file).")
+@click.option("--count", type=int, help="Generator: stop after this many orders (default: until Ctrl-C).")
+@click.option("--rate", type=float, help="Generator: orders per second of wall clock, 0 = flat out [50].")
+@click.option("--seed", type=int, help="Generator: fix the random stream (reproducible runs).")
+@click.option("--fraud-ratio", type=float, help="Generator: share of fraudulent orders [0.2].")
+@click.option("--out-of-orderness-ms", type=int, help="Watermark bound: how late an order may arrive [5000].")
+@click.option("--parallelism", type=int, help="Flink parallelism of the keyed operators [1].")
+@click.option("--execution-mode", type=click.Choice(["thread", "process"]), help="PyFlink execution mode [thread].")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db].")
+@click.option("-v", "--verbose", is_flag=True, default=None, help="Also echo every order and dead letter.")
+@click.pass_context
+def run(ctx: click.Context, **opts: Any) -> None:
+    """Run the fraud-detection job on Flink's local mini-cluster.
+
+    Alerts are printed, logged to app.log and stored in SQLite. With the generator the
+    job runs until Ctrl-C (or --count); with a file it ends when the file is consumed.
+    """
+    from fraudstream.cli.logs import configure_logging
+    from fraudstream.cli.runner import run_job
+    from fraudstream.flink.sources import SourceSpec
+
+    flags = {
+        "pipeline.source": opts["source"],
+        "generator.count": opts["count"],
+        "generator.rate": opts["rate"],
+        "generator.seed": opts["seed"],
+        "generator.fraud_ratio": opts["fraud_ratio"],
+        "pipeline.out_of_orderness_ms": opts["out_of_orderness_ms"],
+        "pipeline.parallelism": opts["parallelism"],
+        "pipeline.execution_mode": opts["execution_mode"],
+        "store.db_path": opts["db"],
+        "pipeline.verbose": opts["verbose"],
+    }
+    settings = _settings(ctx, **flags)
+    try:
+        spec = SourceSpec.parse(settings.pipeline.source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    configure_logging(settings)
+    click.echo(banner(settings))
+    logger.info("starting: %s", settings.model_dump_json())
+    summary = run_job(settings, spec, click.echo)
+    alerts = sum(summary.alerts.values())
+    dead = sum(summary.dead_letters.values())
+    how = "stopped" if summary.interrupted else "finished"
+    click.echo("=" * 80)
+    click.echo(f"Job {how} after {summary.seconds:.1f}s: {alerts} alerts, {dead} dead letters.")
+    for alert_type, n in summary.alerts.most_common():
+        click.echo(f"   {alert_type:<22} {n}")
+    for reason, n in summary.dead_letters.most_common():
+        click.echo(f"   dead letter: {reason:<10} {n}")
+    click.echo(f"Stored {summary.stored} records in {settings.db_path}; log in {settings.log_file}")
+
+
+def banner(s: Settings) -> str:
+    d, p, g = s.detectors, s.pipeline, s.generator
+    lines = [
+        "=" * 80,
+        "fraudstream: real-time fraud detection for food-delivery orders (Apache Flink)",
+        "=" * 80,
+        "Configuration:",
+        f"   Source              : {p.source}"
+        + (
+            f" (seed={g.seed if g.seed is not None else 'random'}, rate={g.rate:g}/s,"
+            f" count={g.count if g.count is not None else 'until stopped'}, fraud ratio={g.fraud_ratio:g})"
+            if p.source == "generator"
+            else ""
+        ),
+        f"   Velocity            : more than {d.velocity_threshold} orders in {d.velocity_window_ms / 60000:g} min",
+        f"   Device sharing      : more than {d.device_sharing_threshold} users per device in "
+        f"{d.device_sharing_window_ms / 60000:g} min",
+        f"   High value          : amount above ₹{d.high_value_threshold:,.2f}",
+        f"   Geo anomaly         : another city within {d.geo_window_ms / 60000:g} min",
+        f"   Alert cooldown      : {d.dedup_cooldown_ms / 60000:g} min per alert type and user/device",
+        f"   Out-of-orderness    : {p.out_of_orderness_ms} ms",
+        f"   Flink               : local mini-cluster, {p.execution_mode} mode, parallelism {p.parallelism}",
+        f"   Database            : {s.db_path}",
+        f"   Log file            : {s.log_file}",
+        "=" * 80,
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- produce
+@cli.command()
+@click.option("-o", "--output", default="-", show_default=True, help="File to write JSON lines to; '-' = stdout.")
+@click.option("--count", type=int, help="Orders to generate (default: until Ctrl-C).")
+@click.option("--rate", type=float, help="Orders per second of wall clock; 0 = as fast as possible [50].")
+@click.option("--seed", type=int, help="Fix the random stream; same seed, same orders.")
+@click.option("--fraud-ratio", type=float, help="Share of fraudulent orders [0.2].")
+@click.option("--jitter-ms", type=int, help="Bounded out-of-order jitter of event times [0].")
+@click.option("--start-time", help="ISO-8601 start of event time [now; 2026-01-01T00:00:00Z with --seed].")
+@click.option("--users", type=int, help="Normal users in the population [20000].")
+@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
+@click.pass_context
+def produce(ctx: click.Context, output: str, quiet: bool, **opts: Any) -> None:
+    """Generate synthetic orders (about 80% normal, 20% fraud in four patterns) as JSON lines."""
+    from fraudstream.generator import generator_from_settings
+
+    settings = _settings(ctx, **{f"generator.{k}": v for k, v in opts.items()})
+    cfg = settings.generator
+    gen = generator_from_settings(cfg)
+    interval = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
+    out = sys.stdout.buffer if output == "-" else _open_output(Path(output))
+    show_progress = not quiet
+    started = last_report = time.monotonic()
+    next_at = started
+    n = 0
+    try:
+        for order in gen.orders(cfg.count):
+            if interval:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at = max(next_at + interval, time.monotonic() - 1.0)
+            out.write(orjson.dumps(order) + b"\n")
+            n += 1
+            now = time.monotonic()
+            if show_progress and now - last_report >= 2.0:
+                click.echo(f"produced {n} orders ({n / (now - started):,.0f}/s)", err=True)
+                last_report = now
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        return
+    finally:
+        out.flush()
+        if out is not sys.stdout.buffer:
+            out.close()
+    if not quiet:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        where = "stdout" if output == "-" else output
+        click.echo(f"produced {n} orders to {where} in {elapsed:.1f}s (seed {gen.seed})", err=True)
+
+
+def _open_output(path: Path):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "wb")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------------- query
+@cli.group()
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.pass_context
+def query(ctx: click.Context, db: Path | None, as_json: bool) -> None:
+    """Query stored alerts: stats, all, user ID, high, type TYPE, dead."""
+    settings = _settings(ctx, **{"store.db_path": db})
+    ctx.obj = {**ctx.find_root().obj, "db": settings.db_path, "json": as_json}
+
+
+def _limit_option(f):
+    return click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Rows to show.")(f)
+
+
+def _with_conn(ctx: click.Context):
+    from fraudstream.store.sqlite import connect
+
+    return connect(ctx.obj["db"])
+
+
+def _print_rows(ctx: click.Context, title: str, rows: list[dict[str, Any]]) -> None:
+    from tabulate import tabulate
+
+    from fraudstream.cli.format import iso
+
+    if ctx.obj["json"]:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"{title} ({len(rows)} shown)")
+    if not rows:
+        click.echo("   (none)")
+        return
+    shown = []
+    for r in rows:
+        r = dict(r)
+        for k in ("event_time", "detected_at", "seen_at"):
+            if k in r:
+                r[k] = iso(r[k])
+        if "amount" in r and r["amount"] is not None:
+            r["amount"] = f"{r['amount']:,.2f}"
+        r.pop("alert_id", None)
+        shown.append(r)
+    click.echo(tabulate(shown, headers="keys", tablefmt="simple"))
+
+
+@query.command("stats")
+@click.pass_context
+def query_stats(ctx: click.Context) -> None:
+    """Totals, counts by type and severity, top users, alerts in the last hour."""
+    from fraudstream.store import queries
+
+    with _with_conn(ctx) as conn:
+        data = queries.stats(conn, int(time.time() * 1000))
+    if ctx.obj["json"]:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo("Fraud detection statistics")
+    click.echo("=" * 60)
+    click.echo(f"Total alerts: {data['total_alerts']}")
+    click.echo("\nAlerts by type:")
+    for r in data["by_type"]:
+        click.echo(f"   {r['alert_type']:<22} {r['alerts']}")
+    click.echo("\nAlerts by severity:")
+    for r in data["by_severity"]:
+        click.echo(f"   {r['severity']:<22} {r['alerts']}")
+    click.echo("\nTop users by alerts:")
+    for r in data["top_users"]:
+        click.echo(f"   {r['user_id']:<22} {r['alerts']}")
+    click.echo(f"\nAlerts detected in the last hour: {data['alerts_last_hour']}")
+    if data["dead_letters"]:
+        click.echo("\nDead letters by reason:")
+        for r in data["dead_letters"]:
+            click.echo(f"   {r['reason']:<22} {r['records']}")
+    click.echo("=" * 60)
+
+
+@query.command("all")
+@_limit_option
+@click.pass_context
+def query_all(ctx: click.Context, limit: int) -> None:
+    """Most recent alerts (by event time)."""
+    from fraudstream.store import queries
+
+    with _with_conn(ctx) as conn:
+        _print_rows(ctx, "Recent alerts", queries.recent(conn, limit))
+
+
+@query.command("user")
+@click.argument("user_id")
+@_limit_option
+@click.pass_context
+def query_user(ctx: click.Context, user_id: str, limit: int) -> None:
+    """Alerts of one user."""
+    from fraudstream.store import queries
+
+    with _with_conn(ctx) as conn:
+        _print_rows(ctx, f"Alerts for user {user_id}", queries.for_user(conn, user_id, limit))
+
+
+@query.command("high")
+@_limit_option
+@click.pass_context
+def query_high(ctx: click.Context, limit: int) -> None:
+    """HIGH and CRITICAL alerts."""
+    from fraudstream.store import queries
+
+    with _with_conn(ctx) as conn:
+        _print_rows(ctx, "HIGH and CRITICAL alerts", queries.high_priority(conn, limit))
+
+
+@query.command("type")
+@click.argument("alert_type")
+@_limit_option
+@click.pass_context
+def query_type(ctx: click.Context, alert_type: str, limit: int) -> None:
+    """Alerts of one type, e.g. VELOCITY_FRAUD."""
+    from fraudstream.store import queries
+
+    with _with_conn(ctx) as conn:
+        _print_rows(ctx, f"{alert_type.upper()} alerts", queries.of_type(conn, alert_type.upper(), limit))
+
+
+@query.command("dead")
+@_limit_option
+@click.pass_context
+def query_dead(ctx: click.Context, limit: int) -> None:
+    """Most recent dead letters with their reasons."""
+    from fraudstream.store import queries
+
+    with _with_conn(ctx) as conn:
+        _print_rows(ctx, "Dead letters", queries.dead_letters(conn, limit))
+
+
+# ------------------------------------------------------------------------ config
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the effective configuration."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML-like text.")
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective settings (defaults < file < environment < flags)."""
+    settings = _settings(ctx)
+    data = settings.model_dump(mode="json")
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"data_dir = {_toml(data.pop('data_dir'))}")
+    for section, values in data.items():
+        click.echo(f"\n[{section}]")
+        for key, value in values.items():
+            click.echo(f"{key} = {_toml(value)}" if value is not None else f"# {key} = (unset)")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+# -------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="fraudstream", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"fraudstream: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"fraudstream: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except (ConfigError, StoreMissingError, UserError) as exc:
+        click.echo(f"fraudstream: error: {exc}", err=True)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: one line for the user, the traceback in the log
+        logger.exception("unexpected failure")
+        click.echo(f"fraudstream: error: {_first_line(exc)}", err=True)
+        return 1
+    return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    for line in text.splitlines():
+        if "Caused by" in line or "Exception:" in line:
+            return line.strip()[:300]
+    return text.splitlines()[0][:300]
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""One typed, immutable settings object built at start-up and passed down.
+
+Precedence, lowest to highest: built-in defaults, a TOML file (`--config`), environment
+variables (`FRAUDSTREAM_<SECTION>__<KEY>`, e.g. `FRAUDSTREAM_DETECTORS__VELOCITY_THRESHOLD=5`,
+plus `FRAUDSTREAM_DATA_DIR` and `FRAUDSTREAM_CONFIG`), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "FRAUDSTREAM_"
+CONFIG_ENV = "FRAUDSTREAM_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration problem worth one readable line to the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DetectorSettings(_Section):
+    velocity_threshold: int = Field(3, ge=0, description="alert when a user has MORE than this many orders")
+    velocity_window_ms: int = Field(300_000, gt=0)
+    device_sharing_threshold: int = Field(3, ge=0, description="alert when MORE users share a device")
+    device_sharing_window_ms: int = Field(3_600_000, gt=0)
+    high_value_threshold: float = Field(1500.0, ge=0, description="alert when amount is above this (INR)")
+    geo_window_ms: int = Field(600_000, gt=0)
+    dedup_cooldown_ms: int = Field(300_000, ge=0)
+
+
+class PipelineSettings(_Section):
+    source: str = Field("generator", description="'generator' or 'file:PATH'")
+    out_of_orderness_ms: int = Field(5_000, ge=0)
+    parallelism: int = Field(1, ge=1)
+    execution_mode: Literal["thread", "process"] = "thread"
+    max_record_bytes: int = Field(65_536, gt=0)
+    verbose: bool = False
+
+
+class GeneratorSettings(_Section):
+    seed: int | None = Field(None, description="fixes the stream; unset = a new stream each run")
+    count: int | None = Field(None, ge=0, description="events to generate; unset = until stopped")
+    rate: float = Field(50.0, ge=0, description="events per second of wall clock; 0 = as fast as possible")
+    fraud_ratio: float = Field(0.2, ge=0, le=1)
+    users: int = Field(20_000, ge=1, description="normal users in the population")
+    start_time: str | None = Field(
+        None, description="ISO-8601 start of event time; unset = now, or 2026-01-01T00:00:00Z with a seed"
+    )
+    mean_gap_ms: int = Field(250, ge=0, description="mean event-time gap between orders")
+    jitter_ms: int = Field(0, ge=0, description="bounded out-of-order jitter of event times")
+
+
+class StoreSettings(_Section):
+    db_path: Path | None = Field(None, description="unset = <data_dir>/fraud_alerts.db")
+    batch_size: int = Field(100, ge=1)
+    flush_interval_ms: int = Field(500, ge=1)
+    dead_letter_max_chars: int = Field(4_096, ge=64)
+
+
+class LoggingSettings(_Section):
+    log_file: Path | None = Field(None, description="unset = <data_dir>/app.log")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_bytes: int = Field(10_000_000, ge=1_000)
+    backup_count: int = Field(5, ge=0)
+
+
+class Settings(_Section):
+    data_dir: Path = Path("data")
+    detectors: DetectorSettings = DetectorSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    store: StoreSettings = StoreSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @property
+    def db_path(self) -> Path:
+        return self.store.db_path or self.data_dir / "fraud_alerts.db"
+
+    @property
+    def log_file(self) -> Path:
+        return self.logging.log_file or self.data_dir / "app.log"
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with dotted-key overrides (`{"generator.seed": 7}`), validated again."""
+        data = self.model_dump()
+        _apply_dotted(data, overrides)
+        return _validate(data, "override")
+
+
+def _apply_dotted(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown setting '{dotted}'")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"unknown setting '{dotted}'")
+        node[leaf] = value
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _validate(data: Mapping[str, Any], origin: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid setting '{where}' ({origin}): {err['msg']}") from None
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted-key overrides from FRAUDSTREAM_* variables (values stay strings; pydantic converts)."""
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        out[rest.replace("__", ".")] = value
+    return out
+
+
+def load_settings(
+    config_file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    data = Settings().model_dump()
+    if config_file is None and environ.get(CONFIG_ENV):
+        config_file = Path(environ[CONFIG_ENV])
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as fh:
+                file_data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+        _merge(data, file_data)
+        _validate(data, str(config_file))
+    _apply_dotted(data, env_overrides(environ))
+    _validate(data, "environment")
+    _apply_dotted(data, dict(flags or {}))
+    return _validate(data, "command line")
+
+
+def parse_set_option(items: tuple[str, ...]) -> dict[str, str]:
+    """`--set section.key=value` pairs into dotted overrides."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.key=value, got '{item}'")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,220 @@
+"""Thin Flink glue: load state, call the pure rule, store state, emit.
+
+Nothing here decides what is fraud; that lives in `fraudstream.detectors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+
+from fraudstream.detectors.base import Alert, Detector
+from fraudstream.detectors.dedup import AlertDeduplicator, DedupState
+from fraudstream.events.model import DeadLetter, Order
+from fraudstream.events.parse import ParseLimits, dead_letter, parse_record
+
+DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AdmitFunction(ProcessFunction):
+    """Parse and validate raw lines; reject bad records and late events as dead letters.
+
+    Lateness is judged against the newest event time this reader has admitted, minus the
+    out-of-orderness bound: the same watermark Flink's bounded-out-of-orderness strategy
+    computes, but without its periodic emission delay, so which events count as late
+    depends only on the input order, never on timing.
+    """
+
+    def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool) -> None:
+        self.limits = limits
+        self.bound = out_of_orderness_ms
+        # The file source decodes bytes as ISO-8859-1 so that undecodable UTF-8 survives
+        # losslessly; re-encoding gives back the exact bytes.
+        self.raw_latin1 = raw_latin1
+        self.max_seen: int | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.max_seen = None
+
+    def process_element(self, value: str, ctx: ProcessFunction.Context):
+        raw: str | bytes = value.encode("latin-1") if self.raw_latin1 else value
+        result = parse_record(raw, self.limits)
+        if result is None:
+            return
+        if isinstance(result, DeadLetter):
+            yield DEAD_LETTERS, result
+            return
+        t = result.event_time
+        if self.max_seen is not None and t <= self.max_seen - self.bound - 1:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            yield (
+                DEAD_LETTERS,
+                dead_letter(
+                    "late",
+                    f"event_time {t} is behind the watermark {self.max_seen - self.bound - 1}",
+                    text,
+                    self.limits,
+                    event_time=t,
+                ),
+            )
+            return
+        if self.max_seen is None or t > self.max_seen:
+            self.max_seen = t
+        yield result
+
+
+class OrderTimestamps(TimestampAssigner):
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return value.event_time
+
+
+class _StateBinding:
+    """Maps one detector's plain state object onto Flink keyed state, field by field:
+    list -> ListState, dict -> MapState, anything else -> ValueState."""
+
+    def __init__(self, ctx: RuntimeContext, detector: Detector) -> None:
+        self.detector = detector
+        prefix = type(detector).__name__
+        self.fields: list[tuple[str, str, Any]] = []
+        for f in dataclasses.fields(detector.new_state()):
+            name = f"{prefix}.{f.name}"
+            default = getattr(detector.new_state(), f.name)
+            if isinstance(default, list):
+                handle = ctx.get_list_state(ListStateDescriptor(name, Types.PICKLED_BYTE_ARRAY()))
+                self.fields.append((f.name, "list", handle))
+            elif isinstance(default, dict):
+                handle = ctx.get_map_state(
+                    MapStateDescriptor(name, Types.PICKLED_BYTE_ARRAY(), Types.PICKLED_BYTE_ARRAY())
+                )
+                self.fields.append((f.name, "map", handle))
+            else:
+                handle = ctx.get_state(ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY()))
+                self.fields.append((f.name, "value", handle))
+
+    def load(self) -> Any:
+        state = self.detector.new_state()
+        for name, kind, handle in self.fields:
+            if kind == "list":
+                setattr(state, name, list(handle.get() or ()))
+            elif kind == "map":
+                setattr(state, name, dict(handle.items()))
+            else:
+                value = handle.value()
+                if value is not None:
+                    setattr(state, name, value)
+        return state
+
+    def store(self, state: Any) -> None:
+        for name, kind, handle in self.fields:
+            value = getattr(state, name)
+            if kind == "list":
+                handle.update(value)
+            elif kind == "map":
+                handle.clear()
+                if value:
+                    handle.put_all(value)
+            elif value is None:
+                handle.clear()
+            else:
+                handle.update(value)
+
+    def clear(self) -> None:
+        for _, _, handle in self.fields:
+            handle.clear()
+
+
+class DetectorFunction(KeyedProcessFunction):
+    """Runs the detectors that share one key (user or device) in event-time order.
+
+    Orders are buffered per event time and evaluated when the watermark passes that time,
+    so results never depend on arrival order within the out-of-orderness bound. One
+    cleanup timer per key, `horizon` after its newest order, drops all of its state.
+    """
+
+    def __init__(self, detectors: list[Detector], limits: ParseLimits) -> None:
+        self.detectors = detectors
+        self.limits = limits
+        self.horizon = max(d.horizon_ms() for d in detectors)
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.pending = runtime_context.get_map_state(
+            MapStateDescriptor("pending", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+        )
+        self.cleanup_at = runtime_context.get_state(ValueStateDescriptor("cleanup_at", Types.LONG()))
+        self.bindings = [_StateBinding(runtime_context, d) for d in self.detectors]
+
+    def process_element(self, value: Order, ctx: KeyedProcessFunction.Context):
+        t = value.event_time
+        watermark = ctx.timer_service().current_watermark()
+        if t <= watermark:  # cannot happen behind AdmitFunction; kept so nothing is ever lost
+            yield DEAD_LETTERS, dead_letter(
+                "late", f"event_time {t} is behind the watermark {watermark}", str(value.to_dict()),
+                self.limits, event_time=t,
+            )  # fmt: skip
+            return
+        waiting = self.pending.get(t)
+        self.pending.put(t, [value] if waiting is None else [*waiting, value])
+        ctx.timer_service().register_event_time_timer(t)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        batch = self.pending.get(timestamp)
+        if batch is None:
+            if self.cleanup_at.value() == timestamp:
+                for binding in self.bindings:
+                    binding.clear()
+                self.cleanup_at.clear()
+            return
+        self.pending.remove(timestamp)
+        batch.sort(key=lambda o: o.sort_key)
+        alerts: list[Alert] = []
+        for binding in self.bindings:
+            state = binding.load()
+            alerts.extend(binding.detector.evaluate(state, batch))
+            binding.store(state)
+        cleanup = timestamp + self.horizon
+        previous = self.cleanup_at.value()
+        if previous != cleanup:
+            if previous is not None:
+                ctx.timer_service().delete_event_time_timer(previous)
+            ctx.timer_service().register_event_time_timer(cleanup)
+            self.cleanup_at.update(cleanup)
+        yield from alerts
+
+
+class DedupFunction(KeyedProcessFunction):
+    """Cooldown per (alert_type, key). All alerts of one such key come from one upstream
+    key, emitted in event-time order, so they arrive here in event-time order too."""
+
+    def __init__(self, dedup: AlertDeduplicator) -> None:
+        self.dedup = dedup
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.last = runtime_context.get_state(ValueStateDescriptor("last_emitted", Types.LONG()))
+
+    def process_element(self, value: Alert, ctx: KeyedProcessFunction.Context):
+        state = DedupState(self.last.value())
+        if not self.dedup.admit(state, value):
+            return
+        self.last.update(state.last_emitted)
+        expires = self.dedup.expires_at(state)
+        if expires is not None:
+            ctx.timer_service().register_event_time_timer(expires)
+        yield dataclasses.replace(value, detected_at=_now_ms())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        expires = self.dedup.expires_at(DedupState(self.last.value()))
+        if expires is not None and expires <= timestamp:
+            self.last.clear()
+        return
+        yield  # PyFlink needs on_timer to be a generator

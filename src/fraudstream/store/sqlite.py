@@ -1,0 +1,116 @@
+"""The SQLite schema and the alert store (WAL mode, idempotent on alert_id)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+from fraudstream.detectors.base import Alert
+from fraudstream.events.model import DeadLetter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fraud_alerts (
+    id INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL UNIQUE,
+    alert_type TEXT NOT NULL,
+    user_id TEXT,
+    device_id TEXT,
+    transaction_id TEXT,
+    severity TEXT NOT NULL,
+    amount REAL,
+    message TEXT,
+    event_time INTEGER,
+    detected_at INTEGER,
+    alert_data TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_alerts_user ON fraud_alerts(user_id);
+CREATE INDEX IF NOT EXISTS idx_alerts_type ON fraud_alerts(alert_type);
+CREATE INDEX IF NOT EXISTS idx_alerts_severity ON fraud_alerts(severity);
+CREATE INDEX IF NOT EXISTS idx_alerts_detected ON fraud_alerts(detected_at);
+CREATE INDEX IF NOT EXISTS idx_alerts_event_time ON fraud_alerts(event_time);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL,
+    detail TEXT,
+    raw TEXT,
+    event_time INTEGER,
+    seen_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_dead_reason ON dead_letters(reason);
+"""
+
+
+class StoreMissingError(Exception):
+    """The database file or its tables do not exist yet."""
+
+
+def connect(path: Path, create: bool = False) -> sqlite3.Connection:
+    if not create and not path.exists():
+        raise StoreMissingError(f"no alert database at {path}: run 'fraudstream run' first")
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if create:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA)
+    else:
+        found = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='fraud_alerts'")
+        if found.fetchone() is None:
+            conn.close()
+            raise StoreMissingError(f"{path} has no fraud_alerts table: run 'fraudstream run' first")
+    return conn
+
+
+class AlertStore:
+    """Writes alerts and dead letters. Inserting an alert twice is a no-op (replays are safe)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = connect(path, create=True)
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+
+    def write_batch(self, records: Sequence[Alert | DeadLetter]) -> None:
+        alerts = [r for r in records if isinstance(r, Alert)]
+        dead = [r for r in records if isinstance(r, DeadLetter)]
+        with self._tx() as cur:
+            if alerts:
+                cur.executemany(
+                    "INSERT OR IGNORE INTO fraud_alerts (alert_id, alert_type, user_id, device_id,"
+                    " transaction_id, severity, amount, message, event_time, detected_at, alert_data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            a.alert_id, a.alert_type, a.user_id, a.device_id, a.transaction_id,
+                            a.severity, a.amount, a.message, a.event_time, a.detected_at,
+                            orjson.dumps(a.details).decode(),
+                        )
+                        for a in alerts
+                    ],
+                )  # fmt: skip
+            if dead:
+                cur.executemany(
+                    "INSERT INTO dead_letters (reason, detail, raw, event_time, seen_at) VALUES (?, ?, ?, ?, ?)",
+                    [(d.reason, d.detail, d.raw, d.event_time, d.seen_at) for d in dead],
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Cursor]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.conn.close()
