@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fraudstream.events.model import Order
+
+BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN = 60_000
+
+
+def make_order(
+    t: int,
+    user: str = "u_1",
+    device: str = "d_1",
+    city: str = "Mumbai",
+    amount: float = 300.0,
+    tx: str | None = None,
+) -> Order:
+    return Order(
+        transaction_id=tx or f"t_{user}_{device}_{t}_{city}",
+        user_id=user,
+        device_id=device,
+        restaurant_id="r_1",
+        amount=amount,
+        city=city,
+        payment_method="UPI",
+        event_time=t,
+    )
+
+
+@pytest.fixture
+def order() -> Callable[..., Order]:
+    return make_order
+
+
+def as_record(o: Order) -> dict[str, Any]:
+    return o.to_dict()

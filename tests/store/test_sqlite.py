@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from fraudstream.detectors import VelocityDetector
+from fraudstream.events import parse_record
+from fraudstream.store import AlertStore, BatchWriter, StoreMissingError
+from fraudstream.store import queries
+from fraudstream.store.sqlite import connect
+from tests.conftest import BASE, make_order
+
+
+def alerts(n, user="u_1"):
+    det = VelocityDetector(threshold=0)
+    return [det.make_alert(make_order(BASE + i, user=user), f"msg {i}", {"i": i}) for i in range(n)]
+
+
+def test_schema_has_the_seed_columns_plus_ours(tmp_path):
+    store = AlertStore(tmp_path / "a.db")
+    cols = {r[1] for r in store.conn.execute("PRAGMA table_info(fraud_alerts)")}
+    assert {"id", "alert_type", "user_id", "device_id", "severity", "amount", "message", "detected_at", "alert_data"} <= cols
+    assert {"alert_id", "transaction_id", "event_time"} <= cols
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"idx_alerts_user", "idx_alerts_type", "idx_alerts_severity", "idx_alerts_detected"} <= indexes
+
+
+def test_replayed_alerts_are_stored_once(tmp_path):
+    store = AlertStore(tmp_path / "a.db")
+    batch = alerts(50)
+    store.write_batch(batch)
+    store.write_batch(batch[10:30])
+    store.write_batch(batch)
+    assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 50
+
+
+def test_dead_letters_are_stored_with_reason(tmp_path):
+    store = AlertStore(tmp_path / "a.db")
+    store.write_batch([parse_record(b"{oops"), parse_record(b"[]"), *alerts(1)])
+    rows = store.conn.execute("SELECT reason, raw FROM dead_letters ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [("invalid_json", "{oops"), ("not_an_object", "[]")]
+
+
+def test_concurrent_readers_while_writing(tmp_path):
+    path = tmp_path / "a.db"
+    store = AlertStore(path)
+    writer = BatchWriter(store.write_batch, batch_size=25, flush_interval_s=0.01)
+    seen: list[list[int]] = [[], [], []]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader(mine: list[int]):
+        conn = connect(path)
+        try:
+            while not done.is_set():
+                mine.append(conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0])
+        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=reader, args=(mine,)) for mine in seen]
+    for t in threads:
+        t.start()
+    for a in alerts(2000):
+        writer.submit(a)
+    writer.close()
+    time.sleep(0.05)
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    for mine in seen:  # each reader sees whole batches appear, never a count going back
+        assert mine == sorted(mine) and len(mine) > 3 and mine[-1] <= 2000
+    assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 2000
+
+
+def test_missing_database_is_a_readable_error(tmp_path):
+    with pytest.raises(StoreMissingError, match="run 'fraudstream run' first"):
+        connect(tmp_path / "none.db")
+    sqlite3.connect(tmp_path / "empty.db").close()
+    with pytest.raises(StoreMissingError, match="no fraud_alerts table"):
+        connect(tmp_path / "empty.db")
+
+
+def test_queries(tmp_path):
+    store = AlertStore(tmp_path / "a.db")
+    now = int(time.time() * 1000)
+    batch = [a.__class__(**{**a.to_dict(), "detected_at": now}) for a in alerts(3, "u_1") + alerts(2, "u_2")]
+    store.write_batch(batch)
+    conn = connect(tmp_path / "a.db")
+    s = queries.stats(conn, now)
+    assert s["total_alerts"] == 5
+    assert s["by_type"] == [{"alert_type": "VELOCITY_FRAUD", "alerts": 5}]
+    assert s["top_users"][0] == {"user_id": "u_1", "alerts": 3}
+    assert s["alerts_last_hour"] == 5
+    assert queries.stats(conn, now + 2 * 3_600_000)["alerts_last_hour"] == 0
+    assert len(queries.for_user(conn, "u_2", 10)) == 2
+    assert queries.for_user(conn, "u_2' OR '1'='1", 10) == []  # bound as a parameter
+    assert len(queries.of_type(conn, "VELOCITY_FRAUD", 4)) == 4
+    assert len(queries.high_priority(conn, 100)) == 5
+    assert [r["event_time"] for r in queries.recent(conn, 2)] == [BASE + 2, BASE + 1]

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option
+
+
+def test_defaults_are_the_seed_values():
+    s = load_settings(environ={})
+    d = s.detectors
+    assert (d.velocity_threshold, d.velocity_window_ms) == (3, 300_000)
+    assert (d.device_sharing_threshold, d.device_sharing_window_ms) == (3, 3_600_000)
+    assert (d.high_value_threshold, d.geo_window_ms, d.dedup_cooldown_ms) == (1500.0, 600_000, 300_000)
+    assert s.pipeline.out_of_orderness_ms == 5_000
+    assert s.db_path == Path("data/fraud_alerts.db") and s.log_file == Path("data/app.log")
+
+
+def test_precedence_file_then_env_then_flags(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data_dir = "/srv/fs"\n[detectors]\nvelocity_threshold = 5\nhigh_value_threshold = 900.0\n')
+    env = {"FRAUDSTREAM_DETECTORS__VELOCITY_THRESHOLD": "6", "FRAUDSTREAM_GENERATOR__SEED": "11"}
+    s = load_settings(cfg, environ=env)
+    assert s.detectors.velocity_threshold == 6
+    assert s.detectors.high_value_threshold == 900.0
+    assert s.generator.seed == 11
+    assert s.db_path == Path("/srv/fs/fraud_alerts.db")
+    s = load_settings(cfg, {"detectors.velocity_threshold": 7}, environ=env)
+    assert s.detectors.velocity_threshold == 7
+
+
+def test_config_file_from_environment(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[pipeline]\nout_of_orderness_ms = 100\n")
+    assert load_settings(environ={"FRAUDSTREAM_CONFIG": str(cfg)}).pipeline.out_of_orderness_ms == 100
+
+
+def test_settings_are_immutable():
+    s = Settings()
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises its own ValidationError
+        s.detectors.velocity_threshold = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"flags": {"detectors.velocity_threshold": "abc"}}, "detectors.velocity_threshold"),
+        ({"flags": {"detectors.nope": 1}}, "unknown setting 'detectors.nope'"),
+        ({"flags": {"generator.fraud_ratio": 2}}, "generator.fraud_ratio"),
+        ({"environ": {"FRAUDSTREAM_PIPELINE__PARALLELISM": "0"}}, "pipeline.parallelism"),
+        ({"config_file": Path("/does/not/exist.toml")}, "config file not found"),
+    ],
+)
+def test_bad_configuration_is_one_readable_error(kwargs, message):
+    kwargs.setdefault("environ", {})
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_settings(**kwargs)
+
+
+def test_bad_toml(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detectors\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(cfg, environ={})
+
+
+def test_set_option_parsing():
+    assert parse_set_option(("a.b=1", " c.d = x ")) == {"a.b": "1", "c.d": "x"}
+    with pytest.raises(ConfigError):
+        parse_set_option(("novalue",))
