@@ -149,9 +149,7 @@ def test_dedup_is_per_type_and_key():
 
 
 def test_dedup_same_instant_keeps_one_deterministically():
-    alerts = [
-        VelocityDetector(threshold=0).make_alert(make_order(BASE, tx=tx), "m", {}) for tx in ("t_b", "t_a")
-    ]
+    alerts = [VelocityDetector(threshold=0).make_alert(make_order(BASE, tx=tx), "m", {}) for tx in ("t_b", "t_a")]
     assert [a.transaction_id for a in deduplicate(alerts, AlertDeduplicator())] == ["t_a"]
 
 

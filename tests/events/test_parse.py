@@ -31,7 +31,13 @@ def with_(**changes):
 def test_valid_order():
     o = parse_record(orjson.dumps(GOOD))
     assert isinstance(o, Order)
-    assert (o.transaction_id, o.user_id, o.amount, o.event_time, o.behavior) == ("t_1", "u_15", 287.5, GOOD["event_time"], "normal")
+    assert (o.transaction_id, o.user_id, o.amount, o.event_time, o.behavior) == (
+        "t_1",
+        "u_15",
+        287.5,
+        GOOD["event_time"],
+        "normal",
+    )
     assert o.to_dict() == GOOD
 
 

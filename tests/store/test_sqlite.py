@@ -8,8 +8,7 @@ import pytest
 
 from fraudstream.detectors import VelocityDetector
 from fraudstream.events import parse_record
-from fraudstream.store import AlertStore, BatchWriter, StoreMissingError
-from fraudstream.store import queries
+from fraudstream.store import AlertStore, BatchWriter, StoreMissingError, queries
 from fraudstream.store.sqlite import connect
 from tests.conftest import BASE, make_order
 
@@ -22,7 +21,17 @@ def alerts(n, user="u_1"):
 def test_schema_has_the_seed_columns_plus_ours(tmp_path):
     store = AlertStore(tmp_path / "a.db")
     cols = {r[1] for r in store.conn.execute("PRAGMA table_info(fraud_alerts)")}
-    assert {"id", "alert_type", "user_id", "device_id", "severity", "amount", "message", "detected_at", "alert_data"} <= cols
+    assert {
+        "id",
+        "alert_type",
+        "user_id",
+        "device_id",
+        "severity",
+        "amount",
+        "message",
+        "detected_at",
+        "alert_data",
+    } <= cols
     assert {"alert_id", "transaction_id", "event_time"} <= cols
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}

@@ -12,7 +12,10 @@ ALERT_LOGGER = "fraudstream.alerts"
 
 def configure_logging(settings: Settings, to_file: bool = True) -> None:
     root = logging.getLogger()
-    root.setLevel(settings.logging.level)
+    root.setLevel(logging.WARNING)
+    # Our level is set on our own logger: importing Flink's Python side (Apache Beam)
+    # resets the root logger's level, which would silently mute app.log.
+    logging.getLogger("fraudstream").setLevel(settings.logging.level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     console = logging.StreamHandler()
@@ -30,5 +33,5 @@ def configure_logging(settings: Settings, to_file: bool = True) -> None:
         )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-    for noisy in ("py4j", "faker"):
+    for noisy in ("py4j", "faker", "apache_beam"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

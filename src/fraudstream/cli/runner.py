@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
 from fraudstream.cli.logs import ALERT_LOGGER
@@ -23,10 +25,7 @@ from fraudstream.store import AlertStore, BatchWriter
 
 logger = logging.getLogger(__name__)
 alert_log = logging.getLogger(ALERT_LOGGER)
-
-
-class Stopped(Exception):
-    """Raised in the main thread when SIGTERM arrives."""
+dead_log = logging.getLogger("fraudstream.dead_letters")
 
 
 @dataclass
@@ -40,6 +39,7 @@ class RunSummary:
 
 
 def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -> RunSummary:
+    """Run the job until its source ends or SIGINT/SIGTERM arrives; always flush the store."""
     summary = RunSummary()
     started = time.monotonic()
     store = AlertStore(settings.db_path)
@@ -49,45 +49,79 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
         flush_interval_s=settings.store.flush_interval_ms / 1000,
         name="sqlite-writer",
     )
+    stop = threading.Event()
+    finished = threading.Event()
+    failure: list[BaseException] = []
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise Stopped()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: give up on a graceful stop
+            raise KeyboardInterrupt
+        logger.info("signal %d: stopping the job and flushing outputs", signum)
+        stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     results = None
     try:
         graph = build_job(settings, spec)
         results = graph.output.execute_and_collect("fraudstream")
         logger.info("job submitted: source=%s", spec.kind)
-        for kind, record in results:
-            if kind == "alert":
-                summary.alerts[record.alert_type] += 1
-                line = alert_line(record)
-                echo(line)
-                alert_log.info(line)
-                writer.submit(record)
-            elif kind == "dead":
-                summary.dead_letters[record.reason] += 1
-                line = dead_letter_line(record)
-                logger.warning(line)
-                if settings.pipeline.verbose:
-                    echo(line)
-                writer.submit(record)
-            else:
-                summary.orders_echoed += 1
-                echo(order_line(record))
-    except (KeyboardInterrupt, Stopped):
-        summary.interrupted = True
-        logger.info("stop requested; flushing outputs")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if results is not None:
+
+        def consume() -> None:
+            # py4j must not be interrupted mid-call, so results are read here, off the
+            # main thread, which only waits for the end or a stop signal.
             try:
-                results.close()  # cancels the job if it is still running
-            except Exception:  # the job may already be gone; nothing left to close
-                logger.debug("closing the result stream failed", exc_info=True)
+                for kind, record in results:
+                    _route(kind, record, settings, summary, writer, echo)
+            except Exception as exc:
+                if not stop.is_set():
+                    failure.append(exc)
+            finally:
+                finished.set()
+
+        consumer = threading.Thread(target=consume, name="job-results", daemon=True)
+        consumer.start()
+        while not finished.wait(0.2):
+            if stop.is_set():
+                summary.interrupted = True
+                try:
+                    results.close()  # cancels the job
+                except Exception:
+                    logger.debug("closing the result stream failed", exc_info=True)
+                finished.wait(15)
+                break
+        if failure:
+            raise failure[0]
+    finally:
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
         writer.close()
         store.close()
         summary.stored = writer.written
         summary.seconds = time.monotonic() - started
     return summary
+
+
+def _route(
+    kind: str,
+    record: Any,
+    settings: Settings,
+    summary: RunSummary,
+    writer: BatchWriter,
+    echo: Callable[[str], None],
+) -> None:
+    if kind == "alert":
+        summary.alerts[record.alert_type] += 1
+        line = alert_line(record)
+        echo(line)
+        alert_log.info(line)
+        writer.submit(record)
+    elif kind == "dead":
+        summary.dead_letters[record.reason] += 1
+        line = dead_letter_line(record)
+        dead_log.info(line)
+        if settings.pipeline.verbose:
+            echo(line)
+        writer.submit(record)
+    else:
+        summary.orders_echoed += 1
+        echo(order_line(record))

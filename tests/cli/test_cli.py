@@ -1,0 +1,106 @@
+"""The command line without Flink: produce, query, config and user mistakes."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from fraudstream.cli.main import main
+from fraudstream.detectors import HighValueDetector, VelocityDetector
+from fraudstream.events import parse_record
+from fraudstream.store import AlertStore
+from tests.conftest import BASE, make_order
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_produce_is_deterministic_with_a_seed(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert run_cli(capsys, "produce", "--count", "500", "--seed", "3", "--rate", "0", "-o", str(a))[0] == 0
+    code, _, err = run_cli(capsys, "produce", "--count", "500", "--seed", "3", "--rate", "0", "-o", str(b))
+    assert code == 0 and "produced 500 orders" in err
+    assert a.read_bytes() == b.read_bytes()
+    lines = a.read_bytes().splitlines()
+    assert len(lines) == 500
+    assert BASE <= orjson.loads(lines[0])["event_time"] < BASE + 60_000  # seeded streams start at 2026-01-01
+
+
+def test_produce_rate_limit_holds(tmp_path, capsys):
+    out = tmp_path / "o.jsonl"
+    started = time.monotonic()
+    assert run_cli(capsys, "produce", "--count", "40", "--rate", "100", "-o", str(out), "--quiet")[0] == 0
+    assert time.monotonic() - started >= 0.35
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--bogus"], "No such option '--bogus'"),
+        (["run", "--source", "file:/no/such/file.jsonl"], "input file not found"),
+        (["run", "--source", "kafak"], "unknown source 'kafak'"),
+        (["--config", "/no/such.toml", "config", "show"], "config file not found"),
+        (["--set", "detectors.velocity_threshold=many", "config", "show"], "detectors.velocity_threshold"),
+        (["query", "--db", "/no/such.db", "stats"], "no alert database"),
+        (["query", "frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_user_mistakes_get_one_readable_line(capsys, args, message):
+    code, out, err = run_cli(capsys, *args)
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_config_show_reflects_every_layer(tmp_path, capsys, monkeypatch):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detectors]\nvelocity_threshold = 5\n")
+    monkeypatch.setenv("FRAUDSTREAM_DETECTORS__GEO_WINDOW_MS", "120000")
+    code, out, _ = run_cli(capsys, "--config", str(cfg), "--set", "pipeline.parallelism=2", "config", "show", "--json")
+    data = orjson.loads(out)
+    assert code == 0
+    assert data["detectors"]["velocity_threshold"] == 5
+    assert data["detectors"]["geo_window_ms"] == 120000
+    assert data["pipeline"]["parallelism"] == 2
+    code, out, _ = run_cli(capsys, "config", "show")
+    assert "[detectors]" in out and "velocity_threshold = 3" in out
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "alerts.db"
+    store = AlertStore(path)
+    now = int(time.time() * 1000)
+    v, h = VelocityDetector(threshold=0), HighValueDetector(threshold=0)
+    alerts = [v.make_alert(make_order(BASE + i, user="u_7"), f"m{i}", {}) for i in range(3)]
+    alerts.append(h.make_alert(make_order(BASE + 9, user="u_8", amount=2000.0), "big", {}))
+    store.write_batch([a.__class__(**{**a.to_dict(), "detected_at": now}) for a in alerts])
+    store.write_batch([parse_record(b"{bad")])
+    store.close()
+    return path
+
+
+def test_query_commands(db, capsys):
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "stats")
+    assert code == 0 and "Total alerts: 4" in out and "VELOCITY_FRAUD" in out and "invalid_json" in out
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "--json", "stats")
+    assert orjson.loads(out)["by_severity"] == [{"severity": "HIGH", "alerts": 3}, {"severity": "MEDIUM", "alerts": 1}]
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "--json", "user", "u_7")
+    assert [r["user_id"] for r in orjson.loads(out)] == ["u_7"] * 3
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "--json", "all", "--limit", "2")
+    assert len(orjson.loads(out)) == 2
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "--json", "high")
+    assert {r["severity"] for r in orjson.loads(out)} == {"HIGH"}
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "--json", "type", "high_value_fraud")
+    assert [r["user_id"] for r in orjson.loads(out)] == ["u_8"]
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "type", "GEO_ANOMALY_FRAUD")
+    assert code == 0 and "(none)" in out
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "dead")
+    assert "invalid_json" in out
+    code, out, _ = run_cli(capsys, "query", "--db", str(db), "user", "u_7")
+    assert "m0" in out and "m2" in out

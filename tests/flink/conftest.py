@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fraudstream.config import load_settings
+from fraudstream.flink.job import build_job
+from fraudstream.flink.sources import SourceSpec
+
+pytestmark = pytest.mark.flink
+
+
+class JobResult:
+    def __init__(self, records):
+        self.alerts = [r for kind, r in records if kind == "alert"]
+        self.dead = [r for kind, r in records if kind == "dead"]
+
+    @property
+    def alert_keys(self) -> set[tuple[str, str, str, int]]:
+        return {(a.alert_type, a.key, a.transaction_id, a.event_time) for a in self.alerts}
+
+
+def run_file(path: Path, data_dir: Path, **flags) -> JobResult:
+    """Run the real job on the local mini-cluster over a JSON-lines file."""
+    settings = load_settings(flags={"data_dir": str(data_dir), **flags}, environ={})
+    graph = build_job(settings, SourceSpec.parse(f"file:{path}"))
+    with graph.output.execute_and_collect("test") as results:
+        return JobResult(list(results))
+
+
+def write_lines(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path

@@ -1,0 +1,94 @@
+"""`fraudstream run` as a user runs it: a real process, real Flink, real SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fraudstream.generator import OrderGenerator
+from tests.flink.conftest import write_lines
+
+pytestmark = pytest.mark.flink
+EXE = [sys.executable, "-m", "fraudstream"]
+
+
+def _count(db: Path, table: str = "fraud_alerts") -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_run_on_a_file_exits_zero_and_stores_every_alert(tmp_path):
+    import orjson
+
+    events = list(OrderGenerator(seed=11, users=2_000).orders(3_000))
+    path = write_lines(tmp_path / "in.jsonl", [orjson.dumps(e) for e in events] + [b"{broken"])
+    proc = subprocess.run(
+        [*EXE, "--data-dir", str(tmp_path / "data"), "run", "--source", f"file:{path}"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Configuration:" in proc.stdout and "Velocity" in proc.stdout  # the banner
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("ALERT")]
+    assert len(printed) > 20
+    db = tmp_path / "data" / "fraud_alerts.db"
+    assert _count(db) == len(printed)
+    assert _count(db, "dead_letters") == 1
+    log = (tmp_path / "data" / "app.log").read_text()
+    assert sum(1 for line in log.splitlines() if "fraudstream.alerts: ALERT" in line) == len(printed)
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_flushes_every_alert_and_leaves_no_process(tmp_path, sig):
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*EXE, "--data-dir", str(data), "run", "--rate", "400", "--seed", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    printed = 0
+    deadline = time.monotonic() + 120
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            printed += line.startswith("ALERT")
+            if printed >= 10 or time.monotonic() > deadline:
+                break
+        assert printed >= 10, "no alerts within two minutes"
+        os.kill(proc.pid, sig)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    printed += sum(1 for line in rest.splitlines() if line.startswith("ALERT"))
+    assert proc.returncode == 0, err[-2000:]
+    assert "Job stopped" in rest
+    assert _count(data / "fraud_alerts.db") == printed
+    # the Flink gateway JVM started for the job is gone as well
+    deadline = time.monotonic() + 20
+    while _live_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _live_members(proc.pid) == []
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies do not count)."""
+    live = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(entry.name))
+    return live
