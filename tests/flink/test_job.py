@@ -45,6 +45,12 @@ SMALL = [
     order("g1", BASE + 0 * MIN, "u_g", "d_g", city="Mumbai"),
     order("g2", BASE + 9 * MIN, "u_g", "d_g", city="Delhi"),
     order("g3", BASE + 19 * MIN + 30_000, "u_g", "d_g", city="Pune"),
+    # four orders of one user at the same instant, arriving scrambled: all four see each other,
+    # and the cooldown keeps the first in (event_time, transaction_id) order, whatever the arrival
+    order("tc", BASE + 40 * MIN, "u_t", "d_t"),
+    order("ta", BASE + 40 * MIN, "u_t", "d_t"),
+    order("td", BASE + 40 * MIN, "u_t", "d_t"),
+    order("tb", BASE + 40 * MIN, "u_t", "d_t"),
     # a legacy producer's event: order_id instead of transaction_id, extra fields
     {**order("ignored", BASE + 31 * MIN, "u_l", "d_l", amount=1800.0, device_type="ios", is_cod=True),
      "transaction_id": None, "order_id": "o_legacy", "event_id": "e_9"},
@@ -55,6 +61,7 @@ SMALL_EXPECTED = {
     ("HIGH_VALUE_FRAUD", "u_h", "h1", BASE + 5 * MIN),
     ("GEO_ANOMALY_FRAUD", "u_g", "g2", BASE + 9 * MIN),
     ("HIGH_VALUE_FRAUD", "u_l", "o_legacy", BASE + 31 * MIN),
+    ("VELOCITY_FRAUD", "u_t", "ta", BASE + 40 * MIN),
 }
 
 
@@ -77,6 +84,7 @@ def test_thresholds_come_from_configuration(tmp_path):
     assert result.alert_keys == SMALL_EXPECTED - {
         ("VELOCITY_FRAUD", "u_v", "v4", BASE + 3 * MIN),
         ("HIGH_VALUE_FRAUD", "u_l", "o_legacy", BASE + 31 * MIN),
+        ("VELOCITY_FRAUD", "u_t", "ta", BASE + 40 * MIN),  # 4 orders are no longer more than 4
     } | {("VELOCITY_FRAUD", "u_v", "v5", BASE + 4 * MIN)}
 
 
@@ -143,7 +151,8 @@ def test_arrival_order_within_the_bound_does_not_matter(big_stream, big_result, 
     # Reorder by event_time plus a random delay below the 5 s bound: nothing becomes late.
     shuffled = sorted(events, key=lambda e: e["event_time"] + rng.randrange(5_000))
     path = write_lines(tmp_path / "shuffled.jsonl", [orjson.dumps(e) for e in shuffled])
-    result = run_file(path, tmp_path)
+    # ...and at parallelism 2, so keys are spread over two subtasks of each keyed operator
+    result = run_file(path, tmp_path, **{"pipeline.parallelism": 2})
     assert result.dead == []
 
     def comparable(alerts):
