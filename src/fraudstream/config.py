@@ -8,8 +8,10 @@ plus `FRAUDSTREAM_DATA_DIR` and `FRAUDSTREAM_CONFIG`), then command-line flags.
 from __future__ import annotations
 
 import os
+import random
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,6 +96,16 @@ class Settings(_Section):
         data = self.model_dump()
         _apply_dotted(data, overrides)
         return _validate(data, "override")
+
+
+def pin_generator(settings: Settings) -> Settings:
+    """Fix a random seed and the start time now, so a run can be reproduced from its banner."""
+    gen = settings.generator
+    if gen.seed is not None:
+        return settings
+    start = gen.start_time or datetime.now(UTC).isoformat(timespec="milliseconds")
+    seed = random.SystemRandom().randrange(2**31)
+    return settings.with_overrides({"generator.seed": seed, "generator.start_time": start})
 
 
 def _apply_dotted(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:

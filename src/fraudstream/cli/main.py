@@ -12,7 +12,7 @@ import click
 import orjson
 
 from fraudstream import __version__
-from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option
+from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option, pin_generator
 from fraudstream.store import StoreMissingError
 
 logger = logging.getLogger("fraudstream.cli")
@@ -101,7 +101,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         "store.db_path": opts["db"],
         "pipeline.verbose": opts["verbose"],
     }
-    settings = _settings(ctx, **flags)
+    settings = pin_generator(_settings(ctx, **flags))
     try:
         spec = SourceSpec.parse(settings.pipeline.source)
     except ValueError as exc:
@@ -131,7 +131,7 @@ def banner(s: Settings) -> str:
         "Configuration:",
         f"   Source              : {p.source}"
         + (
-            f" (seed={g.seed if g.seed is not None else 'random'}, rate={g.rate:g}/s,"
+            f" (seed={g.seed}, start={g.start_time or 'seeded default'}, rate={g.rate:g}/s,"
             f" count={g.count if g.count is not None else 'until stopped'}, fraud ratio={g.fraud_ratio:g})"
             if p.source == "generator"
             else ""
@@ -167,7 +167,7 @@ def produce(ctx: click.Context, output: str, quiet: bool, **opts: Any) -> None:
     """Generate synthetic orders (about 80% normal, 20% fraud in four patterns) as JSON lines."""
     from fraudstream.generator import generator_from_settings
 
-    settings = _settings(ctx, **{f"generator.{k}": v for k, v in opts.items()})
+    settings = pin_generator(_settings(ctx, **{f"generator.{k}": v for k, v in opts.items()}))
     cfg = settings.generator
     gen = generator_from_settings(cfg)
     interval = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
@@ -397,17 +397,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # last resort: one line for the user, the traceback in the log
         logger.exception("unexpected failure")
-        click.echo(f"fraudstream: error: {_first_line(exc)}", err=True)
+        click.echo(f"fraudstream: error: {_first_line(exc)} (details in the log)", err=True)
         return 1
     return 0
 
 
 def _first_line(exc: BaseException) -> str:
+    """One line for the user: for a failed Flink job, its innermost cause."""
     text = str(exc).strip() or type(exc).__name__
-    for line in text.splitlines():
-        if "Caused by" in line or "Exception:" in line:
-            return line.strip()[:300]
-    return text.splitlines()[0][:300]
+    causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
+    line = causes[-1].removeprefix("Caused by:").strip() if causes else text.splitlines()[0]
+    return line[:300]
 
 
 def entry() -> None:
