@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -226,17 +228,23 @@ def _limit_option(f):
     return click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Rows to show.")(f)
 
 
-def _with_conn(ctx: click.Context):
+def _fetch(ctx: click.Context, query: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Run one read-only query on the chosen database and close it again."""
     from fraudstream.store.sqlite import connect
 
-    return connect(ctx.obj["db"])
+    conn = connect(ctx.obj["db"])
+    try:
+        return query(conn)
+    finally:
+        conn.close()
 
 
-def _print_rows(ctx: click.Context, title: str, rows: list[dict[str, Any]]) -> None:
+def _show(ctx: click.Context, title: str, query: Callable[[sqlite3.Connection], list[dict[str, Any]]]) -> None:
     from tabulate import tabulate
 
     from fraudstream.cli.format import iso
 
+    rows = _fetch(ctx, query)
     if ctx.obj["json"]:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
@@ -250,7 +258,7 @@ def _print_rows(ctx: click.Context, title: str, rows: list[dict[str, Any]]) -> N
         for k in ("event_time", "detected_at", "seen_at"):
             if k in r:
                 r[k] = iso(r[k])
-        if "amount" in r and r["amount"] is not None:
+        if r.get("amount") is not None:
             r["amount"] = f"{r['amount']:,.2f}"
         r.pop("alert_id", None)
         shown.append(r)
@@ -263,23 +271,22 @@ def query_stats(ctx: click.Context) -> None:
     """Totals, counts by type and severity, top users, alerts in the last hour."""
     from fraudstream.store import queries
 
-    with _with_conn(ctx) as conn:
-        data = queries.stats(conn, int(time.time() * 1000))
+    data = _fetch(ctx, lambda conn: queries.stats(conn, int(time.time() * 1000)))
     if ctx.obj["json"]:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
     click.echo("Fraud detection statistics")
     click.echo("=" * 60)
     click.echo(f"Total alerts: {data['total_alerts']}")
-    click.echo("\nAlerts by type:")
-    for r in data["by_type"]:
-        click.echo(f"   {r['alert_type']:<22} {r['alerts']}")
-    click.echo("\nAlerts by severity:")
-    for r in data["by_severity"]:
-        click.echo(f"   {r['severity']:<22} {r['alerts']}")
-    click.echo("\nTop users by alerts:")
-    for r in data["top_users"]:
-        click.echo(f"   {r['user_id']:<22} {r['alerts']}")
+    sections = [
+        ("Alerts by type", "by_type", "alert_type", "alerts"),
+        ("Alerts by severity", "by_severity", "severity", "alerts"),
+        ("Top users by alerts", "top_users", "user_id", "alerts"),
+    ]
+    for title, key, label, count in sections:
+        click.echo(f"\n{title}:")
+        for r in data[key]:
+            click.echo(f"   {r[label]:<22} {r[count]}")
     click.echo(f"\nAlerts detected in the last hour: {data['alerts_last_hour']}")
     if data["dead_letters"]:
         click.echo("\nDead letters by reason:")
@@ -295,8 +302,7 @@ def query_all(ctx: click.Context, limit: int) -> None:
     """Most recent alerts (by event time)."""
     from fraudstream.store import queries
 
-    with _with_conn(ctx) as conn:
-        _print_rows(ctx, "Recent alerts", queries.recent(conn, limit))
+    _show(ctx, "Recent alerts", lambda conn: queries.recent(conn, limit))
 
 
 @query.command("user")
@@ -307,8 +313,7 @@ def query_user(ctx: click.Context, user_id: str, limit: int) -> None:
     """Alerts of one user."""
     from fraudstream.store import queries
 
-    with _with_conn(ctx) as conn:
-        _print_rows(ctx, f"Alerts for user {user_id}", queries.for_user(conn, user_id, limit))
+    _show(ctx, f"Alerts for user {user_id}", lambda conn: queries.for_user(conn, user_id, limit))
 
 
 @query.command("high")
@@ -318,8 +323,7 @@ def query_high(ctx: click.Context, limit: int) -> None:
     """HIGH and CRITICAL alerts."""
     from fraudstream.store import queries
 
-    with _with_conn(ctx) as conn:
-        _print_rows(ctx, "HIGH and CRITICAL alerts", queries.high_priority(conn, limit))
+    _show(ctx, "HIGH and CRITICAL alerts", lambda conn: queries.high_priority(conn, limit))
 
 
 @query.command("type")
@@ -330,8 +334,8 @@ def query_type(ctx: click.Context, alert_type: str, limit: int) -> None:
     """Alerts of one type, e.g. VELOCITY_FRAUD."""
     from fraudstream.store import queries
 
-    with _with_conn(ctx) as conn:
-        _print_rows(ctx, f"{alert_type.upper()} alerts", queries.of_type(conn, alert_type.upper(), limit))
+    kind = alert_type.upper()
+    _show(ctx, f"{kind} alerts", lambda conn: queries.of_type(conn, kind, limit))
 
 
 @query.command("dead")
@@ -341,8 +345,7 @@ def query_dead(ctx: click.Context, limit: int) -> None:
     """Most recent dead letters with their reasons."""
     from fraudstream.store import queries
 
-    with _with_conn(ctx) as conn:
-        _print_rows(ctx, "Dead letters", queries.dead_letters(conn, limit))
+    _show(ctx, "Dead letters", lambda conn: queries.dead_letters(conn, limit))
 
 
 # ------------------------------------------------------------------------ config

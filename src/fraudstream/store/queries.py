@@ -42,33 +42,25 @@ def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]
     }
 
 
+def _alerts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...], limit: int) -> list[dict[str, Any]]:
+    sql = f"SELECT {COLUMNS} FROM fraud_alerts {where} ORDER BY event_time DESC, id DESC LIMIT ?"
+    return _rows(conn, sql, (*params, limit))
+
+
 def recent(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    return _rows(conn, f"SELECT {COLUMNS} FROM fraud_alerts ORDER BY event_time DESC, id DESC LIMIT ?", (limit,))
+    return _alerts(conn, "", (), limit)
 
 
 def for_user(conn: sqlite3.Connection, user_id: str, limit: int) -> list[dict[str, Any]]:
-    return _rows(
-        conn,
-        f"SELECT {COLUMNS} FROM fraud_alerts WHERE user_id = ? ORDER BY event_time DESC, id DESC LIMIT ?",
-        (user_id, limit),
-    )
+    return _alerts(conn, "WHERE user_id = ?", (user_id,), limit)
 
 
 def high_priority(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    return _rows(
-        conn,
-        f"SELECT {COLUMNS} FROM fraud_alerts WHERE severity IN ('HIGH', 'CRITICAL')"
-        " ORDER BY event_time DESC, id DESC LIMIT ?",
-        (limit,),
-    )
+    return _alerts(conn, "WHERE severity IN ('HIGH', 'CRITICAL')", (), limit)
 
 
 def of_type(conn: sqlite3.Connection, alert_type: str, limit: int) -> list[dict[str, Any]]:
-    return _rows(
-        conn,
-        f"SELECT {COLUMNS} FROM fraud_alerts WHERE alert_type = ? ORDER BY event_time DESC, id DESC LIMIT ?",
-        (alert_type, limit),
-    )
+    return _alerts(conn, "WHERE alert_type = ?", (alert_type,), limit)
 
 
 def dead_letters(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
