@@ -104,3 +104,20 @@ def test_query_commands(db, capsys):
     assert "invalid_json" in out
     code, out, _ = run_cli(capsys, "query", "--db", str(db), "user", "u_7")
     assert "m0" in out and "m2" in out
+
+
+def test_a_failed_job_is_reported_by_its_innermost_python_error():
+    from fraudstream.cli.main import _first_line
+
+    java = (
+        "An error occurred while calling o470.hasNext.\n: java.lang.RuntimeException: Failed to fetch next result\n"
+        "\tat org.apache.flink.Foo.bar(Foo.java:1)\n"
+        "Caused by: java.lang.RuntimeException: Error received from SDK harness for instruction 15: "
+        'Traceback (most recent call last):\n  File "x.py", line 3, in f\n    a, b = c\n'
+        "ValueError: too many values to unpack (expected 2)\n\n\tat org.apache.beam.Baz(Baz.java:2)\n"
+    )
+    assert _first_line(RuntimeError(java)) == "ValueError: too many values to unpack (expected 2)"
+    assert _first_line(RuntimeError("x\nCaused by: java.io.IOException: disk full\n\tat a.b")) == (
+        "java.io.IOException: disk full"
+    )
+    assert _first_line(RuntimeError("plain message")) == "plain message"

@@ -69,8 +69,11 @@ def _sorted_lines(events):
     return [orjson.dumps(e) for e in sorted(events, key=lambda e: e["event_time"])]
 
 
-def test_small_stream_gives_exactly_the_expected_alerts(tmp_path):
-    result = run_file(write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL)), tmp_path)
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, mode):
+    # PyFlink's state API differs between its two execution modes, so both are exercised.
+    path = write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL))
+    result = run_file(path, tmp_path, **{"pipeline.execution_mode": mode})
     assert result.alert_keys == SMALL_EXPECTED
     assert result.dead == []
     device_alert = next(a for a in result.alerts if a.alert_type == "DEVICE_SHARING_FRAUD")

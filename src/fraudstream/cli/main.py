@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import sys
 import time
@@ -406,11 +407,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
-    """One line for the user: for a failed Flink job, its innermost cause."""
+    """One line for the user: for a failed Flink job, the innermost error, preferring the
+    Python exception raised inside a user function over the Java wrappers around it."""
     text = str(exc).strip() or type(exc).__name__
-    causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
-    line = causes[-1].removeprefix("Caused by:").strip() if causes else text.splitlines()[0]
-    return line[:300]
+    lines = [line.strip() for line in text.splitlines()]
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    python_errors = [line for line in errors if not line.startswith(("java.", "org.", "py4j."))]
+    causes = [line.removeprefix("Caused by:").strip() for line in lines if line.startswith("Caused by:")]
+    best = (python_errors or causes or errors or lines)[-1]
+    return best[:300]
+
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt): \S")
 
 
 def entry() -> None:

@@ -121,9 +121,10 @@ class _StateBinding:
             if kind == "list":
                 handle.update(value)
             elif kind == "map":
+                # put() per entry: put_all() takes a dict in thread mode but pairs in process mode.
                 handle.clear()
-                if value:
-                    handle.put_all(value)
+                for k, v in value.items():
+                    handle.put(k, v)
             elif value is None:
                 handle.clear()
             else:
