@@ -1,10 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import pytest
-
 from fraudstream.events.model import Order
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -29,12 +24,3 @@ def make_order(
         payment_method="UPI",
         event_time=t,
     )
-
-
-@pytest.fixture
-def order() -> Callable[..., Order]:
-    return make_order
-
-
-def as_record(o: Order) -> dict[str, Any]:
-    return o.to_dict()

@@ -9,6 +9,7 @@ import dataclasses
 import time
 from typing import Any
 
+import orjson
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag
@@ -87,9 +88,10 @@ class _StateBinding:
         self.detector = detector
         prefix = type(detector).__name__
         self.fields: list[tuple[str, str, Any]] = []
-        for f in dataclasses.fields(detector.new_state()):
+        empty = detector.new_state()
+        for f in dataclasses.fields(empty):
             name = f"{prefix}.{f.name}"
-            default = getattr(detector.new_state(), f.name)
+            default = getattr(empty, f.name)
             if isinstance(default, list):
                 handle = ctx.get_list_state(ListStateDescriptor(name, Types.PICKLED_BYTE_ARRAY()))
                 self.fields.append((f.name, "list", handle))
@@ -160,7 +162,7 @@ class DetectorFunction(KeyedProcessFunction):
         watermark = ctx.timer_service().current_watermark()
         if t <= watermark:  # cannot happen behind AdmitFunction; kept so nothing is ever lost
             yield DEAD_LETTERS, dead_letter(
-                "late", f"event_time {t} is behind the watermark {watermark}", str(value.to_dict()),
+                "late", f"event_time {t} is behind the watermark {watermark}", orjson.dumps(value.to_dict()).decode(),
                 self.limits, event_time=t,
             )  # fmt: skip
             return
