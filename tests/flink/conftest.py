@@ -11,6 +11,15 @@ from fraudstream.flink.sources import SourceSpec
 pytestmark = pytest.mark.flink
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_flink_gateway_at_the_end():
+    """In-process jobs share one gateway JVM; stop and reap it when the session ends."""
+    yield
+    from fraudstream.flink.gateway import stop_gateway
+
+    stop_gateway()
+
+
 class JobResult:
     def __init__(self, records):
         self.alerts = [r for kind, r in records if kind == "alert"]

@@ -19,6 +19,7 @@ from typing import Any
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
 from fraudstream.cli.logs import ALERT_LOGGER
 from fraudstream.config import Settings
+from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
 from fraudstream.store import AlertStore, BatchWriter
@@ -96,6 +97,7 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
             signal.signal(sig, previous)
         writer.close()
         store.close()
+        stop_gateway()
         summary.stored = writer.written
         summary.seconds = time.monotonic() - started
     return summary

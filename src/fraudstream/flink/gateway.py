@@ -1,0 +1,65 @@
+"""Stop the JVM that PyFlink started for this process, and reap it.
+
+PyFlink launches its Java gateway as a child process but keeps no handle to it; the JVM
+exits on its own some seconds after its parent, by which time nobody is left to reap it.
+Stopping it ourselves, by PID, leaves no process (or zombie) behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _java_children() -> list[int]:
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == me and comm == "java":
+            found.append(int(entry.name))
+    return found
+
+
+def stop_gateway(timeout_s: float = 15.0) -> None:
+    """Terminate and reap this process's Flink gateway JVM (a no-op where there is none)."""
+    gateway_module = sys.modules.get("pyflink.java_gateway")
+    gateway = getattr(gateway_module, "_gateway", None)
+    if gateway is not None:
+        # Disconnect py4j first, so that nothing in this process talks to a dead JVM later
+        # (py4j skips its garbage-collection calls once the client is disconnected).
+        try:
+            gateway.shutdown()
+        except Exception:
+            logger.debug("py4j gateway shutdown failed", exc_info=True)
+        gateway_module._gateway = None  # type: ignore[union-attr]
+    if not Path("/proc").is_dir():
+        return
+    for pid in _java_children():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            logger.warning("Flink gateway %d did not stop in %.0fs; killing it", pid, timeout_s)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
