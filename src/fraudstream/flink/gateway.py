@@ -12,26 +12,41 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 
-def _java_children() -> list[int]:
-    me = os.getpid()
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    comm: str
+
+
+def processes() -> list[Proc]:
+    """Every process visible in /proc (empty where there is no /proc)."""
     found = []
-    for entry in Path("/proc").iterdir():
+    root = Path("/proc")
+    for entry in root.iterdir() if root.is_dir() else ():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
+        fields = stat[stat.rindex(")") + 2 :].split()
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == me and comm == "java":
-            found.append(int(entry.name))
+        found.append(Proc(int(entry.name), int(fields[1]), int(fields[2]), fields[0], comm))
     return found
+
+
+def _java_children() -> list[int]:
+    me = os.getpid()
+    return [p.pid for p in processes() if p.ppid == me and p.comm == "java"]
 
 
 def stop_gateway(timeout_s: float = 15.0) -> None:
