@@ -169,23 +169,19 @@ def banner(s: Settings) -> str:
 def produce(ctx: click.Context, output: str, quiet: bool, **opts: Any) -> None:
     """Generate synthetic orders (about 80% normal, 20% fraud in four patterns) as JSON lines."""
     from fraudstream.generator import generator_from_settings
+    from fraudstream.generator.pacing import Pacer
 
     settings = pin_generator(_settings(ctx, **{f"generator.{k}": v for k, v in opts.items()}))
     cfg = settings.generator
     gen = generator_from_settings(cfg)
-    interval = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
+    pacer = Pacer(cfg.rate)
     out = sys.stdout.buffer if output == "-" else _open_output(Path(output))
     show_progress = not quiet
     started = last_report = time.monotonic()
-    next_at = started
     n = 0
     try:
         for order in gen.orders(cfg.count):
-            if interval:
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                next_at = max(next_at + interval, time.monotonic() - 1.0)
+            pacer.wait()
             out.write(orjson.dumps(order) + b"\n")
             n += 1
             now = time.monotonic()

@@ -35,14 +35,15 @@ def parse_record(
     raw: str | bytes, limits: ParseLimits = ParseLimits(), now_ms: int | None = None
 ) -> Order | DeadLetter | None:
     """Validate one JSON line. Returns None for a blank line (skipped, not an error)."""
-    text_for_dlq = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     try:
         data = _decode(raw, limits)
         if data is None:
             return None
         return _to_order(data)
     except _Rejected as rej:
-        return dead_letter(rej.reason, rej.detail, text_for_dlq, limits, now_ms)
+        # Decoded only on rejection: valid records never pay for it.
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+        return dead_letter(rej.reason, rej.detail, text, limits, now_ms)
 
 
 def dead_letter(

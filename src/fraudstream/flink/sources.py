@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pyflink.datastream.functions import MapFunction, RuntimeContext
 
 from fraudstream.config import GeneratorSettings
 from fraudstream.generator import generator_from_settings
+from fraudstream.generator.pacing import Pacer
 
 # An effectively endless sequence for "run until stopped".
 _UNBOUNDED = 2**62
@@ -52,15 +52,10 @@ class GenerateOrders(MapFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.gen = generator_from_settings(self.cfg)
-        self.interval = 1.0 / self.cfg.rate if self.cfg.rate > 0 else 0.0
-        self.next_at = time.monotonic()
+        self.pacer = Pacer(self.cfg.rate)
 
     def map(self, value: int) -> str:
-        if self.interval:
-            delay = self.next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.next_at = max(self.next_at + self.interval, time.monotonic() - 1.0)
+        self.pacer.wait()
         return orjson.dumps(self.gen.next_order()).decode()
 
 

@@ -1,0 +1,22 @@
+"""Holding a rate in events per second of wall clock, shared by every generator loop."""
+
+from __future__ import annotations
+
+import time
+
+
+class Pacer:
+    """`wait()` before each event keeps to `rate` per second (0 = no limit). A stall of more
+    than a second is not made up with a burst afterwards."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        delay = self.next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_at = max(self.next_at + self.interval, time.monotonic() - 1.0)
