@@ -40,7 +40,7 @@ class DetectorSettings(_Section):
 
 
 class PipelineSettings(_Section):
-    source: str = Field("generator", description="'generator' or 'file:PATH'")
+    source: str = Field("generator", description="'generator', 'file:PATH' or 'kafka'")
     out_of_orderness_ms: int = Field(5_000, ge=0)
     parallelism: int = Field(1, ge=1)
     execution_mode: Literal["thread", "process"] = "thread"
@@ -75,6 +75,39 @@ class LoggingSettings(_Section):
     backup_count: int = Field(5, ge=0)
 
 
+class KafkaSettings(_Section):
+    """Where the job and the tools find Kafka, and how the job reads it."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    raw_topic: str = "zomato_transactions_raw"
+    alerts_topic: str = "zomato_fraud_alerts"
+    dead_letter_topic: str = "zomato_transactions_dlq"
+    raw_partitions: int = Field(4, ge=1, description="partitions of the raw topic when we create it")
+    group_id: str = "fraudstream-detector"
+    start_from: Literal["earliest", "latest", "committed"] = Field(
+        "committed", description="where a run starts; 'committed' falls back to earliest for a new group"
+    )
+    bounded: bool = Field(False, description="stop at the offsets that were latest when the job started")
+    idle_timeout_ms: int = Field(5_000, gt=0, description="a partition silent this long stops holding back time")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: Path | None = Field(None, description="PEM file of the CA that signed the brokers")
+    connect_timeout_s: float = Field(20.0, gt=0, description="how long tools retry an unreachable broker")
+
+
+class BrokerSettings(_Section):
+    """The single-node broker `fraudstream kafka start` runs for development and tests."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    heap: str = Field("512m", description="JVM heap of the broker")
+    jars_dir: Path | None = Field(None, description="unset = <checkout>/jvm/lib (filled by 'make jars')")
+    start_timeout_s: float = Field(60.0, gt=0)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     detectors: DetectorSettings = DetectorSettings()
@@ -82,6 +115,8 @@ class Settings(_Section):
     generator: GeneratorSettings = GeneratorSettings()
     store: StoreSettings = StoreSettings()
     logging: LoggingSettings = LoggingSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
 
     @property
     def db_path(self) -> Path:

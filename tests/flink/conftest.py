@@ -34,7 +34,7 @@ def run_file(path: Path, data_dir: Path, **flags) -> JobResult:
     """Run the real job on the local mini-cluster over a JSON-lines file."""
     settings = load_settings(flags={"data_dir": str(data_dir), **flags}, environ={})
     graph = build_job(settings, SourceSpec.parse(f"file:{path}"))
-    with graph.output.execute_and_collect("test") as results:
+    with graph.start("test") as results:
         return JobResult(list(results))
 
 

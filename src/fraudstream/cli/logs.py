@@ -33,5 +33,11 @@ def configure_logging(settings: Settings, to_file: bool = True) -> None:
         )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+    # librdkafka reports every refused connection; keep those in app.log, off the console.
+    rdkafka = logging.getLogger("fraudstream.kafka.librdkafka")
+    rdkafka.propagate = False
+    rdkafka.handlers = [logging.NullHandler()]
+    if to_file:
+        rdkafka.addHandler(handler)
     for noisy in ("py4j", "faker", "apache_beam"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

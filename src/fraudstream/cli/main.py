@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,13 @@ import orjson
 
 from fraudstream import __version__
 from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option, pin_generator
+from fraudstream.errors import UserFacingError
 from fraudstream.store import StoreMissingError
 
 logger = logging.getLogger("fraudstream.cli")
 
 
-class UserError(Exception):
+class UserError(UserFacingError):
     """A mistake the user can fix; shown as one line, no traceback."""
 
 
@@ -71,7 +74,10 @@ def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...]
 
 # --------------------------------------------------------------------------- run
 @cli.command()
-@click.option("--source", help="'generator' (default) or 'file:PATH' (JSON lines; the job ends at end of file).")
+@click.option(
+    "--source",
+    help="'generator' (default), 'file:PATH' (JSON lines; the job ends at end of file) or 'kafka' (the raw topic).",
+)
 @click.option("--count", type=int, help="Generator: stop after this many orders (default: until Ctrl-C).")
 @click.option("--rate", type=float, help="Generator: orders per second of wall clock, 0 = flat out [50].")
 @click.option("--seed", type=int, help="Generator: fix the random stream (reproducible runs).")
@@ -81,12 +87,25 @@ def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...]
 @click.option("--execution-mode", type=click.Choice(["thread", "process"]), help="PyFlink execution mode [thread].")
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db].")
 @click.option("-v", "--verbose", is_flag=True, default=None, help="Also echo every order and dead letter.")
+@click.option("--bootstrap-servers", metavar="HOST:PORT", help="Kafka: brokers to read and write [127.0.0.1:9092].")
+@click.option("--group-id", help="Kafka: consumer group of the job [fraudstream-detector].")
+@click.option(
+    "--start-from",
+    type=click.Choice(["earliest", "latest", "committed"]),
+    help="Kafka: where to start reading; 'committed' = the group's position, else earliest [committed].",
+)
+@click.option(
+    "--bounded", is_flag=True, default=None, help="Kafka: stop at the offsets that were latest at start (backfills)."
+)
 @click.pass_context
 def run(ctx: click.Context, **opts: Any) -> None:
     """Run the fraud-detection job on Flink's local mini-cluster.
 
     Alerts are printed, logged to app.log and stored in SQLite. With the generator the
     job runs until Ctrl-C (or --count); with a file it ends when the file is consumed.
+    With --source kafka it reads the raw topic (one reader per partition) and also writes
+    alerts and dead letters to their topics; it runs until Ctrl-C, or with --bounded until
+    it has read what was in the topic when it started.
     """
     from fraudstream.cli.logs import configure_logging
     from fraudstream.cli.runner import run_job
@@ -103,6 +122,10 @@ def run(ctx: click.Context, **opts: Any) -> None:
         "pipeline.execution_mode": opts["execution_mode"],
         "store.db_path": opts["db"],
         "pipeline.verbose": opts["verbose"],
+        "kafka.bootstrap_servers": opts["bootstrap_servers"],
+        "kafka.group_id": opts["group_id"],
+        "kafka.start_from": opts["start_from"],
+        "kafka.bounded": opts["bounded"],
     }
     settings = pin_generator(_settings(ctx, **flags))
     try:
@@ -113,6 +136,11 @@ def run(ctx: click.Context, **opts: Any) -> None:
     click.echo(banner(settings))
     logger.info("starting: %s", settings.model_dump_json())
     summary = run_job(settings, spec, click.echo)
+    summarize(summary, settings)
+
+
+def summarize(summary: Any, settings: Settings) -> None:
+    """The closing lines of a run: what was found and where it went."""
     alerts = sum(summary.alerts.values())
     dead = sum(summary.dead_letters.values())
     how = "stopped" if summary.interrupted else "finished"
@@ -139,6 +167,15 @@ def banner(s: Settings) -> str:
             if p.source == "generator"
             else ""
         ),
+        *(
+            [
+                f"   Kafka               : {s.kafka.bootstrap_servers} {s.kafka.raw_topic} -> {s.kafka.alerts_topic}"
+                f" (dead letters: {s.kafka.dead_letter_topic}); group {s.kafka.group_id},"
+                f" start {s.kafka.start_from}{', bounded' if s.kafka.bounded else ''}"
+            ]
+            if p.source == "kafka"
+            else []
+        ),
         f"   Velocity            : more than {d.velocity_threshold} orders in {d.velocity_window_ms / 60000:g} min",
         f"   Device sharing      : more than {d.device_sharing_threshold} users per device in "
         f"{d.device_sharing_window_ms / 60000:g} min",
@@ -157,6 +194,19 @@ def banner(s: Settings) -> str:
 # ----------------------------------------------------------------------- produce
 @cli.command()
 @click.option("-o", "--output", default="-", show_default=True, help="File to write JSON lines to; '-' = stdout.")
+@click.option(
+    "--bootstrap-servers",
+    metavar="HOST:PORT",
+    help="Publish to Kafka at these brokers instead of writing lines (env: FRAUDSTREAM_KAFKA__BOOTSTRAP_SERVERS).",
+)
+@click.option("--kafka", "to_kafka", is_flag=True, help="Publish to Kafka at the configured brokers [127.0.0.1:9092].")
+@click.option("--topic", help="Kafka topic to publish to [zomato_transactions_raw].")
+@click.option(
+    "--from-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Replay this JSON-lines file (as it is, bad lines included) instead of generating orders; "
+    "as fast as possible unless --rate is given.",
+)
 @click.option("--count", type=int, help="Orders to generate (default: until Ctrl-C).")
 @click.option("--rate", type=float, help="Orders per second of wall clock; 0 = as fast as possible [50].")
 @click.option("--seed", type=int, help="Fix the random stream; same seed, same orders.")
@@ -166,26 +216,48 @@ def banner(s: Settings) -> str:
 @click.option("--users", type=int, help="Normal users in the population [20000].")
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
 @click.pass_context
-def produce(ctx: click.Context, output: str, quiet: bool, **opts: Any) -> None:
-    """Generate synthetic orders (about 80% normal, 20% fraud in four patterns) as JSON lines."""
-    from fraudstream.generator import generator_from_settings
+def produce(
+    ctx: click.Context,
+    output: str,
+    bootstrap_servers: str | None,
+    to_kafka: bool,
+    topic: str | None,
+    from_file: Path | None,
+    quiet: bool,
+    **opts: Any,
+) -> None:
+    """Generate synthetic orders (about 80% normal, 20% fraud in four patterns) as JSON lines,
+    to stdout, a file, or a Kafka topic (keyed by user_id, idempotent, acks=all).
+
+    \b
+    Examples:
+      fraudstream produce --count 10000 --seed 7 -o orders.jsonl
+      fraudstream produce --bootstrap-servers 127.0.0.1:9092 --rate 100
+      fraudstream produce --kafka --from-file orders.jsonl --rate 0
+    """
+    flags = {f"generator.{k}": v for k, v in opts.items()}
+    flags["kafka.bootstrap_servers"] = bootstrap_servers
+    settings = pin_generator(_settings(ctx, **flags))
+    cfg = settings.generator
+    if from_file is not None and not from_file.is_file():
+        raise UserError(f"input file not found: {from_file}")
+    values, seed = _order_values(settings, from_file)
+    if bootstrap_servers or to_kafka or topic:
+        _produce_to_kafka(settings, topic, values, cfg.rate if from_file is None or opts["rate"] else 0.0, quiet)
+        return
     from fraudstream.generator.pacing import Pacer
 
-    settings = pin_generator(_settings(ctx, **{f"generator.{k}": v for k, v in opts.items()}))
-    cfg = settings.generator
-    gen = generator_from_settings(cfg)
     pacer = Pacer(cfg.rate)
     out = sys.stdout.buffer if output == "-" else _open_output(Path(output))
-    show_progress = not quiet
     started = last_report = time.monotonic()
     n = 0
     try:
-        for order in gen.orders(cfg.count):
+        for value in values:
             pacer.wait()
-            out.write(orjson.dumps(order) + b"\n")
+            out.write(value + b"\n")
             n += 1
             now = time.monotonic()
-            if show_progress and now - last_report >= 2.0:
+            if not quiet and now - last_report >= 2.0:
                 click.echo(f"produced {n} orders ({n / (now - started):,.0f}/s)", err=True)
                 last_report = now
     except KeyboardInterrupt:
@@ -199,7 +271,66 @@ def produce(ctx: click.Context, output: str, quiet: bool, **opts: Any) -> None:
     if not quiet:
         elapsed = max(time.monotonic() - started, 1e-9)
         where = "stdout" if output == "-" else output
-        click.echo(f"produced {n} orders to {where} in {elapsed:.1f}s (seed {gen.seed})", err=True)
+        origin = f"from {from_file}" if from_file else f"(seed {seed})"
+        click.echo(f"produced {n} orders to {where} in {elapsed:.1f}s {origin}", err=True)
+
+
+def _order_values(settings: Settings, from_file: Path | None) -> tuple[Iterator[bytes], int | None]:
+    """The records to produce, as JSON lines without newlines: from a file, or generated."""
+    if from_file is not None:
+
+        def lines() -> Iterator[bytes]:
+            with open(from_file, "rb") as fh:
+                for line in fh:
+                    line = line.rstrip(b"\r\n")
+                    if line.strip():
+                        yield line
+
+        return lines(), None
+    from fraudstream.generator import generator_from_settings
+
+    gen = generator_from_settings(settings.generator)
+    return (orjson.dumps(o) for o in gen.orders(settings.generator.count)), gen.seed
+
+
+def _produce_to_kafka(settings: Settings, topic: str | None, values: Iterator[bytes], rate: float, quiet: bool) -> None:
+    from fraudstream.kafka.producer import OrderPublisher, PublishSummary
+
+    publisher = OrderPublisher(settings.kafka, topic)
+    target = f"{publisher.topic} ({publisher.partitions} partitions) at {settings.kafka.bootstrap_servers}"
+    if not quiet:
+        click.echo(f"publishing to {target}; Ctrl-C to stop", err=True)
+
+    def progress(s: PublishSummary) -> None:
+        click.echo(
+            f"sent {s.sent} orders ({s.sent / max(s.seconds, 1e-9):,.0f}/s), delivered {s.delivered}, failed {s.failed}",
+            err=True,
+        )
+
+    with _sigterm_as_interrupt():
+        summary = publisher.publish(values, rate=rate, progress=None if quiet else progress)
+    how = "stopped" if summary.interrupted else "done"
+    click.echo(
+        f"{how}: {summary.delivered} of {summary.sent} orders delivered to {publisher.topic} "
+        f"in {summary.seconds:.1f}s ({summary.delivered / max(summary.seconds, 1e-9):,.0f}/s)",
+        err=True,
+    )
+    if summary.failed:
+        raise UserError(f"{summary.failed} orders were not delivered: {summary.first_error}")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C in pure-Python loops, so they stop cleanly and flush."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _open_output(path: Path):
@@ -379,7 +510,9 @@ def _toml(value: Any) -> str:
 # -------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="fraudstream", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="fraudstream", standalone_mode=False)
+        if isinstance(code, int) and code:  # ctx.exit(n) from a command
+            return code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
@@ -390,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"fraudstream: error: {exc.format_message()}", err=True)
         return exc.exit_code
-    except (ConfigError, StoreMissingError, UserError) as exc:
+    except (ConfigError, StoreMissingError, UserFacingError) as exc:
         click.echo(f"fraudstream: error: {exc}", err=True)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
@@ -419,4 +552,9 @@ _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt): \S")
 
 def entry() -> None:
     """Console-script entry point."""
+
     sys.exit(main())
+
+
+# The kafka, alerts and demo commands live in their own module and register on `cli`.
+from fraudstream.cli import kafka_cmds  # noqa: E402, F401

@@ -64,7 +64,7 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
     results = None
     try:
         graph = build_job(settings, spec)
-        results = graph.output.execute_and_collect("fraudstream")
+        results = graph.start("fraudstream")
         logger.info("job submitted: source=%s", spec.kind)
 
         def consume() -> None:

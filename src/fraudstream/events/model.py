@@ -65,3 +65,12 @@ class DeadLetter:
     raw: str
     seen_at: int
     event_time: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "detail": self.detail,
+            "raw": self.raw,
+            "seen_at": self.seen_at,
+            "event_time": self.event_time,
+        }

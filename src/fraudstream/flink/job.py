@@ -4,7 +4,12 @@
       -> key by user   -> velocity, high value, geo anomaly  \\
       -> key by device -> device sharing                      > union -> key by (type, key) -> cooldown
     dead letters from every step are a side output; alerts and dead letters are returned
-    to the caller, which writes them to the console, app.log and SQLite.
+    to the caller, which writes them to the console, app.log and SQLite. With the Kafka
+    source they also go to the alerts and dead-letter topics.
+
+A Kafka source runs admission and watermarks at one subtask per partition, with idleness,
+so a quiet partition does not stall event time and a partition read in a burst is not
+judged late against the others.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.data_stream import CloseableIterator
 
 import fraudstream
 from fraudstream.config import Settings
@@ -30,6 +36,7 @@ from fraudstream.flink.functions import (
     OrderTimestamps,
 )
 from fraudstream.flink.sources import SourceSpec, raw_lines
+from fraudstream.jars import flink_connector_jars
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
@@ -38,6 +45,16 @@ PICKLED = Types.PICKLED_BYTE_ARRAY()
 class JobGraph:
     env: StreamExecutionEnvironment
     output: DataStream  # (kind, record) pairs: ("alert", Alert) | ("dead", DeadLetter) | ("order", Order)
+
+    def start(self, name: str = "fraudstream") -> CloseableIterator:
+        """Submit the job and return its (kind, record) stream; closing it cancels the job.
+
+        Unlike `execute_and_collect`, this runs every sink attached to the environment
+        (the Kafka sinks are attached from the Table API) together with the collection.
+        """
+        j_iterator = self.output._j_data_stream.collectAsync()
+        self.env.execute_async(name)
+        return CloseableIterator(j_iterator, self.output.get_type())
 
 
 def _python_path() -> str:
@@ -56,6 +73,9 @@ def make_environment(settings: Settings) -> StreamExecutionEnvironment:
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.pythonpath", _python_path())
+    if settings.pipeline.source == "kafka":
+        jars = flink_connector_jars(settings.broker.jars_dir)
+        conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(settings.pipeline.parallelism)
     return env
@@ -66,15 +86,26 @@ def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironm
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
     bound = settings.pipeline.out_of_orderness_ms
 
-    lines = raw_lines(env, spec, settings.generator)
+    readers = 1
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound))
+    if spec.kind == "kafka":
+        from fraudstream.kafka.clients import connect_admin, partition_count
+
+        readers = partition_count(connect_admin(settings.kafka), settings.kafka.raw_topic)
+        watermarks = watermarks.with_idleness(Duration.of_millis(settings.kafka.idle_timeout_ms))
+    lines = raw_lines(env, spec, settings, readers)
     admitted = lines.process(AdmitFunction(limits, bound, spec.raw_latin1), output_type=PICKLED).name("admit")
-    # Admission must see the source's order to judge lateness, so it runs beside the source.
-    admitted = admitted.set_parallelism(1)
+    # Admission must see the source's order to judge lateness, so it runs beside the source
+    # (one subtask per reader: per partition for Kafka).
+    admitted = admitted.set_parallelism(readers)
+    # PyFlink builds the watermark step from hidden operators that take the environment's
+    # default parallelism; they must run one per reader too, or partitions merge before
+    # their watermarks are taken and a fast partition makes the others late.
+    env.set_parallelism(readers)
     orders = admitted.assign_timestamps_and_watermarks(
-        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound)).with_timestamp_assigner(
-            OrderTimestamps()
-        )
-    ).set_parallelism(1)
+        watermarks.with_timestamp_assigner(OrderTimestamps())
+    ).set_parallelism(readers)
+    env.set_parallelism(settings.pipeline.parallelism)
 
     detectors = build_detectors(settings.detectors)
     keyed_outputs = []
@@ -99,6 +130,10 @@ def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironm
     tagged = [deduped.map(lambda a: ("alert", a), output_type=PICKLED)]
     dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
     dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
+    if spec.kind == "kafka":
+        from fraudstream.flink.sinks import attach_kafka_sinks
+
+        attach_kafka_sinks(env, settings.kafka, deduped, dead_streams[0].union(*dead_streams[1:]))
     tagged += [s.map(lambda d: ("dead", d), output_type=PICKLED) for s in dead_streams]
     if settings.pipeline.verbose:
         tagged.append(orders.map(lambda o: ("order", o), output_type=PICKLED))

@@ -1,4 +1,4 @@
-"""Where orders come from: the built-in generator or a JSON-lines file."""
+"""Where orders come from: the built-in generator, a JSON-lines file, or a Kafka topic."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 
 import orjson
 from pyflink.common import Types, WatermarkStrategy
+from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
 from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 from pyflink.datastream.functions import MapFunction, RuntimeContext
 
-from fraudstream.config import GeneratorSettings
+from fraudstream.config import GeneratorSettings, KafkaSettings, Settings
 from fraudstream.generator import generator_from_settings
 from fraudstream.generator.pacing import Pacer
 
@@ -22,14 +24,14 @@ _UNBOUNDED = 2**62
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str  # "generator" | "file"
+    kind: str  # "generator" | "file" | "kafka"
     path: Path | None = None
 
     @staticmethod
     def parse(text: str) -> SourceSpec:
-        """`generator` or `file:PATH`; raises ValueError with a readable message."""
-        if text == "generator":
-            return SourceSpec("generator")
+        """`generator`, `file:PATH` or `kafka`; raises ValueError with a readable message."""
+        if text in ("generator", "kafka"):
+            return SourceSpec(text)
         if text.startswith("file:"):
             path = Path(text[len("file:") :]).expanduser()
             if not str(path) or str(path) == ".":
@@ -37,11 +39,12 @@ class SourceSpec:
             if not path.is_file():
                 raise ValueError(f"input file not found: {path}")
             return SourceSpec("file", path.resolve())
-        raise ValueError(f"unknown source '{text}': use 'generator' or 'file:PATH'")
+        raise ValueError(f"unknown source '{text}': use 'generator', 'file:PATH' or 'kafka'")
 
     @property
     def raw_latin1(self) -> bool:
-        return self.kind == "file"
+        """Sources that hand over raw bytes as ISO-8859-1 text (so bad UTF-8 survives)."""
+        return self.kind in ("file", "kafka")
 
 
 class GenerateOrders(MapFunction):
@@ -59,8 +62,45 @@ class GenerateOrders(MapFunction):
         return orjson.dumps(self.gen.next_order()).decode()
 
 
-def raw_lines(env: StreamExecutionEnvironment, spec: SourceSpec, gen: GeneratorSettings) -> DataStream:
-    """A stream of raw text lines from the chosen source (parsed later by AdmitFunction)."""
+def kafka_source(k: KafkaSettings) -> KafkaSource:
+    """The raw topic as text; one reader per partition (see `raw_lines`)."""
+    from fraudstream.kafka.clients import java_properties
+
+    if k.start_from == "earliest":
+        start = KafkaOffsetsInitializer.earliest()
+    elif k.start_from == "latest":
+        start = KafkaOffsetsInitializer.latest()
+    else:
+        start = KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
+    builder = (
+        KafkaSource.builder()
+        .set_topics(k.raw_topic)
+        .set_group_id(k.group_id)
+        .set_client_id_prefix(k.group_id)
+        .set_starting_offsets(start)
+        # Bytes as ISO-8859-1 text: one character per byte, so bad UTF-8 reaches the dead letters intact.
+        .set_value_only_deserializer(SimpleStringSchema("ISO-8859-1"))
+        .set_properties(java_properties(k))
+        # Without checkpoints (yet) the group's position is committed by the consumer itself.
+        .set_property("enable.auto.commit", "true")
+        .set_property("auto.commit.interval.ms", "1000")
+    )
+    if k.bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
+def raw_lines(env: StreamExecutionEnvironment, spec: SourceSpec, settings: Settings, partitions: int = 1) -> DataStream:
+    """A stream of raw text lines from the chosen source (parsed later by AdmitFunction).
+
+    A Kafka source runs one reader per partition, so that each partition's order (and with it
+    its own lateness judgement and watermark) is kept until the keyed operators merge them.
+    """
+    gen = settings.generator
+    if spec.kind == "kafka":
+        return env.from_source(
+            kafka_source(settings.kafka), WatermarkStrategy.no_watermarks(), "orders-kafka"
+        ).set_parallelism(partitions)
     if spec.kind == "file":
         assert spec.path is not None
         # ISO-8859-1 maps every byte to one character: invalid UTF-8 is kept, not replaced.

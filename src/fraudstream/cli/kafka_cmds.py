@@ -1,0 +1,226 @@
+"""Commands around Kafka: the local broker, topics, the alert tail and the all-in-one demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from fraudstream.cli.main import _settings, cli
+from fraudstream.config import Settings
+
+
+def _broker(settings: Settings):
+    from fraudstream.kafka.broker import LocalBroker
+
+    return LocalBroker(settings.broker, settings.data_dir)
+
+
+# ------------------------------------------------------------------------- kafka
+@cli.group("kafka")
+def kafka_group() -> None:
+    """Run a local single-node Kafka broker (KRaft, no Docker) and manage the topics.
+
+    \b
+    The broker keeps its data and logs under <data-dir>/kafka and listens on
+    broker.host:broker.port (127.0.0.1:9092). Its jars come from Maven Central
+    ('make jars'). Users with Docker may run the official image instead:
+      docker run -d -p 9092:9092 apache/kafka:4.1.1
+    and then 'fraudstream kafka topics' to create the topics.
+    """
+
+
+@kafka_group.command("start")
+@click.option("--no-topics", is_flag=True, help="Do not create the pipeline's topics.")
+@click.pass_context
+def kafka_start(ctx: click.Context, no_topics: bool) -> None:
+    """Start the broker in the background (returns once it answers) and create the topics."""
+    settings = _settings(ctx)
+    broker = _broker(settings)
+    already = broker.pid() is not None
+    started = time.monotonic()
+    status = broker.start()
+    if already:
+        click.echo(f"Kafka broker already running: pid {status.pid}, {status.bootstrap}")
+    else:
+        click.echo(
+            f"Kafka broker started: pid {status.pid}, {status.bootstrap} "
+            f"(ready in {time.monotonic() - started:.1f}s; logs in {broker.log_dir})"
+        )
+    if not no_topics:
+        _create_topics(broker.kafka_settings(settings.kafka))
+
+
+@kafka_group.command("stop")
+@click.pass_context
+def kafka_stop(ctx: click.Context) -> None:
+    """Stop the broker that 'kafka start' started (by its PID)."""
+    broker = _broker(_settings(ctx))
+    pid = broker.pid()
+    if broker.stop():
+        click.echo(f"Kafka broker stopped (pid {pid})")
+    else:
+        click.echo("no Kafka broker of ours is running")
+
+
+@kafka_group.command("status")
+@click.pass_context
+def kafka_status(ctx: click.Context) -> None:
+    """Is our broker running and answering? Exit status 0 if so, 1 if not."""
+    settings = _settings(ctx)
+    status = _broker(settings).status()
+    if status.running and status.ready:
+        click.echo(f"running: pid {status.pid}, answering at {status.bootstrap}")
+        _list_topics(_broker(settings).kafka_settings(settings.kafka))
+        return
+    if status.running:
+        click.echo(f"starting or unhealthy: pid {status.pid}, not answering at {status.bootstrap}")
+    else:
+        click.echo(f"not running (would listen on {status.bootstrap}); start it with 'fraudstream kafka start'")
+    ctx.exit(1)
+
+
+@kafka_group.command("topics")
+@click.option("--bootstrap-servers", metavar="HOST:PORT", help="Brokers to use [kafka.bootstrap_servers].")
+@click.pass_context
+def kafka_topics(ctx: click.Context, bootstrap_servers: str | None) -> None:
+    """Create the pipeline's topics where missing (raw orders, alerts, dead letters) and list them."""
+    settings = _settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
+    _create_topics(settings.kafka)
+
+
+def _create_topics(k: Any) -> None:
+    from fraudstream.kafka.clients import connect_admin, ensure_topics, project_topics
+
+    created = ensure_topics(connect_admin(k), project_topics(k))
+    if created:
+        click.echo(f"created topics: {', '.join(created)}")
+    _list_topics(k)
+
+
+def _list_topics(k: Any) -> None:
+    from fraudstream.kafka.clients import connect_admin, project_topics
+
+    meta = connect_admin(k).list_topics(timeout=10)
+    for name in project_topics(k):
+        info = meta.topics.get(name)
+        shown = f"{len(info.partitions)} partitions" if info and not info.error else "missing"
+        click.echo(f"   {name:<32} {shown}")
+
+
+# ------------------------------------------------------------------------ alerts
+@cli.group("alerts")
+def alerts_group() -> None:
+    """Watch the alerts topic."""
+
+
+@alerts_group.command("tail")
+@click.option("--bootstrap-servers", metavar="HOST:PORT", help="Brokers to read [kafka.bootstrap_servers].")
+@click.option("--topic", help="Alerts topic [zomato_fraud_alerts].")
+@click.option("--from-beginning", is_flag=True, help="Start with the oldest alert instead of new ones.")
+@click.option("--max", "max_alerts", type=click.IntRange(min=1), help="Exit after this many alerts.")
+@click.option("--idle-timeout", type=float, help="Exit after this many seconds without a new alert.")
+@click.pass_context
+def alerts_tail(
+    ctx: click.Context,
+    bootstrap_servers: str | None,
+    topic: str | None,
+    from_beginning: bool,
+    max_alerts: int | None,
+    idle_timeout: float | None,
+) -> None:
+    """Print alerts from the alerts topic as they arrive (committed alerts only), until Ctrl-C."""
+    from fraudstream.cli.main import _sigterm_as_interrupt
+    from fraudstream.kafka.tail import tail_alerts
+
+    settings = _settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
+    k = settings.kafka
+    click.echo(f"following {topic or k.alerts_topic} at {k.bootstrap_servers}; Ctrl-C to stop", err=True)
+    with _sigterm_as_interrupt():
+        shown = tail_alerts(
+            k,
+            lambda line: click.echo(line),
+            from_beginning=from_beginning,
+            max_alerts=max_alerts,
+            idle_timeout_s=idle_timeout,
+            topic=topic,
+        )
+    click.echo(f"{shown} alerts shown", err=True)
+
+
+# -------------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Orders per second from the producer.")
+@click.option("--keep-broker", is_flag=True, help="Leave the broker running afterwards.")
+@click.pass_context
+def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
+    """Everything at once: local broker, producer and the job on Kafka; Ctrl-C stops all.
+
+    The broker is stopped at the end if this command started it (unless --keep-broker).
+    Watch the alerts topic from another terminal with 'fraudstream alerts tail'.
+    """
+    from fraudstream.cli.logs import configure_logging
+    from fraudstream.cli.main import banner, summarize
+    from fraudstream.cli.runner import run_job
+    from fraudstream.flink.sources import SourceSpec
+
+    settings = _settings(ctx)
+    configure_logging(settings)
+    broker = _broker(settings)
+    started_broker = broker.pid() is None
+    status = broker.start()
+    click.echo(
+        f"Kafka broker {'started' if started_broker else 'already running'}: pid {status.pid}, {status.bootstrap}"
+    )
+    k = broker.kafka_settings(settings.kafka)
+    _create_topics(k)
+    settings = settings.model_copy(
+        update={"kafka": k, "pipeline": settings.pipeline.model_copy(update={"source": "kafka"})}
+    )
+    producer_log = settings.data_dir / "producer.log"
+    producer = None
+    try:
+        with open(producer_log, "ab") as log:
+            producer = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fraudstream",
+                    "--data-dir",
+                    str(settings.data_dir),
+                    "produce",
+                    "--bootstrap-servers",
+                    k.bootstrap_servers,
+                    "--topic",
+                    k.raw_topic,
+                    "--rate",
+                    str(rate),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        click.echo(f"Producer started: pid {producer.pid}, {rate:g} orders/s (progress in {producer_log})")
+        click.echo(banner(settings))
+        summary = run_job(settings, SourceSpec("kafka"), click.echo)
+        summarize(summary, settings)
+    finally:
+        if producer is not None:
+            _stop_child(producer)
+            click.echo(f"Producer stopped (exit {producer.returncode})")
+        if started_broker and not keep_broker:
+            broker.stop()
+            click.echo("Kafka broker stopped")
+
+
+def _stop_child(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,1 @@
+"""Kafka: a local broker for development and tests, client settings, the producer and the alert tail."""

@@ -1,0 +1,129 @@
+"""Client settings for both Kafka clients we use, derived from one `KafkaSettings`.
+
+The Python tools use librdkafka (confluent-kafka); the Flink job uses the Java client inside
+the connector. Their security settings have different names, so both are derived here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fraudstream.config import KafkaSettings
+from fraudstream.errors import UserFacingError
+
+logger = logging.getLogger(__name__)
+# librdkafka's own log lines (connection refused, ...) go to app.log, not the console.
+librdkafka_log = logging.getLogger("fraudstream.kafka.librdkafka")
+librdkafka_log.addHandler(logging.NullHandler())
+
+
+class KafkaUnavailable(UserFacingError):
+    """No broker answers, or a topic is missing: a one-line message for the user."""
+
+
+def client_config(k: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings (confluent-kafka Producer, Consumer, AdminClient)."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": k.bootstrap_servers,
+        "security.protocol": k.security_protocol,
+        "logger": librdkafka_log,
+    }
+    if k.sasl_mechanism:
+        conf["sasl.mechanism"] = k.sasl_mechanism
+        conf["sasl.username"] = k.sasl_username or ""
+        conf["sasl.password"] = k.sasl_password or ""
+    if k.ssl_ca_location:
+        conf["ssl.ca.location"] = str(k.ssl_ca_location)
+    conf.update(extra)
+    return conf
+
+
+def java_properties(k: KafkaSettings) -> dict[str, str]:
+    """Java client properties for the Flink connector (same meaning as `client_config`)."""
+    props = {"bootstrap.servers": k.bootstrap_servers, "security.protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if k.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        user = (k.sasl_username or "").replace('"', '\\"')
+        password = (k.sasl_password or "").replace('"', '\\"')
+        props["sasl.mechanism"] = k.sasl_mechanism
+        props["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    if k.ssl_ca_location:
+        props["ssl.truststore.type"] = "PEM"
+        props["ssl.truststore.location"] = str(k.ssl_ca_location)
+    return props
+
+
+def connect_admin(k: KafkaSettings, timeout_s: float | None = None) -> AdminClient:
+    """An admin client on a broker that answered, retrying with backoff until `timeout_s`."""
+    timeout_s = k.connect_timeout_s if timeout_s is None else timeout_s
+    admin = AdminClient(client_config(k))
+    deadline = time.monotonic() + timeout_s
+    delay = 0.25
+    warned = False
+    while True:
+        try:
+            admin.list_topics(timeout=min(5.0, max(deadline - time.monotonic(), 0.5)))
+            return admin
+        except KafkaException as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise KafkaUnavailable(
+                    f"no Kafka broker answers at {k.bootstrap_servers} (tried for {timeout_s:g}s): "
+                    "start one with 'fraudstream kafka start' or set kafka.bootstrap_servers"
+                ) from exc
+            if not warned and timeout_s > 3:
+                logger.warning("waiting for a Kafka broker at %s (up to %.0fs)", k.bootstrap_servers, left)
+                warned = True
+            logger.info("broker %s not reachable yet (%s); retrying in %.1fs", k.bootstrap_servers, exc, delay)
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 4.0)
+
+
+def partition_count(admin: AdminClient, topic: str) -> int:
+    """Partitions of an existing topic; a readable error when it does not exist."""
+    meta = admin.list_topics(topic=topic, timeout=10)
+    info = meta.topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise KafkaUnavailable(
+            f"topic '{topic}' does not exist on {admin_servers(admin)}: "
+            "create it with 'fraudstream kafka topics' (or check the kafka.*_topic settings)"
+        )
+    return len(info.partitions)
+
+
+def admin_servers(admin: AdminClient) -> str:
+    brokers = admin.list_topics(timeout=5).brokers.values()
+    return ",".join(f"{b.host}:{b.port}" for b in brokers) or "the broker"
+
+
+def ensure_topics(admin: AdminClient, topics: Mapping[str, int]) -> list[str]:
+    """Create the topics that are missing (name -> partitions); returns those created."""
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+    missing = [t for t in wanted if t.topic not in existing]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, operation_timeout=30).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise KafkaUnavailable(f"cannot create topic '{name}': {exc.args[0].str()}") from None
+    return created
+
+
+def project_topics(k: KafkaSettings) -> dict[str, int]:
+    """The topics the pipeline uses, with the partitions we create them with."""
+    return {k.raw_topic: k.raw_partitions, k.alerts_topic: k.raw_partitions, k.dead_letter_topic: 1}

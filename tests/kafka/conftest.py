@@ -1,0 +1,97 @@
+"""A real Kafka broker (KRaft, from the project's jars) for the whole test session."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from fraudstream.config import BrokerSettings, KafkaSettings
+from fraudstream.kafka.broker import LocalBroker
+from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> Iterator[LocalBroker]:
+    cfg = BrokerSettings(port=free_port(), controller_port=free_port())
+    local = LocalBroker(cfg, tmp_path_factory.mktemp("kafka-data"))
+    local.start()
+    yield local
+    assert local.stop(), "the broker was no longer running at the end of the session"
+
+
+@pytest.fixture
+def kafka(broker) -> KafkaSettings:
+    """Settings for this test alone: the session broker, and topics nobody else uses."""
+    tag = uuid.uuid4().hex[:8]
+    k = broker.kafka_settings(KafkaSettings()).model_copy(
+        update={
+            "raw_topic": f"raw-{tag}",
+            "alerts_topic": f"alerts-{tag}",
+            "dead_letter_topic": f"dlq-{tag}",
+            "group_id": f"job-{tag}",
+            "connect_timeout_s": 10.0,
+        }
+    )
+    ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
+    return k
+
+
+def kafka_flags(k: KafkaSettings) -> list[str]:
+    """The `--set` flags that point a `fraudstream` process at these settings."""
+    out = []
+    for name in ("bootstrap_servers", "raw_topic", "alerts_topic", "dead_letter_topic", "group_id"):
+        out += ["--set", f"kafka.{name}={getattr(k, name)}"]
+    return out
+
+
+def send(k: KafkaSettings, records: list[tuple[int | None, bytes | None, bytes]], topic: str | None = None) -> None:
+    """Publish (partition, key, value) records exactly as given; partition None = by key."""
+    producer = Producer(client_config(k, **{"enable.idempotence": True, "acks": "all"}))
+    for partition, key, value in records:
+        kwargs = {} if partition is None else {"partition": partition}
+        producer.produce(topic or k.raw_topic, value, key, **kwargs)
+    assert producer.flush(30) == 0
+
+
+def consume(k: KafkaSettings, topic: str, expect: int | None = None, idle_s: float = 5.0, limit_s: float = 60.0):
+    """Every committed record of `topic` as (partition, key, value), read from the start until
+    `expect` records arrived (or nothing new came for `idle_s`)."""
+    consumer = Consumer(
+        client_config(
+            k,
+            **{
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
+    )
+    consumer.subscribe([topic])
+    out = []
+    last = start = time.monotonic()
+    try:
+        while time.monotonic() - start < limit_s:
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and time.monotonic() - last > idle_s:
+                break
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.partition(), msg.key(), msg.value()))
+            last = time.monotonic()
+    finally:
+        consumer.close()
+    return out

@@ -1,0 +1,165 @@
+"""The real job on the real broker: producer -> raw topic -> Flink -> alerts topic, DLQ and SQLite."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fraudstream.kafka.tail import alert_from_json
+from tests.flink.conftest import run_file, write_lines
+from tests.flink.test_job import BASE, MIN, SMALL, SMALL_EXPECTED, _sorted_lines, order
+from tests.kafka.conftest import consume, kafka_flags, send
+
+pytestmark = pytest.mark.flink
+EXE = [sys.executable, "-m", "fraudstream"]
+
+# Bad records as other producers might send them, with the reason each must be rejected for.
+BAD = [
+    (b"{this is not json", "invalid_json"),
+    (b'["an", "array"]', "not_an_object"),
+    (orjson.dumps({**order("x1", BASE, "u_x"), "amount": "lots"}), "wrong_type"),
+    (orjson.dumps(order("x3", BASE, "u_x")).replace(b'"amount":300.0', b'"amount":NaN'), "invalid_json"),
+    (orjson.dumps(order("x4", BASE, "u_x", amount=-10.0)), "invalid_value"),
+    (orjson.dumps({k: v for k, v in order("x6", BASE, "u_x").items() if k != "device_id"}), "missing_field"),
+    (b'{"transaction_id": "x7", "user_id": "\xff\xfe\xfd"}', "undecodable"),
+    (b'{"pad": "' + b"A" * 200_000 + b'"}', "too_large"),
+]
+# Published after the rest under u_t's key: behind the newest event of its own partition.
+LATE = orjson.dumps(order("late1", BASE + 20 * MIN, "u_t", "d_t"))
+
+
+def _key(value: bytes) -> bytes | None:
+    try:
+        return orjson.loads(value)["user_id"].encode()
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="module")
+def bounded_run(broker, tmp_path_factory):
+    """One bounded job over the scripted stream plus bad records, run as a user runs it."""
+    import uuid
+
+    from fraudstream.kafka.clients import connect_admin, ensure_topics
+
+    tag = uuid.uuid4().hex[:8]
+    k = broker.kafka_settings().model_copy(
+        update={
+            "raw_topic": f"raw-{tag}",
+            "alerts_topic": f"alerts-{tag}",
+            "dead_letter_topic": f"dlq-{tag}",
+            "group_id": f"job-{tag}",
+        }
+    )
+    ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
+    good = _sorted_lines(SMALL)
+    records = [(None, _key(v), v) for v in good] + [(None, _key(v), v) for v, _ in BAD] + [(None, b"u_t", LATE)]
+    send(k, records)
+    data = tmp_path_factory.mktemp("job-data")
+    proc = subprocess.run(
+        [*EXE, "--data-dir", str(data), *kafka_flags(k), "--set", "pipeline.out_of_orderness_ms=5000",
+         "run", "--source", "kafka", "--bounded", "--start-from", "earliest"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return k, proc, data, good
+
+
+def _stored(db: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_bounded_run_gives_exactly_the_expected_alerts_everywhere(bounded_run, tmp_path):
+    k, proc, data, good = bounded_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    topic = [(p, key, alert_from_json(v)) for p, key, v in consume(k, k.alerts_topic)]
+    keys = {(a.alert_type, a.key, a.transaction_id, a.event_time) for _, _, a in topic}
+    assert keys == SMALL_EXPECTED
+    assert len(topic) == len(SMALL_EXPECTED)
+    stored = _stored(
+        data / "fraud_alerts.db", "SELECT alert_id, alert_type, transaction_id, event_time FROM fraud_alerts"
+    )
+    assert sorted(stored) == sorted((a.alert_id, a.alert_type, a.transaction_id, a.event_time) for _, _, a in topic)
+    # the same events from a file, through the core pipeline, give the same alerts
+    from_file = run_file(write_lines(tmp_path / "same.jsonl", good), tmp_path)
+    assert from_file.alert_keys == keys
+
+
+def test_alerts_are_keyed_by_their_user_or_device(bounded_run):
+    k, proc, _, _ = bounded_run
+    assert proc.returncode == 0
+    topic = consume(k, k.alerts_topic)
+    assert topic
+    partitions_of_key: dict[bytes, set[int]] = {}
+    for partition, key, value in topic:
+        alert = alert_from_json(value)
+        assert key == alert.key.encode()
+        expected_key = alert.device_id if alert.alert_type == "DEVICE_SHARING_FRAUD" else alert.user_id
+        assert alert.key == expected_key
+        partitions_of_key.setdefault(key, set()).add(partition)
+    assert all(len(p) == 1 for p in partitions_of_key.values())
+
+
+def test_bad_records_become_dead_letters_with_reasons_and_the_job_goes_on(bounded_run):
+    k, proc, data, _ = bounded_run
+    assert proc.returncode == 0
+    letters = [orjson.loads(v) for _, _, v in consume(k, k.dead_letter_topic)]
+    expected = sorted([reason for _, reason in BAD] + ["late"])
+    assert sorted(d["reason"] for d in letters) == expected
+    assert all(d["detail"] and d["seen_at"] for d in letters)
+    late = next(d for d in letters if d["reason"] == "late")
+    assert late["event_time"] == BASE + 20 * MIN
+    stored = _stored(data / "fraud_alerts.db", "SELECT reason FROM dead_letters")
+    assert sorted(r for (r,) in stored) == expected
+    assert "dead letter: late" in proc.stdout
+
+
+def test_alerts_tail_prints_readable_lines(bounded_run):
+    k, proc, _, _ = bounded_run
+    assert proc.returncode == 0
+    tail = subprocess.run(
+        [*EXE, *kafka_flags(k), "alerts", "tail", "--from-beginning", "--max", str(len(SMALL_EXPECTED)),
+         "--idle-timeout", "30"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert tail.returncode == 0, tail.stderr
+    lines = tail.stdout.splitlines()
+    assert len(lines) == len(SMALL_EXPECTED)
+    assert all(line.startswith("ALERT ") for line in lines)
+    assert any("VELOCITY_FRAUD" in line and "user=u_v" in line for line in lines)
+
+
+def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
+    """Partition 3 never gets an order. With idleness, the other three partitions' event
+    time alone moves the watermark, so alerts come out while the job is still running."""
+    records = []
+    for p in range(3):
+        user = f"u_burst{p}"
+        records += [
+            (p, user.encode(), orjson.dumps(order(f"b{p}{i}", BASE + i * MIN, user, f"d_b{p}"))) for i in range(4)
+        ]
+        # a later order on the same partition moves that partition's event time on
+        records.append((p, b"u_clock", orjson.dumps(order(f"c{p}", BASE + 30 * MIN, f"u_clock{p}", f"d_c{p}"))))
+    send(kafka, records)
+    proc = subprocess.Popen(
+        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "kafka.idle_timeout_ms=1000",
+         "run", "--source", "kafka", "--start-from", "earliest"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        alerts = consume(kafka, kafka.alerts_topic, expect=3, limit_s=120)
+        still_running = proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert still_running, err[-2000:]
+    assert sorted(alert_from_json(v).key for _, _, v in alerts) == ["u_burst0", "u_burst1", "u_burst2"]
+    assert proc.returncode == 0, err[-2000:]
+    assert "Job stopped" in out
