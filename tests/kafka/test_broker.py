@@ -11,7 +11,7 @@ import pytest
 from fraudstream.config import BrokerSettings
 from fraudstream.kafka.broker import BrokerError, LocalBroker
 from fraudstream.kafka.clients import connect_admin, partition_count
-from tests.kafka.conftest import consume, free_port
+from tests.kafka.conftest import consume, free_port, kafka_flags
 
 EXE = [sys.executable, "-m", "fraudstream"]
 
@@ -94,3 +94,20 @@ def test_producer_to_a_missing_topic_says_so(kafka):
     )
     assert proc.returncode == 1
     assert "fraudstream: error: topic 'nope' does not exist" in proc.stderr
+
+
+def test_run_on_kafka_without_a_broker_or_topic_says_so_before_flink_starts(kafka):
+    no_broker = _cli(
+        "--set", f"kafka.bootstrap_servers=127.0.0.1:{free_port()}", "--set", "kafka.connect_timeout_s=2",
+        "run", "--source", "kafka",
+    )  # fmt: skip
+    assert no_broker.returncode == 1
+    assert no_broker.stderr.strip().splitlines()[-1].startswith("fraudstream: error: no Kafka broker answers")
+    no_topic = _cli(
+        *kafka_flags(kafka), "--set", f"kafka.raw_topic=missing-{kafka.group_id}", "run", "--source", "kafka",
+    )  # fmt: skip
+    assert no_topic.returncode == 1
+    assert f"topic 'missing-{kafka.group_id}' does not exist" in no_topic.stderr
+    for proc in (no_broker, no_topic):
+        assert "Configuration:" not in proc.stdout  # refused before the job was built
+        assert "Traceback" not in proc.stderr

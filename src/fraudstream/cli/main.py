@@ -133,6 +133,10 @@ def run(ctx: click.Context, **opts: Any) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     configure_logging(settings)
+    if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
+        from fraudstream.kafka.clients import check_job_topics
+
+        check_job_topics(settings.kafka)
     click.echo(banner(settings))
     logger.info("starting: %s", settings.model_dump_json())
     summary = run_job(settings, spec, click.echo)

@@ -89,9 +89,9 @@ def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironm
     readers = 1
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound))
     if spec.kind == "kafka":
-        from fraudstream.kafka.clients import connect_admin, partition_count
+        from fraudstream.kafka.clients import check_job_topics
 
-        readers = partition_count(connect_admin(settings.kafka), settings.kafka.raw_topic)
+        readers = check_job_topics(settings.kafka)
         watermarks = watermarks.with_idleness(Duration.of_millis(settings.kafka.idle_timeout_ms))
     lines = raw_lines(env, spec, settings, readers)
     admitted = lines.process(AdmitFunction(limits, bound, spec.raw_latin1), output_type=PICKLED).name("admit")

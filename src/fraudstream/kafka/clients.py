@@ -72,7 +72,8 @@ def connect_admin(k: KafkaSettings, timeout_s: float | None = None) -> AdminClie
     warned = False
     while True:
         try:
-            admin.list_topics(timeout=min(5.0, max(deadline - time.monotonic(), 0.5)))
+            # A quick first try, so that the wait is announced while there is time left.
+            admin.list_topics(timeout=min(5.0 if warned else 1.0, max(deadline - time.monotonic(), 0.5)))
             return admin
         except KafkaException as exc:
             left = deadline - time.monotonic()
@@ -81,9 +82,9 @@ def connect_admin(k: KafkaSettings, timeout_s: float | None = None) -> AdminClie
                     f"no Kafka broker answers at {k.bootstrap_servers} (tried for {timeout_s:g}s): "
                     "start one with 'fraudstream kafka start' or set kafka.bootstrap_servers"
                 ) from exc
-            if not warned and timeout_s > 3:
+            if not warned and left > 2:
                 logger.warning("waiting for a Kafka broker at %s (up to %.0fs)", k.bootstrap_servers, left)
-                warned = True
+            warned = True
             logger.info("broker %s not reachable yet (%s); retrying in %.1fs", k.bootstrap_servers, exc, delay)
             time.sleep(min(delay, left))
             delay = min(delay * 2, 4.0)
@@ -122,6 +123,16 @@ def ensure_topics(admin: AdminClient, topics: Mapping[str, int]) -> list[str]:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise KafkaUnavailable(f"cannot create topic '{name}': {exc.args[0].str()}") from None
     return created
+
+
+def check_job_topics(k: KafkaSettings) -> int:
+    """Fail early, in one line, when the broker or a topic the job uses is missing; returns
+    the raw topic's partition count (the job runs one reader per partition)."""
+    admin = connect_admin(k)
+    partitions = partition_count(admin, k.raw_topic)
+    for topic in (k.alerts_topic, k.dead_letter_topic):
+        partition_count(admin, topic)
+    return partitions
 
 
 def project_topics(k: KafkaSettings) -> dict[str, int]:
