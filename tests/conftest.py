@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from fraudstream.events.model import Order
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -24,3 +28,15 @@ def make_order(
         payment_method="UPI",
         event_time=t,
     )
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """In-process Flink jobs in process mode run their Python workers in this process
+    (loopback) and leave worker variables such as PYFLINK_GATEWAY_DISABLED behind, which
+    child processes would inherit. Each test starts from the environment it found."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)

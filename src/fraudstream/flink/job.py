@@ -68,6 +68,9 @@ def make_environment(settings: Settings) -> StreamExecutionEnvironment:
     log_dir = settings.data_dir.resolve() / "flink-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
+    # Set for PyFlink's Python workers; inherited by accident (e.g. from a process that ran a
+    # process-mode job in loopback), it would stop this driver from starting its own gateway.
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     conf = Configuration()
     conf.set_string("python.execution-mode", settings.pipeline.execution_mode)
     conf.set_string("python.executable", sys.executable)
