@@ -121,3 +121,34 @@ def test_a_failed_job_is_reported_by_its_innermost_python_error():
         "java.io.IOException: disk full"
     )
     assert _first_line(RuntimeError("plain message")) == "plain message"
+
+
+def test_a_failed_job_is_one_line_even_after_flink_is_gone(tmp_path, capsys, monkeypatch):
+    """A py4j error cannot say what it is once the gateway has stopped; the runner reads
+    the message first, so the user still gets it in one line."""
+    import fraudstream.cli.runner as runner
+
+    gone = {"flag": False}
+
+    class JavaError(Exception):
+        def __str__(self) -> str:
+            if gone["flag"]:
+                raise ConnectionError("Gateway is not connected.")
+            return "An error occurred\nCaused by: java.lang.IllegalStateException: the sink is broken"
+
+    def broken_job(settings, spec):
+        raise JavaError()
+
+    monkeypatch.setattr(runner, "build_job", broken_job)
+    monkeypatch.setattr(runner, "stop_gateway", lambda: gone.update(flag=True))
+    orders = tmp_path / "o.jsonl"
+    orders.write_text("{}\n")
+    code, out, err = run_cli(capsys, "--data-dir", str(tmp_path / "d"), "run", "--source", f"file:{orders}")
+    assert code == 1
+    assert gone["flag"]
+    assert err.strip().splitlines()[-1] == (
+        "fraudstream: error: java.lang.IllegalStateException: the sink is broken (details in the log)"
+    )
+    assert "Traceback" not in err
+    log = (tmp_path / "d" / "app.log").read_text()
+    assert "the job failed" in log and "the sink is broken" in log and "Traceback" in log  # details kept

@@ -60,6 +60,8 @@ def bounded_run(broker, tmp_path_factory):
     ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
     good = _sorted_lines(SMALL)
     records = [(None, _key(v), v) for v in good] + [(None, _key(v), v) for v, _ in BAD] + [(None, b"u_t", LATE)]
+    # a tombstone (no value) and an empty value: not orders, and they must not stop the job
+    records += [(None, b"u_x", None), (None, b"u_x", b"")]
     send(k, records)
     data = tmp_path_factory.mktemp("job-data")
     proc = subprocess.run(
@@ -163,3 +165,20 @@ def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
     assert sorted(alert_from_json(v).key for _, _, v in alerts) == ["u_burst0", "u_burst1", "u_burst2"]
     assert proc.returncode == 0, err[-2000:]
     assert "Job stopped" in out
+
+
+def test_a_bounded_run_continues_where_the_last_one_ended(kafka, tmp_path):
+    """--start-from committed: the second run sees only what was published after the first."""
+    first = [orjson.dumps(order(f"h{i}", BASE + i * MIN, f"u_h{i}", amount=2000.0)) for i in range(3)]
+    later = [orjson.dumps(order(f"h{i}", BASE + i * MIN, f"u_h{i}", amount=2000.0)) for i in range(3, 5)]
+    command = [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "run", "--source", "kafka", "--bounded"]
+
+    def run() -> set[str]:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return {line.split("txn=")[1].split()[0] for line in proc.stdout.splitlines() if line.startswith("ALERT")}
+
+    send(kafka, [(None, _key(v), v) for v in first])
+    assert run() == {"h0", "h1", "h2"}
+    send(kafka, [(None, _key(v), v) for v in later])
+    assert run() == {"h3", "h4"}

@@ -8,6 +8,9 @@ from logging.handlers import RotatingFileHandler
 from fraudstream.config import Settings
 
 ALERT_LOGGER = "fraudstream.alerts"
+# `logger.error(..., extra=FILE_ONLY)`: details for app.log that the console, which has
+# already shown the user one line, should not repeat (tracebacks, full Java errors).
+FILE_ONLY = {"file_only": True}
 
 
 def configure_logging(settings: Settings, to_file: bool = True) -> None:
@@ -21,6 +24,7 @@ def configure_logging(settings: Settings, to_file: bool = True) -> None:
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     root.addHandler(console)
     if to_file:
         path = settings.log_file

@@ -533,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: one line for the user, the traceback in the log
-        logger.exception("unexpected failure")
+        from fraudstream.cli.logs import FILE_ONLY
+
+        logger.error("unexpected failure", exc_info=True, extra=FILE_ONLY)
         click.echo(f"fraudstream: error: {_first_line(exc)} (details in the log)", err=True)
         return 1
     return 0

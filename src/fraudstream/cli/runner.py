@@ -17,8 +17,9 @@ from types import FrameType
 from typing import Any
 
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
-from fraudstream.cli.logs import ALERT_LOGGER
+from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
+from fraudstream.errors import UserFacingError
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
@@ -27,6 +28,18 @@ from fraudstream.store import AlertStore, BatchWriter
 logger = logging.getLogger(__name__)
 alert_log = logging.getLogger(ALERT_LOGGER)
 dead_log = logging.getLogger("fraudstream.dead_letters")
+
+
+class JobFailed(RuntimeError):
+    """The job failed. Carries the error's text, read while Flink's JVM was still there: a
+    py4j error asked for its message after the gateway has stopped fails in turn."""
+
+
+def _error_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return type(exc).__name__
 
 
 @dataclass
@@ -75,7 +88,7 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
                     _route(kind, record, settings, summary, writer, echo)
             except Exception as exc:
                 if not stop.is_set():
-                    failure.append(exc)
+                    failure.append(JobFailed(_error_text(exc)))
             finally:
                 finished.set()
 
@@ -92,6 +105,18 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
                 break
         if failure:
             raise failure[0]
+        if not summary.interrupted and graph.on_finished is not None:
+            graph.on_finished()
+            logger.info("bounded run complete; consumer group position committed")
+    except JobFailed as exc:
+        logger.error("the job failed: %s", exc, extra=FILE_ONLY)
+        raise
+    except Exception as exc:
+        if isinstance(exc, UserFacingError):
+            raise
+        text = _error_text(exc)
+        logger.error("the job failed: %s", text, extra=FILE_ONLY)
+        raise JobFailed(text) from None
     finally:
         for sig, previous in handlers.items():
             signal.signal(sig, previous)

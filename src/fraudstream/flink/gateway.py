@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,24 @@ def _java_children() -> list[int]:
     return [p.pid for p in processes() if p.ppid == me and p.comm == "java"]
 
 
+def start_gateway() -> None:
+    """Start PyFlink's gateway JVM (if not yet running) so that it ignores SIGTERM as well as
+    SIGINT: a stop signal sent to the whole process group (`timeout`, `kill -- -PGID`, a
+    service manager) then reaches only this process, which stops the job, flushes what it
+    received and ends the JVM itself, instead of losing the JVM mid-flight. A JVM started
+    with a shutdown signal ignored keeps ignoring it; `stop_gateway` ends it with SIGHUP."""
+    from pyflink.java_gateway import get_gateway
+
+    if threading.current_thread() is not threading.main_thread():
+        get_gateway()
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        get_gateway()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def stop_gateway(timeout_s: float = 15.0) -> None:
     """Terminate and reap this process's Flink gateway JVM (a no-op where there is none)."""
     gateway_module = sys.modules.get("pyflink.java_gateway")
@@ -65,7 +84,9 @@ def stop_gateway(timeout_s: float = 15.0) -> None:
         return
     for pid in _java_children():
         try:
-            os.kill(pid, signal.SIGTERM)
+            # SIGHUP, not SIGTERM: the JVM ignores SIGTERM (see start_gateway); both run its
+            # shutdown hooks, which clean up the mini-cluster's temporary files.
+            os.kill(pid, signal.SIGHUP)
         except ProcessLookupError:
             continue
         deadline = time.monotonic() + timeout_s

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import orjson
 from pyflink.common import Types, WatermarkStrategy
-from pyflink.common.serialization import SimpleStringSchema
+from pyflink.common.serialization import DeserializationSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
-from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaSource,
+    KafkaTopicPartition,
+)
 from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 from pyflink.datastream.functions import MapFunction, RuntimeContext
 
@@ -44,7 +49,7 @@ class SourceSpec:
     @property
     def raw_latin1(self) -> bool:
         """Sources that hand over raw bytes as ISO-8859-1 text (so bad UTF-8 survives)."""
-        return self.kind in ("file", "kafka")
+        return self.kind == "file"
 
 
 class GenerateOrders(MapFunction):
@@ -62,8 +67,20 @@ class GenerateOrders(MapFunction):
         return orjson.dumps(self.gen.next_order()).decode()
 
 
-def kafka_source(k: KafkaSettings) -> KafkaSource:
-    """The raw topic as text; one reader per partition (see `raw_lines`)."""
+def _raw_bytes() -> DeserializationSchema:
+    """Record values as they are (bytes), so bad UTF-8 reaches the dead letters intact.
+
+    Flink's ByteArraySchema, unlike SimpleStringSchema, survives a record without a value
+    (a tombstone): it is skipped, where SimpleStringSchema fails the whole job.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    return DeserializationSchema(get_gateway().jvm.org.apache.flink.api.common.serialization.ByteArraySchema())
+
+
+def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> KafkaSource:
+    """The raw topic as bytes; one reader per partition (see `raw_lines`). `stop_at`
+    (partition -> offset) makes it bounded."""
     from fraudstream.kafka.clients import java_properties
 
     if k.start_from == "earliest":
@@ -78,19 +95,25 @@ def kafka_source(k: KafkaSettings) -> KafkaSource:
         .set_group_id(k.group_id)
         .set_client_id_prefix(k.group_id)
         .set_starting_offsets(start)
-        # Bytes as ISO-8859-1 text: one character per byte, so bad UTF-8 reaches the dead letters intact.
-        .set_value_only_deserializer(SimpleStringSchema("ISO-8859-1"))
+        .set_value_only_deserializer(_raw_bytes())
         .set_properties(java_properties(k))
         # Without checkpoints (yet) the group's position is committed by the consumer itself.
         .set_property("enable.auto.commit", "true")
         .set_property("auto.commit.interval.ms", "1000")
     )
-    if k.bounded:
-        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    if stop_at is not None:
+        stops = {KafkaTopicPartition(k.raw_topic, p): o for p, o in stop_at.items()}
+        builder = builder.set_bounded(KafkaOffsetsInitializer.offsets(stops))
     return builder.build()
 
 
-def raw_lines(env: StreamExecutionEnvironment, spec: SourceSpec, settings: Settings, partitions: int = 1) -> DataStream:
+def raw_lines(
+    env: StreamExecutionEnvironment,
+    spec: SourceSpec,
+    settings: Settings,
+    partitions: int = 1,
+    stop_at: dict[int, int] | None = None,
+) -> DataStream:
     """A stream of raw text lines from the chosen source (parsed later by AdmitFunction).
 
     A Kafka source runs one reader per partition, so that each partition's order (and with it
@@ -99,7 +122,7 @@ def raw_lines(env: StreamExecutionEnvironment, spec: SourceSpec, settings: Setti
     gen = settings.generator
     if spec.kind == "kafka":
         return env.from_source(
-            kafka_source(settings.kafka), WatermarkStrategy.no_watermarks(), "orders-kafka"
+            kafka_source(settings.kafka, stop_at), WatermarkStrategy.no_watermarks(), "orders-kafka"
         ).set_parallelism(partitions)
     if spec.kind == "file":
         assert spec.path is not None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudstream.config import KafkaSettings
@@ -138,3 +138,23 @@ def check_job_topics(k: KafkaSettings) -> int:
 def project_topics(k: KafkaSettings) -> dict[str, int]:
     """The topics the pipeline uses, with the partitions we create them with."""
     return {k.raw_topic: k.raw_partitions, k.alerts_topic: k.raw_partitions, k.dead_letter_topic: 1}
+
+
+def end_offsets(k: KafkaSettings, topic: str) -> dict[int, int]:
+    """The next offset to be written in each partition of `topic`: where a bounded run stops."""
+    consumer = Consumer(client_config(k, **{"group.id": k.group_id, "enable.auto.commit": False}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def commit_offsets(k: KafkaSettings, topic: str, offsets: Mapping[int, int]) -> None:
+    """Record `offsets` as the job's consumer group position (the job reads partitions by
+    assignment, not as a group member, so committing from outside is allowed)."""
+    consumer = Consumer(client_config(k, **{"group.id": k.group_id, "enable.auto.commit": False}))
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        consumer.close()
