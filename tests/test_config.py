@@ -69,3 +69,17 @@ def test_set_option_parsing():
     assert parse_set_option(("a.b=1", " c.d = x ")) == {"a.b": "1", "c.d": "x"}
     with pytest.raises(ConfigError):
         parse_set_option(("novalue",))
+
+
+def test_secrets_are_masked_wherever_settings_are_shown():
+    s = load_settings(flags={"kafka.sasl_password": "hunter2", "broker.sasl_users": '{"fraud": "s3cret"}'}, environ={})
+    assert s.broker.sasl_users == {"fraud": "s3cret"}  # JSON text from --set or the environment
+    shown = s.redacted()
+    assert shown["kafka"]["sasl_password"] == "***"
+    assert shown["broker"]["sasl_users"] == {"fraud": "***"}
+    assert "hunter2" not in str(shown) and "s3cret" not in str(shown)
+
+
+def test_broker_users_must_be_a_json_object():
+    with pytest.raises(ConfigError, match="broker.sasl_users"):
+        load_settings(flags={"broker.sasl_users": "fraud:s3cret"}, environ={})

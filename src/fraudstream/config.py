@@ -7,6 +7,7 @@ plus `FRAUDSTREAM_DATA_DIR` and `FRAUDSTREAM_CONFIG`), then command-line flags.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tomllib
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "FRAUDSTREAM_"
 CONFIG_ENV = "FRAUDSTREAM_CONFIG"
@@ -104,8 +105,23 @@ class BrokerSettings(_Section):
     port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
     heap: str = Field("512m", description="JVM heap of the broker")
+    sasl_users: dict[str, str] = Field(
+        default_factory=dict,
+        description="user -> password: clients must log in (SASL/PLAIN), to rehearse a managed Kafka",
+    )
     jars_dir: Path | None = Field(None, description="unset = <checkout>/jvm/lib (filled by 'make jars')")
     start_timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("sasl_users", mode="before")
+    @classmethod
+    def _json_from_text(cls, value: Any) -> Any:
+        """`--set` and environment variables give text: accept a JSON object there."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('expected a JSON object such as {"user": "password"}') from None
+        return value
 
 
 class Settings(_Section):
@@ -125,6 +141,14 @@ class Settings(_Section):
     @property
     def log_file(self) -> Path:
         return self.logging.log_file or self.data_dir / "app.log"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON-ready data with passwords masked, for logs and `config show`."""
+        data = self.model_dump(mode="json")
+        if data["kafka"]["sasl_password"] is not None:
+            data["kafka"]["sasl_password"] = "***"
+        data["broker"]["sasl_users"] = dict.fromkeys(data["broker"]["sasl_users"], "***")
+        return data
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with dotted-key overrides (`{"generator.seed": 7}`), validated again."""

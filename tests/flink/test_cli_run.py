@@ -15,6 +15,7 @@ import pytest
 from fraudstream.flink.gateway import processes
 from fraudstream.generator import OrderGenerator
 from tests.flink.conftest import write_lines
+from tests.lines import LineReader
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
@@ -53,31 +54,28 @@ def test_run_on_a_file_exits_zero_and_stores_every_alert(tmp_path):
 )
 def test_stop_signal_flushes_every_alert_and_leaves_no_process(tmp_path, sig, to_group):
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [*EXE, "--data-dir", str(data), "run", "--rate", "400", "--seed", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    printed = 0
-    deadline = time.monotonic() + 120
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            printed += line.startswith("ALERT")
-            if printed >= 10 or time.monotonic() > deadline:
-                break
-        assert printed >= 10, "no alerts within two minutes"
-        if to_group:  # Flink's JVM gets the signal too, and must not die before the job is stopped
-            os.killpg(proc.pid, sig)
-        else:
-            os.kill(proc.pid, sig)
-        rest, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    printed += sum(1 for line in rest.splitlines() if line.startswith("ALERT"))
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        proc = subprocess.Popen(
+            [*EXE, "--data-dir", str(data), "run", "--rate", "400", "--seed", "5"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        out = LineReader(proc.stdout)
+        try:
+            assert out.wait_for("ALERT", 10, 120, proc), "no alerts within two minutes"
+            if to_group:  # Flink's JVM gets the signal too, and must not die before the job is stopped
+                os.killpg(proc.pid, sig)
+            else:
+                os.kill(proc.pid, sig)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        text = out.finish()
+        stderr.seek(0)
+        err = stderr.read()
+    printed = out.count("ALERT")
     assert proc.returncode == 0, err[-2000:]
-    assert "Job stopped" in rest
+    assert "Job stopped" in text
     assert "Traceback" not in err and "py4j" not in err
     assert _count(data / "fraud_alerts.db") == printed
     # the Flink gateway JVM started for the job is gone as well

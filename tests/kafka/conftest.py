@@ -50,7 +50,10 @@ def kafka(broker) -> KafkaSettings:
 def kafka_flags(k: KafkaSettings) -> list[str]:
     """The `--set` flags that point a `fraudstream` process at these settings."""
     out = []
-    for name in ("bootstrap_servers", "raw_topic", "alerts_topic", "dead_letter_topic", "group_id"):
+    names = ["bootstrap_servers", "raw_topic", "alerts_topic", "dead_letter_topic", "group_id", "security_protocol"]
+    if k.sasl_mechanism:
+        names += ["sasl_mechanism", "sasl_username", "sasl_password"]
+    for name in names:
         out += ["--set", f"kafka.{name}={getattr(k, name)}"]
     return out
 

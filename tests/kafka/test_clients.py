@@ -33,7 +33,7 @@ def test_managed_kafka_settings_map_to_both_clients():
     assert java["security.protocol"] == "SASL_SSL"
     assert java["sasl.mechanism"] == "SCRAM-SHA-512"
     assert java["sasl.jaas.config"] == (
-        'org.apache.kafka.common.security.scram.ScramLoginModule required username="fraud" password="p\\"w";'
+        'org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule required username="fraud" password="p\\"w";'
     )
     assert java["ssl.truststore.type"] == "PEM" and java["ssl.truststore.location"] == "/etc/ssl/ca.pem"
     rd = client_config(k)

@@ -138,7 +138,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
 
         check_job_topics(settings.kafka)
     click.echo(banner(settings))
-    logger.info("starting: %s", settings.model_dump_json())
+    logger.info("starting: %s", orjson.dumps(settings.redacted()).decode())
     summary = run_job(settings, spec, click.echo)
     summarize(summary, settings)
 
@@ -492,7 +492,7 @@ def config_group() -> None:
 def config_show(ctx: click.Context, as_json: bool) -> None:
     """Print the effective settings (defaults < file < environment < flags)."""
     settings = _settings(ctx)
-    data = settings.model_dump(mode="json")
+    data = settings.redacted()
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
@@ -504,6 +504,8 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{orjson.dumps(k).decode()} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

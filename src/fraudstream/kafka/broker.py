@@ -77,9 +77,15 @@ class LocalBroker:
         return f"{self.cfg.host}:{self.cfg.port}"
 
     def kafka_settings(self, base: KafkaSettings | None = None) -> KafkaSettings:
-        """Client settings pointing at this broker."""
+        """Client settings pointing at this broker (logged in as its first user, if it has users)."""
         base = base or KafkaSettings()
-        return base.model_copy(update={"bootstrap_servers": self.bootstrap, "security_protocol": "PLAINTEXT"})
+        update: dict[str, object] = {"bootstrap_servers": self.bootstrap, "security_protocol": "PLAINTEXT"}
+        if self.cfg.sasl_users:
+            user, password = next(iter(self.cfg.sasl_users.items()))
+            update.update(
+                security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username=user, sasl_password=password
+            )
+        return base.model_copy(update=update)
 
     # ----------------------------------------------------------------- status
     def pid(self) -> int | None:
@@ -152,15 +158,16 @@ class LocalBroker:
 
     def _write_config(self) -> None:
         c = self.cfg
+        client = "SASL_PLAINTEXT" if c.sasl_users else "PLAINTEXT"
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{c.host}:{c.controller_port}",
-            "listeners": f"PLAINTEXT://{c.host}:{c.port},CONTROLLER://{c.host}:{c.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{c.host}:{c.port}",
+            "listeners": f"{client}://{c.host}:{c.port},CONTROLLER://{c.host}:{c.controller_port}",
+            "advertised.listeners": f"{client}://{c.host}:{c.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
             "log.dirs": str(self.storage),
             "num.partitions": "1",
             # Topics are created on purpose ('fraudstream kafka topics'), so a typo is an error.
@@ -175,6 +182,15 @@ class LocalBroker:
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
         }
+        if c.sasl_users:
+            user, password = next(iter(c.sasl_users.items()))
+            accounts = " ".join(f'user_{u}="{p}"' for u, p in c.sasl_users.items())
+            lines["sasl.enabled.mechanisms"] = "PLAIN"
+            lines["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
+            lines["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{user}" password="{password}" {accounts};'
+            )
         self.properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         (self.root / "log4j2.properties").write_text(_LOG4J.format(log_dir=self.log_dir))
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudstream.config import KafkaSettings
@@ -44,11 +44,16 @@ def client_config(k: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return conf
 
 
+# flink-sql-connector-kafka carries the Kafka client relocated under this package, and JAAS
+# looks login modules up by class name.
+_SHADED = "org.apache.flink.kafka.shaded."
+
+
 def java_properties(k: KafkaSettings) -> dict[str, str]:
     """Java client properties for the Flink connector (same meaning as `client_config`)."""
     props = {"bootstrap.servers": k.bootstrap_servers, "security.protocol": k.security_protocol}
     if k.sasl_mechanism:
-        module = (
+        module = _SHADED + (
             "org.apache.kafka.common.security.plain.PlainLoginModule"
             if k.sasl_mechanism == "PLAIN"
             else "org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -66,7 +71,8 @@ def java_properties(k: KafkaSettings) -> dict[str, str]:
 def connect_admin(k: KafkaSettings, timeout_s: float | None = None) -> AdminClient:
     """An admin client on a broker that answered, retrying with backoff until `timeout_s`."""
     timeout_s = k.connect_timeout_s if timeout_s is None else timeout_s
-    admin = AdminClient(client_config(k))
+    errors: list[KafkaError] = []
+    admin = AdminClient(client_config(k, error_cb=errors.append))
     deadline = time.monotonic() + timeout_s
     delay = 0.25
     warned = False
@@ -76,6 +82,14 @@ def connect_admin(k: KafkaSettings, timeout_s: float | None = None) -> AdminClie
             admin.list_topics(timeout=min(5.0 if warned else 1.0, max(deadline - time.monotonic(), 0.5)))
             return admin
         except KafkaException as exc:
+            admin.poll(0.2)  # delivers the client's own errors (such as a refused login) to error_cb
+            refused = next((e for e in errors if e.code() == KafkaError._AUTHENTICATION), None)
+            if refused is not None:
+                reason = refused.str().split("SASL authentication error: ")[-1].split(" (after")[0]
+                raise KafkaUnavailable(
+                    f"the Kafka broker at {k.bootstrap_servers} refused our login ({reason}): "
+                    "check kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password"
+                ) from None
             left = deadline - time.monotonic()
             if left <= 0:
                 raise KafkaUnavailable(
