@@ -111,3 +111,18 @@ def test_run_on_kafka_without_a_broker_or_topic_says_so_before_flink_starts(kafk
     for proc in (no_broker, no_topic):
         assert "Configuration:" not in proc.stdout  # refused before the job was built
         assert "Traceback" not in proc.stderr
+
+
+def test_storage_formats_with_a_cluster_id_that_looks_like_an_option(tmp_path, monkeypatch):
+    """A random cluster id may begin with "-" (base64url); it once failed one start in 64."""
+    import uuid
+
+    import fraudstream.kafka.broker as broker_module
+    from fraudstream.jars import kafka_classpath
+
+    monkeypatch.setattr(broker_module.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xf8" + bytes(15)))
+    local = LocalBroker(BrokerSettings(port=free_port(), controller_port=free_port()), tmp_path)
+    local.root.mkdir(parents=True)
+    local._write_config()
+    local._format(kafka_classpath(None))
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (local.storage / "meta.properties").read_text()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fraudstream.cli.main import _settings, cli
-from fraudstream.config import Settings
+from fraudstream.config import KafkaSettings, Settings
 
 
 def _broker(settings: Settings):
@@ -92,7 +92,7 @@ def kafka_topics(ctx: click.Context, bootstrap_servers: str | None) -> None:
     _create_topics(settings.kafka)
 
 
-def _create_topics(k: Any) -> None:
+def _create_topics(k: KafkaSettings) -> None:
     from fraudstream.kafka.clients import connect_admin, ensure_topics, project_topics
 
     created = ensure_topics(connect_admin(k), project_topics(k))
@@ -101,7 +101,7 @@ def _create_topics(k: Any) -> None:
     _list_topics(k)
 
 
-def _list_topics(k: Any) -> None:
+def _list_topics(k: KafkaSettings) -> None:
     from fraudstream.kafka.clients import connect_admin, project_topics
 
     meta = connect_admin(k).list_topics(timeout=10)

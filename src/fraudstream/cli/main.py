@@ -247,6 +247,10 @@ def produce(
         raise UserError(f"input file not found: {from_file}")
     values, seed = _order_values(settings, from_file)
     if bootstrap_servers or to_kafka or topic:
+        if output != "-":
+            raise click.UsageError(
+                "-o/--output writes lines; it cannot be combined with --kafka, --bootstrap-servers or --topic"
+            )
         _produce_to_kafka(settings, topic, values, cfg.rate if from_file is None or opts["rate"] else 0.0, quiet)
         return
     from fraudstream.generator.pacing import Pacer

@@ -203,8 +203,8 @@ class LocalBroker:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # one argument: an id may begin with "-", which would read as an option
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.properties),
             ],
@@ -213,8 +213,10 @@ class LocalBroker:
             check=False,
         )
         if result.returncode != 0:
-            last = (result.stderr or result.stdout).strip().splitlines()
-            raise BrokerError(f"formatting the broker storage failed: {last[-1] if last else result.returncode}")
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            errors = [line.strip() for line in lines if "rror" in line or "xception" in line]
+            reason = (errors or lines or [f"exit status {result.returncode}"])[0]
+            raise BrokerError(f"formatting the broker storage failed: {reason[:300]}")
         logger.info("formatted %s (cluster %s)", self.storage, cluster_id)
 
     def _last_error(self) -> str:
