@@ -126,3 +126,16 @@ def test_storage_formats_with_a_cluster_id_that_looks_like_an_option(tmp_path, m
     local._write_config()
     local._format(kafka_classpath(None))
     assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (local.storage / "meta.properties").read_text()
+
+
+def test_publishing_holds_the_rate(kafka):
+    import time
+
+    started = time.monotonic()
+    proc = _cli("--set", f"kafka.bootstrap_servers={kafka.bootstrap_servers}", "produce", "--topic", kafka.raw_topic,
+                "--count", "60", "--rate", "40", "--seed", "1")  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert "60 of 60 orders delivered" in proc.stderr
+    assert elapsed >= 59 / 40  # 60 orders at 40/s cannot take less than 1.475 s
+    assert len(consume(kafka, kafka.raw_topic, expect=60)) == 60
