@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -98,6 +99,9 @@ class KafkaSettings(_Section):
     connect_timeout_s: float = Field(20.0, gt=0, description="how long tools retry an unreachable broker")
 
 
+_SAFE_CREDENTIAL = re.compile(r"[A-Za-z0-9._@+-]+")
+
+
 class BrokerSettings(_Section):
     """The single-node broker `fraudstream kafka start` runs for development and tests."""
 
@@ -118,9 +122,14 @@ class BrokerSettings(_Section):
         """`--set` and environment variables give text: accept a JSON object there."""
         if isinstance(value, str):
             try:
-                return json.loads(value)
+                value = json.loads(value)
             except json.JSONDecodeError:
                 raise ValueError('expected a JSON object such as {"user": "password"}') from None
+        if isinstance(value, dict):
+            for text in (*value.keys(), *value.values()):
+                # they are written into the broker's JAAS line, which has its own quoting
+                if not isinstance(text, str) or not _SAFE_CREDENTIAL.fullmatch(text):
+                    raise ValueError("user names and passwords may use letters, digits and . _ - @ + only")
         return value
 
 

@@ -17,13 +17,14 @@ from tests.lines import LineReader
 pytestmark = pytest.mark.flink
 
 
-def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize("keep_broker", [False, True])
+def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path, keep_broker):
     data = tmp_path / "data"
+    ports = ["--set", f"broker.port={free_port()}", "--set", f"broker.controller_port={free_port()}"]
     with open(tmp_path / "stderr.txt", "w+") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fraudstream", "--data-dir", str(data),
-             "--set", f"broker.port={free_port()}", "--set", f"broker.controller_port={free_port()}",
-             "demo", "--rate", "200"],
+            [sys.executable, "-m", "fraudstream", "--data-dir", str(data), *ports,
+             "demo", "--rate", "200", *(["--keep-broker"] if keep_broker else [])],
             stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         out = LineReader(proc.stdout)
@@ -43,8 +44,16 @@ def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path):
         stderr.seek(0)
         err = stderr.read()
     assert proc.returncode == 0, err[-2000:]
-    assert "Producer stopped" in text and "Kafka broker stopped" in text
+    assert "Producer stopped (exit 0)" in text
     assert "Traceback" not in err
+    if keep_broker:  # still there, and still ours to stop
+        assert "Kafka broker left running" in text
+        assert [p.pid for p in processes() if p.pid == broker and p.state != "Z"] == [broker]
+        stop = subprocess.run([sys.executable, "-m", "fraudstream", "--data-dir", str(data), *ports, "kafka", "stop"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert f"Kafka broker stopped (pid {broker})" in stop.stdout
+    else:
+        assert "Kafka broker stopped" in text
     time.sleep(1)
     left = [p for p in processes() if p.pid in group and p.state != "Z"]
     assert left == []

@@ -23,7 +23,7 @@ EXE = [sys.executable, "-m", "fraudstream"]
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory):
+def secured_broker(tmp_path_factory):
     cfg = BrokerSettings(port=free_port(), controller_port=free_port(), sasl_users={"fraud": "s3cret", "ops": "0ps"})
     broker = LocalBroker(cfg, tmp_path_factory.mktemp("sasl-broker"))
     broker.start()
@@ -32,8 +32,13 @@ def secured(tmp_path_factory):
         update={"raw_topic": f"raw-{tag}", "alerts_topic": f"alerts-{tag}", "dead_letter_topic": f"dlq-{tag}"}
     )
     ensure_topics(connect_admin(k), {k.raw_topic: 2, k.alerts_topic: 2, k.dead_letter_topic: 1})
-    yield k
+    yield broker, k
     assert broker.stop()
+
+
+@pytest.fixture
+def secured(secured_broker):
+    return secured_broker[1]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,3 +76,34 @@ def test_a_wrong_password_is_one_readable_line(secured):
         )
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_the_demo_gives_its_producer_the_login(secured_broker, tmp_path):
+    """The demo finds the running secured broker and its producer must log in like the job."""
+    import os
+    import signal
+
+    from tests.lines import LineReader
+
+    broker, secured = secured_broker
+    users = orjson.dumps(broker.cfg.sasl_users).decode()
+    args = [*EXE, "--data-dir", str(broker.root.parent), "--set", f"broker.port={broker.cfg.port}",
+            "--set", f"broker.controller_port={broker.cfg.controller_port}", "--set", f"broker.sasl_users={users}",
+            "--set", f"kafka.raw_topic={secured.raw_topic}", "--set", f"kafka.alerts_topic={secured.alerts_topic}",
+            "--set", f"kafka.dead_letter_topic={secured.dead_letter_topic}", "--set", "kafka.group_id=demo-sasl",
+            "--set", "kafka.start_from=latest", "demo", "--rate", "200"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    out = LineReader(proc.stdout)
+    try:
+        got_alerts = out.wait_for("ALERT", 3, 150, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = out.finish()
+    assert got_alerts, text[-2000:]
+    assert "already running" in text and "Producer stopped (exit 0)" in text
+    assert broker.pid() is not None  # not the demo's broker: left running

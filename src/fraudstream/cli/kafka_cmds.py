@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -171,49 +173,60 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
     configure_logging(settings)
     broker = _broker(settings)
     started_broker = broker.pid() is None
-    status = broker.start()
-    click.echo(
-        f"Kafka broker {'started' if started_broker else 'already running'}: pid {status.pid}, {status.bootstrap}"
-    )
-    k = broker.kafka_settings(settings.kafka)
-    _create_topics(k)
-    settings = settings.model_copy(
-        update={"kafka": k, "pipeline": settings.pipeline.model_copy(update={"source": "kafka"})}
-    )
-    producer_log = settings.data_dir / "producer.log"
     producer = None
     try:
-        with open(producer_log, "ab") as log:
-            producer = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraudstream",
-                    "--data-dir",
-                    str(settings.data_dir),
-                    "produce",
-                    "--bootstrap-servers",
-                    k.bootstrap_servers,
-                    "--topic",
-                    k.raw_topic,
-                    "--rate",
-                    str(rate),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        click.echo(f"Producer started: pid {producer.pid}, {rate:g} orders/s (progress in {producer_log})")
+        status = broker.start()
+        click.echo(
+            f"Kafka broker {'started' if started_broker else 'already running'}: pid {status.pid}, {status.bootstrap}"
+        )
+        k = broker.kafka_settings(settings.kafka)
+        _create_topics(k)
+        settings = settings.model_copy(
+            update={"kafka": k, "pipeline": settings.pipeline.model_copy(update={"source": "kafka"})}
+        )
+        producer = _start_producer(ctx, settings, rate)
+        click.echo(
+            f"Producer started: pid {producer.pid}, {rate:g} orders/s (progress in {settings.data_dir}/producer.log)"
+        )
         click.echo(banner(settings))
         summary = run_job(settings, SourceSpec("kafka"), click.echo)
         summarize(summary, settings)
     finally:
-        if producer is not None:
-            _stop_child(producer)
-            click.echo(f"Producer stopped (exit {producer.returncode})")
-        if started_broker and not keep_broker:
-            broker.stop()
-            click.echo("Kafka broker stopped")
+        # Clean-up is bounded by timeouts; a second Ctrl-C must not cut it short.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if producer is not None:
+                _stop_child(producer)
+                click.echo(f"Producer stopped (exit {producer.returncode})")
+            if started_broker and not keep_broker and broker.stop():
+                click.echo("Kafka broker stopped")
+            elif broker.pid() is not None:
+                click.echo(f"Kafka broker left running (pid {broker.pid()}); 'fraudstream kafka stop' stops it")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _start_producer(ctx: click.Context, settings: Settings, rate: float) -> subprocess.Popen[bytes]:
+    """`fraudstream produce` to the demo's broker, with this command's --config and --set.
+
+    The broker's address and topic go as flags; its login, if any, through the environment,
+    so that no password appears in the process list."""
+    root = ctx.find_root().obj
+    k = settings.kafka
+    args = [sys.executable, "-m", "fraudstream", "--data-dir", str(settings.data_dir)]
+    if root["config"] is not None:
+        args += ["--config", str(root["config"])]
+    for key, value in root["set"].items():
+        args += ["--set", f"{key}={value}"]
+    for key in ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username"):
+        if getattr(k, key) is not None:
+            args += ["--set", f"kafka.{key}={getattr(k, key)}"]
+    env = dict(os.environ)
+    if k.sasl_password is not None:
+        env["FRAUDSTREAM_KAFKA__SASL_PASSWORD"] = k.sasl_password
+    args += ["produce", "--topic", k.raw_topic, "--rate", str(rate)]
+    with open(settings.data_dir / "producer.log", "ab") as log:
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
 
 
 def _stop_child(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:

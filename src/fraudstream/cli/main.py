@@ -133,6 +133,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     configure_logging(settings)
+    if spec.kind == "kafka" and settings.kafka.bounded and settings.kafka.start_from == "latest":
+        raise click.UsageError("--bounded with --start-from latest would read nothing: use earliest or committed")
     if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
         from fraudstream.kafka.clients import check_job_topics
 
@@ -538,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `fraudstream ... | head`: the reader has gone, which is fine
+        _silence_stdout()
+        return 0
     except Exception as exc:  # last resort: one line for the user, the traceback in the log
         from fraudstream.cli.logs import FILE_ONLY
 
@@ -545,6 +550,14 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"fraudstream: error: {_first_line(exc)} (details in the log)", err=True)
         return 1
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again at exit."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -42,6 +42,10 @@ def _error_text(exc: BaseException) -> str:
         return type(exc).__name__
 
 
+class OffsetsNotCommitted(UserFacingError):
+    """A bounded run finished, but its end position could not be recorded."""
+
+
 @dataclass
 class RunSummary:
     alerts: Counter[str] = field(default_factory=Counter)
@@ -106,7 +110,13 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
         if failure:
             raise failure[0]
         if not summary.interrupted and graph.on_finished is not None:
-            graph.on_finished()
+            try:
+                graph.on_finished()
+            except Exception as exc:
+                raise OffsetsNotCommitted(
+                    f"the job finished, but committing the consumer group's offsets failed ({_error_text(exc)}): "
+                    "the next --start-from committed run will read this input again"
+                ) from None
             logger.info("bounded run complete; consumer group position committed")
     except JobFailed as exc:
         logger.error("the job failed: %s", exc, extra=FILE_ONLY)

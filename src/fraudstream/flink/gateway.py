@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -45,31 +47,63 @@ def processes() -> list[Proc]:
     return found
 
 
-def _java_children() -> list[int]:
+def _gateway_children() -> list[int]:
+    """Flink gateway JVMs that are children of this process (for gateways not started by
+    `start_gateway`); other Java children, such as a Kafka broker, are left alone."""
     me = os.getpid()
-    return [p.pid for p in processes() if p.ppid == me and p.comm == "java"]
+    found = []
+    for p in processes():
+        if p.ppid != me or p.comm != "java":
+            continue
+        try:
+            cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"PythonGatewayServer" in cmdline:
+            found.append(p.pid)
+    return found
+
+
+# The gateway JVM started by `start_gateway`, by PID (PyFlink itself keeps no handle).
+_gateway_pid: int | None = None
 
 
 def start_gateway() -> None:
     """Start PyFlink's gateway JVM (if not yet running) so that it ignores SIGTERM as well as
-    SIGINT: a stop signal sent to the whole process group (`timeout`, `kill -- -PGID`, a
-    service manager) then reaches only this process, which stops the job, flushes what it
-    received and ends the JVM itself, instead of losing the JVM mid-flight. A JVM started
-    with a shutdown signal ignored keeps ignoring it; `stop_gateway` ends it with SIGHUP."""
+    SIGINT, and remember its PID.
+
+    A stop signal sent to the whole process group (`timeout`, `kill -- -PGID`, a service
+    manager) then reaches only this process, which stops the job, flushes what it received
+    and ends the JVM itself, instead of losing the JVM mid-flight. Only the JVM ignores the
+    signal (set in the child before exec, where an ignored shutdown signal stays ignored by
+    HotSpot); this process keeps its own handlers throughout. `stop_gateway` uses SIGHUP.
+    """
+    import pyflink.pyflink_gateway_server as server
     from pyflink.java_gateway import get_gateway
 
-    if threading.current_thread() is not threading.main_thread():
-        get_gateway()
-        return
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    original = server.Popen
+
+    def popen(*args: Any, preexec_fn: Callable[[], None] | None = None, **kwargs: Any) -> subprocess.Popen:
+        def preexec() -> None:
+            if preexec_fn is not None:
+                preexec_fn()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+        proc = original(*args, preexec_fn=preexec, **kwargs)
+        global _gateway_pid
+        _gateway_pid = proc.pid
+        return proc
+
+    server.Popen = popen
     try:
         get_gateway()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        server.Popen = original
 
 
 def stop_gateway(timeout_s: float = 15.0) -> None:
     """Terminate and reap this process's Flink gateway JVM (a no-op where there is none)."""
+    global _gateway_pid
     gateway_module = sys.modules.get("pyflink.java_gateway")
     gateway = getattr(gateway_module, "_gateway", None)
     if gateway is not None:
@@ -82,7 +116,9 @@ def stop_gateway(timeout_s: float = 15.0) -> None:
         gateway_module._gateway = None  # type: ignore[union-attr]
     if not Path("/proc").is_dir():
         return
-    for pid in _java_children():
+    pids = [_gateway_pid] if _gateway_pid is not None else _gateway_children()
+    _gateway_pid = None
+    for pid in pids:
         try:
             # SIGHUP, not SIGTERM: the JVM ignores SIGTERM (see start_gateway); both run its
             # shutdown hooks, which clean up the mini-cluster's temporary files.
@@ -91,7 +127,10 @@ def stop_gateway(timeout_s: float = 15.0) -> None:
             continue
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
             if done:
                 break
             time.sleep(0.1)

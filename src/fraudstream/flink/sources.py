@@ -100,6 +100,8 @@ def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Kaf
         # Without checkpoints (yet) the group's position is committed by the consumer itself.
         .set_property("enable.auto.commit", "true")
         .set_property("auto.commit.interval.ms", "1000")
+        # New partitions are found every 5 minutes (the README says what that costs).
+        .set_property("partition.discovery.interval.ms", "300000")
     )
     if stop_at is not None:
         stops = {KafkaTopicPartition(k.raw_topic, p): o for p, o in stop_at.items()}

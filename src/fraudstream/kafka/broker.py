@@ -196,22 +196,25 @@ class LocalBroker:
 
     def _format(self, classpath: str) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        result = subprocess.run(
-            [
-                "java",
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                # one argument: an id may begin with "-", which would read as an option
-                f"--cluster-id={cluster_id}",
-                "-c",
-                str(self.properties),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [
+                    "java",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    # one argument: an id may begin with "-", which would read as an option
+                    f"--cluster-id={cluster_id}",
+                    "-c",
+                    str(self.properties),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise BrokerError("'java' not found: install a Java 17+ runtime (make setup does)") from None
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines()
             errors = [line.strip() for line in lines if "rror" in line or "xception" in line]

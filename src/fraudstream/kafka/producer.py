@@ -65,7 +65,8 @@ class OrderPublisher:
         self.summary.failed += 1
         if self.summary.first_error is None:
             self.summary.first_error = err.str()
-        logger.error("delivery failed (key=%r): %s", msg.key(), err.str())
+        # One line per failed record would flood a terminal; the summary reports the first.
+        logger.debug("delivery failed (key=%r): %s", msg.key(), err.str())
 
     def publish(
         self,
