@@ -5,9 +5,14 @@ already buffered: `communicate` reads the pipe, not the buffer.)"""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 class LineReader:
@@ -43,3 +48,18 @@ class LineReader:
         self._thread.join(timeout_s)
         with self._lock:
             return "".join(self.lines)
+
+
+@contextmanager
+def in_own_session(args: list[str], **popen: Any) -> Iterator[tuple[subprocess.Popen, LineReader]]:
+    """Run `args` in a session (process group) of its own, its stdout read by a LineReader;
+    whatever is still running of the group at the end is killed, so no test leaves it behind."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, text=True, start_new_session=True, stdin=subprocess.DEVNULL, **popen
+    )
+    try:
+        yield proc, LineReader(proc.stdout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -15,7 +15,7 @@ import pytest
 from fraudstream.flink.gateway import processes
 from fraudstream.generator import OrderGenerator
 from tests.flink.conftest import write_lines
-from tests.lines import LineReader
+from tests.lines import in_own_session
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
@@ -55,21 +55,14 @@ def test_run_on_a_file_exits_zero_and_stores_every_alert(tmp_path):
 def test_stop_signal_flushes_every_alert_and_leaves_no_process(tmp_path, sig, to_group):
     data = tmp_path / "data"
     with open(tmp_path / "stderr.txt", "w+") as stderr:
-        proc = subprocess.Popen(
-            [*EXE, "--data-dir", str(data), "run", "--rate", "400", "--seed", "5"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        out = LineReader(proc.stdout)
-        try:
+        command = [*EXE, "--data-dir", str(data), "run", "--rate", "400", "--seed", "5"]
+        with in_own_session(command, stderr=stderr) as (proc, out):
             assert out.wait_for("ALERT", 10, 120, proc), "no alerts within two minutes"
             if to_group:  # Flink's JVM gets the signal too, and must not die before the job is stopped
                 os.killpg(proc.pid, sig)
             else:
                 os.kill(proc.pid, sig)
             proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
         text = out.finish()
         stderr.seek(0)
         err = stderr.read()

@@ -12,7 +12,7 @@ import pytest
 
 from fraudstream.flink.gateway import processes
 from tests.kafka.conftest import free_port
-from tests.lines import LineReader
+from tests.lines import in_own_session
 
 pytestmark = pytest.mark.flink
 
@@ -22,13 +22,9 @@ def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path, keep_brok
     data = tmp_path / "data"
     ports = ["--set", f"broker.port={free_port()}", "--set", f"broker.controller_port={free_port()}"]
     with open(tmp_path / "stderr.txt", "w+") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fraudstream", "--data-dir", str(data), *ports,
-             "demo", "--rate", "200", *(["--keep-broker"] if keep_broker else [])],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        out = LineReader(proc.stdout)
-        try:
+        command = [sys.executable, "-m", "fraudstream", "--data-dir", str(data), *ports,
+                   "demo", "--rate", "200", *(["--keep-broker"] if keep_broker else [])]  # fmt: skip
+        with in_own_session(command, stderr=stderr) as (proc, out):
             assert out.wait_for("ALERT", 5, 150, proc), out.finish(1)[-2000:]
             group = [p.pid for p in processes() if p.pgid == proc.pid and p.state != "Z"]
             assert len(group) >= 3  # the demo, its producer and Flink's JVM
@@ -36,10 +32,6 @@ def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path, keep_brok
             group.append(broker)
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
             proc.wait(90)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         text = out.finish()
         stderr.seek(0)
         err = stderr.read()

@@ -83,7 +83,7 @@ def test_the_demo_gives_its_producer_the_login(secured_broker, tmp_path):
     import os
     import signal
 
-    from tests.lines import LineReader
+    from tests.lines import in_own_session
 
     broker, secured = secured_broker
     users = orjson.dumps(broker.cfg.sasl_users).decode()
@@ -92,17 +92,10 @@ def test_the_demo_gives_its_producer_the_login(secured_broker, tmp_path):
             "--set", f"kafka.raw_topic={secured.raw_topic}", "--set", f"kafka.alerts_topic={secured.alerts_topic}",
             "--set", f"kafka.dead_letter_topic={secured.dead_letter_topic}", "--set", "kafka.group_id=demo-sasl",
             "--set", "kafka.start_from=latest", "demo", "--rate", "200"]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True, stdin=subprocess.DEVNULL)  # fmt: skip
-    out = LineReader(proc.stdout)
-    try:
+    with in_own_session(args, stderr=subprocess.DEVNULL) as (proc, out):
         got_alerts = out.wait_for("ALERT", 3, 150, proc)
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(90)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     text = out.finish()
     assert got_alerts, text[-2000:]
     assert "already running" in text and "Producer stopped (exit 0)" in text

@@ -144,7 +144,7 @@ def alerts_tail(
     with _sigterm_as_interrupt():
         shown = tail_alerts(
             k,
-            lambda line: click.echo(line),
+            click.echo,
             from_beginning=from_beginning,
             max_alerts=max_alerts,
             idle_timeout_s=idle_timeout,

@@ -247,13 +247,14 @@ def produce(
     cfg = settings.generator
     if from_file is not None and not from_file.is_file():
         raise UserError(f"input file not found: {from_file}")
-    values, seed = _order_values(settings, from_file)
-    if bootstrap_servers or to_kafka or topic:
+    to_kafka = bool(bootstrap_servers or to_kafka or topic)
+    records, seed = _order_records(settings, from_file, keyed=to_kafka)
+    if to_kafka:
         if output != "-":
             raise click.UsageError(
                 "-o/--output writes lines; it cannot be combined with --kafka, --bootstrap-servers or --topic"
             )
-        _produce_to_kafka(settings, topic, values, cfg.rate if from_file is None or opts["rate"] else 0.0, quiet)
+        _produce_to_kafka(settings, topic, records, cfg.rate if from_file is None or opts["rate"] else 0.0, quiet)
         return
     from fraudstream.generator.pacing import Pacer
 
@@ -262,7 +263,7 @@ def produce(
     started = last_report = time.monotonic()
     n = 0
     try:
-        for value in values:
+        for _, value in records:
             pacer.wait()
             out.write(value + b"\n")
             n += 1
@@ -285,25 +286,34 @@ def produce(
         click.echo(f"produced {n} orders to {where} in {elapsed:.1f}s {origin}", err=True)
 
 
-def _order_values(settings: Settings, from_file: Path | None) -> tuple[Iterator[bytes], int | None]:
-    """The records to produce, as JSON lines without newlines: from a file, or generated."""
+def _order_records(
+    settings: Settings, from_file: Path | None, keyed: bool
+) -> tuple[Iterator[tuple[bytes | None, bytes]], int | None]:
+    """The records to produce, from a file or generated: (Kafka key, JSON line without its
+    newline). The key is the user_id, worked out only when `keyed`; generated orders have it
+    at hand, file lines are parsed for it."""
     if from_file is not None:
 
-        def lines() -> Iterator[bytes]:
+        def lines() -> Iterator[tuple[bytes | None, bytes]]:
+            if keyed:
+                from fraudstream.kafka.producer import user_key
             with open(from_file, "rb") as fh:
                 for line in fh:
                     line = line.rstrip(b"\r\n")
                     if line.strip():
-                        yield line
+                        yield (user_key(line) if keyed else None), line
 
         return lines(), None
     from fraudstream.generator import generator_from_settings
 
     gen = generator_from_settings(settings.generator)
-    return (orjson.dumps(o) for o in gen.orders(settings.generator.count)), gen.seed
+    orders = gen.orders(settings.generator.count)
+    return ((str(o["user_id"]).encode(), orjson.dumps(o)) for o in orders), gen.seed
 
 
-def _produce_to_kafka(settings: Settings, topic: str | None, values: Iterator[bytes], rate: float, quiet: bool) -> None:
+def _produce_to_kafka(
+    settings: Settings, topic: str | None, records: Iterator[tuple[bytes | None, bytes]], rate: float, quiet: bool
+) -> None:
     from fraudstream.kafka.producer import OrderPublisher, PublishSummary
 
     publisher = OrderPublisher(settings.kafka, topic)
@@ -318,7 +328,7 @@ def _produce_to_kafka(settings: Settings, topic: str | None, values: Iterator[by
         )
 
     with _sigterm_as_interrupt():
-        summary = publisher.publish(values, rate=rate, progress=None if quiet else progress)
+        summary = publisher.publish(records, rate=rate, progress=None if quiet else progress)
     how = "stopped" if summary.interrupted else "done"
     click.echo(
         f"{how}: {summary.delivered} of {summary.sent} orders delivered to {publisher.topic} "

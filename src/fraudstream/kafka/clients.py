@@ -154,9 +154,14 @@ def project_topics(k: KafkaSettings) -> dict[str, int]:
     return {k.raw_topic: k.raw_partitions, k.alerts_topic: k.raw_partitions, k.dead_letter_topic: 1}
 
 
+def _job_group_consumer(k: KafkaSettings) -> Consumer:
+    """A consumer in the job's group that never commits by itself (it only looks or commits)."""
+    return Consumer(client_config(k, **{"group.id": k.group_id, "enable.auto.commit": False}))
+
+
 def end_offsets(k: KafkaSettings, topic: str) -> dict[int, int]:
     """The next offset to be written in each partition of `topic`: where a bounded run stops."""
-    consumer = Consumer(client_config(k, **{"group.id": k.group_id, "enable.auto.commit": False}))
+    consumer = _job_group_consumer(k)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
@@ -167,7 +172,7 @@ def end_offsets(k: KafkaSettings, topic: str) -> dict[int, int]:
 def commit_offsets(k: KafkaSettings, topic: str, offsets: Mapping[int, int]) -> None:
     """Record `offsets` as the job's consumer group position (the job reads partitions by
     assignment, not as a group member, so committing from outside is allowed)."""
-    consumer = Consumer(client_config(k, **{"group.id": k.group_id, "enable.auto.commit": False}))
+    consumer = _job_group_consumer(k)
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
     finally:

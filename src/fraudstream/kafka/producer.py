@@ -70,25 +70,22 @@ class OrderPublisher:
 
     def publish(
         self,
-        values: Iterable[bytes],
+        records: Iterable[tuple[bytes | None, bytes]],
         rate: float = 0.0,
         progress: Callable[[PublishSummary], None] | None = None,
         progress_every_s: float = 2.0,
-        should_stop: Callable[[], bool] = lambda: False,
     ) -> PublishSummary:
-        """Send every value (a JSON line without its newline); Ctrl-C stops and still flushes."""
+        """Send every (key, value) record, the value a JSON line without its newline;
+        Ctrl-C stops and still flushes."""
         s = self.summary
         pacer = Pacer(rate)
         started = last = time.monotonic()
         try:
-            for value in values:
-                if should_stop():
-                    s.interrupted = True
-                    break
+            for key, value in records:
                 pacer.wait()
                 while True:
                     try:
-                        self.producer.produce(self.topic, value, user_key(value), on_delivery=self._on_delivery)
+                        self.producer.produce(self.topic, value, key, on_delivery=self._on_delivery)
                         break
                     except BufferError:  # local queue full: let deliveries drain, then retry
                         self.producer.poll(0.1)

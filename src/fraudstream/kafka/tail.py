@@ -28,7 +28,6 @@ def tail_alerts(
     from_beginning: bool = False,
     max_alerts: int | None = None,
     idle_timeout_s: float | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
     topic: str | None = None,
 ) -> int:
     """Print alerts as they are committed; returns how many were printed."""
@@ -52,7 +51,7 @@ def tail_alerts(
     shown = 0
     last_seen = time.monotonic()
     try:
-        while not should_stop():
+        while True:
             if max_alerts is not None and shown >= max_alerts:
                 break
             if idle_timeout_s is not None and time.monotonic() - last_seen > idle_timeout_s:
