@@ -5,16 +5,19 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The Kafka broker and the Flink Kafka connector, from Maven Central (see jvm/pom.xml).
 JARS   := jvm/lib/.fetched
+# fraudstream's own Flink classes (jvm/src), compiled against PyFlink's Flink and the connector.
+HELPER := jvm/lib/flink/fraudstream-flink.jar
+HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java)
 
 .PHONY: setup run demo test lint unit clean java jars maven kafka-start kafka-stop
 
-setup: java $(STAMP) $(JARS)
+setup: java $(STAMP) $(JARS) $(HELPER)
 
-# Flink needs a Java runtime (17 is what we test on); install it if the machine has none.
+# Flink needs Java (17 is what we test on), and javac for our few classes; install it if missing.
 java:
-	@command -v java >/dev/null 2>&1 || { \
-	  echo "No Java found: installing OpenJDK 17 (needs root and apt-get)"; \
-	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v javac >/dev/null 2>&1 || { \
+	  echo "No Java compiler found: installing OpenJDK 17 (needs root and apt-get)"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless; }
 
 # Maven fetches the jars; install it if the machine has none.
 maven:
@@ -22,12 +25,19 @@ maven:
 	  echo "No Maven found: installing it (needs root and apt-get)"; \
 	  apt-get update -qq && apt-get install -y -qq maven; }
 
-jars: java $(JARS)
+jars: java $(JARS) $(HELPER)
 
 $(JARS): jvm/pom.xml | maven
 	rm -rf jvm/lib
 	mvn -q -B --no-transfer-progress -Dstyle.color=never -f jvm/pom.xml package
 	touch $@
+
+$(HELPER): $(JARS) $(STAMP) $(HELPER_SRC)
+	rm -rf jvm/build && mkdir -p jvm/build
+	javac --release 17 -nowarn -d jvm/build \
+	  -cp "$$($(BIN)/python -c 'import glob, os, pyflink; print(glob.glob(os.path.join(os.path.dirname(pyflink.__file__), "lib", "flink-dist-*.jar"))[0])'):$$(ls jvm/lib/flink/flink-sql-connector-kafka-*.jar)" \
+	  $(HELPER_SRC)
+	jar cf $@ -C jvm/build .
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +59,8 @@ kafka-stop: setup
 	$(BIN)/fraudstream kafka stop
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 unit: setup
 	$(BIN)/pytest -q -m "not flink"
@@ -59,4 +69,4 @@ test: lint
 	$(BIN)/pytest -q -ra
 
 clean:
-	rm -rf $(VENV) data build jvm/lib jvm/target .pytest_cache .ruff_cache
+	rm -rf $(VENV) data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache

@@ -83,3 +83,19 @@ def test_secrets_are_masked_wherever_settings_are_shown():
 def test_broker_users_must_be_a_json_object():
     with pytest.raises(ConfigError, match="broker.sasl_users"):
         load_settings(flags={"broker.sasl_users": "fraud:s3cret"}, environ={})
+
+
+def test_kafka_transactions_must_outlive_a_checkpoint():
+    with pytest.raises(ConfigError, match="transaction_timeout_ms"):
+        load_settings(flags={"kafka.transaction_timeout_ms": 30_000, "checkpoint.interval_ms": 5_000}, environ={})
+    ok = load_settings(flags={"kafka.transaction_timeout_ms": 120_000}, environ={})
+    assert ok.kafka.transaction_timeout_ms == 120_000
+
+
+def test_checkpoint_and_savepoint_locations_are_uris(tmp_path):
+    s = load_settings(flags={"data_dir": str(tmp_path)}, environ={})
+    assert s.checkpoint_uri == (tmp_path / "checkpoints").resolve().as_uri()
+    assert s.savepoint_uri == (tmp_path / "savepoints").resolve().as_uri()
+    remote = load_settings(flags={"checkpoint.dir": "s3://bucket/ckpt"}, environ={})
+    assert remote.checkpoint_uri == "s3://bucket/ckpt"
+    assert remote.transactional_id_prefix == remote.kafka.group_id

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "FRAUDSTREAM_"
 CONFIG_ENV = "FRAUDSTREAM_CONFIG"
@@ -47,7 +47,25 @@ class PipelineSettings(_Section):
     parallelism: int = Field(1, ge=1)
     execution_mode: Literal["thread", "process"] = "thread"
     max_record_bytes: int = Field(65_536, gt=0)
+    max_future_ms: int = Field(
+        604_800_000,
+        ge=0,
+        description="orders from Kafka or a file stamped further ahead of the clock are dead letters (0 = no limit)",
+    )
     verbose: bool = False
+    rest_port: int = Field(0, ge=0, le=65535, description="REST port of the local job (savepoints); 0 = any free port")
+
+
+class CheckpointSettings(_Section):
+    """How the job keeps its place and its state, so a crash or a stop loses nothing."""
+
+    interval_ms: int = Field(3_000, ge=100, description="how often state and Kafka offsets are checkpointed")
+    timeout_ms: int = Field(60_000, gt=0, description="a checkpoint slower than this is abandoned")
+    dir: str | None = Field(None, description="any Flink filesystem URI or a path; unset = <data_dir>/checkpoints")
+    savepoint_dir: str | None = Field(None, description="unset = <data_dir>/savepoints")
+    retained: int = Field(3, ge=1, description="completed checkpoints kept (the newest is resumed)")
+    restart_initial_backoff_ms: int = Field(1_000, gt=0, description="first wait before restarting a failed job")
+    restart_max_backoff_ms: int = Field(30_000, gt=0, description="the wait doubles up to this")
 
 
 class GeneratorSettings(_Section):
@@ -68,6 +86,12 @@ class StoreSettings(_Section):
     batch_size: int = Field(100, ge=1)
     flush_interval_ms: int = Field(500, ge=1)
     dead_letter_max_chars: int = Field(4_096, ge=64)
+    busy_timeout_ms: int = Field(
+        2_000, ge=0, description="wait this long for a lock before a write fails and is retried"
+    )
+    retry_max_backoff_ms: int = Field(
+        10_000, gt=0, description="failed writes are retried, waiting up to this between tries"
+    )
 
 
 class LoggingSettings(_Section):
@@ -97,6 +121,12 @@ class KafkaSettings(_Section):
     sasl_password: str | None = None
     ssl_ca_location: Path | None = Field(None, description="PEM file of the CA that signed the brokers")
     connect_timeout_s: float = Field(20.0, gt=0, description="how long tools retry an unreachable broker")
+    transactional_id_prefix: str | None = Field(
+        None, description="prefix of the alert sinks' Kafka transactions; unset = the group id (one per job)"
+    )
+    transaction_timeout_ms: int = Field(
+        600_000, gt=0, description="must exceed checkpoint interval + timeout and be within the broker's maximum"
+    )
 
 
 _SAFE_CREDENTIAL = re.compile(r"[A-Za-z0-9._@+-]+")
@@ -137,15 +167,40 @@ class Settings(_Section):
     data_dir: Path = Path("data")
     detectors: DetectorSettings = DetectorSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
     generator: GeneratorSettings = GeneratorSettings()
     store: StoreSettings = StoreSettings()
     logging: LoggingSettings = LoggingSettings()
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
 
+    @model_validator(mode="after")
+    def _transactions_outlive_checkpoints(self) -> Settings:
+        """A Kafka transaction stays open from one checkpoint to the next (longer if a checkpoint
+        is slow); if the broker times it out first, its alerts are lost."""
+        c = self.checkpoint
+        if self.kafka.transaction_timeout_ms <= c.interval_ms + c.timeout_ms:
+            raise ValueError(
+                f"kafka.transaction_timeout_ms ({self.kafka.transaction_timeout_ms}) must exceed "
+                f"checkpoint.interval_ms + checkpoint.timeout_ms ({c.interval_ms + c.timeout_ms})"
+            )
+        return self
+
     @property
     def db_path(self) -> Path:
         return self.store.db_path or self.data_dir / "fraud_alerts.db"
+
+    @property
+    def checkpoint_uri(self) -> str:
+        return _uri(self.checkpoint.dir, self.data_dir / "checkpoints")
+
+    @property
+    def savepoint_uri(self) -> str:
+        return _uri(self.checkpoint.savepoint_dir, self.data_dir / "savepoints")
+
+    @property
+    def transactional_id_prefix(self) -> str:
+        return self.kafka.transactional_id_prefix or self.kafka.group_id
 
     @property
     def log_file(self) -> Path:
@@ -164,6 +219,13 @@ class Settings(_Section):
         data = self.model_dump()
         _apply_dotted(data, overrides)
         return _validate(data, "override")
+
+
+def _uri(configured: str | None, default: Path) -> str:
+    """A Flink filesystem URI: given ones (s3://, hdfs://, file://) pass as they are, paths become file URIs."""
+    if configured and "://" in configured:
+        return configured
+    return Path(configured or default).expanduser().resolve().as_uri()
 
 
 def pin_generator(settings: Settings) -> Settings:
@@ -205,6 +267,8 @@ def _validate(data: Mapping[str, Any], origin: str) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
+        if not where:  # a rule across settings
+            raise ConfigError(f"invalid settings ({origin}): {err['msg'].removeprefix('Value error, ')}") from None
         raise ConfigError(f"invalid setting '{where}' ({origin}): {err['msg']}") from None
 
 

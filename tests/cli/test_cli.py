@@ -136,7 +136,7 @@ def test_a_failed_job_is_one_line_even_after_flink_is_gone(tmp_path, capsys, mon
                 raise ConnectionError("Gateway is not connected.")
             return "An error occurred\nCaused by: java.lang.IllegalStateException: the sink is broken"
 
-    def broken_job(settings, spec):
+    def broken_job(settings, spec, **kwargs):
         raise JavaError()
 
     monkeypatch.setattr(runner, "build_job", broken_job)

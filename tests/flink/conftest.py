@@ -34,7 +34,9 @@ def run_file(path: Path, data_dir: Path, **flags) -> JobResult:
     """Run the real job on the local mini-cluster over a JSON-lines file."""
     settings = load_settings(flags={"data_dir": str(data_dir), **flags}, environ={})
     graph = build_job(settings, SourceSpec.parse(f"file:{path}"))
-    with graph.start("test") as results:
+    _, results = graph.start("test")
+    assert results is not None
+    with results:
         return JobResult(list(results))
 
 

@@ -97,6 +97,16 @@ def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...]
 @click.option(
     "--bounded", is_flag=True, default=None, help="Kafka: stop at the offsets that were latest at start (backfills)."
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from the newest completed checkpoint (after a crash, kill or Ctrl-C) instead of starting fresh.",
+)
+@click.option(
+    "--from-savepoint",
+    metavar="PATH",
+    help="Start from this savepoint (see 'fraudstream savepoint') or checkpoint directory.",
+)
 @click.pass_context
 def run(ctx: click.Context, **opts: Any) -> None:
     """Run the fraud-detection job on Flink's local mini-cluster.
@@ -106,6 +116,14 @@ def run(ctx: click.Context, **opts: Any) -> None:
     With --source kafka it reads the raw topic (one reader per partition) and also writes
     alerts and dead letters to their topics; it runs until Ctrl-C, or with --bounded until
     it has read what was in the topic when it started.
+
+    \b
+    The job checkpoints its state and positions every few seconds (checkpoint.interval_ms)
+    under <data-dir>/checkpoints and restarts itself, with backoff, when a task fails.
+    With Kafka, alerts are written in transactions that commit at each checkpoint, and
+    SQLite copies the committed alerts (exactly once), so alerts show up at checkpoints.
+    After a crash or a stop, --resume continues exactly where the last checkpoint was;
+    without it a run starts with empty state (from the group's committed offsets).
     """
     from fraudstream.cli.logs import configure_logging
     from fraudstream.cli.runner import run_job
@@ -133,16 +151,34 @@ def run(ctx: click.Context, **opts: Any) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     configure_logging(settings)
+    restore_from = _restore_point(settings, spec, opts["resume"], opts["from_savepoint"])
     if spec.kind == "kafka" and settings.kafka.bounded and settings.kafka.start_from == "latest":
         raise click.UsageError("--bounded with --start-from latest would read nothing: use earliest or committed")
     if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
         from fraudstream.kafka.clients import check_job_topics
 
         check_job_topics(settings.kafka)
-    click.echo(banner(settings))
+    click.echo(banner(settings, restore_from))
     logger.info("starting: %s", orjson.dumps(settings.redacted()).decode())
-    summary = run_job(settings, spec, click.echo)
+    summary = run_job(settings, spec, click.echo, restore_from)
     summarize(summary, settings)
+
+
+def _restore_point(settings: Settings, spec: Any, resume: bool, savepoint: str | None) -> str | None:
+    """The checkpoint or savepoint a run starts from, if any."""
+    from fraudstream.flink import checkpoints
+
+    if resume and savepoint:
+        raise click.UsageError("--resume and --from-savepoint exclude each other")
+    if (resume or savepoint) and spec.kind == "generator":
+        raise click.UsageError(
+            "the generator cannot resume (its random stream is not checkpointed): use --source kafka or file:PATH"
+        )
+    if resume:
+        return str(checkpoints.latest_checkpoint(settings))
+    if savepoint:
+        return checkpoints.check_restore_path(savepoint)
+    return None
 
 
 def summarize(summary: Any, settings: Settings) -> None:
@@ -159,7 +195,7 @@ def summarize(summary: Any, settings: Settings) -> None:
     click.echo(f"Stored {summary.stored} records in {settings.db_path}; log in {settings.log_file}")
 
 
-def banner(s: Settings) -> str:
+def banner(s: Settings, restore_from: str | None = None) -> str:
     d, p, g = s.detectors, s.pipeline, s.generator
     lines = [
         "=" * 80,
@@ -190,6 +226,8 @@ def banner(s: Settings) -> str:
         f"   Alert cooldown      : {d.dedup_cooldown_ms / 60000:g} min per alert type and user/device",
         f"   Out-of-orderness    : {p.out_of_orderness_ms} ms",
         f"   Flink               : local mini-cluster, {p.execution_mode} mode, parallelism {p.parallelism}",
+        f"   Checkpoints         : every {s.checkpoint.interval_ms / 1000:g}s to {s.checkpoint_uri}",
+        f"   Starting from       : {restore_from or 'empty state'}",
         f"   Database            : {s.db_path}",
         f"   Log file            : {s.log_file}",
         "=" * 80,
@@ -591,5 +629,5 @@ def entry() -> None:
     sys.exit(main())
 
 
-# The kafka, alerts and demo commands live in their own module and register on `cli`.
-from fraudstream.cli import kafka_cmds  # noqa: E402, F401
+# The kafka, alerts, demo and savepoint commands live in their own modules and register on `cli`.
+from fraudstream.cli import job_cmds, kafka_cmds  # noqa: E402, F401

@@ -7,6 +7,7 @@ so a Ctrl-C or SIGTERM here can stop the job and still flush every alert receive
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -17,9 +18,11 @@ from types import FrameType
 from typing import Any
 
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
+from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
 from fraudstream.errors import UserFacingError
+from fraudstream.flink import checkpoints
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
@@ -56,17 +59,26 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -> RunSummary:
+def run_job(
+    settings: Settings, spec: SourceSpec, echo: Callable[[str], None], restore_from: str | None = None
+) -> RunSummary:
     """Run the job until its source ends or SIGINT/SIGTERM arrives; always flush the store."""
+    info_file = JobInfo.path(settings)
+    other = JobInfo.read(info_file)
+    if other is not None and other.pid != os.getpid() and _alive(other.pid):
+        raise UserFacingError(
+            f"another run (PID {other.pid}) is using {settings.data_dir}: stop it first, or use another --data-dir"
+        )
     summary = RunSummary()
     started = time.monotonic()
-    store = AlertStore(settings.db_path)
+    store = AlertStore(settings.db_path, settings.store.busy_timeout_ms)
     writer: BatchWriter = BatchWriter(
         store.write_batch,
         batch_size=settings.store.batch_size,
         flush_interval_s=settings.store.flush_interval_ms / 1000,
         name="sqlite-writer",
     )
+    mirror = None
     stop = threading.Event()
     finished = threading.Event()
     failure: list[BaseException] = []
@@ -78,37 +90,71 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
         stop.set()
 
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    results = None
     try:
-        graph = build_job(settings, spec)
-        results = graph.start("fraudstream")
-        logger.info("job submitted: source=%s", spec.kind)
+        if spec.kind == "kafka":
+            from fraudstream.store.mirror import TopicMirror
 
-        def consume() -> None:
-            # py4j must not be interrupted mid-call, so results are read here, off the
+            mirror = TopicMirror(
+                settings,
+                store,
+                on_alert=lambda a: _route("alert", a, settings, summary, None, echo),
+                on_dead=lambda d: _route("dead", d, settings, summary, None, echo),
+            )
+        graph = build_job(settings, spec, restore_from=restore_from)
+        client, results = graph.start("fraudstream")
+        job_id = str(client.get_job_id())
+        port = checkpoints.rest_port(client, settings.pipeline.rest_port)
+        JobInfo(os.getpid(), job_id, port, settings.savepoint_uri).write(info_file)
+        logger.info(
+            "job %s submitted: source=%s%s",
+            job_id,
+            spec.kind,
+            f", restored from {restore_from}" if restore_from else "",
+        )
+
+        def wait_for_job() -> None:
+            # py4j must not be interrupted mid-call, so the job is followed here, off the
             # main thread, which only waits for the end or a stop signal.
             try:
-                for kind, record in results:
-                    _route(kind, record, settings, summary, writer, echo)
+                if results is not None:
+                    for kind, record in results:
+                        _route(kind, record, settings, summary, writer, echo)
+                client.get_job_execution_result().result()
             except Exception as exc:
                 if not stop.is_set():
                     failure.append(JobFailed(_error_text(exc)))
             finally:
                 finished.set()
 
-        consumer = threading.Thread(target=consume, name="job-results", daemon=True)
-        consumer.start()
+        threading.Thread(target=wait_for_job, name="job-results", daemon=True).start()
+        mirror_stop = threading.Event()
+        copier = None
+        if mirror is not None:
+            copier = threading.Thread(target=mirror.follow, args=(mirror_stop,), name="store-mirror", daemon=True)
+            copier.start()
         while not finished.wait(0.2):
             if stop.is_set():
                 summary.interrupted = True
                 try:
-                    results.close()  # cancels the job
+                    client.cancel().result()
                 except Exception:
-                    logger.debug("closing the result stream failed", exc_info=True)
+                    logger.debug("cancelling the job failed", exc_info=True)
+                if results is not None:
+                    try:
+                        results.close()
+                    except Exception:
+                        logger.debug("closing the result stream failed", exc_info=True)
                 finished.wait(15)
                 break
+        if mirror is not None and copier is not None:
+            mirror_stop.set()
+            copier.join()
+            # Whatever the job committed before it ended (all of it, after a bounded run).
+            mirror.drain(idle_s=2.0 if summary.interrupted or failure else 5.0)
         if failure:
             raise failure[0]
+        if JobInfo.stop_marker(info_file).exists():  # `fraudstream savepoint --stop` ended it
+            summary.interrupted = True
         if not summary.interrupted and graph.on_finished is not None:
             try:
                 graph.on_finished()
@@ -130,12 +176,26 @@ def run_job(settings: Settings, spec: SourceSpec, echo: Callable[[str], None]) -
     finally:
         for sig, previous in handlers.items():
             signal.signal(sig, previous)
+        info_file.unlink(missing_ok=True)
+        JobInfo.stop_marker(info_file).unlink(missing_ok=True)
         writer.close()
+        if mirror is not None:
+            mirror.close()
         store.close()
         stop_gateway()
-        summary.stored = writer.written
+        summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
         summary.seconds = time.monotonic() - started
     return summary
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _route(
@@ -143,22 +203,25 @@ def _route(
     record: Any,
     settings: Settings,
     summary: RunSummary,
-    writer: BatchWriter,
+    writer: BatchWriter | None,
     echo: Callable[[str], None],
 ) -> None:
+    """Count, print and log a record; store it too unless it came from the store's copier."""
     if kind == "alert":
         summary.alerts[record.alert_type] += 1
         line = alert_line(record)
         echo(line)
         alert_log.info(line)
-        writer.submit(record)
+        if writer is not None:
+            writer.submit(record)
     elif kind == "dead":
         summary.dead_letters[record.reason] += 1
         line = dead_letter_line(record)
         dead_log.info(line)
         if settings.pipeline.verbose:
             echo(line)
-        writer.submit(record)
+        if writer is not None:
+            writer.submit(record)
     else:
         summary.orders_echoed += 1
         echo(order_line(record))

@@ -37,9 +37,12 @@ class AdmitFunction(ProcessFunction):
     depends only on the input order, never on timing.
     """
 
-    def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool) -> None:
+    def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool, max_future_ms: int = 0) -> None:
         self.limits = limits
         self.bound = out_of_orderness_ms
+        # An order stamped far in the future would drag this reader's watermark along and
+        # make every honest order after it late; it is rejected instead (0 = no check).
+        self.max_future_ms = max_future_ms
         # The file source decodes bytes as ISO-8859-1 so that undecodable UTF-8 survives
         # losslessly; re-encoding gives back the exact bytes.
         self.raw_latin1 = raw_latin1
@@ -57,22 +60,29 @@ class AdmitFunction(ProcessFunction):
             yield DEAD_LETTERS, result
             return
         t = result.event_time
-        if self.max_seen is not None and t <= self.max_seen - self.bound - 1:
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if self.max_future_ms and t > _now_ms() + self.max_future_ms:
             yield (
                 DEAD_LETTERS,
-                dead_letter(
-                    "late",
-                    f"event_time {t} is behind the watermark {self.max_seen - self.bound - 1}",
-                    text,
-                    self.limits,
-                    event_time=t,
+                self._reject(
+                    raw, "future", f"event_time {t} is more than {self.max_future_ms} ms ahead of the clock", t
+                ),
+            )
+            return
+        if self.max_seen is not None and t <= self.max_seen - self.bound - 1:
+            yield (
+                DEAD_LETTERS,
+                self._reject(
+                    raw, "late", f"event_time {t} is behind the watermark {self.max_seen - self.bound - 1}", t
                 ),
             )
             return
         if self.max_seen is None or t > self.max_seen:
             self.max_seen = t
         yield result
+
+    def _reject(self, raw: str | bytes, reason: str, detail: str, event_time: int) -> DeadLetter:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return dead_letter(reason, detail, text, self.limits, event_time=event_time)
 
 
 class OrderTimestamps(TimestampAssigner):

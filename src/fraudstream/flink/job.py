@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
+from pyflink.common.job_client import JobClient
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.data_stream import CloseableIterator
 
@@ -29,6 +30,7 @@ import fraudstream
 from fraudstream.config import KafkaSettings, Settings
 from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.events.parse import ParseLimits
+from fraudstream.flink import checkpoints
 from fraudstream.flink.functions import (
     DEAD_LETTERS,
     AdmitFunction,
@@ -46,19 +48,23 @@ PICKLED = Types.PICKLED_BYTE_ARRAY()
 @dataclass
 class JobGraph:
     env: StreamExecutionEnvironment
-    output: DataStream  # (kind, record) pairs: ("alert", Alert) | ("dead", DeadLetter) | ("order", Order)
+    # (kind, record) pairs for the driver: ("alert", Alert) | ("dead", DeadLetter) | ("order", Order).
+    # None when the job has no output for the driver (Kafka: alerts reach it through the topics).
+    output: DataStream | None
     # Called once the job has consumed all of a bounded input (not when it was stopped).
     on_finished: Callable[[], None] | None = None
 
-    def start(self, name: str = "fraudstream") -> CloseableIterator:
-        """Submit the job and return its (kind, record) stream; closing it cancels the job.
+    def start(self, name: str = "fraudstream") -> tuple[JobClient, CloseableIterator | None]:
+        """Submit the job; returns its client and, if it has one, its (kind, record) stream.
 
         Unlike `execute_and_collect`, this runs every sink attached to the environment
         (the Kafka sinks are attached from the Table API) together with the collection.
         """
-        j_iterator = self.output._j_data_stream.collectAsync()
-        self.env.execute_async(name)
-        return CloseableIterator(j_iterator, self.output.get_type())
+        j_iterator = self.output._j_data_stream.collectAsync() if self.output is not None else None
+        client = self.env.execute_async(name)
+        if j_iterator is None or self.output is None:
+            return client, None
+        return client, CloseableIterator(j_iterator, self.output.get_type())
 
 
 def _python_path() -> str:
@@ -67,7 +73,7 @@ def _python_path() -> str:
     return os.pathsep.join(dict.fromkeys([package_root, *site.getsitepackages()]))
 
 
-def make_environment(settings: Settings) -> StreamExecutionEnvironment:
+def make_environment(settings: Settings, restore_from: str | None = None) -> StreamExecutionEnvironment:
     # Flink's own logs go to the data directory, not inside site-packages.
     log_dir = settings.data_dir.resolve() / "flink-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +87,7 @@ def make_environment(settings: Settings) -> StreamExecutionEnvironment:
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.pythonpath", _python_path())
+    checkpoints.configure(conf, settings, restore_from)
     if settings.pipeline.source == "kafka":
         jars = flink_connector_jars(settings.broker.jars_dir)
         conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
@@ -92,8 +99,15 @@ def make_environment(settings: Settings) -> StreamExecutionEnvironment:
     return env
 
 
-def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironment | None = None) -> JobGraph:
-    env = env or make_environment(settings)
+def build_job(
+    settings: Settings,
+    spec: SourceSpec,
+    env: StreamExecutionEnvironment | None = None,
+    restore_from: str | None = None,
+) -> JobGraph:
+    """The job graph. Stateful operators carry fixed uids, so a checkpoint or savepoint of one
+    run restores into the next even when thresholds or other settings changed."""
+    env = env or make_environment(settings, restore_from)
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
     bound = settings.pipeline.out_of_orderness_ms
 
@@ -109,7 +123,11 @@ def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironm
             stop_at, on_finished = _bounded_run(settings.kafka)
         watermarks = watermarks.with_idleness(Duration.of_millis(settings.kafka.idle_timeout_ms))
     lines = raw_lines(env, spec, settings, readers, stop_at)
-    admitted = lines.process(AdmitFunction(limits, bound, spec.raw_latin1), output_type=PICKLED).name("admit")
+    # The clock check guards against other producers; the built-in generator's event time
+    # may run ahead of the clock on purpose (a fast-forwarded day).
+    max_future = settings.pipeline.max_future_ms if spec.kind != "generator" else 0
+    admit = AdmitFunction(limits, bound, spec.raw_latin1, max_future)
+    admitted = lines.process(admit, output_type=PICKLED).name("admit").uid("admit")
     # Admission must see the source's order to judge lateness, so it runs beside the source
     # (one subtask per reader: per partition for Kafka).
     admitted = admitted.set_parallelism(readers)
@@ -132,6 +150,7 @@ def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironm
             orders.key_by(lambda o, f=key_field: getattr(o, f), key_type=Types.STRING())
             .process(DetectorFunction(group, limits), output_type=PICKLED)
             .name(f"detect-by-{key_field}")
+            .uid(f"detect-by-{key_field}")
         )
         keyed_outputs.append(alerts)
 
@@ -140,19 +159,24 @@ def build_job(settings: Settings, spec: SourceSpec, env: StreamExecutionEnvironm
         unioned.key_by(lambda a: a.dedup_key, key_type=Types.STRING())
         .process(DedupFunction(AlertDeduplicator(settings.detectors.dedup_cooldown_ms)), output_type=PICKLED)
         .name("dedup")
+        .uid("dedup")
     )
 
-    tagged = [deduped.map(lambda a: ("alert", a), output_type=PICKLED)]
     dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
     dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
+    tagged = []
     if spec.kind == "kafka":
         from fraudstream.flink.sinks import attach_kafka_sinks
 
-        attach_kafka_sinks(env, settings.kafka, deduped, dead_streams[0].union(*dead_streams[1:]))
-    tagged += [s.map(lambda d: ("dead", d), output_type=PICKLED) for s in dead_streams]
+        # Alerts and dead letters leave through the transactional sinks only; the driver
+        # reads them back from the topics once committed (see fraudstream.store.mirror).
+        attach_kafka_sinks(env, settings, deduped, dead_streams[0].union(*dead_streams[1:]))
+    else:
+        tagged.append(deduped.map(lambda a: ("alert", a), output_type=PICKLED))
+        tagged += [s.map(lambda d: ("dead", d), output_type=PICKLED) for s in dead_streams]
     if settings.pipeline.verbose:
         tagged.append(orders.map(lambda o: ("order", o), output_type=PICKLED))
-    output = tagged[0].union(*tagged[1:])
+    output = tagged[0].union(*tagged[1:]) if tagged else None
     return JobGraph(env, output, on_finished)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     seen_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_dead_reason ON dead_letters(reason);
+-- How far the store has copied each Kafka topic (alerts, dead letters): the next offset to
+-- read. Written in the same transaction as the rows it covers.
+CREATE TABLE IF NOT EXISTS source_offsets (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
 """
 
 
@@ -48,14 +56,14 @@ class StoreMissingError(Exception):
     """The database file or its tables do not exist yet."""
 
 
-def connect(path: Path, create: bool = False) -> sqlite3.Connection:
+def connect(path: Path, create: bool = False, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
     if not create and not path.exists():
         raise StoreMissingError(f"no alert database at {path}: run 'fraudstream run' first")
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     if create:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(SCHEMA)
@@ -68,14 +76,26 @@ def connect(path: Path, create: bool = False) -> sqlite3.Connection:
 
 
 class AlertStore:
-    """Writes alerts and dead letters. Inserting an alert twice is a no-op (replays are safe)."""
+    """Writes alerts and dead letters. Inserting an alert twice is a no-op (replays are safe).
 
-    def __init__(self, path: Path) -> None:
+    `busy_timeout_ms` is how long a write waits for a lock held by another process before it
+    fails; callers retry failed batches (see `TopicMirror`, `BatchWriter`).
+    """
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 30_000) -> None:
         self.path = path
-        self.conn = connect(path, create=True)
+        self.conn = connect(path, create=True, busy_timeout_ms=busy_timeout_ms)
         self.conn.execute("PRAGMA synchronous = NORMAL")
 
-    def write_batch(self, records: Sequence[Alert | DeadLetter]) -> None:
+    def stored_offsets(self, topic: str) -> dict[int, int]:
+        """partition -> next offset to copy, for a topic this store mirrors."""
+        rows = self.conn.execute("SELECT partition, next_offset FROM source_offsets WHERE topic = ?", (topic,))
+        return {r[0]: r[1] for r in rows}
+
+    def write_batch(
+        self, records: Sequence[Alert | DeadLetter], offsets: Mapping[tuple[str, int], int] | None = None
+    ) -> None:
+        """One transaction: the records and, when copied from Kafka, the offsets after them."""
         alerts = [r for r in records if isinstance(r, Alert)]
         dead = [r for r in records if isinstance(r, DeadLetter)]
         with self._tx() as cur:
@@ -98,12 +118,18 @@ class AlertStore:
                     "INSERT INTO dead_letters (reason, detail, raw, event_time, seen_at) VALUES (?, ?, ?, ?, ?)",
                     [(d.reason, d.detail, d.raw, d.event_time, d.seen_at) for d in dead],
                 )
+            if offsets:
+                cur.executemany(
+                    "INSERT INTO source_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
+                    " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                    [(topic, partition, offset) for (topic, partition), offset in offsets.items()],
+                )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         cur = self.conn.cursor()
         try:
-            cur.execute("BEGIN")
+            cur.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
             yield cur
             cur.execute("COMMIT")
         except BaseException:

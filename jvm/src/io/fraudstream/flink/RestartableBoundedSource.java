@@ -1,0 +1,263 @@
+package io.fraudstream.flink;
+
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import java.util.function.BiConsumer;
+
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.connector.source.Boundedness;
+import org.apache.flink.api.connector.source.ReaderInfo;
+import org.apache.flink.api.connector.source.Source;
+import org.apache.flink.api.connector.source.SourceEvent;
+import org.apache.flink.api.connector.source.SourceReader;
+import org.apache.flink.api.connector.source.SourceReaderContext;
+import org.apache.flink.api.connector.source.SourceSplit;
+import org.apache.flink.api.connector.source.SplitEnumerator;
+import org.apache.flink.api.connector.source.SplitEnumeratorContext;
+import org.apache.flink.api.connector.source.SplitsAssignment;
+import org.apache.flink.api.java.typeutils.ResultTypeQueryable;
+import org.apache.flink.core.io.SimpleVersionedSerializer;
+import org.apache.flink.metrics.groups.SplitEnumeratorMetricGroup;
+
+/**
+ * Wraps a bounded source (fraudstream's bounded Kafka source) so that it also ends after a
+ * restore.
+ *
+ * <p>A bounded KafkaSource whose enumerator is recreated from a checkpoint (a resumed run,
+ * a savepoint, or a job-wide restart after a failure) finds no new partitions, and so never
+ * tells its readers that no more splits will come: they read to their stopping offsets and
+ * then wait forever (FLINK-31006). This wrapper watches the enumerator's asynchronous work
+ * (partition discovery and split initialisation); once none is pending, every split there is
+ * has been assigned, so each reader is told, now and whenever it (re)registers, that no
+ * more splits will come. Telling a reader twice is harmless.
+ */
+public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT>
+        implements Source<T, SplitT, EnumT>, ResultTypeQueryable<T> {
+
+    private static final long serialVersionUID = 1L;
+
+    private final Source<T, SplitT, EnumT> inner;
+
+    public RestartableBoundedSource(Source<T, SplitT, EnumT> inner) {
+        if (inner.getBoundedness() != Boundedness.BOUNDED) {
+            throw new IllegalArgumentException("only a bounded source needs this wrapper");
+        }
+        this.inner = inner;
+    }
+
+    @Override
+    public Boundedness getBoundedness() {
+        return Boundedness.BOUNDED;
+    }
+
+    @Override
+    public SourceReader<T, SplitT> createReader(SourceReaderContext readerContext) throws Exception {
+        return inner.createReader(readerContext);
+    }
+
+    @Override
+    public SplitEnumerator<SplitT, EnumT> createEnumerator(SplitEnumeratorContext<SplitT> context)
+            throws Exception {
+        Tracking<SplitT, EnumT> tracking = new Tracking<>(context);
+        tracking.inner = inner.createEnumerator(tracking.context);
+        return tracking;
+    }
+
+    @Override
+    public SplitEnumerator<SplitT, EnumT> restoreEnumerator(
+            SplitEnumeratorContext<SplitT> context, EnumT checkpoint) throws Exception {
+        Tracking<SplitT, EnumT> tracking = new Tracking<>(context);
+        tracking.inner = inner.restoreEnumerator(tracking.context, checkpoint);
+        return tracking;
+    }
+
+    @Override
+    public SimpleVersionedSerializer<SplitT> getSplitSerializer() {
+        return inner.getSplitSerializer();
+    }
+
+    @Override
+    public SimpleVersionedSerializer<EnumT> getEnumeratorCheckpointSerializer() {
+        return inner.getEnumeratorCheckpointSerializer();
+    }
+
+    @Override
+    @SuppressWarnings("unchecked")
+    public TypeInformation<T> getProducedType() {
+        return ((ResultTypeQueryable<T>) inner).getProducedType();
+    }
+
+    /** The wrapped enumerator, plus the bookkeeping of its pending asynchronous calls. */
+    private static final class Tracking<SplitT extends SourceSplit, EnumT>
+            implements SplitEnumerator<SplitT, EnumT> {
+
+        private final SplitEnumeratorContext<SplitT> outer;
+        private final CountingContext<SplitT> context;
+        private final Set<Integer> told = new HashSet<>();
+        private SplitEnumerator<SplitT, EnumT> inner;
+        private boolean started;
+
+        Tracking(SplitEnumeratorContext<SplitT> outer) {
+            this.outer = outer;
+            this.context = new CountingContext<>(outer, this::maybeSignal);
+        }
+
+        /** Runs in the coordinator thread after start, after each async handler, and per reader. */
+        private void maybeSignal() {
+            if (!started || context.pending > 0) {
+                return;
+            }
+            for (Integer reader : outer.registeredReaders().keySet()) {
+                if (told.add(reader)) {
+                    outer.signalNoMoreSplits(reader);
+                }
+            }
+        }
+
+        @Override
+        public void start() {
+            inner.start();
+            started = true;
+            maybeSignal();
+        }
+
+        @Override
+        public void handleSplitRequest(int subtaskId, String requesterHostname) {
+            inner.handleSplitRequest(subtaskId, requesterHostname);
+        }
+
+        @Override
+        public void addSplitsBack(java.util.List<SplitT> splits, int subtaskId) {
+            inner.addSplitsBack(splits, subtaskId);
+            told.remove(subtaskId); // the reader failed; it is told again when it comes back
+        }
+
+        @Override
+        public void addReader(int subtaskId) {
+            told.remove(subtaskId);
+            inner.addReader(subtaskId);
+            maybeSignal();
+        }
+
+        @Override
+        public EnumT snapshotState(long checkpointId) throws Exception {
+            return inner.snapshotState(checkpointId);
+        }
+
+        @Override
+        public void close() throws java.io.IOException {
+            try {
+                inner.close();
+            } catch (java.io.IOException | RuntimeException e) {
+                throw e;
+            } catch (Exception e) {
+                throw new java.io.IOException(e);
+            }
+        }
+
+        @Override
+        public void notifyCheckpointComplete(long checkpointId) throws Exception {
+            inner.notifyCheckpointComplete(checkpointId);
+        }
+
+        @Override
+        public void handleSourceEvent(int subtaskId, SourceEvent sourceEvent) {
+            inner.handleSourceEvent(subtaskId, sourceEvent);
+        }
+    }
+
+    /** Passes everything through, counting async calls whose handlers have not yet run. */
+    private static final class CountingContext<SplitT extends SourceSplit>
+            implements SplitEnumeratorContext<SplitT> {
+
+        private final SplitEnumeratorContext<SplitT> outer;
+        private final Runnable afterHandler;
+        int pending;
+
+        CountingContext(SplitEnumeratorContext<SplitT> outer, Runnable afterHandler) {
+            this.outer = outer;
+            this.afterHandler = afterHandler;
+        }
+
+        private <R> BiConsumer<R, Throwable> counted(BiConsumer<R, Throwable> handler) {
+            pending++;
+            return (result, error) -> {
+                try {
+                    handler.accept(result, error);
+                } finally {
+                    pending--;
+                    afterHandler.run();
+                }
+            };
+        }
+
+        @Override
+        public SplitEnumeratorMetricGroup metricGroup() {
+            return outer.metricGroup();
+        }
+
+        @Override
+        public void sendEventToSourceReader(int subtaskId, SourceEvent event) {
+            outer.sendEventToSourceReader(subtaskId, event);
+        }
+
+        @Override
+        public void sendEventToSourceReader(int subtaskId, int attemptNumber, SourceEvent event) {
+            outer.sendEventToSourceReader(subtaskId, attemptNumber, event);
+        }
+
+        @Override
+        public int currentParallelism() {
+            return outer.currentParallelism();
+        }
+
+        @Override
+        public Map<Integer, ReaderInfo> registeredReaders() {
+            return outer.registeredReaders();
+        }
+
+        @Override
+        public Map<Integer, Map<Integer, ReaderInfo>> registeredReadersOfAttempts() {
+            return outer.registeredReadersOfAttempts();
+        }
+
+        @Override
+        public void assignSplits(SplitsAssignment<SplitT> newSplitAssignments) {
+            outer.assignSplits(newSplitAssignments);
+        }
+
+        @Override
+        public void assignSplit(SplitT split, int subtask) {
+            outer.assignSplit(split, subtask);
+        }
+
+        @Override
+        public void signalNoMoreSplits(int subtask) {
+            outer.signalNoMoreSplits(subtask);
+        }
+
+        @Override
+        public <R> void callAsync(Callable<R> callable, BiConsumer<R, Throwable> handler) {
+            outer.callAsync(callable, counted(handler));
+        }
+
+        @Override
+        public <R> void callAsync(
+                Callable<R> callable, BiConsumer<R, Throwable> handler, long initialDelay, long period) {
+            // Periodic work (partition discovery) never ends; bounded sources do not use it.
+            outer.callAsync(callable, handler, initialDelay, period);
+        }
+
+        @Override
+        public void runInCoordinatorThread(Runnable runnable) {
+            outer.runInCoordinatorThread(runnable);
+        }
+
+        @Override
+        public void setIsProcessingBacklog(boolean isProcessingBacklog) {
+            outer.setIsProcessingBacklog(isProcessingBacklog);
+        }
+    }
+}

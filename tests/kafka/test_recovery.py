@@ -1,0 +1,294 @@
+"""Fault injection against the real broker and real Flink: kills, a broker restart, a
+savepoint, and hostile records. Each run is judged by the brute-force oracle over the
+whole stream: the committed alerts (Kafka, read_committed) and the SQLite rows must be
+exactly its alerts, none missing and none twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings
+from fraudstream.flink.gateway import processes
+from fraudstream.generator import generator_from_settings
+from fraudstream.kafka.broker import LocalBroker
+from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
+from fraudstream.kafka.tail import alert_from_json
+from tests.kafka.conftest import consume, free_port, kafka_flags, send
+from tests.lines import in_own_session
+from tests.oracle import expected_alerts
+
+pytestmark = pytest.mark.flink
+EXE = [sys.executable, "-m", "fraudstream"]
+ORDERS = 6_000
+rng = random.Random(20261130)
+
+
+@pytest.fixture(scope="module")
+def orders() -> list[dict]:
+    gen = generator_from_settings(GeneratorSettings(seed=4242, count=ORDERS))
+    return list(gen.orders(ORDERS))
+
+
+@pytest.fixture(scope="module")
+def expected(orders) -> set[tuple[str, str, str, int]]:
+    found = expected_alerts(orders)
+    assert len(found) > 100  # enough alerts for kills to land between them
+    return found
+
+
+def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]:
+    return [(None, o["user_id"].encode(), orjson.dumps(o)) for o in orders]
+
+
+def _command(k: KafkaSettings, data: Path, *extra: str) -> list[str]:
+    return [
+        *EXE, "--data-dir", str(data), *kafka_flags(k),
+        "--set", "checkpoint.interval_ms=1000",
+        "--set", "checkpoint.restart_max_backoff_ms=4000",
+        "run", "--source", "kafka", "--bounded", "--start-from", "earliest", *extra,
+    ]  # fmt: skip
+
+
+def _stored_alerts(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM fraud_alerts").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _wait_for_alerts(db: Path, n: int, proc: subprocess.Popen, timeout_s: float = 240) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stored = _stored_alerts(db)
+        if stored >= n or proc.poll() is not None:
+            return stored
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {n} alerts stored after {timeout_s}s")
+
+
+def _kill_hard(proc: subprocess.Popen) -> None:
+    """SIGKILL the job's Python process only, as a crash would, and wait until its Flink JVM is gone too."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while any(p.pgid == proc.pid and p.state != "Z" for p in processes()):
+        assert time.monotonic() < deadline, "the Flink JVM outlived its killed parent"
+        time.sleep(0.5)
+
+
+def _report(injected: str, expected: set, extra: str = "") -> None:
+    """One line for the README's reliability table (run with -s to see it); printed only
+    after `_assert_exactly` held, so 'lost 0, duplicated 0' is what was checked."""
+    print(f"\nRELIABILITY | {injected} | {ORDERS} orders, {len(expected)} alerts | "
+          f"lost 0, duplicated 0 (Kafka and SQLite){extra}")  # fmt: skip
+
+
+def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
+    topic = [alert_from_json(v) for _, _, v in consume(k, k.alerts_topic, expect=len(expected) + 1, idle_s=8)]
+    keys = [(a.alert_type, a.key, a.transaction_id, a.event_time) for a in topic]
+    duplicated = [key for key, n in Counter(keys).items() if n > 1]
+    assert not duplicated, f"{len(duplicated)} alerts committed twice, e.g. {duplicated[:3]}"
+    assert set(keys) == expected, f"missing {len(expected - set(keys))}, unexpected {len(set(keys) - expected)}"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT alert_type, user_id, device_id, transaction_id, event_time FROM fraud_alerts")
+        stored = [(t, d if t == "DEVICE_SHARING_FRAUD" else u, x, e) for t, u, d, x, e in rows]
+    assert len(stored) == len(expected)
+    assert set(stored) == expected
+
+
+def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(kafka, orders, expected, tmp_path):
+    send(kafka, _records(orders))
+    data = tmp_path / "data"
+    db = data / "fraud_alerts.db"
+    kills = []
+    for share, extra in ((0.1, ()), (0.35, ("--resume",)), (0.6, ("--resume",))):
+        with in_own_session(_command(kafka, data, *extra), stderr=subprocess.PIPE) as (proc, _):
+            stored = _wait_for_alerts(db, int(share * len(expected)), proc)
+            time.sleep(rng.uniform(0, 1.0))  # anywhere between two checkpoints
+            assert proc.poll() is None, "the run ended before it could be killed"
+            _kill_hard(proc)
+            kills.append(stored)
+    assert kills[0] < kills[1] < kills[2] < len(expected)
+    final = subprocess.run(
+        _command(kafka, data, "--resume"), capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL
+    )
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "/chk-" in final.stdout  # "Starting from: .../chk-N"
+    _assert_exactly(kafka, db, expected)
+    _report(f"{len(kills)} SIGKILLs after {kills} of {len(expected)} alerts were stored, then --resume", expected)
+
+
+def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders, expected, tmp_path):
+    cfg = BrokerSettings(port=free_port(), controller_port=free_port())
+    broker = LocalBroker(cfg, tmp_path / "kafka-data")
+    broker.start()
+    try:
+        tag = uuid.uuid4().hex[:8]
+        k = broker.kafka_settings(KafkaSettings()).model_copy(
+            update={
+                "raw_topic": f"raw-{tag}",
+                "alerts_topic": f"alerts-{tag}",
+                "dead_letter_topic": f"dlq-{tag}",
+                "group_id": f"job-{tag}",
+                "connect_timeout_s": 10.0,
+            }
+        )
+        ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
+        send(k, _records(orders))
+        data = tmp_path / "data"
+        with in_own_session(_command(k, data), stderr=subprocess.PIPE) as (proc, lines):
+            _wait_for_alerts(data / "fraud_alerts.db", int(0.2 * len(expected)), proc)
+            assert proc.poll() is None
+            assert broker.stop()
+            time.sleep(5)
+            broker.start()
+            proc.wait(timeout=400)
+            out = lines.finish()
+        assert proc.returncode == 0, proc.stderr.read()[-3000:]
+        assert "Job finished" in out
+        _assert_exactly(k, data / "fraud_alerts.db", expected)
+        restarts = _flink_log(data).count("switched from state RUNNING to RESTARTING")
+        _report("broker stopped (SIGTERM) mid-run for 5 s, then started again", expected, f"; {restarts} job restarts")
+    finally:
+        broker.stop()
+
+
+def _clock_orders(after: dict) -> list[dict]:
+    """One order per partition an hour later, from fresh users and devices: it moves every
+    partition's event time past the stream's end in an unbounded run, and alerts on nothing."""
+    t = after["event_time"] + 3_600_000
+    return [
+        {**after, "transaction_id": f"clock-{p}", "user_id": f"u_clock{p}", "device_id": f"d_clock{p}",
+         "amount": 10.0, "event_time": t + p, "partition": p}
+        for p in range(4)
+    ]  # fmt: skip
+
+
+def _partition_of(k: KafkaSettings, order: dict) -> int:
+    """Where the producer put this order: found by reading the raw topic back."""
+    global _PARTITIONS
+    if _PARTITIONS is None or _PARTITIONS[0] != k.raw_topic:
+        placed = {orjson.loads(v)["transaction_id"]: p for p, _, v in consume(k, k.raw_topic, idle_s=3)}
+        _PARTITIONS = (k.raw_topic, placed)
+    return _PARTITIONS[1][order["transaction_id"]]
+
+
+_PARTITIONS: tuple[str, dict[str, int]] | None = None
+
+
+def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka, orders, expected, tmp_path):
+    """An unbounded run is stopped with a savepoint while orders are still coming, and a new
+    run continues from it with the rest of the stream."""
+    first, rest = orders[: ORDERS // 2], orders[ORDERS // 2 :]
+    clock = _clock_orders(orders[-1])
+    assert expected_alerts([*orders, *clock]) == expected  # the clock orders alert on nothing
+    send(kafka, _records(first))
+    data = tmp_path / "data"
+    db = data / "fraud_alerts.db"
+    unbounded = [arg for arg in _command(kafka, data) if arg != "--bounded"]
+    with in_own_session(unbounded, stderr=subprocess.PIPE) as (proc, lines):
+        _wait_for_alerts(db, int(0.1 * len(expected)), proc)
+        taken = subprocess.run(
+            [*EXE, "--data-dir", str(data), "savepoint", "--stop"],
+            capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert taken.returncode == 0, taken.stderr
+        proc.wait(timeout=120)
+        out = lines.finish()
+    assert proc.returncode == 0
+    assert "Job stopped" in out
+    location = taken.stdout.strip().splitlines()[-1]
+    assert Path(location, "_metadata").is_file()
+
+    # Late for partition 0 after the restore: an hour behind what that partition had before the
+    # savepoint. A run that forgot the partition's progress would take it as a new order.
+    p0_newest = max(o["event_time"] for o in first if _partition_of(kafka, o) == 0)
+    late = {**first[0], "transaction_id": "late-after-restore", "event_time": p0_newest - 3_600_000}
+    send(kafka, [(0, late["user_id"].encode(), orjson.dumps(late))])
+    send(kafka, _records(rest) + [(o.pop("partition"), b"clock", orjson.dumps(o)) for o in clock])
+    with in_own_session([*unbounded, "--from-savepoint", location], stderr=subprocess.PIPE) as (proc, lines):
+        _wait_for_alerts(db, len(expected), proc)
+        time.sleep(5)  # room for any alert that would come twice
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        out = lines.finish()
+    assert proc.returncode == 0
+    assert f"Starting from       : {location}" in out
+    _assert_exactly(kafka, db, expected)
+    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic, idle_s=5)]
+    assert [(d["reason"], orjson.loads(d["raw"])["transaction_id"]) for d in letters] == [
+        ("late", "late-after-restore")
+    ]
+    _report("savepoint --stop mid-stream, restored with --from-savepoint", expected, "; lateness kept across it")
+
+
+YEAR = 365 * 24 * 3_600_000
+
+
+def test_poison_records_reconcile_and_neither_stop_nor_restart_the_job(kafka, orders, tmp_path):
+    valid = orders[:1_500]
+    now = int(time.time() * 1000)
+    template = dict(valid[0])
+    poison: list[tuple[bytes, str]] = [
+        (b'{"transaction_id": "p1", "amount": ', "invalid_json"),
+        (orjson.dumps({**template, "transaction_id": "p2", "amount": "12.50"}), "wrong_type"),
+        (orjson.dumps({**template, "transaction_id": "p3", "user_id": 42}), "wrong_type"),
+        (
+            orjson.dumps({**template, "transaction_id": "p4"}).replace(b'"amount":', b'"amount":NaN,"x":'),
+            "invalid_json",
+        ),
+        (orjson.dumps({**template, "transaction_id": "p5", "amount": -99.0}), "invalid_value"),
+        (b'{"transaction_id": "p6", "user_id": "\xc3\x28"}', "undecodable"),
+        (b'{"pad": "' + b"x" * (1_000_000 - 11) + b'"}', "too_large"),
+        (orjson.dumps({**template, "transaction_id": "p8", "event_time": now + YEAR}), "future"),
+        (orjson.dumps({**template, "transaction_id": "p9", "event_time": valid[-1]["event_time"] - YEAR}), "late"),
+        (b"[1, 2, 3]", "not_an_object"),
+    ]
+    assert len(poison[6][0]) == 1_000_000
+    # the poison goes into partition 0 in the middle of the valid orders, and once more at the end
+    half = len(valid) // 2
+    records = _records(valid[:half]) + [(0, b"poison", v) for v, _ in poison] + _records(valid[half:])
+    records += [(0, b"poison", v) for v, _ in poison]
+    producer = Producer(client_config(kafka, **{"message.max.bytes": 2_000_000, "enable.idempotence": True}))
+    for partition, key, value in records:
+        producer.produce(kafka.raw_topic, value, key, **({} if partition is None else {"partition": partition}))
+    assert producer.flush(30) == 0
+
+    data = tmp_path / "data"
+    proc = subprocess.run(_command(kafka, data), capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic, idle_s=8)]
+    by_reason = Counter(d["reason"] for d in letters)
+    assert by_reason == Counter(reason for _, reason in poison + poison)
+    # records in = valid + dead letters by reason (late ones included)
+    assert len(records) == len(valid) + sum(by_reason.values())
+    with sqlite3.connect(data / "fraud_alerts.db") as conn:
+        stored = Counter(r for (r,) in conn.execute("SELECT reason FROM dead_letters"))
+    assert stored == by_reason
+    _assert_exactly(kafka, data / "fraud_alerts.db", expected_alerts(valid))
+    flink_log = _flink_log(data)
+    assert "RUNNING to RESTARTING" not in flink_log and "to FAILED" not in flink_log
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
+    print(f"\nRELIABILITY | {len(records) - len(valid)} hostile records ({reasons}) among {len(valid)} orders | "
+          f"records in {len(records)} = {len(valid)} valid + {sum(by_reason.values())} dead letters; "
+          "0 restarts, alerts exact")  # fmt: skip
+
+
+def _flink_log(data: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in (data / "flink-logs").glob("*.log"))
