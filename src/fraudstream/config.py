@@ -66,6 +66,9 @@ class CheckpointSettings(_Section):
     retained: int = Field(3, ge=1, description="completed checkpoints kept (the newest is resumed)")
     restart_initial_backoff_ms: int = Field(1_000, gt=0, description="first wait before restarting a failed job")
     restart_max_backoff_ms: int = Field(30_000, gt=0, description="the wait doubles up to this")
+    restart_attempts: int = Field(
+        10, ge=0, description="restarts in a row (without an hour of calm between) before the run fails"
+    )
 
 
 class GeneratorSettings(_Section):
@@ -114,7 +117,9 @@ class KafkaSettings(_Section):
         "committed", description="where a run starts; 'committed' falls back to earliest for a new group"
     )
     bounded: bool = Field(False, description="stop at the offsets that were latest when the job started")
-    idle_timeout_ms: int = Field(5_000, gt=0, description="a partition silent this long stops holding back time")
+    idle_timeout_ms: int = Field(
+        60_000, gt=0, description="a partition silent this long stops holding back time (keep above outages)"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

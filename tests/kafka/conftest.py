@@ -6,6 +6,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -13,6 +14,21 @@ from confluent_kafka import Consumer, Producer
 from fraudstream.config import BrokerSettings, KafkaSettings
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
+
+# What the fault-injection tests observed, one line per test, for the README's reliability
+# table: every `make test` writes it anew.
+REPORT = Path(__file__).resolve().parents[2] / "build" / "reliability.txt"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_report() -> None:
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text("")
+
+
+def report(line: str) -> None:
+    with REPORT.open("a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%d %H:%M')} | {line}\n")
 
 
 def free_port() -> int:
@@ -33,6 +49,11 @@ def broker(tmp_path_factory) -> Iterator[LocalBroker]:
 @pytest.fixture
 def kafka(broker) -> KafkaSettings:
     """Settings for this test alone: the session broker, and topics nobody else uses."""
+    return fresh_topics(broker)
+
+
+def fresh_topics(broker: LocalBroker) -> KafkaSettings:
+    """Settings for `broker` with new topics and a new group, the topics created."""
     tag = uuid.uuid4().hex[:8]
     k = broker.kafka_settings(KafkaSettings()).model_copy(
         update={

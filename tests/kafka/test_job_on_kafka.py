@@ -14,7 +14,7 @@ import pytest
 from fraudstream.kafka.tail import alert_from_json
 from tests.flink.conftest import run_file, write_lines
 from tests.flink.test_job import BASE, MIN, SMALL, SMALL_EXPECTED, _sorted_lines, order
-from tests.kafka.conftest import consume, kafka_flags, send
+from tests.kafka.conftest import consume, fresh_topics, kafka_flags, send
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
@@ -44,20 +44,7 @@ def _key(value: bytes) -> bytes | None:
 @pytest.fixture(scope="module")
 def bounded_run(broker, tmp_path_factory):
     """One bounded job over the scripted stream plus bad records, run as a user runs it."""
-    import uuid
-
-    from fraudstream.kafka.clients import connect_admin, ensure_topics
-
-    tag = uuid.uuid4().hex[:8]
-    k = broker.kafka_settings().model_copy(
-        update={
-            "raw_topic": f"raw-{tag}",
-            "alerts_topic": f"alerts-{tag}",
-            "dead_letter_topic": f"dlq-{tag}",
-            "group_id": f"job-{tag}",
-        }
-    )
-    ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
+    k = fresh_topics(broker)
     good = _sorted_lines(SMALL)
     records = [(None, _key(v), v) for v in good] + [(None, _key(v), v) for v, _ in BAD] + [(None, b"u_t", LATE)]
     # a tombstone (no value) and an empty value: not orders, and they must not stop the job

@@ -12,8 +12,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -25,9 +25,9 @@ from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings
 from fraudstream.flink.gateway import processes
 from fraudstream.generator import generator_from_settings
 from fraudstream.kafka.broker import LocalBroker
-from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
+from fraudstream.kafka.clients import client_config
 from fraudstream.kafka.tail import alert_from_json
-from tests.kafka.conftest import consume, free_port, kafka_flags, send
+from tests.kafka.conftest import consume, free_port, fresh_topics, kafka_flags, report, send
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts
 
@@ -92,10 +92,9 @@ def _kill_hard(proc: subprocess.Popen) -> None:
 
 
 def _report(injected: str, expected: set, extra: str = "") -> None:
-    """One line for the README's reliability table (run with -s to see it); printed only
-    after `_assert_exactly` held, so 'lost 0, duplicated 0' is what was checked."""
-    print(f"\nRELIABILITY | {injected} | {ORDERS} orders, {len(expected)} alerts | "
-          f"lost 0, duplicated 0 (Kafka and SQLite){extra}")  # fmt: skip
+    """One line for the README's reliability table, written only after `_assert_exactly` held,
+    so 'lost 0, duplicated 0' is what was checked."""
+    report(f"{injected} | {ORDERS} orders, {len(expected)} alerts | lost 0, duplicated 0 (Kafka and SQLite){extra}")
 
 
 def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
@@ -111,26 +110,58 @@ def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
     assert set(stored) == expected
 
 
+def _publish_paced(k: KafkaSettings, orders: list[dict], per_second: float) -> threading.Thread:
+    """Publish `orders` (then the clock orders) at a steady pace in the background, so that a
+    run sees them arrive over time and kills land in the middle of the stream."""
+
+    def run() -> None:
+        producer = Producer(client_config(k, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
+        started = time.monotonic()
+        for i, (_, key, value) in enumerate(_records(orders)):
+            delay = started + i / per_second - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(k.raw_topic, value, key)
+            producer.poll(0)
+        for o in _clock_orders(orders[-1]):
+            partition = o.pop("partition")
+            producer.produce(k.raw_topic, orjson.dumps(o), b"clock", partition=partition)
+        assert producer.flush(30) == 0
+
+    thread = threading.Thread(target=run, name="paced-producer", daemon=True)
+    thread.start()
+    return thread
+
+
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(kafka, orders, expected, tmp_path):
-    send(kafka, _records(orders))
+    """Orders arrive at 100/s for a minute while the job is killed three times, each time at a
+    random moment after it has made progress, and resumed from its newest checkpoint."""
+    publisher = _publish_paced(kafka, orders, per_second=100)
     data = tmp_path / "data"
     db = data / "fraud_alerts.db"
-    kills = []
-    for share, extra in ((0.1, ()), (0.35, ("--resume",)), (0.6, ("--resume",))):
-        with in_own_session(_command(kafka, data, *extra), stderr=subprocess.PIPE) as (proc, _):
-            stored = _wait_for_alerts(db, int(share * len(expected)), proc)
-            time.sleep(rng.uniform(0, 1.0))  # anywhere between two checkpoints
+    unbounded = [arg for arg in _command(kafka, data) if arg != "--bounded"]
+    kills: list[int] = []
+    for extra in ((), ("--resume",), ("--resume",)):
+        with in_own_session([*unbounded, *extra], stderr=subprocess.PIPE) as (proc, _):
+            _wait_for_alerts(db, (kills[-1] if kills else 0) + 1, proc)  # this run has made progress
+            time.sleep(rng.uniform(0.2, 2.5))  # anywhere between two checkpoints
             assert proc.poll() is None, "the run ended before it could be killed"
             _kill_hard(proc)
-            kills.append(stored)
-    assert kills[0] < kills[1] < kills[2] < len(expected)
-    final = subprocess.run(
-        _command(kafka, data, "--resume"), capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL
-    )
-    assert final.returncode == 0, final.stderr[-3000:]
-    assert "/chk-" in final.stdout  # "Starting from: .../chk-N"
+            kills.append(_stored_alerts(db))
+    assert kills[-1] < len(expected), "the stream was over before the last kill"
+    with in_own_session([*unbounded, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
+        publisher.join(120)
+        _wait_for_alerts(db, len(expected), proc)
+        time.sleep(5)  # room for any alert that would come twice
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        out = lines.finish()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    assert "/chk-" in out  # "Starting from: .../chk-N"
     _assert_exactly(kafka, db, expected)
-    _report(f"{len(kills)} SIGKILLs after {kills} of {len(expected)} alerts were stored, then --resume", expected)
+    _report(
+        f"{len(kills)} SIGKILLs at random moments (after {kills} of the alerts were stored), then --resume", expected
+    )
 
 
 def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders, expected, tmp_path):
@@ -138,17 +169,7 @@ def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders,
     broker = LocalBroker(cfg, tmp_path / "kafka-data")
     broker.start()
     try:
-        tag = uuid.uuid4().hex[:8]
-        k = broker.kafka_settings(KafkaSettings()).model_copy(
-            update={
-                "raw_topic": f"raw-{tag}",
-                "alerts_topic": f"alerts-{tag}",
-                "dead_letter_topic": f"dlq-{tag}",
-                "group_id": f"job-{tag}",
-                "connect_timeout_s": 10.0,
-            }
-        )
-        ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
+        k = fresh_topics(broker)
         send(k, _records(orders))
         data = tmp_path / "data"
         with in_own_session(_command(k, data), stderr=subprocess.PIPE) as (proc, lines):
@@ -285,9 +306,11 @@ def test_poison_records_reconcile_and_neither_stop_nor_restart_the_job(kafka, or
     flink_log = _flink_log(data)
     assert "RUNNING to RESTARTING" not in flink_log and "to FAILED" not in flink_log
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
-    print(f"\nRELIABILITY | {len(records) - len(valid)} hostile records ({reasons}) among {len(valid)} orders | "
-          f"records in {len(records)} = {len(valid)} valid + {sum(by_reason.values())} dead letters; "
-          "0 restarts, alerts exact")  # fmt: skip
+    report(
+        f"{len(records) - len(valid)} hostile records ({reasons}) among {len(valid)} orders | "
+        f"records in {len(records)} = {len(valid)} valid + {sum(by_reason.values())} dead letters | "
+        "0 restarts, alerts exact"
+    )
 
 
 def _flink_log(data: Path) -> str:

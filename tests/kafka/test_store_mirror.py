@@ -15,7 +15,7 @@ from fraudstream.config import Settings
 from fraudstream.events.model import DeadLetter
 from fraudstream.store import AlertStore
 from fraudstream.store.mirror import TopicMirror
-from tests.kafka.conftest import send
+from tests.kafka.conftest import report, send
 from tests.store.test_sqlite import alerts
 
 ALERTS = alerts(60)
@@ -89,6 +89,10 @@ def test_a_database_locked_by_another_process_is_waited_out(kafka, tmp_path, cap
     messages = [r.getMessage() for r in caplog.records if r.name == "fraudstream.store.mirror"]
     assert any("locked" in m and "retrying" in m for m in messages), messages
     assert _rows(settings.db_path) == (sorted(a.alert_id for a in ALERTS), len(DEAD))
+    report(
+        f"SQLite file locked by another process for 4 s | {len(ALERTS)} alerts, {len(DEAD)} dead letters | "
+        f"{mirror.stats.failed_writes} failed writes logged and retried; lost 0, duplicated 0"
+    )
 
 
 def test_a_write_that_fails_once_is_retried_and_nothing_is_lost(kafka, tmp_path, caplog):
@@ -112,3 +116,7 @@ def test_a_write_that_fails_once_is_retried_and_nothing_is_lost(kafka, tmp_path,
     assert any("disk I/O error" in r.getMessage() for r in caplog.records)
     assert mirror.stats.stored == len(ALERTS) + len(DEAD)
     assert _rows(settings.db_path) == (sorted(a.alert_id for a in ALERTS), len(DEAD))
+    report(
+        f"one SQLite write fails (disk I/O error) | {len(ALERTS)} alerts, {len(DEAD)} dead letters | "
+        "1 failed write logged and retried; lost 0, duplicated 0"
+    )

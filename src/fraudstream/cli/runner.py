@@ -132,7 +132,13 @@ def run_job(
         if mirror is not None:
             copier = threading.Thread(target=mirror.follow, args=(mirror_stop,), name="store-mirror", daemon=True)
             copier.start()
+        failures: set[int] = set()
+        next_check = time.monotonic() + 2
         while not finished.wait(0.2):
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 2
+                for line in checkpoints.new_failures(port, job_id, failures):
+                    logger.warning("the job failed and restarts from its last checkpoint: %s", line)
             if stop.is_set():
                 summary.interrupted = True
                 try:

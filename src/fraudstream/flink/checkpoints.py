@@ -43,6 +43,7 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
         "restart-strategy.exponential-delay.max-backoff": f"{c.restart_max_backoff_ms} ms",
         "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
         "restart-strategy.exponential-delay.jitter-factor": "0.1",
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff": str(c.restart_attempts),
         # Reaching the job from `fraudstream savepoint`.
         "rest.bind-address": "127.0.0.1",
         "rest.address": "127.0.0.1",
@@ -104,3 +105,26 @@ def rest_port(client: Any, configured: int) -> int:
     except Exception:
         logger.debug("could not read the REST port from the job client", exc_info=True)
         return configured
+
+
+def new_failures(rest_port: int, job_id: str, seen: set[int]) -> list[str]:
+    """Failures the job recovered from (or is recovering from) since the last call, one line each."""
+    import json
+    import urllib.request
+
+    url = f"http://127.0.0.1:{rest_port}/jobs/{job_id}/exceptions?maxExceptions=10"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            history = json.loads(response.read()).get("exceptionHistory", {}).get("entries", [])
+    except Exception:
+        return []
+    lines = []
+    for entry in history:
+        stamp = entry.get("timestamp")
+        if stamp in seen:
+            continue
+        seen.add(stamp)
+        trace = (entry.get("stacktrace") or "").strip().splitlines()
+        causes = [t.removeprefix("Caused by: ") for t in trace if t.startswith("Caused by: ")]
+        lines.append((causes[-1] if causes else trace[0] if trace else entry.get("exceptionName", "?"))[:300])
+    return lines

@@ -13,7 +13,7 @@ import orjson
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 
 from fraudstream.detectors.base import Alert, Detector
@@ -28,31 +28,56 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class AdmitFunction(ProcessFunction):
+def _subtask_index(ctx: RuntimeContext) -> int:
+    try:
+        return ctx.get_index_of_this_subtask()
+    except AttributeError:
+        # Thread mode on Flink 2: PyFlink asks the Java context for a method that moved to
+        # its TaskInfo.
+        return ctx._runtime_context.getTaskInfo().getIndexOfThisSubtask()  # type: ignore[attr-defined]
+
+
+class TagReader(MapFunction):
+    """Pairs each raw record with its reader's admission key, so that admission, which is
+    keyed, keeps per-reader state that checkpoints restore (plain functions have none)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.key = self.keys[_subtask_index(runtime_context)]
+
+    def map(self, value: Any) -> tuple[str, Any]:
+        return self.key, value
+
+
+class AdmitFunction(KeyedProcessFunction):
     """Parse and validate raw lines; reject bad records and late events as dead letters.
 
-    Lateness is judged against the newest event time this reader has admitted, minus the
-    out-of-orderness bound: the same watermark Flink's bounded-out-of-orderness strategy
-    computes, but without its periodic emission delay, so which events count as late
-    depends only on the input order, never on timing.
+    Keyed by reader (see `TagReader`): each key is one source reader, and its subtask sees
+    only that reader's records, in the reader's order. Lateness is judged against the newest
+    event time this reader has admitted, minus the out-of-orderness bound: the same watermark
+    Flink's bounded-out-of-orderness strategy computes, but without its periodic emission
+    delay, so which events count as late depends only on the input order, never on timing.
+    That newest time is keyed state, so a resumed run judges exactly as an uninterrupted one.
     """
 
     def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool, max_future_ms: int = 0) -> None:
         self.limits = limits
         self.bound = out_of_orderness_ms
-        # An order stamped far in the future would drag this reader's watermark along and
-        # make every honest order after it late; it is rejected instead (0 = no check).
-        self.max_future_ms = max_future_ms
         # The file source decodes bytes as ISO-8859-1 so that undecodable UTF-8 survives
         # losslessly; re-encoding gives back the exact bytes.
         self.raw_latin1 = raw_latin1
-        self.max_seen: int | None = None
+        # An order stamped far in the future would drag this reader's watermark along and
+        # make every honest order after it late; it is rejected instead (0 = no check).
+        self.max_future_ms = max_future_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.max_seen = None
+        self.max_seen = runtime_context.get_state(ValueStateDescriptor("max_seen", Types.LONG()))
 
-    def process_element(self, value: str, ctx: ProcessFunction.Context):
-        raw: str | bytes = value.encode("latin-1") if self.raw_latin1 else value
+    def process_element(self, value: tuple[str, Any], ctx: KeyedProcessFunction.Context):
+        line = value[1]
+        raw: str | bytes = line.encode("latin-1") if self.raw_latin1 else line
         result = parse_record(raw, self.limits)
         if result is None:
             return
@@ -68,16 +93,15 @@ class AdmitFunction(ProcessFunction):
                 ),
             )
             return
-        if self.max_seen is not None and t <= self.max_seen - self.bound - 1:
+        max_seen = self.max_seen.value()
+        if max_seen is not None and t <= max_seen - self.bound - 1:
             yield (
                 DEAD_LETTERS,
-                self._reject(
-                    raw, "late", f"event_time {t} is behind the watermark {self.max_seen - self.bound - 1}", t
-                ),
+                self._reject(raw, "late", f"event_time {t} is behind the watermark {max_seen - self.bound - 1}", t),
             )
             return
-        if self.max_seen is None or t > self.max_seen:
-            self.max_seen = t
+        if max_seen is None or t > max_seen:
+            self.max_seen.update(t)
         yield result
 
     def _reject(self, raw: str | bytes, reason: str, detail: str, event_time: int) -> DeadLetter:

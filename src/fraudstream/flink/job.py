@@ -37,6 +37,7 @@ from fraudstream.flink.functions import (
     DedupFunction,
     DetectorFunction,
     OrderTimestamps,
+    TagReader,
 )
 from fraudstream.flink.gateway import start_gateway
 from fraudstream.flink.sources import SourceSpec, raw_lines
@@ -123,18 +124,26 @@ def build_job(
             stop_at, on_finished = _bounded_run(settings.kafka)
         watermarks = watermarks.with_idleness(Duration.of_millis(settings.kafka.idle_timeout_ms))
     lines = raw_lines(env, spec, settings, readers, stop_at)
+    # PyFlink builds key_by and the watermark step from hidden operators that take the
+    # environment's default parallelism; they must run one per reader, or partitions merge
+    # before their watermarks are taken and a fast partition makes the others late.
+    env.set_parallelism(readers)
+    # Admission must see each reader's records in the reader's order to judge lateness, and
+    # keep its judgement in keyed state: it is keyed by reader, with keys chosen so that
+    # reader i's records go to admission subtask i (and stay beside it).
+    keys = reader_keys(readers)
+    tagged = lines.map(TagReader(keys), output_type=PICKLED).name("tag-reader").set_parallelism(readers)
     # The clock check guards against other producers; the built-in generator's event time
     # may run ahead of the clock on purpose (a fast-forwarded day).
     max_future = settings.pipeline.max_future_ms if spec.kind != "generator" else 0
-    admit = AdmitFunction(limits, bound, spec.raw_latin1, max_future)
-    admitted = lines.process(admit, output_type=PICKLED).name("admit").uid("admit")
-    # Admission must see the source's order to judge lateness, so it runs beside the source
-    # (one subtask per reader: per partition for Kafka).
-    admitted = admitted.set_parallelism(readers)
-    # PyFlink builds the watermark step from hidden operators that take the environment's
-    # default parallelism; they must run one per reader too, or partitions merge before
-    # their watermarks are taken and a fast partition makes the others late.
-    env.set_parallelism(readers)
+    admitted = (
+        tagged.key_by(lambda t: t[0], key_type=Types.STRING())
+        .process(AdmitFunction(limits, bound, spec.raw_latin1, max_future), output_type=PICKLED)
+        .name("admit")
+        .uid("admit")
+        .set_parallelism(readers)
+        .set_max_parallelism(ADMIT_MAX_PARALLELISM)
+    )
     orders = admitted.assign_timestamps_and_watermarks(
         watermarks.with_timestamp_assigner(OrderTimestamps())
     ).set_parallelism(readers)
@@ -178,6 +187,31 @@ def build_job(
         tagged.append(orders.map(lambda o: ("order", o), output_type=PICKLED))
     output = tagged[0].union(*tagged[1:]) if tagged else None
     return JobGraph(env, output, on_finished)
+
+
+ADMIT_MAX_PARALLELISM = 128
+
+
+def reader_keys(readers: int) -> list[str]:
+    """One admission key per reader, such that Flink routes key i to admission subtask i.
+
+    Flink places a key by hashing it into one of `ADMIT_MAX_PARALLELISM` key groups; asking
+    its own assignment function (rather than re-implementing the hash) keeps this exact.
+    PyFlink's `key_by` hands Java the key wrapped in a one-field Row, so that is what is hashed.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    assign = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.assignKeyToParallelOperator
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < readers:
+        key = f"reader-{n}"
+        row = jvm.org.apache.flink.types.Row.withPositions(1)
+        row.setField(0, key)
+        found.setdefault(assign(row, ADMIT_MAX_PARALLELISM, readers), key)
+        n += 1
+    return [found[i] for i in range(readers)]
 
 
 def _bounded_run(k: KafkaSettings) -> tuple[dict[int, int], Callable[[], None]]:

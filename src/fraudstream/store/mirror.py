@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from fraudstream.config import Settings
 from fraudstream.detectors.base import Alert
@@ -173,12 +173,8 @@ class TopicMirror:
     def drain(self, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
         """Copy everything committed so far: until each partition's end is reached, or nothing
         arrives for `idle_s` (an end can sit behind a transaction that is still open)."""
-        ends = {}
-        for topic in self.kinds:
-            for tp in self.consumer.assignment():
-                if tp.topic == topic:
-                    ends[(topic, tp.partition)] = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
         deadline = time.monotonic() + limit_s
+        ends = {(tp.topic, tp.partition): self._end_offset(tp, deadline) for tp in self.consumer.assignment()}
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             if self._reached(ends):
@@ -188,6 +184,17 @@ class TopicMirror:
             elif time.monotonic() - quiet_since > idle_s:
                 return
         logger.warning("stopped copying after %.0fs with records still arriving", limit_s)
+
+    def _end_offset(self, tp: TopicPartition, deadline: float) -> int:
+        """The partition's end; retried while the broker is electing leaders (just restarted)."""
+        while True:
+            try:
+                return self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.info("end of %s/%d not known yet (%s); asking again", tp.topic, tp.partition, exc)
+                time.sleep(1.0)
 
     def _reached(self, ends: dict[tuple[str, int], int]) -> bool:
         positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(self.consumer.assignment())}
