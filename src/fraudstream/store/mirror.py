@@ -96,6 +96,8 @@ class TopicMirror:
             for partition in sorted(meta.partitions):
                 offset = stored.get(partition, OFFSET_BEGINNING)
                 assignment.append(TopicPartition(topic, partition, offset))
+                if partition in stored:  # already copied up to here: `drain` needs nothing before it
+                    self.next_offsets[(topic, partition)] = offset
         self.consumer.assign(assignment)
         logger.info("copying %s into %s from %s", ", ".join(self.kinds), store.path, _describe(assignment))
 
