@@ -152,3 +152,22 @@ def test_a_failed_job_is_one_line_even_after_flink_is_gone(tmp_path, capsys, mon
     assert "Traceback" not in err
     log = (tmp_path / "d" / "app.log").read_text()
     assert "the job failed" in log and "the sink is broken" in log and "Traceback" in log  # details kept
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--resume"],
+        ["run", "--source", "FILE", "--resume"],
+        ["run", "--source", "kafka", "--verbose", "--resume"],
+        ["run", "--source", "kafka", "--resume", "--from-savepoint", "x"],
+    ],
+)
+def test_runs_that_cannot_resume_are_refused_in_one_line(tmp_path, capsys, args):
+    orders = tmp_path / "o.jsonl"
+    orders.write_text("{}\n")
+    args = [f"file:{orders}" if a == "FILE" else a for a in args]
+    code, _, err = run_cli(capsys, "--data-dir", str(tmp_path / "d"), *args)
+    assert code == 2
+    assert "Traceback" not in err
+    assert "resume" in err.splitlines()[-1] or "exclude each other" in err
