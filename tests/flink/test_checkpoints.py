@@ -11,12 +11,14 @@ from fraudstream.errors import UserFacingError
 from fraudstream.flink.checkpoints import NothingToResume, check_restore_path, latest_checkpoint
 
 
-def _checkpoint(root, job: str, n: int, mtime: float, complete: bool = True):
+def _checkpoint(root, job: str, n: int, mtime: float, complete: bool = True, touched: float | None = None):
     folder = root / "checkpoints" / job / f"chk-{n}"
     folder.mkdir(parents=True)
     if complete:
         (folder / "_metadata").write_bytes(b"x")
-    os.utime(folder, (mtime, mtime))
+        os.utime(folder / "_metadata", (mtime, mtime))
+    touched = touched or mtime
+    os.utime(folder, (touched, touched))
     return folder
 
 
@@ -25,6 +27,15 @@ def test_resume_picks_the_newest_completed_checkpoint_of_any_run(tmp_path):
     _checkpoint(tmp_path, "job-a", 7, 1_000)
     newest = _checkpoint(tmp_path, "job-b", 2, 2_000)
     _checkpoint(tmp_path, "job-b", 3, 3_000, complete=False)  # still being written when killed
+    assert latest_checkpoint(settings) == newest
+
+
+def test_resume_skips_an_old_checkpoint_whose_deletion_was_cut_short(tmp_path):
+    """Flink deletes a subsumed checkpoint's files before its metadata; a kill in between
+    leaves the old folder touched last. Seen in CI: resuming from it failed ten times."""
+    settings = load_settings(flags={"data_dir": str(tmp_path)}, environ={})
+    _checkpoint(tmp_path, "job-a", 1, 1_000, touched=5_000)
+    newest = _checkpoint(tmp_path, "job-a", 4, 3_000)
     assert latest_checkpoint(settings) == newest
 
 

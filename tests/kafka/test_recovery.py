@@ -75,8 +75,11 @@ def _wait_for_alerts(db: Path, n: int, proc: subprocess.Popen, timeout_s: float 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         stored = _stored_alerts(db)
-        if stored >= n or proc.poll() is not None:
+        if stored >= n:
             return stored
+        if proc.poll() is not None:
+            tail = proc.stderr.read()[-3000:] if proc.stderr else ""
+            raise AssertionError(f"the run ended (exit {proc.returncode}) after {stored} of {n} alerts:\n{tail}")
         time.sleep(0.2)
     raise AssertionError(f"fewer than {n} alerts stored after {timeout_s}s")
 
@@ -145,7 +148,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
         with in_own_session([*unbounded, *extra], stderr=subprocess.PIPE) as (proc, _):
             _wait_for_alerts(db, (kills[-1] if kills else 0) + 1, proc)  # this run has made progress
             time.sleep(rng.uniform(0.2, 2.5))  # anywhere between two checkpoints
-            assert proc.poll() is None, "the run ended before it could be killed"
+            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-3000:]}"
             _kill_hard(proc)
             kills.append(_stored_alerts(db))
     assert kills[-1] < len(expected), "the stream was over before the last kill"

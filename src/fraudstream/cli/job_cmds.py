@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -58,13 +57,9 @@ def savepoint(ctx: click.Context, stop: bool, timeout: float) -> None:
     info = JobInfo.read(info_path)
     if info is None:
         raise UserError(f"no running job found ({info_path} is missing): start one with 'fraudstream run'")
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
+    if not info.is_running():
         info_path.unlink(missing_ok=True)
-        raise UserError(f"the job recorded in {info_path} (PID {info.pid}) is no longer running") from None
-    except PermissionError:
-        pass
+        raise UserError(f"the job recorded in {info_path} (PID {info.pid}) is no longer running")
     base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
     if stop:
         JobInfo.stop_marker(info_path).touch()

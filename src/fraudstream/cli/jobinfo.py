@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,19 @@ class JobInfo:
     job_id: str
     rest_port: int
     savepoint_uri: str
+    # When the process started (clock ticks since boot, Linux): PIDs wrap around (at 32,768
+    # on our machines, used up fast by JVM threads), so a PID alone may name another process.
+    started: int | None = None
+
+    def is_running(self) -> bool:
+        """Whether the run that wrote this file is still alive."""
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return self.started is None or process_start(self.pid) in (None, self.started)
 
     @staticmethod
     def path(settings: Settings) -> Path:
@@ -38,3 +52,13 @@ class JobInfo:
     def stop_marker(path: Path) -> Path:
         """Present while a stop-with-savepoint is under way: the run then ends as stopped, not finished."""
         return path.with_name("job.stopping")
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time from /proc (None where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so count from its closing bracket.
+    return int(stat.rsplit(")", 1)[1].split()[19])

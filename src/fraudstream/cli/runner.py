@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
-from fraudstream.cli.jobinfo import JobInfo
+from fraudstream.cli.jobinfo import JobInfo, process_start
 from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
 from fraudstream.errors import UserFacingError
@@ -65,7 +65,7 @@ def run_job(
     """Run the job until its source ends or SIGINT/SIGTERM arrives; always flush the store."""
     info_file = JobInfo.path(settings)
     other = JobInfo.read(info_file)
-    if other is not None and other.pid != os.getpid() and _alive(other.pid):
+    if other is not None and other.pid != os.getpid() and other.is_running():
         raise UserFacingError(
             f"another run (PID {other.pid}) is using {settings.data_dir}: stop it first, or use another --data-dir"
         )
@@ -104,7 +104,7 @@ def run_job(
         client, results = graph.start("fraudstream")
         job_id = str(client.get_job_id())
         port = checkpoints.rest_port(client, settings.pipeline.rest_port)
-        JobInfo(os.getpid(), job_id, port, settings.savepoint_uri).write(info_file)
+        JobInfo(os.getpid(), job_id, port, settings.savepoint_uri, process_start(os.getpid())).write(info_file)
         logger.info(
             "job %s submitted: source=%s%s",
             job_id,
@@ -192,16 +192,6 @@ def run_job(
         summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
         summary.seconds = time.monotonic() - started
     return summary
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _route(

@@ -77,7 +77,10 @@ def latest_checkpoint(settings: Settings) -> Path:
         raise NothingToResume(
             f"no completed checkpoint under {root} to resume from: run without --resume to start fresh"
         )
-    return max(found, key=lambda p: (p.stat().st_mtime, int(p.name.removeprefix("chk-"))))
+    # By when the metadata was written, not the folder's time: Flink deletes a subsumed
+    # checkpoint's files before its metadata, and a run killed in between leaves an old
+    # folder, touched last, whose metadata points at files that are gone.
+    return max(found, key=lambda p: ((p / "_metadata").stat().st_mtime, int(p.name.removeprefix("chk-"))))
 
 
 def check_restore_path(path: str) -> str:
