@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from fraudstream.detectors.base import Alert, Detector, same_time
@@ -36,20 +36,16 @@ class DeviceSharingDetector(Detector[DeviceSharingState]):
         for o in orders:
             seen[o.user_id] = t
         state.last_seen = seen
-        users = len(seen)
-        if users <= self.threshold:
+        if len(seen) <= self.threshold:
             return []
+        return [self.alert(o, seen) for o in orders]
+
+    def alert(self, order: Order, users: Iterable[str]) -> Alert:
+        """The alert for `order`, given every distinct user of its device inside the window."""
+        names = sorted(users)
         minutes = self.window_ms / 60_000
-        return [
-            self.make_alert(
-                o,
-                f"Device {o.device_id} used by {users} users in {minutes:g} minutes",
-                {
-                    "distinct_users": users,
-                    "threshold": self.threshold,
-                    "window_ms": self.window_ms,
-                    "users": sorted(seen),
-                },
-            )
-            for o in orders
-        ]
+        return self.make_alert(
+            order,
+            f"Device {order.device_id} used by {len(names)} users in {minutes:g} minutes",
+            {"distinct_users": len(names), "threshold": self.threshold, "window_ms": self.window_ms, "users": names},
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fraudstream.detectors.base import Alert, Detector, same_time
@@ -38,22 +38,24 @@ class GeoAnomalyDetector(Detector[GeoAnomalyState]):
         for o in orders:
             others = {c: ts for c, ts in recent.items() if c != o.city}
             if others:
-                prev_city = max(others, key=lambda c: (others[c], c))
-                minutes = (t - others[prev_city]) / 60_000
-                alerts.append(
-                    self.make_alert(
-                        o,
-                        f"User {o.user_id} ordered from {o.city} {minutes:.1f} min after {prev_city}",
-                        {
-                            "city": o.city,
-                            "previous_city": prev_city,
-                            "other_cities": sorted(others),
-                            "minutes_apart": round(minutes, 3),
-                            "window_ms": self.window_ms,
-                        },
-                    )
-                )
+                alerts.append(self.alert(o, others))
         for o in orders:
             recent[o.city] = t
         state.last_city_time = recent
         return alerts
+
+    def alert(self, order: Order, others: Mapping[str, int]) -> Alert:
+        """The alert for `order`, given the latest time of each other city inside the window."""
+        prev_city = max(others, key=lambda c: (others[c], c))
+        minutes = (order.event_time - others[prev_city]) / 60_000
+        return self.make_alert(
+            order,
+            f"User {order.user_id} ordered from {order.city} {minutes:.1f} min after {prev_city}",
+            {
+                "city": order.city,
+                "previous_city": prev_city,
+                "other_cities": sorted(others),
+                "minutes_apart": round(minutes, 3),
+                "window_ms": self.window_ms,
+            },
+        )

@@ -29,12 +29,11 @@ class HighValueDetector(Detector[HighValueState]):
         return 0
 
     def evaluate(self, state: HighValueState, orders: Sequence[Order]) -> list[Alert]:
-        return [
-            self.make_alert(
-                o,
-                f"User {o.user_id} placed an order of ₹{o.amount:,.2f} (limit ₹{self.threshold:,.2f})",
-                {"amount": o.amount, "threshold": self.threshold},
-            )
-            for o in orders
-            if o.amount > self.threshold
-        ]
+        return [self.alert(o) for o in orders if o.amount > self.threshold]
+
+    def alert(self, order: Order) -> Alert:
+        return self.make_alert(
+            order,
+            f"User {order.user_id} placed an order of ₹{order.amount:,.2f} (limit ₹{self.threshold:,.2f})",
+            {"amount": order.amount, "threshold": self.threshold},
+        )

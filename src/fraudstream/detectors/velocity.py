@@ -39,12 +39,13 @@ class VelocityDetector(Detector[VelocityState]):
         count = len(kept)
         if count <= self.threshold:
             return []
+        return [self.alert(o, count) for o in orders]
+
+    def alert(self, order: Order, count: int) -> Alert:
+        """The alert for `order`, the `count`-th order of its user inside the window."""
         minutes = self.window_ms / 60_000
-        return [
-            self.make_alert(
-                o,
-                f"User {o.user_id} placed {count} orders in {minutes:g} minutes",
-                {"order_count": count, "threshold": self.threshold, "window_ms": self.window_ms},
-            )
-            for o in orders
-        ]
+        return self.make_alert(
+            order,
+            f"User {order.user_id} placed {count} orders in {minutes:g} minutes",
+            {"order_count": count, "threshold": self.threshold, "window_ms": self.window_ms},
+        )
