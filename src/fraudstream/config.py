@@ -46,6 +46,12 @@ class PipelineSettings(_Section):
     out_of_orderness_ms: int = Field(5_000, ge=0)
     parallelism: int = Field(1, ge=1)
     execution_mode: Literal["thread", "process"] = "thread"
+    engine: Literal["sql", "datastream", "reference"] = Field(
+        "datastream",
+        description="'sql': parsing and the four rules run in the JVM (Flink SQL); "
+        "'datastream': every rule in Python operators (home of Python-only detectors); "
+        "'reference': the replaced system's layout, a benchmark baseline only",
+    )
     max_record_bytes: int = Field(65_536, gt=0)
     max_future_ms: int = Field(
         604_800_000,

@@ -69,11 +69,11 @@ def _sorted_lines(events):
     return [orjson.dumps(e) for e in sorted(events, key=lambda e: e["event_time"])]
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
-def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, mode):
+@pytest.mark.parametrize(("engine", "mode"), [("datastream", "thread"), ("datastream", "process"), ("sql", "thread")])
+def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, engine, mode):
     # PyFlink's state API differs between its two execution modes, so both are exercised.
     path = write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL))
-    result = run_file(path, tmp_path, **{"pipeline.execution_mode": mode})
+    result = run_file(path, tmp_path, **{"pipeline.execution_mode": mode, "pipeline.engine": engine})
     assert result.alert_keys == SMALL_EXPECTED
     assert result.dead == []
     device_alert = next(a for a in result.alerts if a.alert_type == "DEVICE_SHARING_FRAUD")
@@ -81,9 +81,11 @@ def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, mode):
     assert all(a.detected_at for a in result.alerts)
 
 
-def test_thresholds_come_from_configuration(tmp_path):
+@pytest.mark.parametrize("engine", ["datastream", "sql"])
+def test_thresholds_come_from_configuration(tmp_path, engine):
     path = write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL))
-    result = run_file(path, tmp_path, **{"detectors.high_value_threshold": 1900.0, "detectors.velocity_threshold": 4})
+    flags = {"detectors.high_value_threshold": 1900.0, "detectors.velocity_threshold": 4, "pipeline.engine": engine}
+    result = run_file(path, tmp_path, **flags)
     assert result.alert_keys == SMALL_EXPECTED - {
         ("VELOCITY_FRAUD", "u_v", "v4", BASE + 3 * MIN),
         ("HIGH_VALUE_FRAUD", "u_l", "o_legacy", BASE + 31 * MIN),
@@ -91,7 +93,8 @@ def test_thresholds_come_from_configuration(tmp_path):
     } | {("VELOCITY_FRAUD", "u_v", "v5", BASE + 4 * MIN)}
 
 
-def test_hostile_input_loses_nothing(tmp_path):
+@pytest.mark.parametrize("engine", ["datastream", "sql"])
+def test_hostile_input_loses_nothing(tmp_path, engine):
     good = _sorted_lines(SMALL)
     last = max(e["event_time"] for e in SMALL)
     bad = [
@@ -110,7 +113,7 @@ def test_hostile_input_loses_nothing(tmp_path):
         (orjson.dumps(order("late1", last - 20 * MIN, "u_v", "d_v")), "late"),
     ]
     lines = good + [b"", b"   "] + [raw for raw, _ in bad]
-    result = run_file(write_lines(tmp_path / "hostile.jsonl", lines), tmp_path)
+    result = run_file(write_lines(tmp_path / "hostile.jsonl", lines), tmp_path, **{"pipeline.engine": engine})
     assert result.alert_keys == SMALL_EXPECTED
     assert sorted(d.reason for d in result.dead) == sorted(reason for _, reason in bad)
     assert all(d.detail for d in result.dead)
@@ -130,9 +133,20 @@ def big_stream(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def big_result(big_stream, tmp_path_factory):
+def datastream_result(big_stream, tmp_path_factory):
     _, path = big_stream
-    return run_file(path, tmp_path_factory.mktemp("data"))
+    return run_file(path, tmp_path_factory.mktemp("data"), **{"pipeline.engine": "datastream"})
+
+
+@pytest.fixture(scope="module")
+def sql_result(big_stream, tmp_path_factory):
+    _, path = big_stream
+    return run_file(path, tmp_path_factory.mktemp("data"), **{"pipeline.engine": "sql"})
+
+
+@pytest.fixture(params=["datastream", "sql"])
+def big_result(request):
+    return request.getfixturevalue(f"{request.param}_result")
 
 
 def test_differential_against_brute_force_oracle(big_stream, big_result):
@@ -148,18 +162,24 @@ def test_differential_against_brute_force_oracle(big_stream, big_result):
     assert len(big_result.alerts) == len(expected)  # no duplicates either
 
 
-def test_arrival_order_within_the_bound_does_not_matter(big_stream, big_result, tmp_path):
+def _comparable(alerts):
+    return sorted(orjson.dumps(a.to_dict() | {"detected_at": None}, option=orjson.OPT_SORT_KEYS) for a in alerts)
+
+
+def test_both_engines_emit_identical_alerts(datastream_result, sql_result):
+    """Not only the same orders flagged: the same messages and details, field for field."""
+    assert _comparable(sql_result.alerts) == _comparable(datastream_result.alerts)
+
+
+@pytest.mark.parametrize("engine", ["datastream", "sql"])
+def test_arrival_order_within_the_bound_does_not_matter(big_stream, datastream_result, tmp_path, engine):
     events, _ = big_stream
     rng = random.Random(7)
     # Reorder by event_time plus a random delay below the 5 s bound: nothing becomes late.
     shuffled = sorted(events, key=lambda e: e["event_time"] + rng.randrange(5_000))
     path = write_lines(tmp_path / "shuffled.jsonl", [orjson.dumps(e) for e in shuffled])
     # ...and at parallelism 2, so keys are spread over two subtasks of each keyed operator
-    result = run_file(path, tmp_path, **{"pipeline.parallelism": 2})
+    result = run_file(path, tmp_path, **{"pipeline.parallelism": 2, "pipeline.engine": engine})
     assert result.dead == []
-
-    def comparable(alerts):
-        return sorted(orjson.dumps(a.to_dict() | {"detected_at": None}, option=orjson.OPT_SORT_KEYS) for a in alerts)
-
-    assert comparable(result.alerts) == comparable(big_result.alerts)
+    assert _comparable(result.alerts) == _comparable(datastream_result.alerts)
     assert result.alert_keys == expected_alerts(events)

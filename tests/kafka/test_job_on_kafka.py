@@ -41,9 +41,10 @@ def _key(value: bytes) -> bytes | None:
         return None
 
 
-@pytest.fixture(scope="module")
-def bounded_run(broker, tmp_path_factory):
-    """One bounded job over the scripted stream plus bad records, run as a user runs it."""
+@pytest.fixture(scope="module", params=["datastream", "sql"])
+def bounded_run(broker, tmp_path_factory, request):
+    """One bounded job over the scripted stream plus bad records, run as a user runs it,
+    with each engine."""
     k = fresh_topics(broker)
     good = _sorted_lines(SMALL)
     records = [(None, _key(v), v) for v in good] + [(None, _key(v), v) for v, _ in BAD] + [(None, b"u_t", LATE)]
@@ -53,7 +54,7 @@ def bounded_run(broker, tmp_path_factory):
     data = tmp_path_factory.mktemp("job-data")
     proc = subprocess.run(
         [*EXE, "--data-dir", str(data), *kafka_flags(k), "--set", "pipeline.out_of_orderness_ms=5000",
-         "run", "--source", "kafka", "--bounded", "--start-from", "earliest"],
+         "run", "--source", "kafka", "--bounded", "--start-from", "earliest", "--engine", request.param],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return k, proc, data, good

@@ -85,6 +85,12 @@ def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...]
 @click.option("--out-of-orderness-ms", type=int, help="Watermark bound: how late an order may arrive [5000].")
 @click.option("--parallelism", type=int, help="Flink parallelism of the keyed operators [1].")
 @click.option("--execution-mode", type=click.Choice(["thread", "process"]), help="PyFlink execution mode [thread].")
+@click.option(
+    "--engine",
+    type=click.Choice(["sql", "datastream", "reference"]),
+    help="'sql': rules as Flink SQL in the JVM (fast); 'datastream': rules in Python operators; "
+    "'reference': the replaced system's layout (a benchmark baseline) [datastream].",
+)
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db].")
 @click.option("-v", "--verbose", is_flag=True, default=None, help="Also echo every order and dead letter.")
 @click.option("--bootstrap-servers", metavar="HOST:PORT", help="Kafka: brokers to read and write [127.0.0.1:9092].")
@@ -138,6 +144,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         "pipeline.out_of_orderness_ms": opts["out_of_orderness_ms"],
         "pipeline.parallelism": opts["parallelism"],
         "pipeline.execution_mode": opts["execution_mode"],
+        "pipeline.engine": opts["engine"],
         "store.db_path": opts["db"],
         "pipeline.verbose": opts["verbose"],
         "kafka.bootstrap_servers": opts["bootstrap_servers"],
@@ -228,7 +235,8 @@ def banner(s: Settings, restore_from: str | None = None) -> str:
         f"   Geo anomaly         : another city within {d.geo_window_ms / 60000:g} min",
         f"   Alert cooldown      : {d.dedup_cooldown_ms / 60000:g} min per alert type and user/device",
         f"   Out-of-orderness    : {p.out_of_orderness_ms} ms",
-        f"   Flink               : local mini-cluster, {p.execution_mode} mode, parallelism {p.parallelism}",
+        f"   Flink               : local mini-cluster, {p.engine} engine, {p.execution_mode} mode, "
+        f"parallelism {p.parallelism}",
         f"   Checkpoints         : every {s.checkpoint.interval_ms / 1000:g}s to {s.checkpoint_uri}",
         f"   Starting from       : {restore_from or 'empty state'}",
         f"   Database            : {s.db_path}",
@@ -633,4 +641,4 @@ def entry() -> None:
 
 
 # The kafka, alerts, demo and savepoint commands live in their own modules and register on `cli`.
-from fraudstream.cli import job_cmds, kafka_cmds  # noqa: E402, F401
+from fraudstream.cli import bench_cmd, job_cmds, kafka_cmds  # noqa: E402, F401

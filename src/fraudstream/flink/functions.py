@@ -255,3 +255,17 @@ class DedupFunction(KeyedProcessFunction):
             self.last.clear()
         return
         yield  # PyFlink needs on_timer to be a generator
+
+
+class CandidateAlert(MapFunction):
+    """SQL engine: the alert a rule candidate stands for, with the text and details the
+    detector's own code gives it (the cooldown has already run, in the JVM)."""
+
+    def __init__(self, detectors: list[Detector]) -> None:
+        self.detectors = {d.alert_type: d for d in detectors}
+
+    def map(self, value: Any) -> Alert:
+        from fraudstream.flink.sql_engine import alert_from_candidate, order_from_row
+
+        alert = alert_from_candidate(self.detectors[value[0]], order_from_row(value, 2), value[11], value[12])
+        return dataclasses.replace(alert, detected_at=_now_ms())

@@ -29,6 +29,7 @@ from pyflink.datastream.data_stream import CloseableIterator
 import fraudstream
 from fraudstream.config import KafkaSettings, Settings
 from fraudstream.detectors import AlertDeduplicator, build_detectors
+from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
 from fraudstream.flink import checkpoints
 from fraudstream.flink.functions import (
@@ -89,7 +90,8 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.pythonpath", _python_path())
     checkpoints.configure(conf, settings, restore_from)
-    if settings.pipeline.source == "kafka":
+    if settings.pipeline.source == "kafka" or settings.pipeline.engine == "sql":
+        # The Kafka connector, and our own classes (jvm/src), which the SQL engine runs on.
         jars = flink_connector_jars(settings.broker.jars_dir)
         conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
         # The connector's admin-client thread logs once more after a job ends; with the leak
@@ -124,6 +126,15 @@ def build_job(
             stop_at, on_finished = _bounded_run(settings.kafka)
         watermarks = watermarks.with_idleness(Duration.of_millis(settings.kafka.idle_timeout_ms))
     lines = raw_lines(env, spec, settings, readers, stop_at)
+    # The clock check guards against other producers; the built-in generator's event time
+    # may run ahead of the clock on purpose (a fast-forwarded day).
+    max_future = settings.pipeline.max_future_ms if spec.kind != "generator" else 0
+    if settings.pipeline.engine == "sql":
+        from fraudstream.flink import sql_engine
+
+        charset = {"kafka": None, "file": "ISO-8859-1", "generator": "UTF-8"}[spec.kind]
+        streams = sql_engine.detect(env, settings, lines, readers, charset, max_future)
+        return _outputs(env, settings, spec, streams.alerts, [streams.dead_letters], streams.orders, on_finished)
     # PyFlink builds key_by and the watermark step from hidden operators that take the
     # environment's default parallelism; they must run one per reader, or partitions merge
     # before their watermarks are taken and a fast partition makes the others late.
@@ -133,9 +144,6 @@ def build_job(
     # reader i's records go to admission subtask i (and stay beside it).
     keys = reader_keys(readers)
     tagged = lines.map(TagReader(keys), output_type=PICKLED).name("tag-reader").set_parallelism(readers)
-    # The clock check guards against other producers; the built-in generator's event time
-    # may run ahead of the clock on purpose (a fast-forwarded day).
-    max_future = settings.pipeline.max_future_ms if spec.kind != "generator" else 0
     admitted = (
         tagged.key_by(lambda t: t[0], key_type=Types.STRING())
         .process(AdmitFunction(limits, bound, spec.raw_latin1, max_future), output_type=PICKLED)
@@ -150,16 +158,23 @@ def build_job(
     env.set_parallelism(settings.pipeline.parallelism)
 
     detectors = build_detectors(settings.detectors)
+    reference = settings.pipeline.engine == "reference"
+    if reference:
+        # The reference system's layout, kept as a benchmark baseline: every order printed,
+        # and one Python operator behind its own key_by per detector.
+        orders = orders.map(_print_order, output_type=PICKLED).name("print-each-order")
+        groups = [[d] for d in detectors]
+    else:
+        groups = [[d for d in detectors if d.key_field == f] for f in ("user_id", "device_id")]
     keyed_outputs = []
-    for key_field in ("user_id", "device_id"):
-        group = [d for d in detectors if d.key_field == key_field]
-        if not group:
-            continue
+    for group in filter(None, groups):
+        key_field = group[0].key_field
+        name = f"detect-{group[0].alert_type.lower()}" if len(group) == 1 and reference else f"detect-by-{key_field}"
         alerts = (
             orders.key_by(lambda o, f=key_field: getattr(o, f), key_type=Types.STRING())
             .process(DetectorFunction(group, limits), output_type=PICKLED)
-            .name(f"detect-by-{key_field}")
-            .uid(f"detect-by-{key_field}")
+            .name(name)
+            .uid(name)
         )
         keyed_outputs.append(alerts)
 
@@ -173,23 +188,43 @@ def build_job(
 
     dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
     dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
+    return _outputs(
+        env, settings, spec, deduped, dead_streams, orders if settings.pipeline.verbose else None, on_finished
+    )
+
+
+def _outputs(
+    env: StreamExecutionEnvironment,
+    settings: Settings,
+    spec: SourceSpec,
+    alerts: DataStream,
+    dead_streams: list[DataStream],
+    orders: DataStream | None,
+    on_finished: Callable[[], None] | None,
+) -> JobGraph:
+    """Where alerts, dead letters and (with --verbose) orders go, whichever engine made them."""
     tagged = []
     if spec.kind == "kafka":
         from fraudstream.flink.sinks import attach_kafka_sinks
 
         # Alerts and dead letters leave through the transactional sinks only; the driver
         # reads them back from the topics once committed (see fraudstream.store.mirror).
-        attach_kafka_sinks(env, settings, deduped, dead_streams[0].union(*dead_streams[1:]))
+        attach_kafka_sinks(env, settings, alerts, dead_streams[0].union(*dead_streams[1:]))
     else:
-        tagged.append(deduped.map(lambda a: ("alert", a), output_type=PICKLED))
+        tagged.append(alerts.map(lambda a: ("alert", a), output_type=PICKLED))
         tagged += [s.map(lambda d: ("dead", d), output_type=PICKLED) for s in dead_streams]
-    if settings.pipeline.verbose:
+    if orders is not None:
         tagged.append(orders.map(lambda o: ("order", o), output_type=PICKLED))
     output = tagged[0].union(*tagged[1:]) if tagged else None
     return JobGraph(env, output, on_finished)
 
 
 ADMIT_MAX_PARALLELISM = 128
+
+
+def _print_order(order: Order) -> Order:
+    print(f"order {order.transaction_id} user={order.user_id} amount={order.amount}", flush=True)
+    return order
 
 
 def reader_keys(readers: int) -> list[str]:

@@ -1,0 +1,103 @@
+package io.fraudstream.flink;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+
+/**
+ * The alert cooldown of the SQL engine, over the rules' candidates keyed by (alert_type, key):
+ * at most one alert per key per `cooldownMs` of event time, the same rule as the Python
+ * {@code AlertDeduplicator}. Candidates of one instant wait for the watermark and are then taken
+ * in (event_time, transaction_id, user_id, device_id) order, so the choice between two orders at
+ * the same instant never depends on arrival order. Kept in the JVM because it sees every
+ * candidate; only the alerts it lets through cross into Python to get their text.
+ *
+ * <p>Candidate rows: alert_type, key, then the order columns (transaction_id at 2, user_id 3,
+ * device_id 4, ..., event_time at 9), then the rule's facts.
+ */
+public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
+    private static final long serialVersionUID = 1L;
+    static final int TRANSACTION_ID = 2;
+    static final int USER_ID = 3;
+    static final int DEVICE_ID = 4;
+    static final int EVENT_TIME = 9;
+
+    private final long cooldownMs;
+    private final TypeInformation<Row> rowType;
+    private transient MapState<Long, List<Row>> pending;
+    private transient ValueState<Long> lastEmitted;
+
+    public Cooldown(long cooldownMs, TypeInformation<Row> rowType) {
+        this.cooldownMs = cooldownMs;
+        this.rowType = rowType;
+    }
+
+    /** The key: alert type and the user or device the alert is about. */
+    public static class Key implements KeySelector<Row, String> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public String getKey(Row candidate) {
+            return candidate.getField(0) + "|" + candidate.getField(1);
+        }
+    }
+
+    @Override
+    public void open(OpenContext openContext) {
+        pending = getRuntimeContext().getMapState(
+                new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(rowType)));
+        lastEmitted = getRuntimeContext().getState(new ValueStateDescriptor<>("last_emitted", Types.LONG));
+    }
+
+    @Override
+    public void processElement(Row candidate, Context ctx, Collector<Row> out) throws Exception {
+        long t = (Long) candidate.getField(EVENT_TIME);
+        List<Row> waiting = pending.get(t);
+        if (waiting == null) {
+            waiting = new ArrayList<>();
+        }
+        waiting.add(candidate);
+        pending.put(t, waiting);
+        ctx.timerService().registerEventTimeTimer(t);
+    }
+
+    @Override
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
+        List<Row> batch = pending.get(timestamp);
+        if (batch != null) {
+            pending.remove(timestamp);
+            batch.sort(ORDER);
+            for (Row candidate : batch) {
+                long t = (Long) candidate.getField(EVENT_TIME);
+                Long last = lastEmitted.value();
+                if (last == null || t - last >= cooldownMs) {
+                    lastEmitted.update(t);
+                    ctx.timerService().registerEventTimeTimer(t + cooldownMs);
+                    out.collect(candidate);
+                }
+            }
+        }
+        Long last = lastEmitted.value();
+        if (last != null && last + cooldownMs <= timestamp) {
+            lastEmitted.clear();
+        }
+    }
+
+    private static final Comparator<Row> ORDER = Comparator
+            .comparing((Row r) -> (Long) r.getField(EVENT_TIME))
+            .thenComparing(r -> (String) r.getField(TRANSACTION_ID))
+            .thenComparing(r -> (String) r.getField(USER_ID))
+            .thenComparing(r -> (String) r.getField(DEVICE_ID));
+}

@@ -1,0 +1,1 @@
+"""Throughput benchmark of the job, reported against ceilings measured on the same machine."""

@@ -1,0 +1,160 @@
+"""Alert latency at a fixed offered load: from an order's append to the raw topic to the
+moment its alert is readable (committed) on the alerts topic.
+
+Orders are generated as usual but stamped with the wall clock as they are sent, so event
+time and append time agree and the measured delay is the pipeline's: the watermark bound
+(an alert waits until event time has passed the order by the out-of-orderness bound), the
+rules, and the transaction that commits the alert at the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from fraudstream.bench.jobs import kafka_flags
+from fraudstream.cli.jobinfo import JobInfo
+from fraudstream.config import GeneratorSettings, KafkaSettings
+from fraudstream.generator import generator_from_settings
+from fraudstream.generator.pacing import Pacer
+from fraudstream.kafka.clients import client_config, connect_admin, partition_count
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LatencyRun:
+    engine: str
+    offered_per_s: float
+    sent: int = 0
+    alerts: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    checkpoint_interval_ms: int = 0
+    samples: list[float] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("samples")
+        return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: every figure is an observed latency)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def measure_latency(
+    engine: str,
+    k: KafkaSettings,
+    data_dir: Path,
+    rate: float,
+    seconds: float,
+    checkpoint_interval_ms: int,
+    seed: int = 11,
+) -> LatencyRun:
+    result = LatencyRun(engine, rate, checkpoint_interval_ms=checkpoint_interval_ms)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "fraudstream", "--data-dir", str(data_dir), *kafka_flags(k),
+        "--set", f"checkpoint.interval_ms={checkpoint_interval_ms}",
+        "run", "--source", "kafka", "--start-from", "latest", "--engine", engine,
+    ]  # fmt: skip
+    appended: dict[str, float] = {}
+    received: dict[str, float] = {}
+    consumer = Consumer(
+        client_config(k, **{"group.id": f"bench-latency-{uuid.uuid4().hex[:8]}", "isolation.level": "read_committed"})
+    )
+    partitions = partition_count(connect_admin(k), k.alerts_topic)
+    consumer.assign([TopicPartition(k.alerts_topic, p, OFFSET_END) for p in range(partitions)])
+    with (data_dir / "bench-latency.log").open("wb") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        try:
+            _wait_until_running(data_dir / "job.json", proc)
+            stop = threading.Event()
+            reader = threading.Thread(target=_read_alerts, args=(consumer, received, stop), daemon=True)
+            reader.start()
+            result.sent = _send_paced(k, rate, seconds, appended, seed)
+            time.sleep(8 + checkpoint_interval_ms / 1000)  # the last alerts' watermark wait and commit
+            stop.set()
+            reader.join()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            consumer.close()
+    result.samples = [1000 * (received[tx] - appended[tx]) for tx in received if tx in appended]
+    result.alerts = len(result.samples)
+    if result.samples:
+        result.p50_ms = round(percentile(result.samples, 50), 1)
+        result.p95_ms = round(percentile(result.samples, 95), 1)
+        result.p99_ms = round(percentile(result.samples, 99), 1)
+        result.max_ms = round(max(result.samples), 1)
+    return result
+
+
+def _wait_until_running(info_path: Path, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Until the run has submitted its job and its source has had a few seconds to start."""
+    deadline = time.monotonic() + timeout_s
+    while JobInfo.read(info_path) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the job did not start (see {info_path.parent / 'bench-latency.log'})")
+        time.sleep(0.2)
+    time.sleep(5)
+
+
+def _send_paced(k: KafkaSettings, rate: float, seconds: float, appended: dict[str, float], seed: int) -> int:
+    gen = generator_from_settings(GeneratorSettings(seed=seed, rate=0, users=200_000))
+    producer = Producer(client_config(k, **{"enable.idempotence": True, "acks": "all", "linger.ms": 2}))
+    # Wall-clock time of the append: monotonic-to-epoch offset, taken once.
+    offset = time.time() - time.monotonic()
+
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            appended[msg.key().decode()] = msg.timestamp()[1] / 1000 - offset
+
+    pacer = Pacer(rate)
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        pacer.wait()
+        order = gen.next_order()
+        order["event_time"] = int(time.time() * 1000)
+        tx = order["transaction_id"]
+        while True:
+            try:
+                producer.produce(k.raw_topic, orjson.dumps(order), tx.encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        sent += 1
+    producer.flush(30)
+    return sent
+
+
+def _read_alerts(consumer: Consumer, received: dict[str, float], stop: threading.Event) -> None:
+    while not stop.is_set():
+        for msg in consumer.consume(1000, timeout=0.1):
+            if msg.error() is None and msg.value():
+                now = time.monotonic()
+                tx = orjson.loads(msg.value()).get("transaction_id")
+                received.setdefault(tx, now)

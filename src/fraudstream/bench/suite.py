@@ -1,0 +1,175 @@
+"""`fraudstream bench`: the job beside its ceilings, on this machine, in one run.
+
+Steps: start a private broker; load N generated orders (the default fraud mix, a large user
+population) into a fresh raw topic; measure the Kafka and Python ceilings over those very
+records; run each engine bounded over them (the slow Python-operator layouts for a limited
+time: their rate is steady long before the end); measure alert latency at fixed offered
+loads below the fastest engine's maximum; write JSON, a Markdown table and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from fraudstream.bench.ceilings import kafka_ceiling, python_ceiling, read_values
+from fraudstream.bench.jobs import JobRun, run_job
+from fraudstream.bench.latency import LatencyRun, measure_latency
+from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings, Settings
+from fraudstream.generator import generator_from_settings
+from fraudstream.kafka.broker import LocalBroker
+from fraudstream.kafka.clients import connect_admin, ensure_topics, project_topics
+from fraudstream.kafka.producer import OrderPublisher
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("sql", "datastream", "reference")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    orders: int = 2_000_000
+    users: int = 1_000_000
+    engines: tuple[str, ...] = ENGINES
+    slow_seconds: float = 120.0  # time limit of a run of a Python-operator engine
+    fast_seconds: float = 1_800.0  # time limit of any other run
+    latency_loads: tuple[float, ...] = (0.25, 0.5)  # offered rates, as fractions of the fastest engine's
+    latency_seconds: float = 60.0
+    seed: int = 20261130
+    out_dir: Path = Path("benchmarks/results")
+    work_dir: Path = Path("data/bench")
+
+    @staticmethod
+    def quick(**overrides: Any) -> BenchOptions:
+        """A few minutes' proof that every step works (what CI runs); not figures to quote."""
+        values: dict[str, Any] = dict(
+            orders=50_000, users=20_000, slow_seconds=25.0, latency_loads=(0.25,), latency_seconds=15.0
+        )
+        return BenchOptions(**(values | overrides))
+
+
+@dataclass
+class BenchResult:
+    options: dict[str, Any]
+    machine: dict[str, Any]
+    kafka_ceiling: dict[str, Any] = field(default_factory=dict)
+    python_ceiling: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    latency: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def run_bench(settings: Settings, opts: BenchOptions, echo: Callable[[str], None]) -> BenchResult:
+    result = BenchResult({k: (str(v) if isinstance(v, Path) else v) for k, v in opts.__dict__.items()}, _machine())
+    work = opts.work_dir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    broker = LocalBroker(BrokerSettings(port=_free_port(), controller_port=_free_port()), work / "kafka")
+    echo("starting a private Kafka broker")
+    broker.start()
+    try:
+        k = _topics(broker, settings.kafka)
+        echo(f"loading {opts.orders:,} generated orders ({opts.users:,} users) into {k.raw_topic}")
+        _load(k, opts)
+        echo("Python ceiling: parsing and the rules over the same records, in one process")
+        values = read_values(k, opts.orders)
+        result.python_ceiling = python_ceiling(values, settings.detectors)
+        del values
+        echo(f"   {result.python_ceiling['events_per_s']:,.0f} events/s")
+        echo("Kafka ceiling: read the records and write as many alert-sized records as the rules give")
+        result.kafka_ceiling = kafka_ceiling(k, opts.orders, result.python_ceiling["alerts"])
+        echo(f"   {result.kafka_ceiling['events_per_s']:,.0f} events/s")
+        runs: list[JobRun] = []
+        for engine in opts.engines:
+            limit = opts.fast_seconds if engine == "sql" else opts.slow_seconds
+            echo(f"job, {engine} engine: bounded over the topic (time limit {limit:g} s)")
+            run = run_job(engine, k, work / f"run-{engine}", opts.orders, limit)
+            runs.append(run)
+            echo(f"   {run.events_per_s:,.0f} events/s over {run.records:,} records, start-up {run.startup_s} s")
+        result.runs = [r.to_dict() for r in runs]
+        fastest = max(runs, key=lambda r: r.events_per_s, default=None)
+        if fastest is not None and fastest.events_per_s > 0 and opts.latency_loads:
+            ck = settings.checkpoint.interval_ms
+            for share in opts.latency_loads:
+                rate = round(share * fastest.events_per_s)
+                echo(f"latency, {fastest.engine} engine, {rate:,} orders/s offered for {opts.latency_seconds:g} s")
+                lat: LatencyRun = measure_latency(
+                    fastest.engine, _fresh(k), work / f"latency-{share}", rate, opts.latency_seconds, ck
+                )
+                result.latency.append(lat.to_dict() | {"share_of_max": share})
+                echo(f"   p50 {lat.p50_ms} ms, p99 {lat.p99_ms} ms over {lat.alerts} alerts")
+    finally:
+        broker.stop()
+    write_reports(result, opts.out_dir)
+    echo(f"results in {opts.out_dir}/ (bench.json, bench.md, latency.png)")
+    return result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fresh(k: KafkaSettings) -> KafkaSettings:
+    """The same broker with new topics: each measurement starts from an empty topic."""
+    tag = uuid.uuid4().hex[:8]
+    fresh = k.model_copy(
+        update={
+            "raw_topic": f"bench-raw-{tag}",
+            "alerts_topic": f"bench-alerts-{tag}",
+            "dead_letter_topic": f"bench-dlq-{tag}",
+            "group_id": f"bench-{tag}",
+        }
+    )
+    ensure_topics(connect_admin(fresh), project_topics(fresh))
+    return fresh
+
+
+def _topics(broker: LocalBroker, base: KafkaSettings) -> KafkaSettings:
+    return _fresh(broker.kafka_settings(base))
+
+
+def _load(k: KafkaSettings, opts: BenchOptions) -> None:
+    gen = generator_from_settings(GeneratorSettings(seed=opts.seed, count=opts.orders, rate=0, users=opts.users))
+    publisher = OrderPublisher(k)
+
+    def records():
+        for order in gen.orders(opts.orders):
+            value = orjson.dumps(order)
+            yield order["user_id"].encode(), value
+
+    summary = publisher.publish(records())
+    if summary.delivered != opts.orders:
+        raise RuntimeError(f"only {summary.delivered} of {opts.orders} orders reached the raw topic")
+
+
+def write_reports(result: BenchResult, out_dir: Path) -> None:
+    from fraudstream.bench.report import markdown, plot_latency
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = result.__dict__
+    (out_dir / "bench.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    (out_dir / "bench.md").write_text(markdown(data))
+    plot_latency(data, out_dir / "latency.png")

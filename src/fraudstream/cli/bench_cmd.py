@@ -1,0 +1,79 @@
+"""`fraudstream bench`: the job's throughput, latency, memory and checkpoints beside its ceilings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fraudstream.cli.main import UserError, _settings, cli
+
+
+@cli.command()
+@click.option("--orders", type=int, help="Orders to load into the raw topic [2,000,000; --quick: 50,000].")
+@click.option("--users", type=int, help="Distinct users in the generated population [1,000,000; --quick: 20,000].")
+@click.option(
+    "--engine",
+    "engines",
+    multiple=True,
+    type=click.Choice(["sql", "datastream", "reference"]),
+    help="Engines to run (repeatable) [all three].",
+)
+@click.option("--slow-seconds", type=float, help="Time limit of a Python-operator engine's run [120].")
+@click.option(
+    "--latency-load",
+    "latency_loads",
+    multiple=True,
+    type=float,
+    help="Offered load of a latency run, as a share of the fastest engine's throughput (repeatable) [0.25, 0.5].",
+)
+@click.option("--latency-seconds", type=float, help="How long each latency run offers load [60].")
+@click.option("--quick", is_flag=True, help="A small, fast run that proves every step works (what CI runs).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="Where bench.json, bench.md and latency.png go.",
+)
+@click.pass_context
+def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
+    """Measure the job on this machine, beside the ceilings it cannot beat.
+
+    Starts a private Kafka broker, loads generated orders into a fresh raw topic and
+    measures, over those same records: the Kafka ceiling (read them and write as many
+    alert-sized records, no processing), the Python ceiling (parse and apply the rules
+    in one process, no Flink), and the job with each engine, bounded. Python-operator
+    engines run for --slow-seconds only (their rate is steady long before). Then the
+    fastest engine runs at fixed offered loads to measure alert latency, from an order's
+    append to its alert's commit. Throughput is the slope of the source's record count
+    (Flink's REST metrics), so start-up is reported apart.
+
+    \b
+    Results: <out>/bench.json, bench.md (the README's table) and latency.png.
+    Takes about 25 minutes with the defaults, 3 with --quick.
+    """
+    from fraudstream.bench.suite import BenchOptions, run_bench
+    from fraudstream.cli.logs import configure_logging
+
+    settings = _settings(ctx)
+    configure_logging(settings)
+    given = {
+        "orders": opts["orders"],
+        "users": opts["users"],
+        "engines": tuple(opts["engines"]) or None,
+        "slow_seconds": opts["slow_seconds"],
+        "latency_loads": tuple(opts["latency_loads"]) or None,
+        "latency_seconds": opts["latency_seconds"],
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if given.get("orders", 1000) < 1000:
+        raise UserError("--orders must be at least 1000")
+    work = settings.data_dir / "bench"
+    options = (
+        BenchOptions.quick(out_dir=out, work_dir=work, **given)
+        if quick
+        else BenchOptions(out_dir=out, work_dir=work, **given)
+    )
+    run_bench(settings, options, click.echo)

@@ -1,0 +1,195 @@
+"""The SQL engine: parsing, event time and the four rules run inside the JVM.
+
+    raw bytes -> OrderAdmission (Java: parse, validate, late?) -> event time + watermarks
+      -> Flink SQL: one OVER window per rule, each keyed by user or device
+      -> rule candidates (a few per cent of the orders) -> cooldown (Java)
+      -> Python: the alert's text and details, for the alerts that pass
+
+Python operators cost a JVM-to-Python crossing and a pickle per record; here only the
+rules' candidates cross. The rules are the same definitions as the Python detectors
+(`fraudstream.detectors`), written as OVER aggregates whose event-time semantics match:
+
+- velocity: COUNT(*) over the user's orders in (t - w, t];
+- device sharing: the distinct users of the device in (t - w, t] (DISTINCT_LATEST, Java);
+- geo anomaly: the user's cities seen strictly before t in (t - w, t) (LATEST_BEFORE, Java:
+  an OVER frame always ends at the current row, peers included, so "before" needs a UDAF);
+- high value: a filter.
+
+The alert itself (its text and details) and the cooldown stay in Python, in the detectors'
+own code, so both engines emit identical alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment
+
+from fraudstream.config import Settings
+from fraudstream.detectors import build_detectors
+from fraudstream.detectors.base import Alert, Detector
+from fraudstream.events.model import DeadLetter, Order
+
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+_ORDER_COLUMNS = "transaction_id, user_id, device_id, restaurant_id, amount, city, payment_method, event_time, behavior"
+
+
+@dataclass(frozen=True)
+class SqlStreams:
+    alerts: DataStream  # Alert, after the cooldown
+    dead_letters: DataStream  # DeadLetter
+    orders: DataStream | None  # Order, for --verbose only (each one crosses into Python)
+
+
+def interval(ms: int) -> str:
+    """A SQL day-to-second interval of `ms` milliseconds."""
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1_000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
+def _window(key: str, window_ms: int) -> str:
+    # RANGE n PRECEDING keeps rows with t - ts <= n: (t - w, t] on millisecond times.
+    return (
+        f"PARTITION BY {key} ORDER BY rowtime RANGE BETWEEN {interval(max(window_ms - 1, 0))} PRECEDING AND CURRENT ROW"
+    )
+
+
+def candidates_sql(detectors: list[Detector]) -> str:
+    """One SELECT per rule over the `orders` view, as (alert_type, key, order..., n, m)."""
+    branches = []
+    for d in detectors:
+        t = d.alert_type
+        if t == "VELOCITY_FRAUD":
+            src = f"(SELECT *, COUNT(*) OVER ({_window('user_id', d.window_ms)}) AS n FROM orders)"
+            branches.append(
+                f"SELECT '{t}' AS alert_type, user_id AS k, {_ORDER_COLUMNS}, n, "
+                f"CAST(NULL AS MAP<STRING, BIGINT>) AS m FROM {src} WHERE n > {int(d.threshold)}"
+            )
+        elif t == "DEVICE_SHARING_FRAUD":
+            src = (
+                f"(SELECT *, DISTINCT_LATEST(user_id, event_time) OVER ({_window('device_id', d.window_ms)}) AS m "
+                "FROM orders)"
+            )
+            branches.append(
+                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), m FROM {src} "
+                f"WHERE CARDINALITY(m) > {int(d.threshold)}"
+            )
+        elif t == "HIGH_VALUE_FRAUD":
+            branches.append(
+                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>) "
+                f"FROM orders WHERE amount > {float(d.threshold)!r}"
+            )
+        elif t == "GEO_ANOMALY_FRAUD":
+            src = (
+                f"(SELECT *, LATEST_BEFORE(city, event_time) OVER ({_window('user_id', d.window_ms)}) AS m FROM orders)"
+            )
+            branches.append(
+                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), m FROM {src} "
+                "WHERE CARDINALITY(m) > 1 OR (CARDINALITY(m) = 1 AND m[city] IS NULL)"
+            )
+        else:
+            raise ValueError(f"the sql engine has no rule for {t}: run it with --engine datastream")
+    return "\nUNION ALL\n".join(branches)
+
+
+def order_from_row(row: Any, offset: int = 0) -> Order:
+    """An `Order` from the order columns of a row (as OrderAdmission emits them), from `offset` on."""
+    f = row[offset : offset + 9] if isinstance(row, tuple) else [row[i] for i in range(offset, offset + 9)]
+    return Order(
+        transaction_id=f[0],
+        user_id=f[1],
+        device_id=f[2],
+        restaurant_id=f[3],
+        amount=f[4],
+        city=f[5],
+        payment_method=f[6],
+        event_time=f[7],
+        behavior=f[8],
+    )
+
+
+def alert_from_candidate(detector: Detector, order: Order, n: int | None, m: dict[str, int] | None) -> Alert:
+    """The alert a rule candidate stands for, built by the detector's own code."""
+    t = detector.alert_type
+    if t == "VELOCITY_FRAUD":
+        return detector.alert(order, n)  # type: ignore[attr-defined]
+    if t == "DEVICE_SHARING_FRAUD":
+        return detector.alert(order, (m or {}).keys())  # type: ignore[attr-defined]
+    if t == "GEO_ANOMALY_FRAUD":
+        others = {c: ts for c, ts in (m or {}).items() if c != order.city}
+        return detector.alert(order, others)  # type: ignore[attr-defined]
+    return detector.alert(order)  # type: ignore[attr-defined]
+
+
+def _dead_letter(row: Any) -> DeadLetter:
+    return DeadLetter(reason=row[0], detail=row[1], raw=row[2], seen_at=row[3], event_time=row[4])
+
+
+def detect(
+    env: StreamExecutionEnvironment,
+    settings: Settings,
+    lines: DataStream,
+    readers: int,
+    raw_charset: str | None,
+    max_future_ms: int,
+) -> SqlStreams:
+    """The SQL engine's part of the job, from raw records to deduplicated alerts.
+
+    `lines` carries byte arrays (Kafka) or text (`raw_charset` names how text stands for bytes).
+    """
+    from fraudstream.flink.functions import CandidateAlert
+
+    jvm = get_gateway().jvm
+    helper = jvm.io.fraudstream.flink
+    p = settings.pipeline
+    bound = p.out_of_orderness_ms
+    j_lines = lines._j_data_stream
+    if raw_charset is not None:
+        j_lines = j_lines.map(helper.StringToBytes(raw_charset)).name("to-bytes").setParallelism(readers)
+    admission = helper.OrderAdmission(p.max_record_bytes, settings.store.dead_letter_max_chars, bound, max_future_ms)
+    j_admitted = (
+        j_lines.process(admission, helper.OrderAdmission.orderType())
+        .name("admit")
+        .uid("sql-admit")
+        .setParallelism(readers)
+    )
+    idle = settings.kafka.idle_timeout_ms if settings.pipeline.source == "kafka" else 0
+    j_orders = (
+        j_admitted.assignTimestampsAndWatermarks(helper.OrderTimestamps.strategy(bound, idle))
+        .name("event-time")
+        .setParallelism(readers)
+    )
+    dead = DataStream(j_admitted.getSideOutput(helper.OrderAdmission.DEAD_LETTERS)).map(
+        _dead_letter, output_type=PICKLED
+    )
+
+    t_env = StreamTableEnvironment.create(env)
+    t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
+    t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
+    orders = t_env.from_data_stream(
+        DataStream(j_orders),
+        Schema.new_builder()
+        .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
+        .watermark("rowtime", "SOURCE_WATERMARK()")
+        .build(),
+    )
+    t_env.create_temporary_view("orders", orders)
+    detectors = build_detectors(settings.detectors)
+    candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors)))._j_data_stream
+    row_type = candidates.getType()
+    cooled = (
+        candidates.keyBy(helper.Cooldown.Key())
+        .process(helper.Cooldown(settings.detectors.dedup_cooldown_ms, row_type), row_type)
+        .name("cooldown")
+        .uid("sql-cooldown")
+    )
+    alerts = DataStream(cooled).map(CandidateAlert(detectors), output_type=PICKLED).name("alert-text")
+    echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
+    return SqlStreams(alerts, dead, echo)

@@ -1,0 +1,64 @@
+"""The SQL engine's pure parts (no Flink): intervals, the rules' SQL, and alerts built from
+the facts SQL computes, which must equal the Python detectors' own alerts."""
+
+from __future__ import annotations
+
+from fraudstream.detectors.device_sharing import DeviceSharingDetector
+from fraudstream.detectors.geo_anomaly import GeoAnomalyDetector
+from fraudstream.detectors.high_value import HighValueDetector
+from fraudstream.detectors.velocity import VelocityDetector
+from fraudstream.events.model import Order
+from fraudstream.flink.sql_engine import alert_from_candidate, candidates_sql, interval
+
+MIN = 60_000
+
+
+def _order(tx: str, t: int, user: str = "u1", device: str = "d1", city: str = "Pune", amount: float = 100.0) -> Order:
+    return Order(tx, user, device, "r1", amount, city, "UPI", t)
+
+
+def _replay(detector, orders):
+    state = detector.new_state()
+    alerts = []
+    for o in orders:
+        alerts = detector.evaluate(state, [o])
+    return alerts
+
+
+def test_intervals_are_exact_to_the_millisecond():
+    assert interval(299_999) == "INTERVAL '0 00:04:59.999' DAY TO SECOND(3)"
+    assert interval(90_061_001) == "INTERVAL '1 01:01:01.001' DAY TO SECOND(3)"
+
+
+def test_velocity_alert_from_its_count_equals_the_detectors():
+    d = VelocityDetector(threshold=3, window_ms=5 * MIN)
+    orders = [_order(f"t{i}", i * MIN) for i in range(4)]
+    assert alert_from_candidate(d, orders[-1], 4, None) == _replay(d, orders)[0]
+
+
+def test_device_alert_from_its_users_equals_the_detectors():
+    d = DeviceSharingDetector(threshold=3, window_ms=60 * MIN)
+    orders = [_order(f"t{i}", i * MIN, user=f"u{i}") for i in range(4)]
+    users = {o.user_id: o.event_time for o in orders}
+    assert alert_from_candidate(d, orders[-1], None, users) == _replay(d, orders)[0]
+
+
+def test_geo_alert_from_earlier_cities_equals_the_detectors():
+    d = GeoAnomalyDetector(window_ms=10 * MIN)
+    orders = [_order("a", 0, city="Mumbai"), _order("b", 2 * MIN, city="Delhi"), _order("c", 9 * MIN, city="Delhi")]
+    # LATEST_BEFORE gives every city of the window before the current order's time, its own included
+    before = {"Mumbai": 0, "Delhi": 2 * MIN}
+    assert alert_from_candidate(d, orders[-1], None, before) == _replay(d, orders)[0]
+
+
+def test_high_value_alert_equals_the_detectors():
+    d = HighValueDetector(threshold=1500.0)
+    o = _order("a", 0, amount=2000.0)
+    assert alert_from_candidate(d, o, None, None) == _replay(d, [o])[0]
+
+
+def test_the_sql_has_one_branch_per_configured_rule_with_its_thresholds():
+    sql = candidates_sql([VelocityDetector(threshold=7, window_ms=5 * MIN), HighValueDetector(threshold=99.5)])
+    assert sql.count("UNION ALL") == 1
+    assert "n > 7" in sql and "amount > 99.5" in sql
+    assert interval(5 * MIN - 1) in sql
