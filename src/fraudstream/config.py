@@ -47,7 +47,7 @@ class PipelineSettings(_Section):
     parallelism: int = Field(1, ge=1)
     execution_mode: Literal["thread", "process"] = "thread"
     engine: Literal["sql", "datastream", "reference"] = Field(
-        "datastream",
+        "sql",
         description="'sql': parsing and the four rules run in the JVM (Flink SQL); "
         "'datastream': every rule in Python operators (home of Python-only detectors); "
         "'reference': the replaced system's layout, a benchmark baseline only",

@@ -27,6 +27,7 @@ import psutil
 
 from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.config import KafkaSettings
+from fraudstream.kafka.clients import connect_admin, partition_count
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ def run_job(
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     root = psutil.Process(proc.pid)
     info_path = data_dir / "job.json"
+    offsets: dict[str, list[str]] = {}
+    partitions = partition_count(connect_admin(k), k.raw_topic)
     first: tuple[float, int] | None = None
     last: tuple[float, int] | None = None
     stopping = False
@@ -121,8 +124,7 @@ def run_job(
                 continue
             base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
             try:
-                job = _get(base)
-                count = int(job["vertices"][0]["metrics"]["write-records"])
+                count = _records_read(base, k.raw_topic, offsets, partitions)
                 _checkpoints(result, _get(f"{base}/checkpoints"))
             except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError):
                 continue
@@ -149,6 +151,24 @@ def run_job(
         result.seconds = round(last[0] - first[0], 2)
         result.events_per_s = round(result.records / result.seconds, 1)
     return result
+
+
+def _records_read(base: str, topic: str, offsets: dict[str, list[str]], partitions: int) -> int:
+    """Records the Kafka source has consumed: the sum over partitions of its current offset
+    (+1), from the reader's own metrics. Counting the source vertex's output instead would
+    also count whatever else that chain emits (in the SQL engine, the high-value candidates)."""
+    if not offsets:
+        source = _get(base)["vertices"][0]["id"]
+        names = [m["id"] for m in _get(f"{base}/vertices/{source}/metrics")]
+        wanted = [
+            n for n in names if f"KafkaSourceReader.topic.{topic}.partition." in n and n.endswith("currentOffset")
+        ]
+        if len(wanted) < partitions:
+            raise KeyError("not every partition's reader has started")
+        offsets[source] = wanted
+    (source, wanted), *_ = offsets.items()
+    values = _get(f"{base}/vertices/{source}/metrics?get={','.join(wanted)}")
+    return sum(max(int(float(v["value"])) + 1, 0) for v in values)
 
 
 def _checkpoints(result: JobRun, stats: dict[str, Any]) -> None:

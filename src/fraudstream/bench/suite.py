@@ -45,6 +45,8 @@ class BenchOptions:
     fast_seconds: float = 1_800.0  # time limit of any other run
     latency_loads: tuple[float, ...] = (0.25, 0.5)  # offered rates, as fractions of the fastest engine's
     latency_seconds: float = 60.0
+    latency_checkpoint_ms: int | None = None  # checkpoint interval of the latency runs (None: configured)
+    latency_rates: tuple[float, ...] = ()  # offered rates in orders/s; replaces latency_loads when given
     seed: int = 20261130
     out_dir: Path = Path("benchmarks/results")
     work_dir: Path = Path("data/bench")
@@ -53,7 +55,7 @@ class BenchOptions:
     def quick(**overrides: Any) -> BenchOptions:
         """A few minutes' proof that every step works (what CI runs); not figures to quote."""
         values: dict[str, Any] = dict(
-            orders=50_000, users=20_000, slow_seconds=25.0, latency_loads=(0.25,), latency_seconds=15.0
+            orders=50_000, users=20_000, slow_seconds=50.0, latency_loads=(0.25,), latency_seconds=20.0
         )
         return BenchOptions(**(values | overrides))
 
@@ -107,10 +109,11 @@ def run_bench(settings: Settings, opts: BenchOptions, echo: Callable[[str], None
             echo(f"   {run.events_per_s:,.0f} events/s over {run.records:,} records, start-up {run.startup_s} s")
         result.runs = [r.to_dict() for r in runs]
         fastest = max(runs, key=lambda r: r.events_per_s, default=None)
-        if fastest is not None and fastest.events_per_s > 0 and opts.latency_loads:
-            ck = settings.checkpoint.interval_ms
-            for share in opts.latency_loads:
-                rate = round(share * fastest.events_per_s)
+        if fastest is not None and fastest.events_per_s > 0 and (opts.latency_loads or opts.latency_rates):
+            ck = opts.latency_checkpoint_ms or settings.checkpoint.interval_ms
+            rates = opts.latency_rates or tuple(round(share * fastest.events_per_s) for share in opts.latency_loads)
+            for rate in rates:
+                share = round(rate / fastest.events_per_s, 3)
                 echo(f"latency, {fastest.engine} engine, {rate:,} orders/s offered for {opts.latency_seconds:g} s")
                 lat: LatencyRun = measure_latency(
                     fastest.engine, _fresh(k), work / f"latency-{share}", rate, opts.latency_seconds, ck

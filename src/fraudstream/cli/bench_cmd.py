@@ -28,7 +28,19 @@ from fraudstream.cli.main import UserError, _settings, cli
     type=float,
     help="Offered load of a latency run, as a share of the fastest engine's throughput (repeatable) [0.25, 0.5].",
 )
+@click.option(
+    "--latency-rate",
+    "latency_rates",
+    multiple=True,
+    type=float,
+    help="Offered load of a latency run in orders/s (repeatable); replaces --latency-load.",
+)
 @click.option("--latency-seconds", type=float, help="How long each latency run offers load [60].")
+@click.option(
+    "--latency-checkpoint-ms",
+    type=int,
+    help="Checkpoint interval of the latency runs: alerts commit at checkpoints [checkpoint.interval_ms].",
+)
 @click.option("--quick", is_flag=True, help="A small, fast run that proves every step works (what CI runs).")
 @click.option(
     "--out",
@@ -66,6 +78,8 @@ def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
         "slow_seconds": opts["slow_seconds"],
         "latency_loads": tuple(opts["latency_loads"]) or None,
         "latency_seconds": opts["latency_seconds"],
+        "latency_rates": tuple(opts["latency_rates"]) or None,
+        "latency_checkpoint_ms": opts["latency_checkpoint_ms"],
     }
     given = {k: v for k, v in given.items() if v is not None}
     if given.get("orders", 1000) < 1000:

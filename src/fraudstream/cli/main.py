@@ -89,7 +89,7 @@ def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...]
     "--engine",
     type=click.Choice(["sql", "datastream", "reference"]),
     help="'sql': rules as Flink SQL in the JVM (fast); 'datastream': rules in Python operators; "
-    "'reference': the replaced system's layout (a benchmark baseline) [datastream].",
+    "'reference': the replaced system's layout (a benchmark baseline) [sql].",
 )
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db].")
 @click.option("-v", "--verbose", is_flag=True, default=None, help="Also echo every order and dead letter.")
