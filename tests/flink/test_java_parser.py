@@ -50,14 +50,7 @@ def jvm() -> Any:
     return get_gateway().jvm
 
 
-def with_(**changes: Any) -> bytes:
-    d = dict(GOOD)
-    for k, v in changes.items():
-        if v is ...:
-            d.pop(k)
-        else:
-            d[k] = v
-    return orjson.dumps(d)
+with_ = test_parse.with_  # GOOD with fields changed (...: removed)
 
 
 def with_raw(field: str, literal: str) -> bytes:

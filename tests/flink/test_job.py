@@ -69,7 +69,10 @@ def _sorted_lines(events):
     return [orjson.dumps(e) for e in sorted(events, key=lambda e: e["event_time"])]
 
 
-@pytest.mark.parametrize(("engine", "mode"), [("datastream", "thread"), ("datastream", "process"), ("sql", "thread")])
+@pytest.mark.parametrize(
+    ("engine", "mode"),
+    [("datastream", "thread"), ("datastream", "process"), ("sql", "thread"), ("reference", "thread")],
+)
 def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, engine, mode):
     # PyFlink's state API differs between its two execution modes, so both are exercised.
     path = write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL))

@@ -6,7 +6,6 @@ import java.util.TreeMap;
 
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.FunctionHint;
-import org.apache.flink.table.functions.AggregateFunction;
 
 /**
  * DISTINCT_LATEST(value, event_time) OVER w: every distinct value in the window with the
@@ -16,24 +15,7 @@ import org.apache.flink.table.functions.AggregateFunction;
 @FunctionHint(
         accumulator = @DataTypeHint(value = "RAW", bridgedTo = ValueTimes.class),
         output = @DataTypeHint("MAP<STRING, BIGINT>"))
-public class DistinctLatest extends AggregateFunction<Map<String, Long>, ValueTimes> {
-    @Override
-    public ValueTimes createAccumulator() {
-        return new ValueTimes();
-    }
-
-    public void accumulate(ValueTimes acc, String value, Long time) {
-        acc.add(value, time);
-    }
-
-    public void retract(ValueTimes acc, String value, Long time) {
-        acc.remove(value, time);
-    }
-
-    public void resetAccumulator(ValueTimes acc) {
-        acc.clear();
-    }
-
+public class DistinctLatest extends WindowValuesFunction {
     @Override
     public Map<String, Long> getValue(ValueTimes acc) {
         Map<String, Long> out = new HashMap<>();
