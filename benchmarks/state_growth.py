@@ -81,6 +81,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--checkpoint-ms", type=int, default=10_000)
+    parser.add_argument(
+        "--engine", choices=["sql", "datastream"], default="datastream", help="the README table used datastream"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "state_growth.json")
     args = parser.parse_args()
 
@@ -90,7 +93,7 @@ def main() -> int:
         "--set", f"generator.users={args.users}",
         "--set", f"checkpoint.interval_ms={args.checkpoint_ms}",
         "--set", "logging.level=WARNING",
-        "run", "--count", str(args.orders), "--rate", "0", "--seed", str(args.seed),
+        "run", "--count", str(args.orders), "--rate", "0", "--seed", str(args.seed), "--engine", args.engine,
     ]  # fmt: skip
     print(f"counting distinct users in the {args.orders:,} orders...", file=sys.stderr)
     distinct = _distinct_users(args.orders, args.users, args.seed)

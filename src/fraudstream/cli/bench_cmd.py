@@ -64,7 +64,7 @@ def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
 
     \b
     Results: <out>/bench.json, bench.md (the README's table) and latency.png.
-    Takes about 25 minutes with the defaults, 3 with --quick.
+    Takes about 15 minutes with the defaults on 2 cores, 3 with --quick.
     """
     from fraudstream.bench.suite import BenchOptions, run_bench
     from fraudstream.cli.logs import configure_logging
