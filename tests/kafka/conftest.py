@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,9 +12,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from fraudstream.config import BrokerSettings, KafkaSettings
-from fraudstream.kafka.broker import LocalBroker, free_port  # noqa: F401 - also for the tests
+from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
-from fraudstream.kafka.clients import settings_flags as kafka_flags  # noqa: F401 - for the tests
 
 # What the fault-injection tests observed, one line per test, for the README's reliability
 # table: every `make test` writes it anew.
@@ -29,6 +29,12 @@ def _fresh_report() -> None:
 def report(line: str) -> None:
     with REPORT.open("a") as fh:
         fh.write(f"{time.strftime('%Y-%m-%d %H:%M')} | {line}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +66,17 @@ def fresh_topics(broker: LocalBroker) -> KafkaSettings:
     )
     ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
     return k
+
+
+def kafka_flags(k: KafkaSettings) -> list[str]:
+    """The `--set` flags that point a `fraudstream` process at these settings."""
+    out = []
+    names = ["bootstrap_servers", "raw_topic", "alerts_topic", "dead_letter_topic", "group_id", "security_protocol"]
+    if k.sasl_mechanism:
+        names += ["sasl_mechanism", "sasl_username", "sasl_password"]
+    for name in names:
+        out += ["--set", f"kafka.{name}={getattr(k, name)}"]
+    return out
 
 
 def send(k: KafkaSettings, records: list[tuple[int | None, bytes | None, bytes]], topic: str | None = None) -> None:

@@ -27,7 +27,7 @@ import psutil
 
 from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.config import KafkaSettings
-from fraudstream.kafka.clients import connect_admin, partition_count, settings_flags
+from fraudstream.kafka.clients import connect_admin, partition_count
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,18 @@ class JobRun:
         return asdict(self)
 
 
-def rest_get(url: str) -> Any:
+def kafka_flags(k: KafkaSettings) -> list[str]:
+    pairs = {
+        "kafka.bootstrap_servers": k.bootstrap_servers,
+        "kafka.raw_topic": k.raw_topic,
+        "kafka.alerts_topic": k.alerts_topic,
+        "kafka.dead_letter_topic": k.dead_letter_topic,
+        "kafka.group_id": k.group_id,
+    }
+    return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
+
+
+def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=2) as response:
         return orjson.loads(response.read())
 
@@ -90,7 +101,7 @@ def run_job(
     result = JobRun(engine)
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "fraudstream", "--data-dir", str(data_dir), *settings_flags(k), *(extra or []),
+        sys.executable, "-m", "fraudstream", "--data-dir", str(data_dir), *kafka_flags(k), *(extra or []),
         "run", "--source", "kafka", "--bounded", "--start-from", "earliest", "--engine", engine,
     ]  # fmt: skip
     log = (data_dir / "bench-run.log").open("wb")
@@ -114,7 +125,7 @@ def run_job(
             base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
             try:
                 count = _records_read(base, k.raw_topic, offsets, partitions)
-                _checkpoints(result, rest_get(f"{base}/checkpoints"))
+                _checkpoints(result, _get(f"{base}/checkpoints"))
             except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError):
                 continue
             now = time.monotonic()
@@ -147,8 +158,8 @@ def _records_read(base: str, topic: str, offsets: dict[str, list[str]], partitio
     (+1), from the reader's own metrics. Counting the source vertex's output instead would
     also count whatever else that chain emits (in the SQL engine, the high-value candidates)."""
     if not offsets:
-        source = rest_get(base)["vertices"][0]["id"]
-        names = [m["id"] for m in rest_get(f"{base}/vertices/{source}/metrics")]
+        source = _get(base)["vertices"][0]["id"]
+        names = [m["id"] for m in _get(f"{base}/vertices/{source}/metrics")]
         wanted = [
             n for n in names if f"KafkaSourceReader.topic.{topic}.partition." in n and n.endswith("currentOffset")
         ]
@@ -156,7 +167,7 @@ def _records_read(base: str, topic: str, offsets: dict[str, list[str]], partitio
             raise KeyError("not every partition's reader has started")
         offsets[source] = wanted
     (source, wanted), *_ = offsets.items()
-    values = rest_get(f"{base}/vertices/{source}/metrics?get={','.join(wanted)}")
+    values = _get(f"{base}/vertices/{source}/metrics?get={','.join(wanted)}")
     return sum(max(int(float(v["value"])) + 1, 0) for v in values)
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +24,12 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from fraudstream.bench.jobs import rest_get
+from fraudstream.bench.jobs import kafka_flags
 from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.config import GeneratorSettings, KafkaSettings
 from fraudstream.generator import generator_from_settings
 from fraudstream.generator.pacing import Pacer
-from fraudstream.kafka.clients import client_config, connect_admin, partition_count, settings_flags
+from fraudstream.kafka.clients import client_config, connect_admin, partition_count
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def measure_latency(
     result = LatencyRun(engine, rate, checkpoint_interval_ms=checkpoint_interval_ms)
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "fraudstream", "--data-dir", str(data_dir), *settings_flags(k),
+        sys.executable, "-m", "fraudstream", "--data-dir", str(data_dir), *kafka_flags(k),
         "--set", f"checkpoint.interval_ms={checkpoint_interval_ms}",
         "run", "--source", "kafka", "--start-from", "latest", "--engine", engine,
     ]  # fmt: skip
@@ -127,7 +128,8 @@ def _wait_until_running(info_path: Path, proc: subprocess.Popen, timeout_s: floa
         info = JobInfo.read(info_path)
         if info is not None:
             try:
-                vertices = rest_get(f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}")["vertices"]
+                with urllib.request.urlopen(f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}", timeout=2) as r:
+                    vertices = orjson.loads(r.read())["vertices"]
                 if vertices and all(v["status"] == "RUNNING" for v in vertices):
                     return
             except (OSError, KeyError, ValueError):

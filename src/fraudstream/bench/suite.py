@@ -27,7 +27,7 @@ from fraudstream.bench.jobs import JobRun, run_job
 from fraudstream.bench.latency import LatencyRun, measure_latency
 from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings, Settings
 from fraudstream.generator import generator_from_settings
-from fraudstream.kafka.broker import LocalBroker, free_port
+from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import connect_admin, ensure_topics, project_topics
 from fraudstream.kafka.producer import OrderPublisher
 
@@ -85,7 +85,7 @@ def run_bench(settings: Settings, opts: BenchOptions, echo: Callable[[str], None
     work = opts.work_dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    broker = LocalBroker(BrokerSettings(port=free_port(), controller_port=free_port()), work / "kafka")
+    broker = LocalBroker(BrokerSettings(port=_free_port(), controller_port=_free_port()), work / "kafka")
     echo("starting a private Kafka broker")
     broker.start()
     try:
@@ -125,6 +125,14 @@ def run_bench(settings: Settings, opts: BenchOptions, echo: Callable[[str], None
     write_reports(result, opts.out_dir)
     echo(f"results in {opts.out_dir}/ (bench.json, bench.md, latency.png)")
     return result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _fresh(k: KafkaSettings) -> KafkaSettings:

@@ -20,7 +20,6 @@ from fraudstream.detectors.base import Alert, Detector
 from fraudstream.detectors.dedup import AlertDeduplicator, DedupState
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.parse import ParseLimits, dead_letter, parse_record
-from fraudstream.flink.sql_engine import alert_from_candidate, order_from_row
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 
@@ -266,5 +265,7 @@ class CandidateAlert(MapFunction):
         self.detectors = {d.alert_type: d for d in detectors}
 
     def map(self, value: Any) -> Alert:
+        from fraudstream.flink.sql_engine import alert_from_candidate, order_from_row
+
         alert = alert_from_candidate(self.detectors[value[0]], order_from_row(value, 2), value[11], value[12])
         return dataclasses.replace(alert, detected_at=_now_ms())

@@ -177,11 +177,3 @@ def commit_offsets(k: KafkaSettings, topic: str, offsets: Mapping[int, int]) -> 
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
     finally:
         consumer.close()
-
-
-def settings_flags(k: KafkaSettings) -> list[str]:
-    """The `--set` flags that point a `fraudstream` process at these settings."""
-    names = ["bootstrap_servers", "raw_topic", "alerts_topic", "dead_letter_topic", "group_id", "security_protocol"]
-    if k.sasl_mechanism:
-        names += ["sasl_mechanism", "sasl_username", "sasl_password"]
-    return [arg for name in names for arg in ("--set", f"kafka.{name}={getattr(k, name)}")]
