@@ -128,7 +128,10 @@ def test_alerts_tail_prints_readable_lines(bounded_run):
 
 def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
     """Partition 3 never gets an order. With idleness, the other three partitions' event
-    time alone moves the watermark, so alerts come out while the job is still running."""
+    time alone moves the watermark, so alerts come out while the job is still running.
+
+    The timeout is longer than the job takes to get its partitions assigned: a subtask idle
+    before its first record lets the others' watermark run ahead, and its backlog is late."""
     records = []
     for p in range(3):
         user = f"u_burst{p}"
@@ -139,7 +142,7 @@ def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
         records.append((p, b"u_clock", orjson.dumps(order(f"c{p}", BASE + 30 * MIN, f"u_clock{p}", f"d_c{p}"))))
     send(kafka, records)
     proc = subprocess.Popen(
-        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "kafka.idle_timeout_ms=1000",
+        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "kafka.idle_timeout_ms=5000",
          "run", "--source", "kafka", "--start-from", "earliest"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
@@ -153,6 +156,44 @@ def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
     assert sorted(alert_from_json(v).key for _, _, v in alerts) == ["u_burst0", "u_burst1", "u_burst2"]
     assert proc.returncode == 0, err[-2000:]
     assert "Job stopped" in out
+
+
+@pytest.mark.parametrize("engine", ["sql", "datastream"])
+def test_an_order_behind_the_watermark_after_idleness_is_a_late_dead_letter(kafka, tmp_path, engine):
+    """Partitions 1-3 fall idle and partition 0 moves event time half an hour on; then
+    partition 1 wakes up with an older order. Both engines make it a `late` dead letter: it
+    raises no alert when time moves on again, and it is not silently dropped."""
+
+    def big(tx: str, t: int, user: str) -> bytes:  # a high-value order alerts once time passes it
+        return orjson.dumps(order(tx, t, user, f"d_{user}", amount=5000.0))
+
+    def tick(tx: str, t: int) -> bytes:
+        return orjson.dumps(order(tx, t, f"u_{tx}", f"d_{tx}"))
+
+    proc = subprocess.Popen(
+        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "kafka.idle_timeout_ms=1000",
+         "run", "--source", "kafka", "--start-from", "earliest", "--engine", engine],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        send(kafka, [(0, b"u_a", big("first", BASE + 30 * MIN, "u_a")), (0, b"t", tick("tick1", BASE + 31 * MIN))])
+        first = consume(kafka, kafka.alerts_topic, expect=1, limit_s=120)  # time is past BASE + 30 min
+        send(kafka, [(1, b"u_b", big("behind", BASE, "u_b"))])
+        send(kafka, [(0, b"u_c", big("second", BASE + 40 * MIN, "u_c")), (0, b"t", tick("tick2", BASE + 41 * MIN))])
+        alerts = consume(kafka, kafka.alerts_topic, expect=2, limit_s=120)
+        dead = consume(kafka, kafka.dead_letter_topic, expect=1, limit_s=60)
+        still_running = proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert still_running, err[-2000:]
+    assert [alert_from_json(v).transaction_id for _, _, v in first] == ["first"]
+    assert sorted(alert_from_json(v).transaction_id for _, _, v in alerts) == ["first", "second"]
+    letters = [orjson.loads(v) for _, _, v in dead]
+    assert [(d["reason"], orjson.loads(d["raw"])["transaction_id"], d["event_time"]) for d in letters] == [
+        ("late", "behind", BASE)
+    ]
+    assert proc.returncode == 0, err[-2000:]
 
 
 def test_a_bounded_run_continues_where_the_last_one_ended(kafka, tmp_path):

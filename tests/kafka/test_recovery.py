@@ -113,19 +113,27 @@ def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
     assert set(stored) == expected
 
 
-def _publish_paced(k: KafkaSettings, orders: list[dict], per_second: float) -> threading.Thread:
-    """Publish `orders` (then the clock orders) at a steady pace in the background, so that a
-    run sees them arrive over time and kills land in the middle of the stream."""
+def _publish_paced(
+    k: KafkaSettings, orders: list[dict], per_second: float, gates: list[threading.Event]
+) -> threading.Thread:
+    """Publish `orders` (then the clock orders) at a steady pace in the background, in
+    len(gates) equal parts, part i once gates[i] is set: a run sees orders arrive over time,
+    and the test decides how much of the stream exists before each kill, however slowly
+    the job starts on a busy machine."""
+    records = _records(orders)
+    size = -(-len(records) // len(gates))
 
     def run() -> None:
         producer = Producer(client_config(k, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
-        started = time.monotonic()
-        for i, (_, key, value) in enumerate(_records(orders)):
-            delay = started + i / per_second - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            producer.produce(k.raw_topic, value, key)
-            producer.poll(0)
+        for part, gate in enumerate(gates):
+            assert gate.wait(600), f"part {part} of the orders was never let through"
+            started = time.monotonic()
+            for i, (_, key, value) in enumerate(records[part * size : (part + 1) * size]):
+                delay = started + i / per_second - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.produce(k.raw_topic, value, key)
+                producer.poll(0)
         for o in _clock_orders(orders[-1]):
             partition = o.pop("partition")
             producer.produce(k.raw_topic, orjson.dumps(o), b"clock", partition=partition)
@@ -137,9 +145,13 @@ def _publish_paced(k: KafkaSettings, orders: list[dict], per_second: float) -> t
 
 
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(kafka, orders, expected, tmp_path):
-    """Orders arrive at 100/s for a minute while the job is killed three times, each time at a
-    random moment after it has made progress, and resumed from its newest checkpoint."""
-    publisher = _publish_paced(kafka, orders, per_second=100)
+    """Orders arrive at 100/s, a quarter of the stream before each run, while the job is
+    killed three times, each time at a random moment after it has made progress, and
+    resumed from its newest checkpoint. The last quarter comes after the last kill, so
+    every kill lands mid-stream."""
+    gates = [threading.Event() for _ in range(4)]
+    gates[0].set()
+    publisher = _publish_paced(kafka, orders, per_second=100, gates=gates)
     data = tmp_path / "data"
     db = data / "fraud_alerts.db"
     unbounded = [arg for arg in _command(kafka, data) if arg != "--bounded"]
@@ -151,6 +163,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
             assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-3000:]}"
             _kill_hard(proc)
             kills.append(_stored_alerts(db))
+            gates[len(kills)].set()  # the next quarter arrives while the job is down or starting
     assert kills[-1] < len(expected), "the stream was over before the last kill"
     with in_own_session([*unbounded, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
         publisher.join(120)

@@ -1,6 +1,7 @@
 """The SQL engine: parsing, event time and the four rules run inside the JVM.
 
     raw bytes -> OrderAdmission (Java: parse, validate, late?) -> event time + watermarks
+      -> BehindWatermark (Java: late against the combined watermark, after idleness)
       -> Flink SQL: one OVER window per rule, each keyed by user or device
       -> rule candidates (a few per cent of the orders) -> cooldown (Java)
       -> Python: the alert's text and details, for the alerts that pass
@@ -166,15 +167,26 @@ def detect(
         .name("event-time")
         .setParallelism(readers)
     )
-    dead = DataStream(j_admitted.getSideOutput(helper.OrderAdmission.DEAD_LETTERS)).map(
-        _dead_letter, output_type=PICKLED
+    # After idleness an order can be behind the combined watermark that the windows see:
+    # judged once more behind a shuffle, it becomes a `late` dead letter, never a silent drop.
+    j_timely = (
+        j_orders.rebalance()
+        .process(helper.BehindWatermark(settings.store.dead_letter_max_chars), helper.OrderAdmission.orderType())
+        .name("behind-watermark")
+        .uid("sql-behind-watermark")
+    )
+    dead_letters = helper.OrderAdmission.DEAD_LETTERS
+    dead = (
+        DataStream(j_admitted.getSideOutput(dead_letters))
+        .union(DataStream(j_timely.getSideOutput(dead_letters)))
+        .map(_dead_letter, output_type=PICKLED)
     )
 
     t_env = StreamTableEnvironment.create(env)
     t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
     t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
     orders = t_env.from_data_stream(
-        DataStream(j_orders),
+        DataStream(j_timely),
         Schema.new_builder()
         .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
         .watermark("rowtime", "SOURCE_WATERMARK()")
