@@ -126,6 +126,22 @@ def test_alerts_tail_prints_readable_lines(bounded_run):
     assert any("VELOCITY_FRAUD" in line and "user=u_v" in line for line in lines)
 
 
+def _start_unbounded(kafka, tmp_path: Path, idle_timeout_ms: int, engine: str = "sql") -> subprocess.Popen:
+    """`fraudstream run` on the test topics from the start, unbounded, in its own session."""
+    return subprocess.Popen(
+        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka),
+         "--set", f"kafka.idle_timeout_ms={idle_timeout_ms}",
+         "run", "--source", "kafka", "--start-from", "earliest", "--engine", engine],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM, as an operator stops a job, and its stdout and stderr."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=60)
+
+
 def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
     """Partition 3 never gets an order. With idleness, the other three partitions' event
     time alone moves the watermark, so alerts come out while the job is still running.
@@ -141,17 +157,12 @@ def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
         # a later order on the same partition moves that partition's event time on
         records.append((p, b"u_clock", orjson.dumps(order(f"c{p}", BASE + 30 * MIN, f"u_clock{p}", f"d_c{p}"))))
     send(kafka, records)
-    proc = subprocess.Popen(
-        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "kafka.idle_timeout_ms=5000",
-         "run", "--source", "kafka", "--start-from", "earliest"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    proc = _start_unbounded(kafka, tmp_path, idle_timeout_ms=5000)
     try:
         alerts = consume(kafka, kafka.alerts_topic, expect=3, limit_s=120)
         still_running = proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = _stop(proc)
     assert still_running, err[-2000:]
     assert sorted(alert_from_json(v).key for _, _, v in alerts) == ["u_burst0", "u_burst1", "u_burst2"]
     assert proc.returncode == 0, err[-2000:]
@@ -170,11 +181,7 @@ def test_an_order_behind_the_watermark_after_idleness_is_a_late_dead_letter(kafk
     def tick(tx: str, t: int) -> bytes:
         return orjson.dumps(order(tx, t, f"u_{tx}", f"d_{tx}"))
 
-    proc = subprocess.Popen(
-        [*EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "kafka.idle_timeout_ms=1000",
-         "run", "--source", "kafka", "--start-from", "earliest", "--engine", engine],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    proc = _start_unbounded(kafka, tmp_path, idle_timeout_ms=1000, engine=engine)
     try:
         send(kafka, [(0, b"u_a", big("first", BASE + 30 * MIN, "u_a")), (0, b"t", tick("tick1", BASE + 31 * MIN))])
         first = consume(kafka, kafka.alerts_topic, expect=1, limit_s=120)  # time is past BASE + 30 min
@@ -184,8 +191,7 @@ def test_an_order_behind_the_watermark_after_idleness_is_a_late_dead_letter(kafk
         dead = consume(kafka, kafka.dead_letter_topic, expect=1, limit_s=60)
         still_running = proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = _stop(proc)
     assert still_running, err[-2000:]
     assert [alert_from_json(v).transaction_id for _, _, v in first] == ["first"]
     assert sorted(alert_from_json(v).transaction_id for _, _, v in alerts) == ["first", "second"]
