@@ -60,7 +60,8 @@ def kafka_flags(k: KafkaSettings) -> list[str]:
     return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
 
 
-def _get(url: str) -> Any:
+def rest_get(url: str) -> Any:
+    """One GET of Flink's REST API, parsed."""
     with urllib.request.urlopen(url, timeout=2) as response:
         return orjson.loads(response.read())
 
@@ -109,7 +110,7 @@ def run_job(
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     root = psutil.Process(proc.pid)
     info_path = data_dir / "job.json"
-    offsets: dict[str, list[str]] = {}
+    queries: dict[str, str] = {}
     partitions = partition_count(connect_admin(k), k.raw_topic)
     first: tuple[float, int] | None = None
     last: tuple[float, int] | None = None
@@ -124,8 +125,8 @@ def run_job(
                 continue
             base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
             try:
-                count = _records_read(base, k.raw_topic, offsets, partitions)
-                _checkpoints(result, _get(f"{base}/checkpoints"))
+                count = _records_read(base, k.raw_topic, partitions, queries)
+                _checkpoints(result, rest_get(f"{base}/checkpoints"))
             except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError):
                 continue
             now = time.monotonic()
@@ -153,22 +154,22 @@ def run_job(
     return result
 
 
-def _records_read(base: str, topic: str, offsets: dict[str, list[str]], partitions: int) -> int:
+def _records_read(base: str, topic: str, partitions: int, queries: dict[str, str]) -> int:
     """Records the Kafka source has consumed: the sum over partitions of its current offset
     (+1), from the reader's own metrics. Counting the source vertex's output instead would
-    also count whatever else that chain emits (in the SQL engine, the high-value candidates)."""
-    if not offsets:
-        source = _get(base)["vertices"][0]["id"]
-        names = [m["id"] for m in _get(f"{base}/vertices/{source}/metrics")]
+    also count whatever else that chain emits (in the SQL engine, the high-value candidates).
+    `queries` remembers, per job, the metrics URL, found once every partition's reader is up."""
+    url = queries.get(base)
+    if url is None:
+        source = rest_get(base)["vertices"][0]["id"]
+        names = [m["id"] for m in rest_get(f"{base}/vertices/{source}/metrics")]
         wanted = [
             n for n in names if f"KafkaSourceReader.topic.{topic}.partition." in n and n.endswith("currentOffset")
         ]
         if len(wanted) < partitions:
             raise KeyError("not every partition's reader has started")
-        offsets[source] = wanted
-    (source, wanted), *_ = offsets.items()
-    values = _get(f"{base}/vertices/{source}/metrics?get={','.join(wanted)}")
-    return sum(max(int(float(v["value"])) + 1, 0) for v in values)
+        url = queries[base] = f"{base}/vertices/{source}/metrics?get={','.join(wanted)}"
+    return sum(max(int(float(v["value"])) + 1, 0) for v in rest_get(url))
 
 
 def _checkpoints(result: JobRun, stats: dict[str, Any]) -> None:

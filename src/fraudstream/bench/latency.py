@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from fraudstream.bench.jobs import kafka_flags
+from fraudstream.bench.jobs import kafka_flags, rest_get
 from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.config import GeneratorSettings, KafkaSettings
 from fraudstream.generator import generator_from_settings
@@ -128,8 +127,7 @@ def _wait_until_running(info_path: Path, proc: subprocess.Popen, timeout_s: floa
         info = JobInfo.read(info_path)
         if info is not None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}", timeout=2) as r:
-                    vertices = orjson.loads(r.read())["vertices"]
+                vertices = rest_get(f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}")["vertices"]
                 if vertices and all(v["status"] == "RUNNING" for v in vertices):
                     return
             except (OSError, KeyError, ValueError):
