@@ -77,6 +77,15 @@ class CheckpointSettings(_Section):
     )
 
 
+# The fraud patterns the generator plays and their default shares among fraud episodes.
+DEFAULT_PATTERN_SHARES: dict[str, float] = {
+    "velocity_burst": 0.25,
+    "account_farm": 0.25,
+    "high_value": 0.25,
+    "city_hopping": 0.25,
+}
+
+
 class GeneratorSettings(_Section):
     seed: int | None = Field(None, description="fixes the stream; unset = a new stream each run")
     count: int | None = Field(None, ge=0, description="events to generate; unset = until stopped")
@@ -88,6 +97,29 @@ class GeneratorSettings(_Section):
     )
     mean_gap_ms: int = Field(250, ge=0, description="mean event-time gap between orders")
     jitter_ms: int = Field(0, ge=0, description="bounded out-of-order jitter of event times")
+    pattern_shares: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PATTERN_SHARES),
+        description="relative share of each fraud pattern among fraud episodes (absent or 0 turns one off)",
+    )
+
+    @field_validator("pattern_shares", mode="before")
+    @classmethod
+    def _shares(cls, value: Any) -> Any:
+        """`--set` and environment variables give text: accept a JSON object there."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('expected a JSON object such as {"velocity_burst": 2, "high_value": 1}') from None
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(DEFAULT_PATTERN_SHARES))
+            if unknown:
+                raise ValueError(f"unknown pattern(s) {', '.join(unknown)}: use {', '.join(DEFAULT_PATTERN_SHARES)}")
+            if any(not isinstance(v, int | float) or v < 0 for v in value.values()):
+                raise ValueError("shares must be numbers >= 0")
+            if not any(value.values()):
+                raise ValueError("at least one pattern needs a share above 0")
+        return value
 
 
 class StoreSettings(_Section):
