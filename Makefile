@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The Kafka broker and the Flink Kafka connector, from Maven Central (see jvm/pom.xml).
+# The Kafka broker, the Flink Kafka connector and the Parquet archive's jars, from Maven
+# Central (see jvm/pom.xml and jvm/archive/pom.xml).
 JARS   := jvm/lib/.fetched
 # fraudstream's own Flink classes (jvm/src), compiled against PyFlink's Flink and the connector.
 HELPER := jvm/lib/flink/fraudstream-flink.jar
@@ -27,9 +28,10 @@ maven:
 
 jars: java $(JARS) $(HELPER)
 
-$(JARS): jvm/pom.xml | maven
+$(JARS): jvm/pom.xml jvm/archive/pom.xml | maven
 	rm -rf jvm/lib
 	mvn -q -B --no-transfer-progress -Dstyle.color=never -f jvm/pom.xml package
+	mvn -q -B --no-transfer-progress -Dstyle.color=never -f jvm/archive/pom.xml package
 	touch $@
 
 $(HELPER): $(JARS) $(STAMP) $(HELPER_SRC)

@@ -21,6 +21,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "FRAUDSTREAM_"
 CONFIG_ENV = "FRAUDSTREAM_CONFIG"
+PROFILE_ENV = "FRAUDSTREAM_PROFILE"
+
+# Named sets of rule settings, laid over the defaults before a file, the environment or flags.
+# "default" is the built-in defaults (tuned on the generator's default mix); "seed" the
+# thresholds of the replaced system, kept for comparison.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "seed": {
+        "detectors.velocity_threshold": 3,
+        "detectors.velocity_window_ms": 300_000,
+        "detectors.device_sharing_threshold": 3,
+        "detectors.device_sharing_window_ms": 3_600_000,
+        "detectors.high_value_threshold": 1500.0,
+        "detectors.geo_window_ms": 600_000,
+        "detectors.dedup_cooldown_ms": 300_000,
+    },
+}
 
 
 class ConfigError(ValueError):
@@ -135,6 +152,15 @@ class StoreSettings(_Section):
     )
 
 
+class ArchiveSettings(_Section):
+    """The raw-event archive: every valid order as received, and every dead letter, in Parquet."""
+
+    enabled: bool = Field(True, description="write the archive (the sql and datastream engines)")
+    path: str | None = Field(
+        None, description="any Flink filesystem URI or a path; unset = <data_dir>/archive (orders/ and dead_letters/)"
+    )
+
+
 class LoggingSettings(_Section):
     log_file: Path | None = Field(None, description="unset = <data_dir>/app.log")
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -213,6 +239,7 @@ class Settings(_Section):
     checkpoint: CheckpointSettings = CheckpointSettings()
     generator: GeneratorSettings = GeneratorSettings()
     store: StoreSettings = StoreSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     logging: LoggingSettings = LoggingSettings()
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
@@ -240,6 +267,10 @@ class Settings(_Section):
     @property
     def savepoint_uri(self) -> str:
         return _uri(self.checkpoint.savepoint_dir, self.data_dir / "savepoints")
+
+    @property
+    def archive_uri(self) -> str:
+        return _uri(self.archive.path, self.data_dir / "archive")
 
     @property
     def transactional_id_prefix(self) -> str:
@@ -281,10 +312,36 @@ def pin_generator(settings: Settings) -> Settings:
     return settings.with_overrides({"generator.seed": seed, "generator.start_time": start})
 
 
+_RULES = {"velocity": "velocity", "device": "device_sharing", "device_sharing": "device_sharing",
+          "high_value": "high_value", "geo": "geo", "dedup": "dedup"}  # fmt: skip
+
+
+def rule_alias(dotted: str, value: Any) -> tuple[str, Any] | None:
+    """Short names for the rules' settings: `velocity.threshold`, `geo.window_minutes`,
+    `device_sharing.window_ms`, `dedup.cooldown_minutes` ... -> `detectors.<rule>_<key>`."""
+    rule, sep, key = dotted.partition(".")
+    if not sep or rule not in _RULES:
+        return None
+    name = _RULES[rule]
+    for unit, factor in (("_minutes", 60_000), ("_ms", 1)):
+        if key.endswith(unit) and key.removesuffix(unit) in ("window", "cooldown"):
+            try:
+                ms = round(float(value) * factor)
+            except (TypeError, ValueError):
+                return None
+            return f"detectors.{name}_{key.removesuffix(unit)}_ms", ms
+    if key == "threshold":
+        return f"detectors.{name}_threshold", value
+    return None
+
+
 def _apply_dotted(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
     for dotted, value in overrides.items():
         if value is None:
             continue
+        alias = rule_alias(dotted, value)
+        if alias is not None:
+            dotted, value = alias
         node = data
         *parents, leaf = dotted.split(".")
         for part in parents:
@@ -319,7 +376,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Dotted-key overrides from FRAUDSTREAM_* variables (values stay strings; pydantic converts)."""
     out: dict[str, str] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, PROFILE_ENV):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         out[rest.replace("__", ".")] = value
@@ -330,9 +387,15 @@ def load_settings(
     config_file: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    profile: str | None = None,
 ) -> Settings:
     environ = os.environ if environ is None else environ
     data = Settings().model_dump()
+    profile = profile or environ.get(PROFILE_ENV)
+    if profile:
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile '{profile}': use {' or '.join(PROFILES)}")
+        _apply_dotted(data, PROFILES[profile])
     if config_file is None and environ.get(CONFIG_ENV):
         config_file = Path(environ[CONFIG_ENV])
     if config_file is not None:
@@ -360,3 +423,26 @@ def parse_set_option(items: tuple[str, ...]) -> dict[str, str]:
             raise ConfigError(f"--set expects section.key=value, got '{item}'")
         out[key.strip()] = value.strip()
     return out
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Settings as `Settings.model_dump(mode="json")` gives them, as a TOML file `--config`
+    reads back (unset values become comments)."""
+    out = [f"data_dir = {_toml(data['data_dir'])}"]
+    for section, values in data.items():
+        if section == "data_dir":
+            continue
+        out.append(f"\n[{section}]")
+        for key, value in values.items():
+            out.append(f"{key} = {_toml(value)}" if value is not None else f"# {key} = (unset)")
+    return "\n".join(out) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)

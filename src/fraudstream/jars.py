@@ -38,3 +38,8 @@ def kafka_classpath(configured: Path | None) -> str:
 def flink_connector_jars(configured: Path | None) -> list[Path]:
     """The Flink Kafka connector (one shaded jar)."""
     return _jars(configured, "flink", "Flink Kafka connector jar")
+
+
+def archive_jars(configured: Path | None) -> list[Path]:
+    """Flink's Parquet format and the Hadoop classes it needs, for the raw-event archive."""
+    return _jars(configured, "parquet", "Parquet archive jars")

@@ -9,6 +9,7 @@ dead-letter raw text and every field of a valid order must agree.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Iterator
@@ -672,7 +673,7 @@ def test_order_admission_runs_on_flink(jvm):
     lines = env.from_collection([r.decode("latin-1") for r in records], type_info=Types.STRING())
     flink = jvm.io.fraudstream.flink
     admitted = lines._j_data_stream.map(flink.StringToBytes("ISO-8859-1")).process(
-        flink.OrderAdmission(LIMIT, CAP, bound, max_future), flink.OrderAdmission.orderType()
+        flink.OrderAdmission(LIMIT, CAP, bound, max_future, True), flink.OrderAdmission.orderType()
     )
     dead = DataStream(admitted.getSideOutput(flink.OrderAdmission.DEAD_LETTERS))
     orders = DataStream(admitted)
@@ -688,7 +689,7 @@ def test_order_admission_runs_on_flink(jvm):
     expected = python_admission(records, bound, max_future)
     want_orders = [v for k, v in expected if k == "order"]
     want_dead = [v for k, v in expected if k == "dead"]
-    assert [tuple(r) for r in got_orders] == [
+    assert [tuple(r)[:9] for r in got_orders] == [
         (
             o.transaction_id,
             o.user_id,
@@ -702,6 +703,12 @@ def test_order_admission_runs_on_flink(jvm):
         )
         for o in want_orders
     ]
+    # each order carries the record it came from, as received
+    by_id = {}
+    for r in records:
+        with contextlib.suppress(orjson.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            by_id[orjson.loads(r)["transaction_id"]] = r.decode()
+    assert [r[9] for r in got_orders] == [by_id[r[0]] for r in got_orders]
     assert [(r[0], r[2], r[4]) for r in got_dead] == [(d[0], d[2], d[3]) for d in want_dead]
     assert [r[1] for r in got_dead if r[0] != "invalid_json"] == [d[1] for d in want_dead if d[0] != "invalid_json"]
     assert all(before - 60_000 <= r[3] <= after for r in got_dead)

@@ -6,12 +6,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 
 from fraudstream.kafka.tail import alert_from_json
+from tests.archive import archived
 from tests.flink.conftest import run_file, write_lines
 from tests.flink.test_job import BASE, MIN, SMALL, SMALL_EXPECTED, _sorted_lines, order
 from tests.kafka.conftest import consume, fresh_topics, kafka_flags, send
@@ -109,6 +112,33 @@ def test_bad_records_become_dead_letters_with_reasons_and_the_job_goes_on(bounde
     stored = _stored(data / "fraud_alerts.db", "SELECT reason FROM dead_letters")
     assert sorted(r for (r,) in stored) == expected
     assert "dead letter: late" in proc.stdout
+
+
+def test_the_archive_holds_every_valid_order_as_received_and_every_dead_letter(bounded_run, request):
+    k, proc, data, good = bounded_run
+    assert proc.returncode == 0
+    rows = archived(data)
+    assert len(rows) == len(good)  # none twice, and not the late one
+    sent = {d.get("transaction_id") or d["order_id"]: d for d in map(orjson.loads, good)}
+    by_id = {r["transaction_id"]: orjson.loads(r["raw"]) for r in rows}
+    assert by_id.keys() == sent.keys()
+    if "sql" in request.node.callspec.id:
+        assert sorted(r["raw"].encode() for r in rows) == sorted(good)  # byte for byte
+    else:  # re-encoded from the parsed order: every field sent (a legacy order_id also as transaction_id)
+        assert all(
+            {k: v for k, v in sent[t].items() if k != "transaction_id"}.items() <= by_id[t].items() for t in sent
+        )
+        assert all(by_id[t]["transaction_id"] == t for t in sent)
+    for r in rows:
+        when = datetime.fromtimestamp(r["event_time"] / 1000, UTC)
+        assert (r["dt"], r["hour"]) == (when.strftime("%Y-%m-%d"), when.hour)
+        raw = orjson.loads(r["raw"])
+        assert r["transaction_id"] == (raw.get("transaction_id") or raw["order_id"])
+    # the README's one-line DuckDB query reads the same rows
+    query = f"SELECT count(*), count(DISTINCT transaction_id) FROM read_parquet('{data}/archive/orders/*/*/part-*', hive_partitioning=true)"
+    assert duckdb.sql(query).fetchone() == (len(good), len(good))
+    letters = archived(data, "dead_letters")
+    assert sorted(d["reason"] for d in letters) == sorted([reason for _, reason in BAD] + ["late"])
 
 
 def test_alerts_tail_prints_readable_lines(bounded_run):

@@ -27,6 +27,7 @@ from fraudstream.generator import generator_from_settings
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config
 from fraudstream.kafka.tail import alert_from_json
+from tests.archive import archived
 from tests.kafka.conftest import consume, free_port, fresh_topics, kafka_flags, report, send
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts
@@ -175,6 +176,11 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
     assert proc.returncode == 0, proc.stderr.read()[-3000:]
     assert "/chk-" in out  # "Starting from: .../chk-N"
     _assert_exactly(kafka, db, expected)
+    # the archive too: every order once, none lost to the kills, none written twice by a replay
+    archived_ids = Counter(r["transaction_id"] for r in archived(data))
+    published = {o["transaction_id"] for o in orders} | {o["transaction_id"] for o in _clock_orders(orders[-1])}
+    assert not [t for t, n in archived_ids.items() if n > 1], "orders archived twice"
+    assert set(archived_ids) == published, f"missing {len(published - set(archived_ids))} orders in the archive"
     _report(
         f"{len(kills)} SIGKILLs at random moments (after {kills} of the alerts were stored), then --resume", expected
     )

@@ -17,7 +17,16 @@ import click
 import orjson
 
 from fraudstream import __version__
-from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option, pin_generator
+from fraudstream.config import (
+    PROFILE_ENV,
+    PROFILES,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_set_option,
+    pin_generator,
+    to_toml,
+)
 from fraudstream.errors import UserFacingError
 from fraudstream.store import StoreMissingError
 
@@ -34,7 +43,7 @@ def _settings(ctx: click.Context, **flags: Any) -> Settings:
     if obj["data_dir"] is not None:
         overrides["data_dir"] = obj["data_dir"]
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    return load_settings(obj["config"], overrides)
+    return load_settings(obj["config"], overrides, profile=obj["profile"])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -54,12 +63,20 @@ def _settings(ctx: click.Context, **flags: Any) -> Settings:
     help="Override any setting, e.g. --set detectors.velocity_threshold=5 (repeatable).",
 )
 @click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    envvar=PROFILE_ENV,
+    help="Named rule settings under the file and flags: 'default' (tuned) or 'seed' (the replaced system's).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Where the database, app.log and Flink logs go (env: FRAUDSTREAM_DATA_DIR; default ./data).",
 )
 @click.pass_context
-def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...], data_dir: Path | None) -> None:
+def cli(
+    ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...], profile: str | None, data_dir: Path | None
+) -> None:
     """Real-time fraud detection for food-delivery orders on Apache Flink.
 
     \b
@@ -69,7 +86,7 @@ def cli(ctx: click.Context, config_file: Path | None, set_items: tuple[str, ...]
       fraudstream run --source file:orders.jsonl
       fraudstream query stats
     """
-    ctx.obj = {"config": config_file, "set": parse_set_option(set_items), "data_dir": data_dir}
+    ctx.obj = {"config": config_file, "set": parse_set_option(set_items), "data_dir": data_dir, "profile": profile}
 
 
 # --------------------------------------------------------------------------- run
@@ -561,21 +578,7 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
-    click.echo(f"data_dir = {_toml(data.pop('data_dir'))}")
-    for section, values in data.items():
-        click.echo(f"\n[{section}]")
-        for key, value in values.items():
-            click.echo(f"{key} = {_toml(value)}" if value is not None else f"# {key} = (unset)")
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{orjson.dumps(k).decode()} = {_toml(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return orjson.dumps(value).decode()
-    return str(value)
+    click.echo(to_toml(data), nl=False)
 
 
 # -------------------------------------------------------------------------- main
@@ -640,5 +643,5 @@ def entry() -> None:
     sys.exit(main())
 
 
-# The kafka, alerts, demo and savepoint commands live in their own modules and register on `cli`.
-from fraudstream.cli import bench_cmd, job_cmds, kafka_cmds  # noqa: E402, F401
+# The kafka, alerts, demo, savepoint, evaluate and backtest commands live in their own modules and register on `cli`.
+from fraudstream.cli import bench_cmd, job_cmds, kafka_cmds, quality_cmds  # noqa: E402, F401

@@ -32,6 +32,7 @@ from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
 from fraudstream.flink import checkpoints
+from fraudstream.flink.archive import attach_archive, order_rows
 from fraudstream.flink.functions import (
     DEAD_LETTERS,
     AdmitFunction,
@@ -42,7 +43,7 @@ from fraudstream.flink.functions import (
 )
 from fraudstream.flink.gateway import start_gateway
 from fraudstream.flink.sources import SourceSpec, raw_lines
-from fraudstream.jars import flink_connector_jars
+from fraudstream.jars import archive_jars, flink_connector_jars
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
@@ -90,9 +91,13 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.pythonpath", _python_path())
     checkpoints.configure(conf, settings, restore_from)
+    jars = []
     if settings.pipeline.source == "kafka" or settings.pipeline.engine == "sql":
         # The Kafka connector, and our own classes (jvm/src), which the SQL engine runs on.
-        jars = flink_connector_jars(settings.broker.jars_dir)
+        jars += flink_connector_jars(settings.broker.jars_dir)
+    if settings.archive.enabled and settings.pipeline.engine != "reference":
+        jars += archive_jars(settings.broker.jars_dir)
+    if jars:
         conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
         # The connector's admin-client thread logs once more after a job ends; with the leak
         # check on, that prints a log4j "closed classloader" error on the console.
@@ -134,7 +139,16 @@ def build_job(
 
         charset = {"kafka": None, "file": "ISO-8859-1", "generator": "UTF-8"}[spec.kind]
         streams = sql_engine.detect(env, settings, lines, readers, charset, max_future)
-        return _outputs(env, settings, spec, streams.alerts, [streams.dead_letters], streams.orders, on_finished)
+        return _outputs(
+            env,
+            settings,
+            spec,
+            streams.alerts,
+            [streams.dead_letters],
+            streams.orders,
+            on_finished,
+            streams.archive_rows,
+        )
     # PyFlink builds key_by and the watermark step from hidden operators that take the
     # environment's default parallelism; they must run one per reader, or partitions merge
     # before their watermarks are taken and a fast partition makes the others late.
@@ -188,8 +202,9 @@ def build_job(
 
     dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
     dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
+    archive = None if reference else order_rows(orders)
     return _outputs(
-        env, settings, spec, deduped, dead_streams, orders if settings.pipeline.verbose else None, on_finished
+        env, settings, spec, deduped, dead_streams, orders if settings.pipeline.verbose else None, on_finished, archive
     )
 
 
@@ -201,9 +216,14 @@ def _outputs(
     dead_streams: list[DataStream],
     orders: DataStream | None,
     on_finished: Callable[[], None] | None,
+    archive_rows: DataStream | None = None,
 ) -> JobGraph:
-    """Where alerts, dead letters and (with --verbose) orders go, whichever engine made them."""
+    """Where alerts, dead letters and (with --verbose) orders go, whichever engine made them.
+
+    `archive_rows`: the admitted orders as archive rows, for the raw-event archive."""
     tagged = []
+    if archive_rows is not None and settings.archive.enabled:
+        attach_archive(env, settings, archive_rows, dead_streams[0].union(*dead_streams[1:]))
     if spec.kind == "kafka":
         from fraudstream.flink.sinks import attach_kafka_sinks
 

@@ -44,6 +44,7 @@ class SqlStreams:
     alerts: DataStream  # Alert, after the cooldown
     dead_letters: DataStream  # DeadLetter
     orders: DataStream | None  # Order, for --verbose only (each one crosses into Python)
+    archive_rows: DataStream  # the orders the rules saw, as rows with the record as received (`raw`)
 
 
 def interval(ms: int) -> str:
@@ -154,7 +155,10 @@ def detect(
     j_lines = lines._j_data_stream
     if raw_charset is not None:
         j_lines = j_lines.map(helper.StringToBytes(raw_charset)).name("to-bytes").setParallelism(readers)
-    admission = helper.OrderAdmission(p.max_record_bytes, settings.store.dead_letter_max_chars, bound, max_future_ms)
+    # Each order keeps the record as received: for the archive, and for a dead letter made later.
+    admission = helper.OrderAdmission(
+        p.max_record_bytes, settings.store.dead_letter_max_chars, bound, max_future_ms, True
+    )
     j_admitted = (
         j_lines.process(admission, helper.OrderAdmission.orderType())
         .name("admit")
@@ -185,14 +189,16 @@ def detect(
     t_env = StreamTableEnvironment.create(env)
     t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
     t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
-    orders = t_env.from_data_stream(
+    admitted = t_env.from_data_stream(
         DataStream(j_timely),
         Schema.new_builder()
         .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
         .watermark("rowtime", "SOURCE_WATERMARK()")
         .build(),
     )
-    t_env.create_temporary_view("orders", orders)
+    t_env.create_temporary_view("admitted", admitted)
+    # The windows keep whole rows in state: the record as received stays out of them.
+    t_env.create_temporary_view("orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, rowtime FROM admitted"))
     detectors = build_detectors(settings.detectors)
     candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors)))._j_data_stream
     row_type = candidates.getType()
@@ -204,4 +210,4 @@ def detect(
     )
     alerts = DataStream(cooled).map(CandidateAlert(detectors), output_type=PICKLED).name("alert-text")
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
-    return SqlStreams(alerts, dead, echo)
+    return SqlStreams(alerts, dead, echo, DataStream(j_timely))

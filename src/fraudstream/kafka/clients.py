@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudstream.config import KafkaSettings
@@ -175,5 +175,42 @@ def commit_offsets(k: KafkaSettings, topic: str, offsets: Mapping[int, int]) -> 
     consumer = _job_group_consumer(k)
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def read_topic(k: KafkaSettings, topic: str, idle_s: float = 5.0) -> Iterator[bytes]:
+    """Every committed record value of `topic`, from the start to its end when called.
+
+    Transactions still open at the end are not waited for longer than `idle_s` of silence.
+    No consumer group is joined or committed to: reading leaves no trace on the cluster.
+    """
+    connect_admin(k).list_topics(timeout=k.connect_timeout_s)  # no broker: one readable line
+    ends = {p: e for p, e in end_offsets(k, topic).items() if e > 0}
+    consumer = Consumer(
+        client_config(
+            k,
+            **{"group.id": "fraudstream-reader", "enable.auto.commit": False, "isolation.level": "read_committed"},
+        )
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        last_record = time.monotonic()
+        while ends and time.monotonic() - last_record < idle_s:
+            msg = consumer.poll(0.5)
+            if msg is None:  # past a transaction's closing marker, the position is at the end
+                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                    if tp.offset >= ends[tp.partition]:
+                        ends.pop(tp.partition)
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(msg.error())
+            last_record = time.monotonic()
+            if msg.value() is not None:
+                yield msg.value()
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
     finally:
         consumer.close()

@@ -39,19 +39,24 @@ public class BehindWatermark extends ProcessFunction<Row, Row> {
             out.collect(order);
             return;
         }
-        String raw = OrderParser.truncate(JSON.writeValueAsString(asMap(order)), deadLetterMaxChars);
+        Object received = order.getField(OrderAdmission.RAW);
+        String raw = OrderParser.truncate(
+                received != null ? (String) received : JSON.writeValueAsString(asMap(order)), deadLetterMaxChars);
         ctx.output(
                 OrderAdmission.DEAD_LETTERS,
                 Row.of("late", "event_time " + t + " is behind the watermark " + watermark, raw,
                         System.currentTimeMillis(), t));
     }
 
-    /** The admitted order by field name (behavior only when set), as the Python engine writes it. */
+    /** The admitted order by field name (behavior only when set), for when the record as received was not kept. */
     static Map<String, Object> asMap(Row order) {
         Map<String, Object> fields = new LinkedHashMap<>();
         String[] names = OrderAdmission.orderType().getFieldNames();
         for (int i = 0; i < names.length; i++) {
             Object value = order.getField(i);
+            if (i == OrderAdmission.RAW) {
+                continue;
+            }
             if (value != null || !"behavior".equals(names[i])) {
                 fields.put(names[i], value);
             }

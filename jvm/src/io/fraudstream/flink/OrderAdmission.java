@@ -1,6 +1,7 @@
 package io.fraudstream.flink;
 
 import java.io.Serializable;
+import java.nio.charset.StandardCharsets;
 
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
@@ -31,8 +32,10 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
 
     private static final String[] ORDER_FIELDS = {
         "transaction_id", "user_id", "device_id", "restaurant_id", "amount", "city", "payment_method",
-        "event_time", "behavior"
+        "event_time", "behavior", "raw"
     };
+    /** Index of the record as received (UTF-8 text), or null when the job keeps no archive. */
+    public static final int RAW = 9;
     private static final String[] DEAD_LETTER_FIELDS = {"reason", "detail", "raw", "seen_at", "event_time"};
 
     /** Rejected records: (reason, detail, raw, seen_at, event_time), see {@link #deadLetterType()}. */
@@ -42,6 +45,7 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
     private final int deadLetterMaxChars;
     private final long outOfOrdernessMs;
     private final long maxFutureMs;
+    private final boolean keepRaw;
 
     private transient Lateness lateness;
     private transient ListState<Long> maxSeenState;
@@ -51,6 +55,15 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
      *     as {@code future}; 0 turns the check off
      */
     public OrderAdmission(int maxRecordBytes, int deadLetterMaxChars, long outOfOrdernessMs, long maxFutureMs) {
+        this(maxRecordBytes, deadLetterMaxChars, outOfOrdernessMs, maxFutureMs, false);
+    }
+
+    /**
+     * @param keepRaw also emit each valid record as received (the {@link #RAW} field), for the
+     *     raw-event archive and for dead letters made further on
+     */
+    public OrderAdmission(
+            int maxRecordBytes, int deadLetterMaxChars, long outOfOrdernessMs, long maxFutureMs, boolean keepRaw) {
         if (outOfOrdernessMs < 0 || maxFutureMs < 0) {
             throw new IllegalArgumentException("out-of-orderness and max future must be >= 0");
         }
@@ -58,15 +71,17 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
         this.deadLetterMaxChars = deadLetterMaxChars;
         this.outOfOrdernessMs = outOfOrdernessMs;
         this.maxFutureMs = maxFutureMs;
+        this.keepRaw = keepRaw;
     }
 
     /** transaction_id, user_id, device_id, restaurant_id STRING, amount DOUBLE, city,
-     * payment_method STRING, event_time BIGINT (epoch ms), behavior STRING (nullable). */
+     * payment_method STRING, event_time BIGINT (epoch ms), behavior STRING (nullable),
+     * raw STRING (nullable: the record as received). */
     public static RowTypeInfo orderType() {
         return new RowTypeInfo(
                 new TypeInformation<?>[] {
                     Types.STRING, Types.STRING, Types.STRING, Types.STRING, Types.DOUBLE, Types.STRING, Types.STRING,
-                    Types.LONG, Types.STRING
+                    Types.LONG, Types.STRING, Types.STRING
                 },
                 ORDER_FIELDS.clone());
     }
@@ -120,7 +135,8 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
         }
         out.collect(Row.of(
                 order.getTransactionId(), order.getUserId(), order.getDeviceId(), order.getRestaurantId(),
-                order.amountValue(), order.getCity(), order.getPaymentMethod(), t, order.getBehavior()));
+                order.amountValue(), order.getCity(), order.getPaymentMethod(), t, order.getBehavior(),
+                keepRaw ? new String(raw, StandardCharsets.UTF_8) : null));
     }
 
     private Row deadLetter(String reason, String detail, byte[] raw, Long eventTime) {
