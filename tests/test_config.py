@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.config import ConfigError, Settings, load_settings, parse_set_option
+from fraudstream.config import (
+    PROFILES,
+    ConfigError,
+    DetectorSettings,
+    Settings,
+    load_settings,
+    parse_set_option,
+    to_toml,
+)
 
 
 def test_defaults_are_the_seed_values():
@@ -99,3 +107,41 @@ def test_checkpoint_and_savepoint_locations_are_uris(tmp_path):
     remote = load_settings(flags={"checkpoint.dir": "s3://bucket/ckpt"}, environ={})
     assert remote.checkpoint_uri == "s3://bucket/ckpt"
     assert remote.transactional_id_prefix == remote.kafka.group_id
+
+
+def test_rules_have_short_names_in_overrides():
+    s = load_settings(
+        flags={"velocity.threshold": "5", "geo.window_minutes": "15", "device.window_ms": 60_000,
+               "dedup.cooldown_minutes": 0.5, "high_value.threshold": 2000},
+        environ={},
+    )  # fmt: skip
+    d = s.detectors
+    assert (d.velocity_threshold, d.geo_window_ms, d.device_sharing_window_ms) == (5, 900_000, 60_000)
+    assert (d.dedup_cooldown_ms, d.high_value_threshold) == (30_000, 2000.0)
+    with pytest.raises(ConfigError, match="unknown setting 'velocity.speed'"):
+        load_settings(flags={"velocity.speed": 1}, environ={})
+
+
+def test_profiles_sit_under_the_file_environment_and_flags(tmp_path):
+    seed = load_settings(profile="seed", environ={})
+    assert seed.detectors == DetectorSettings(**{k.split(".")[1]: v for k, v in PROFILES["seed"].items()})
+    assert load_settings(profile="default", environ={}) == Settings()
+    from_env = load_settings(environ={"FRAUDSTREAM_PROFILE": "seed", "FRAUDSTREAM_DETECTORS__VELOCITY_THRESHOLD": "9"})
+    assert from_env.detectors.velocity_threshold == 9
+    assert from_env.detectors.high_value_threshold == PROFILES["seed"]["detectors.high_value_threshold"]
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_settings(profile="lenient", environ={})
+
+
+def test_settings_written_as_toml_read_back_the_same(tmp_path):
+    s = load_settings(flags={"velocity.threshold": 7, "generator.pattern_shares": '{"high_value": 1}'}, environ={})
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(s.model_dump(mode="json")))
+    assert load_settings(path, environ={}) == s
+
+
+def test_pattern_shares_are_checked():
+    with pytest.raises(ConfigError, match="unknown pattern"):
+        load_settings(flags={"generator.pattern_shares": '{"phishing": 1}'}, environ={})
+    with pytest.raises(ConfigError, match="above 0"):
+        load_settings(flags={"generator.pattern_shares": '{"high_value": 0}'}, environ={})

@@ -354,9 +354,11 @@ def _apply_dotted(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
+    """A file's sections merge into the defaults key by key; a value that is itself a table
+    (`generator.pattern_shares`, `broker.sasl_users`) replaces the default whole."""
     for key, value in top.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            base[key] = {**base[key], **value}
         else:
             base[key] = value
 

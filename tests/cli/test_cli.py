@@ -48,6 +48,12 @@ def test_produce_rate_limit_holds(tmp_path, capsys):
         (["--set", "detectors.velocity_threshold=many", "config", "show"], "detectors.velocity_threshold"),
         (["query", "--db", "/no/such.db", "stats"], "no alert database"),
         (["query", "frobnicate"], "No such command 'frobnicate'"),
+        (["evaluate", "--events", "/no/such.jsonl"], "no events at /no/such.jsonl"),
+        (["evaluate", "--events", "/dev/null", "--from", "yesterday"], "--from expects an ISO-8601 time"),
+        (["backtest", "--archive", "/no/such/archive", "--set", "velocity.threshold=5"], "no archive at"),
+        (["backtest", "--archive", "/tmp"], "nothing to try"),
+        (["--profile", "lenient", "config", "show"], "'lenient' is not one of"),
+        (["--set", "velocity.threshold=lots", "config", "show"], "detectors.velocity_threshold"),
     ],
 )
 def test_user_mistakes_get_one_readable_line(capsys, args, message):
@@ -171,3 +177,34 @@ def test_runs_that_cannot_resume_are_refused_in_one_line(tmp_path, capsys, args)
     assert code == 2
     assert "Traceback" not in err
     assert "resume" in err.splitlines()[-1] or "exclude each other" in err
+
+
+def test_evaluate_scores_a_file_against_a_store_in_every_format(tmp_path, capsys):
+    """Two fraud actors, one caught by one true alert, plus one false alert on an honest order."""
+    events = [
+        make_order(BASE, "u_1", "d_1", amount=2000.0, tx="h1").to_dict() | {"behavior": "normal"},
+        make_order(BASE + 1_000, "u_2", "d_2", amount=5000.0, tx="f1").to_dict()
+        | {"behavior": "high_value", "fraud_actor": "hv-1"},
+        make_order(BASE + 2_000, "u_3", "d_3", tx="f2").to_dict()
+        | {"behavior": "velocity_burst", "fraud_actor": "vb-1"},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    store = AlertStore(tmp_path / "a.db")
+    high = HighValueDetector(1000.0)
+    alerts = [high.alert(parse_record(orjson.dumps(e))) for e in events[:2]]  # h1 is honest: a false alert
+    store.write_batch(alerts, [])
+    store.close()
+    png, out_json = tmp_path / "q.png", tmp_path / "q.json"
+    code, out, err = run_cli(
+        capsys, "evaluate", "--events", str(path), "--alerts", str(tmp_path / "a.db"),
+        "--chart", str(png), "--json-out", str(out_json),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "HIGH_VALUE_FRAUD" in out and "50.0%" in out  # precision 1/2, recall 1/2 overall
+    data = orjson.loads(out_json.read_bytes())
+    overall = next(r for r in data["detectors"] if r["detector"] == "all")
+    assert (overall["alerts"], overall["true_alerts"], overall["actors_caught"], overall["actors"]) == (2, 1, 1, 2)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run_cli(capsys, "evaluate", "--events", str(path), "--alerts", str(tmp_path / "a.db"), "--json")
+    assert code == 0 and orjson.loads(out)["counts"]["honest_orders"] == 1
