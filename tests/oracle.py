@@ -9,16 +9,27 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from fraudstream.config import DetectorSettings
+
+_D = DetectorSettings()  # the oracle judges the configured defaults unless told otherwise
+
 
 @dataclass(frozen=True)
 class Params:
-    velocity_threshold: int = 3
-    velocity_window_ms: int = 300_000
-    device_threshold: int = 3
-    device_window_ms: int = 3_600_000
-    high_value: float = 1500.0
-    geo_window_ms: int = 600_000
-    cooldown_ms: int = 300_000
+    velocity_threshold: int = _D.velocity_threshold
+    velocity_window_ms: int = _D.velocity_window_ms
+    device_threshold: int = _D.device_sharing_threshold
+    device_window_ms: int = _D.device_sharing_window_ms
+    high_value: float = _D.high_value_threshold
+    geo_window_ms: int = _D.geo_window_ms
+    cooldown_ms: int = _D.dedup_cooldown_ms
+
+    @staticmethod
+    def of(d: DetectorSettings) -> Params:
+        return Params(
+            d.velocity_threshold, d.velocity_window_ms, d.device_sharing_threshold, d.device_sharing_window_ms,
+            d.high_value_threshold, d.geo_window_ms, d.dedup_cooldown_ms,
+        )  # fmt: skip
 
 
 def expected_alerts(orders: list[dict], p: Params = Params()) -> set[tuple[str, str, str, int]]:

@@ -15,12 +15,14 @@ from fraudstream.config import (
 )
 
 
-def test_defaults_are_the_seed_values():
+def test_defaults_are_the_tuned_values_and_the_seed_profile_the_replaced_systems():
     s = load_settings(environ={})
     d = s.detectors
     assert (d.velocity_threshold, d.velocity_window_ms) == (3, 300_000)
-    assert (d.device_sharing_threshold, d.device_sharing_window_ms) == (3, 3_600_000)
-    assert (d.high_value_threshold, d.geo_window_ms, d.dedup_cooldown_ms) == (1500.0, 600_000, 300_000)
+    assert (d.device_sharing_threshold, d.device_sharing_window_ms) == (2, 1_800_000)
+    assert (d.high_value_threshold, d.geo_window_ms, d.dedup_cooldown_ms) == (1500.0, 1_800_000, 300_000)
+    seed = load_settings(environ={}, profile="seed").detectors
+    assert (seed.device_sharing_threshold, seed.device_sharing_window_ms, seed.geo_window_ms) == (3, 3_600_000, 600_000)
     assert s.pipeline.out_of_orderness_ms == 5_000
     assert s.db_path == Path("data/fraud_alerts.db") and s.log_file == Path("data/app.log")
 

@@ -51,10 +51,10 @@ class _Section(BaseModel):
 class DetectorSettings(_Section):
     velocity_threshold: int = Field(3, ge=0, description="alert when a user has MORE than this many orders")
     velocity_window_ms: int = Field(300_000, gt=0)
-    device_sharing_threshold: int = Field(3, ge=0, description="alert when MORE users share a device")
-    device_sharing_window_ms: int = Field(3_600_000, gt=0)
+    device_sharing_threshold: int = Field(2, ge=0, description="alert when MORE users share a device")
+    device_sharing_window_ms: int = Field(1_800_000, gt=0)
     high_value_threshold: float = Field(1500.0, ge=0, description="alert when amount is above this (INR)")
-    geo_window_ms: int = Field(600_000, gt=0)
+    geo_window_ms: int = Field(1_800_000, gt=0)
     dedup_cooldown_ms: int = Field(300_000, ge=0)
 
 

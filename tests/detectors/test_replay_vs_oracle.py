@@ -34,5 +34,5 @@ def test_replay_matches_oracle_with_other_thresholds():
         dedup_cooldown_ms=30_000,
     )
     got = replay(orders, build_detectors(cfg), AlertDeduplicator(cfg.dedup_cooldown_ms))
-    params = Params(2, 120_000, 1, 3_600_000, 900.0, 60_000, 30_000)
+    params = Params(2, 120_000, 1, cfg.device_sharing_window_ms, 900.0, 60_000, 30_000)
     assert {(a.alert_type, a.key, a.transaction_id, a.event_time) for a in got} == expected_alerts(raw, params)

@@ -7,6 +7,7 @@ import random
 import orjson
 import pytest
 
+from fraudstream.config import PROFILES
 from fraudstream.generator import OrderGenerator
 from tests.flink.conftest import run_file, write_lines
 from tests.oracle import expected_alerts
@@ -24,7 +25,10 @@ def order(tx, t, user, device="d_x", city="Mumbai", amount=300.0, **extra):
     }  # fmt: skip
 
 
-# A small stream where every rule fires exactly as the table in the issue says.
+# The seed system's thresholds, which the small stream below was written for.
+SEED_RULES = dict(PROFILES["seed"])
+
+# A small stream where every rule fires exactly as the table in the issue says (with SEED_RULES).
 SMALL = [
     # velocity: 4th order in 5 min fires; 5th is inside the cooldown; one at 8.5 min is alone again
     order("v1", BASE + 0 * MIN, "u_v", "d_v"),
@@ -76,7 +80,7 @@ def _sorted_lines(events):
 def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, engine, mode):
     # PyFlink's state API differs between its two execution modes, so both are exercised.
     path = write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL))
-    result = run_file(path, tmp_path, **{"pipeline.execution_mode": mode, "pipeline.engine": engine})
+    result = run_file(path, tmp_path, **SEED_RULES, **{"pipeline.execution_mode": mode, "pipeline.engine": engine})
     assert result.alert_keys == SMALL_EXPECTED
     assert result.dead == []
     device_alert = next(a for a in result.alerts if a.alert_type == "DEVICE_SHARING_FRAUD")
@@ -87,7 +91,12 @@ def test_small_stream_gives_exactly_the_expected_alerts(tmp_path, engine, mode):
 @pytest.mark.parametrize("engine", ["datastream", "sql"])
 def test_thresholds_come_from_configuration(tmp_path, engine):
     path = write_lines(tmp_path / "small.jsonl", _sorted_lines(SMALL))
-    flags = {"detectors.high_value_threshold": 1900.0, "detectors.velocity_threshold": 4, "pipeline.engine": engine}
+    flags = {
+        **SEED_RULES,
+        "detectors.high_value_threshold": 1900.0,
+        "detectors.velocity_threshold": 4,
+        "pipeline.engine": engine,
+    }
     result = run_file(path, tmp_path, **flags)
     assert result.alert_keys == SMALL_EXPECTED - {
         ("VELOCITY_FRAUD", "u_v", "v4", BASE + 3 * MIN),
@@ -116,7 +125,9 @@ def test_hostile_input_loses_nothing(tmp_path, engine):
         (orjson.dumps(order("late1", last - 20 * MIN, "u_v", "d_v")), "late"),
     ]
     lines = good + [b"", b"   "] + [raw for raw, _ in bad]
-    result = run_file(write_lines(tmp_path / "hostile.jsonl", lines), tmp_path, **{"pipeline.engine": engine})
+    result = run_file(
+        write_lines(tmp_path / "hostile.jsonl", lines), tmp_path, **SEED_RULES, **{"pipeline.engine": engine}
+    )
     assert result.alert_keys == SMALL_EXPECTED
     assert sorted(d.reason for d in result.dead) == sorted(reason for _, reason in bad)
     assert all(d.detail for d in result.dead)

@@ -43,5 +43,5 @@ def configure_logging(settings: Settings, to_file: bool = True) -> None:
     rdkafka.handlers = [logging.NullHandler()]
     if to_file:
         rdkafka.addHandler(handler)
-    for noisy in ("py4j", "faker", "apache_beam"):
+    for noisy in ("py4j", "apache_beam"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

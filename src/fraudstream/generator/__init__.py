@@ -1,5 +1,5 @@
-"""Synthetic food-delivery orders with labelled fraud patterns."""
+"""Synthetic food-delivery orders with labelled fraud patterns and fraud actors."""
 
-from fraudstream.generator.orders import BEHAVIORS, OrderGenerator, generator_from_settings
+from fraudstream.generator.orders import BEHAVIORS, PATTERNS, OrderGenerator, generator_from_settings
 
-__all__ = ["BEHAVIORS", "OrderGenerator", "generator_from_settings"]
+__all__ = ["BEHAVIORS", "PATTERNS", "OrderGenerator", "generator_from_settings"]

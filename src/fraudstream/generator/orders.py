@@ -1,56 +1,144 @@
-"""Deterministic order generator: ~80% normal users, ~20% fraud in four patterns.
+"""Deterministic food-delivery orders: a realistic honest population plus labelled fraud.
 
-Normal users have one device, one home city and ordinary amounts, and order rarely.
-Fraud comes in episodes whose orders are scheduled on the event-time clock and
-interleaved with normal traffic:
+Time. Orders arrive as a Poisson stream whose rate follows a day in India (IST): quiet
+nights (about a tenth of the mean rate at 4 am), a lunch peak around 13:00 and a larger
+dinner peak around 20:30 (about 2.5x the mean). The rate profile averages to 1 over a
+day, so ``mean_gap_ms`` stays the long-run mean gap between orders.
 
-- ``velocity_burst``: one account places 4-7 orders within about three minutes;
-- ``account_farm``: 4-6 fresh accounts order from one shared device within ~40 minutes;
-- ``high_value``: one order far above the usual basket (INR 1,600-9,000);
-- ``city_hopping``: one account orders from 2-3 distant cities a few minutes apart.
+Honest customers (``behavior="normal"``, no ``fraud_actor``). Each of the ``users``
+customers has a home city (weighted by city size), a preferred payment method, a basket
+(lognormal, median INR 300, mostly 170-530) and their own device; each order's amount
+varies around the basket (lognormal, sigma 0.3, capped at INR 1,400). Rarely:
 
-Every event is labelled in ``behavior`` (ground truth for evaluation; detectors never
-read it). The same seed and settings always give the same stream.
+- a trip (0.2% of orders): the customer orders from another city for 3-72 hours;
+- a second device (10% of customers), used for a quarter of their orders;
+- a shared household device (4% of customers, households of 2-4 people);
+- a group/office order (0.3% of orders): 2-4 orders within a few minutes (20-150 s apart);
+- a party order (0.2% of orders): INR 1,200-3,500.
+
+This honest noise gives each rule some false alerts at the default thresholds, so
+thresholds trade precision against recall.
+
+Fraud comes in episodes, one fraud actor each, whose orders are scheduled on the
+event-time clock and interleaved with honest traffic. A new episode starts whenever the
+fraud emitted so far falls below ``fraud_ratio`` of all events, so the share holds from
+the first events on. Its pattern is drawn by ``pattern_shares`` (relative shares among
+episodes; a missing pattern or share 0 turns it off):
+
+- ``velocity_burst``: a fresh account and device; a burst of 3-9 orders 10 s-2 min apart
+  (log-uniform), and for 30% of actors a second burst 20-90 minutes later;
+- ``account_farm``: 3-8 fresh accounts on one fresh device in one city, first orders spread
+  over 10-90 minutes; a fifth of the accounts order twice;
+- ``high_value``: a taken-over existing account (on the attacker's new device 60% of the
+  time) places one or, 35% of the time, two orders of INR 1,600-9,000 (log-uniform);
+- ``city_hopping``: a fresh account ordering from 2-4 cities, each over 400 km from the
+  previous one, 2-30 minutes apart (log-uniform).
+
+Labels: ``behavior`` is the pattern (or ``"normal"``); fraud events also carry
+``fraud_actor``, the episode's id such as ``"velocity_burst-000017"``. Both are ground
+truth for evaluation; detectors never read them. The same seed and settings always give
+the same stream.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from bisect import bisect
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from itertools import accumulate
+from statistics import NormalDist
 from typing import Any
-
-from faker import Faker
 
 from fraudstream.config import GeneratorSettings
 
-CITIES = (
-    "Mumbai", "Delhi", "Bengaluru", "Hyderabad", "Chennai", "Kolkata", "Pune",
-    "Ahmedabad", "Jaipur", "Lucknow", "Chandigarh", "Kochi", "Indore", "Bhopal",
-)  # fmt: skip
+# name, relative share of customers living there, latitude, longitude
+_CITY_TABLE = (
+    ("Mumbai", 16, 19.08, 72.88),
+    ("Delhi", 16, 28.61, 77.21),
+    ("Bengaluru", 14, 12.97, 77.59),
+    ("Hyderabad", 10, 17.39, 78.49),
+    ("Chennai", 9, 13.08, 80.27),
+    ("Kolkata", 8, 22.57, 88.36),
+    ("Pune", 7, 18.52, 73.86),
+    ("Ahmedabad", 5, 23.02, 72.57),
+    ("Jaipur", 4, 26.91, 75.79),
+    ("Lucknow", 3, 26.85, 80.95),
+    ("Chandigarh", 2, 30.73, 76.78),
+    ("Kochi", 2, 9.93, 76.27),
+    ("Indore", 2, 22.72, 75.86),
+    ("Bhopal", 2, 23.26, 77.41),
+)
+CITIES = tuple(row[0] for row in _CITY_TABLE)
 PAYMENT_METHODS = ("UPI", "Credit Card", "Debit Card", "Wallet", "Net Banking", "Cash on Delivery")
-BEHAVIORS = ("normal", "velocity_burst", "account_farm", "high_value", "city_hopping")
+PATTERNS = ("velocity_burst", "account_farm", "high_value", "city_hopping")
+BEHAVIORS = ("normal", *PATTERNS)
 SEEDED_START = "2026-01-01T00:00:00+00:00"
 _RESTAURANTS_PER_CITY = 40
 
-
-@dataclass(frozen=True, slots=True)
-class _User:
-    user_id: str
-    device_id: str
-    city: str
-    payment: str
-    basket: float  # typical order value
+_MIN = 60_000
+_HOUR = 3_600_000
+_CITY_CUM = list(accumulate(row[1] for row in _CITY_TABLE))
+_PAYMENT_CUM = list(accumulate((45, 15, 12, 13, 5, 10)))  # preferred method of a customer
 
 
-@dataclass(order=True, slots=True)
-class _Scheduled:
-    at: int
-    seq: int
-    event: dict[str, Any]
+def _distance_km(a: tuple[str, int, float, float], b: tuple[str, int, float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (a[2], a[3], b[2], b[3]))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371 * math.asin(math.sqrt(h))
+
+
+FAR_KM = 400
+# city -> cities more than FAR_KM away (the hops of city_hopping)
+FAR_CITIES = {
+    a[0]: tuple(b[0] for b in _CITY_TABLE if _distance_km(a, b) > FAR_KM) for a in _CITY_TABLE
+}  # fmt: skip
+
+# Daily rhythm: relative order rate at each IST hour (value at the middle of the hour).
+_HOURLY_RATE = (
+    0.45, 0.25, 0.15, 0.10, 0.08, 0.10, 0.20, 0.35, 0.55, 0.65, 0.75, 1.10,
+    1.80, 2.00, 1.40, 0.85, 0.75, 0.90, 1.25, 1.80, 2.30, 2.20, 1.50, 0.80,
+)  # fmt: skip
+_IST_OFFSET_MS = 19_800_000  # UTC+05:30
+_SLOT_MS = 15 * _MIN
+_SLOTS = 96
+
+
+def _rhythm() -> list[float]:
+    """Relative rate per quarter hour of the IST day, interpolated and averaging to 1."""
+    out = []
+    for s in range(_SLOTS):
+        h = (s + 0.5) / 4 - 0.5  # hours after the middle of hour 0
+        lo = math.floor(h)
+        frac = h - lo
+        out.append(_HOURLY_RATE[lo % 24] * (1 - frac) + _HOURLY_RATE[(lo + 1) % 24] * frac)
+    mean = sum(out) / len(out)
+    return [r / mean for r in out]
+
+
+RHYTHM = _rhythm()
+
+# Honest customers
+_QUANTILES = 4096
+_Z = [NormalDist().inv_cdf((k + 0.5) / _QUANTILES) for k in range(_QUANTILES)]
+_BASKETS = [min(700.0, max(120.0, 300.0 * math.exp(0.35 * z))) for z in _Z]  # per customer
+_SPREAD = [math.exp(0.3 * z) for z in _Z]  # per order, around the basket
+_MIN_AMOUNT, _MAX_AMOUNT = 60.0, 1400.0
+TWO_DEVICES_SHARE = 0.10
+SECOND_DEVICE_USE = 0.25
+HOUSEHOLD_SHARE = 0.04
+_HOUSEHOLD_SIZES = (2, 2, 2, 2, 2, 3, 3, 3, 4, 4)
+TRIP_P = 0.002
+TRIP_MS = (3 * _HOUR, 72 * _HOUR)
+GROUP_P = 0.003
+_GROUP_SIZES = (2, 2, 2, 2, 2, 3, 3, 3, 4, 4)
+GROUP_GAP_MS = (20_000, 150_000)
+PARTY_P = 0.002
+PARTY_AMOUNT = (1_200.0, 3_500.0)
+_NOISE_P = TRIP_P + GROUP_P + PARTY_P
 
 
 def _start_ms(start_time: str | None, seeded: bool) -> int:
@@ -65,6 +153,20 @@ def _start_ms(start_time: str | None, seeded: bool) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+def _pattern_weights(shares: Mapping[str, float] | None) -> list[float]:
+    if shares is None:
+        return [1.0] * len(PATTERNS)
+    unknown = sorted(set(shares) - set(PATTERNS))
+    if unknown:
+        raise ValueError(f"unknown pattern(s) {', '.join(unknown)}: use {', '.join(PATTERNS)}")
+    weights = [float(shares.get(p, 0.0)) for p in PATTERNS]
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        raise ValueError("pattern shares must be finite numbers >= 0")
+    if not any(weights):
+        raise ValueError("at least one pattern needs a share above 0")
+    return weights
+
+
 class OrderGenerator:
     """Produces order dicts following the event contract, one at a time."""
 
@@ -76,36 +178,59 @@ class OrderGenerator:
         start_ms: int | None = None,
         mean_gap_ms: int = 250,
         jitter_ms: int = 0,
+        pattern_shares: Mapping[str, float] | None = None,
     ) -> None:
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-        self.rng = random.Random(self.seed)
+        self.rng = rng = random.Random(self.seed)
         self.fraud_ratio = fraud_ratio
         self.mean_gap_ms = mean_gap_ms
         self.jitter_ms = jitter_ms
+        self.pattern_shares = dict(zip(PATTERNS, _pattern_weights(pattern_shares), strict=True))
+        self._pattern_cum = list(accumulate(self.pattern_shares.values()))
+        # Arrival rate (per ms) in each quarter hour of the IST day.
+        self._rates = [r / mean_gap_ms for r in RHYTHM] if mean_gap_ms else []
         self.clock = start_ms if start_ms is not None else _start_ms(None, seed is not None)
-        # Faker supplies order ids; seeding its instance keeps the stream reproducible.
-        self.faker = Faker("en_IN")
-        self.faker.seed_instance(self.seed)
+        self._last_time = self.clock
         self.restaurants = {
             city: [f"r_{city[:3].lower()}_{i}" for i in range(_RESTAURANTS_PER_CITY)] for city in CITIES
         }
-        self.users = [self._new_user(f"u_{i}", f"d_{i}") for i in range(1, users + 1)]
-        self._next_account = users + 1
+        # Customer i (0-based) is user u_{i+1} with device d_{i+1} unless listed in _devices.
+        self.n_users = users
+        self._home = rng.choices(CITIES, cum_weights=_CITY_CUM, k=users)
+        self._payment = rng.choices(PAYMENT_METHODS, cum_weights=_PAYMENT_CUM, k=users)
+        rand = rng.random
+        self._basket = [_BASKETS[int(rand() * _QUANTILES)] for _ in range(users)]
         self._next_device = users + 1
-        self._heap: list[_Scheduled] = []
+        self._devices = self._special_devices(users)  # i -> (main device, second device or None)
+        self._trips: dict[int, tuple[str, int]] = {}  # i -> (city, until event time)
+        self._next_account = users + 1
+        self._heap: list[tuple[int, int, dict[str, Any]]] = []
         self._seq = 0
+        self._episodes = 0
         self.emitted = 0
-        self.fraud_committed = 0
+        self.fraud_emitted = 0
+        self.fraud_committed = 0  # fraud orders scheduled so far, emitted or not
 
-    def _new_user(self, user_id: str, device_id: str) -> _User:
+    # ---- population -------------------------------------------------------------------
+
+    def _special_devices(self, users: int) -> dict[int, tuple[str, str | None]]:
         rng = self.rng
-        return _User(
-            user_id=user_id,
-            device_id=device_id,
-            city=rng.choice(CITIES),
-            payment=rng.choice(PAYMENT_METHODS),
-            basket=rng.uniform(150, 600),
-        )
+        devices: dict[int, tuple[str, str | None]] = {}
+        # Households: customers head, head+1, ... share the head's device.
+        mean_size = sum(_HOUSEHOLD_SIZES) / len(_HOUSEHOLD_SIZES)
+        heads = rng.sample(range(users), min(users, int(users * HOUSEHOLD_SHARE / mean_size)))
+        for head in sorted(heads):
+            members = range(head, min(users, head + rng.choice(_HOUSEHOLD_SIZES)))
+            if len(members) < 2 or any(m in devices for m in members):
+                continue
+            shared = f"d_{head + 1}"
+            for m in members:
+                devices[m] = (shared, None)
+        # Customers with a second device.
+        for i in sorted(rng.sample(range(users), int(users * TWO_DEVICES_SHARE))):
+            main = devices[i][0] if i in devices else f"d_{i + 1}"
+            devices[i] = (main, self._fresh_device())
+        return devices
 
     def _fresh_account(self) -> str:
         uid = f"u_{self._next_account}"
@@ -117,13 +242,21 @@ class OrderGenerator:
         self._next_device += 1
         return did
 
+    def _city(self) -> str:
+        return self.rng.choices(CITIES, cum_weights=_CITY_CUM)[0]
+
+    def _log_uniform(self, lo: float, hi: float) -> float:
+        return lo * math.exp(self.rng.random() * math.log(hi / lo))
+
+    # ---- events -----------------------------------------------------------------------
+
     def _order(self, user: str, device: str, city: str, amount: float, payment: str, behavior: str) -> dict[str, Any]:
         rng = self.rng
         return {
-            "transaction_id": f"t_{self.faker.uuid4()[:18]}",
+            "transaction_id": f"t_{rng.getrandbits(72):018x}",
             "user_id": user,
             "device_id": device,
-            "restaurant_id": rng.choice(self.restaurants[city]),
+            "restaurant_id": self.restaurants[city][int(rng.random() * _RESTAURANTS_PER_CITY)],
             "amount": round(amount, 2),
             "city": city,
             "payment_method": payment,
@@ -132,57 +265,161 @@ class OrderGenerator:
         }
 
     def _normal(self) -> dict[str, Any]:
-        u = self.rng.choice(self.users)
-        amount = min(1400.0, max(80.0, self.rng.gauss(u.basket, u.basket * 0.25)))
-        return self._order(u.user_id, u.device_id, u.city, amount, u.payment, "normal")
+        rand = self.rng.random
+        i = int(rand() * self.n_users)
+        city = self._home[i]
+        trips = self._trips
+        trip = trips.get(i)
+        if trip is not None:
+            if self.clock < trip[1]:
+                city = trip[0]
+            else:
+                del trips[i]
+                trip = None
+        devices = self._devices.get(i)
+        if devices is None:
+            device = f"d_{i + 1}"
+        elif devices[1] is not None and rand() < SECOND_DEVICE_USE:
+            device = devices[1]
+        else:
+            device = devices[0]
+        basket = self._basket[i]
+        amount = min(_MAX_AMOUNT, max(_MIN_AMOUNT, basket * _SPREAD[int(rand() * _QUANTILES)]))
+        roll = rand()
+        extras = 0
+        if roll < _NOISE_P:
+            if roll < TRIP_P:
+                if trip is None:
+                    city = self._trip(i)
+            elif roll < TRIP_P + GROUP_P:
+                extras = self.rng.choice(_GROUP_SIZES) - 1
+            else:
+                amount = self.rng.uniform(*PARTY_AMOUNT)
+        user = f"u_{i + 1}"
+        payment = self._payment[i]
+        offset = 0
+        for _ in range(extras):  # the rest of a group order, a few minutes
+            offset += self.rng.randint(*GROUP_GAP_MS)
+            extra = min(_MAX_AMOUNT, max(_MIN_AMOUNT, basket * _SPREAD[int(rand() * _QUANTILES)]))
+            self._schedule(offset, self._order(user, device, city, extra, payment, "normal"), fraud=False)
+        return self._order(user, device, city, amount, payment, "normal")
 
-    def _schedule(self, offset_ms: int, event: dict[str, Any]) -> None:
+    def _trip(self, i: int) -> str:
+        home = self._home[i]
+        city = home
+        while city == home:
+            city = self._city()
+        self._trips[i] = (city, self.clock + int(self._log_uniform(*TRIP_MS)))
+        return city
+
+    def _schedule(self, offset_ms: int, event: dict[str, Any], fraud: bool = True) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, _Scheduled(self.clock + offset_ms, self._seq, event))
-        self.fraud_committed += 1
+        heapq.heappush(self._heap, (self.clock + offset_ms, self._seq, event))
+        if fraud:
+            self.fraud_committed += 1
+
+    def _fraud(self, offset_ms: float, actor: str, event: dict[str, Any]) -> None:
+        event["fraud_actor"] = actor
+        self._schedule(int(offset_ms), event)
+
+    # ---- fraud episodes ---------------------------------------------------------------
 
     def _start_episode(self) -> None:
         rng = self.rng
-        kind = rng.choice(BEHAVIORS[1:])
+        kind = PATTERNS[bisect(self._pattern_cum, rng.random() * self._pattern_cum[-1])]
+        self._episodes += 1
+        actor = f"{kind}-{self._episodes:06d}"
         if kind == "velocity_burst":
-            uid, did, city = self._fresh_account(), self._fresh_device(), rng.choice(CITIES)
-            offset = 0
-            for _ in range(rng.randint(4, 7)):
-                self._schedule(offset, self._order(uid, did, city, rng.uniform(100, 700), "Wallet", kind))
-                offset += rng.randint(10_000, 40_000)
+            self._velocity_burst(kind, actor)
         elif kind == "account_farm":
-            did, city = self._fresh_device(), rng.choice(CITIES)
-            offset = 0
-            for _ in range(rng.randint(4, 6)):
-                uid = self._fresh_account()
-                self._schedule(offset, self._order(uid, did, city, rng.uniform(100, 500), "UPI", kind))
-                offset += rng.randint(60_000, 480_000)
+            self._account_farm(kind, actor)
         elif kind == "high_value":
-            u = rng.choice(self.users)
-            amount = rng.uniform(1_600, 9_000)
-            self._schedule(0, self._order(u.user_id, u.device_id, u.city, amount, "Credit Card", kind))
-        else:  # city_hopping
-            uid, did = self._fresh_account(), self._fresh_device()
-            offset = 0
-            for city in rng.sample(CITIES, rng.randint(2, 3)):
-                self._schedule(offset, self._order(uid, did, city, rng.uniform(150, 800), "Credit Card", kind))
-                offset += rng.randint(60_000, 420_000)
+            self._high_value(kind, actor)
+        else:
+            self._city_hopping(kind, actor)
+
+    def _velocity_burst(self, kind: str, actor: str) -> None:
+        rng = self.rng
+        uid, did, city = self._fresh_account(), self._fresh_device(), self._city()
+        payment = rng.choice(("Wallet", "UPI", "Credit Card"))
+        offset = 0.0
+        for burst in range(2 if rng.random() < 0.3 else 1):
+            if burst:
+                offset += rng.randint(20 * _MIN, 90 * _MIN)
+            for k in range(rng.randint(3, 9)):
+                if k:
+                    offset += self._log_uniform(10_000, 120_000)
+                self._fraud(offset, actor, self._order(uid, did, city, rng.uniform(100, 700), payment, kind))
+
+    def _account_farm(self, kind: str, actor: str) -> None:
+        rng = self.rng
+        did, city = self._fresh_device(), self._city()
+        accounts = rng.randint(3, 8)
+        span = rng.randint(10 * _MIN, 90 * _MIN)
+        starts = [0, *sorted(rng.randint(0, span) for _ in range(accounts - 2)), span]
+        for start in starts:
+            uid = self._fresh_account()
+            payment = rng.choice(("UPI", "Wallet", "Cash on Delivery"))
+            self._fraud(start, actor, self._order(uid, did, city, rng.uniform(100, 450), payment, kind))
+            if rng.random() < 0.2:
+                again = rng.randint(start, span)
+                self._fraud(again, actor, self._order(uid, did, city, rng.uniform(100, 450), payment, kind))
+
+    def _high_value(self, kind: str, actor: str) -> None:
+        rng = self.rng
+        i = int(rng.random() * self.n_users)
+        own = self._devices.get(i, (f"d_{i + 1}", None))[0]
+        did = self._fresh_device() if rng.random() < 0.6 else own
+        payment = rng.choice(("Credit Card", "Credit Card", "Wallet", "Net Banking"))
+        offset = 0
+        for k in range(2 if rng.random() < 0.35 else 1):
+            if k:
+                offset += rng.randint(2 * _MIN, 25 * _MIN)
+            amount = self._log_uniform(1_600, 9_000)
+            self._fraud(offset, actor, self._order(f"u_{i + 1}", did, self._home[i], amount, payment, kind))
+
+    def _city_hopping(self, kind: str, actor: str) -> None:
+        rng = self.rng
+        uid, did, city = self._fresh_account(), self._fresh_device(), self._city()
+        payment = rng.choice(("Credit Card", "Debit Card"))
+        visited = [city]
+        offset = 0.0
+        for k in range(rng.randint(2, 4)):
+            if k:
+                offset += self._log_uniform(2 * _MIN, 30 * _MIN)
+                city = rng.choice([c for c in FAR_CITIES[city] if c not in visited])
+                visited.append(city)
+            self._fraud(offset, actor, self._order(uid, did, city, rng.uniform(150, 900), payment, kind))
+
+    # ---- the stream -------------------------------------------------------------------
 
     def next_order(self) -> dict[str, Any]:
         rng = self.rng
         if self.mean_gap_ms:
-            self.clock += int(rng.expovariate(1.0 / self.mean_gap_ms))
-        if self._heap and self._heap[0].at <= self.clock:
-            event = heapq.heappop(self._heap).event
-        elif self.fraud_committed < self.fraud_ratio * (self.emitted + 1):
+            slot = (self.clock + _IST_OFFSET_MS) // _SLOT_MS % _SLOTS
+            self.clock += int(rng.expovariate(self._rates[slot]))
+        heap = self._heap
+        if heap and (heap[0][0] <= self.clock or not self.mean_gap_ms):
+            at, _, event = heapq.heappop(heap)
+            # A scheduled order keeps its own time, unless that would put it before the last
+            # order (or after the clock, which only stands still when mean_gap_ms is 0).
+            stamp = min(max(at, self._last_time), self.clock)
+            if "fraud_actor" in event:
+                self.fraud_emitted += 1
+        elif self.fraud_emitted < self.fraud_ratio * (self.emitted + 1):
+            # Held on emitted (not committed) fraud, so the share is right from the start.
             self._start_episode()
-            event = heapq.heappop(self._heap).event
+            event = heapq.heappop(heap)[2]
+            stamp = self.clock
+            self.fraud_emitted += 1
         else:
             event = self._normal()
-        # Out-of-order jitter: the event claims a time up to jitter_ms before the clock,
+            stamp = self.clock
+        self._last_time = stamp
+        # Out-of-order jitter: the event claims a time up to jitter_ms before its own,
         # so it is never further behind the newest event than the jitter bound.
         jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms else 0
-        event["event_time"] = self.clock - jitter
+        event["event_time"] = stamp - jitter
         self.emitted += 1
         return event
 
@@ -201,4 +438,5 @@ def generator_from_settings(cfg: GeneratorSettings) -> OrderGenerator:
         start_ms=_start_ms(cfg.start_time, cfg.seed is not None),
         mean_gap_ms=cfg.mean_gap_ms,
         jitter_ms=cfg.jitter_ms,
+        pattern_shares=cfg.pattern_shares,
     )
