@@ -75,7 +75,9 @@ def _json(value: bytes) -> Any:
         return None  # counted as unreadable
 
 
-def _write_outputs(data: dict[str, Any], json_out: Path | None, chart: Path | None, report: Any = None) -> None:
+def _write_outputs(
+    data: dict[str, Any], json_out: Path | None, chart: Path | None, report: Any = None, title: str | None = None
+) -> None:
     from fraudstream.evaluation import save_chart
 
     if json_out is not None:
@@ -84,7 +86,7 @@ def _write_outputs(data: dict[str, Any], json_out: Path | None, chart: Path | No
         click.echo(f"JSON written to {json_out}")
     if chart is not None and report is not None:
         chart.parent.mkdir(parents=True, exist_ok=True)
-        save_chart(report, chart)
+        save_chart(report, chart, **({"title": title} if title else {}))
         click.echo(f"Chart written to {chart}")
 
 
@@ -100,7 +102,7 @@ _OUTPUTS = [
     click.option(
         "--chart",
         type=click.Path(path_type=Path, dir_okay=False),
-        help="Write a PNG bar chart of precision and recall per detector.",
+        help="Write a PNG bar chart of precision and recall per detector (backtest: of the candidate).",
     ),
 ]
 
@@ -245,7 +247,7 @@ def backtest(ctx: click.Context, archive: Path | None, start: str | None, end: s
     (work / "backtest.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else compare(*reports))
     click.echo(f"Backtest took {time.monotonic() - started:.0f}s; both runs' stores and logs are in {work}")
-    _write_outputs(data, json_out, chart, reports[1])
+    _write_outputs(data, json_out, chart, reports[1], "Detection quality of the candidate settings")
 
 
 def _changes(a: Settings, b: Settings) -> list[tuple[str, Any, Any]]:

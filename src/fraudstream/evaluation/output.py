@@ -178,7 +178,7 @@ def format_table(report: Report) -> str:
 # ---------------------------------------------------------------- chart
 
 
-def save_chart(report: Report, path: str | Path) -> Path:
+def save_chart(report: Report, path: str | Path, title: str = "Detection quality per detector") -> Path:
     """A PNG bar chart of precision and actor recall per detector; n/a bars are empty and labelled."""
     # Imported here: matplotlib is slow to import and only this function needs it. The Agg canvas
     # is used directly, so no display is needed and no global backend is switched.
@@ -202,10 +202,10 @@ def save_chart(report: Report, path: str | Path) -> Path:
         texts = [NA if v is None else f"{v * 100:.1f}" for v in values]
         ax.bar_label(bars, labels=texts, fontsize=7, padding=2)
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 120)
     ax.set_ylabel("%")
-    ax.set_title("Detection quality per detector")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title)
+    ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
