@@ -44,6 +44,16 @@ class ConfigError(ValueError):
     """A configuration problem worth one readable line to the user."""
 
 
+def _json_object(value: Any, example: str) -> Any:
+    """`--set` and environment variables give text: a table-valued setting takes a JSON object there."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"expected a JSON object such as {example}") from None
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -122,12 +132,7 @@ class GeneratorSettings(_Section):
     @field_validator("pattern_shares", mode="before")
     @classmethod
     def _shares(cls, value: Any) -> Any:
-        """`--set` and environment variables give text: accept a JSON object there."""
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise ValueError('expected a JSON object such as {"velocity_burst": 2, "high_value": 1}') from None
+        value = _json_object(value, '{"velocity_burst": 2, "high_value": 1}')
         if isinstance(value, dict):
             unknown = sorted(set(value) - set(DEFAULT_PATTERN_SHARES))
             if unknown:
@@ -218,12 +223,7 @@ class BrokerSettings(_Section):
     @field_validator("sasl_users", mode="before")
     @classmethod
     def _json_from_text(cls, value: Any) -> Any:
-        """`--set` and environment variables give text: accept a JSON object there."""
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise ValueError('expected a JSON object such as {"user": "password"}') from None
+        value = _json_object(value, '{"user": "password"}')
         if isinstance(value, dict):
             for text in (*value.keys(), *value.values()):
                 # they are written into the broker's JAAS line, which has its own quoting

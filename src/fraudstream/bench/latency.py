@@ -10,6 +10,7 @@ rules, and the transaction that commits the alert at the next checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def measure_latency(
             try:
                 proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)  # the run and its Flink JVM
                 proc.wait()
             consumer.close()
     # The first seconds warm the job up (JIT, first checkpoint): not counted.

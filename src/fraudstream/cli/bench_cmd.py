@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fraudstream.cli.main import UserError, _settings, cli
+from fraudstream.cli.main import UserError, _settings, _sigterm_as_interrupt, cli
 
 
 @cli.command()
@@ -90,4 +90,5 @@ def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
         if quick
         else BenchOptions(out_dir=out, work_dir=work, **given)
     )
-    run_bench(settings, options, click.echo)
+    with _sigterm_as_interrupt():  # a stop from a service manager cleans up as Ctrl-C does
+        run_bench(settings, options, click.echo)

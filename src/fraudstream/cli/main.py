@@ -140,6 +140,10 @@ def run(ctx: click.Context, **opts: Any) -> None:
     alerts and dead letters to their topics; it runs until Ctrl-C, or with --bounded until
     it has read what was in the topic when it started.
 
+    Every valid order, as received, and every dead letter are also archived as Parquet files
+    by event hour under <data-dir>/archive (archive.path; --set archive.enabled=false to skip),
+    for `fraudstream evaluate` and `fraudstream backtest`.
+
     \b
     The job checkpoints its state and positions every few seconds (checkpoint.interval_ms)
     under <data-dir>/checkpoints and restarts itself, with backoff, when a task fails.

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import orjson
 
-from fraudstream.cli.main import UserError, _settings, cli
+from fraudstream.cli.main import UserError, _settings, _sigterm_as_interrupt, cli
 from fraudstream.config import PROFILES, Settings, load_settings, parse_set_option
 from fraudstream.evaluation import MATCHING_RULE
 
@@ -230,9 +230,11 @@ def backtest(ctx: click.Context, archive: Path | None, start: str | None, end: s
     click.echo(f"Backtest over {count:,} archived orders from {archive_dir} (work directory {work})")
     changed = _changes(baseline, candidate)
     click.echo("Candidate: " + (", ".join(f"{k} {a} -> {b}" for k, a, b in changed) or "no change"))
-    runs = [
-        run_replay(name, s, events, work, click.echo) for name, s in (("baseline", baseline), ("candidate", candidate))
-    ]
+    with _sigterm_as_interrupt():  # SIGTERM stops the replay running, as Ctrl-C does
+        runs = [
+            run_replay(name, s, events, work, click.echo)
+            for name, s in (("baseline", baseline), ("candidate", candidate))
+        ]
     labelled = load_jsonl(events)
     reports = [score(labelled, load_alerts_sqlite(r.settings.db_path)) for r in runs]
     data = {
