@@ -41,10 +41,11 @@ def archived_period(archive: Path, start_ms: int | None, end_ms: int | None, out
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    folder = archive / "orders" if (archive / "orders").is_dir() else archive
-    if not folder.is_dir():
+    from fraudstream.evaluation.labels import open_order_archive
+
+    if not archive.is_dir():
         raise NothingToReplay(f"no archive at {archive}: run the job with the archive on (archive.enabled) first")
-    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    folder, dataset = open_order_archive(archive)
     where = None
     for bound, op in ((start_ms, pc.greater_equal), (end_ms, pc.less)):
         if bound is not None:
@@ -79,11 +80,10 @@ def run_replay(
             "archive.enabled": False,
             "store.db_path": str(data_dir / "fraud_alerts.db"),
             "logging.log_file": str(data_dir / "app.log"),
-            "checkpoint.dir": None,
-            "checkpoint.savepoint_dir": None,
         }
     )
-    # with_overrides skips None: unset paths would point into the live run's directories
+    # Unset, checkpoints and savepoints go under the replay's own data directory (with_overrides
+    # skips None values, hence the copy).
     run_settings = run_settings.model_copy(
         update={"checkpoint": run_settings.checkpoint.model_copy(update={"dir": None, "savepoint_dir": None})}
     )

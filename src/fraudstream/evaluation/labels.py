@@ -209,6 +209,27 @@ def _archive_records(dataset: Any, columns: list[str], scan_filter: Any) -> Iter
             yield record
 
 
+def open_order_archive(directory: str | Path) -> tuple[Path, Any]:
+    """The orders of a Flink Parquet archive as a pyarrow dataset, and the folder they are in.
+
+    `directory` is the orders folder, or the archive root holding `orders/` (and `dead_letters/`).
+    Files whose names start with '_' or '.' (`_SUCCESS`, in-progress `.part-*` files) are skipped.
+    """
+    import pyarrow.dataset as ds
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EvaluationInputError(f"no Parquet archive directory at {directory}")
+    # The job's archive root holds orders/ and dead_letters/ side by side: given the root, read orders.
+    if (directory / "orders").is_dir() and not any(directory.glob("dt=*")):
+        directory = directory / "orders"
+    try:
+        dataset = ds.dataset(directory, format="parquet", partitioning="hive", ignore_prefixes=[".", "_"])
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise EvaluationInputError(f"cannot read the Parquet archive at {directory}: {exc}") from exc
+    return directory, dataset
+
+
 def load_parquet(
     directory: str | Path,
     start_ms: int | None = None,
@@ -225,16 +246,7 @@ def load_parquet(
     """
     import pyarrow.dataset as ds
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise EvaluationInputError(f"no Parquet archive directory at {directory}")
-    # The job's archive root holds orders/ and dead_letters/ side by side: given the root, read orders.
-    if (directory / "orders").is_dir() and not any(directory.glob("dt=*")):
-        directory = directory / "orders"
-    try:
-        dataset = ds.dataset(directory, format="parquet", partitioning="hive", ignore_prefixes=[".", "_"])
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise EvaluationInputError(f"cannot read the Parquet archive at {directory}: {exc}") from exc
+    directory, dataset = open_order_archive(directory)
     tally = stats if stats is not None else LoadStats()
     if not dataset.files:
         logger.warning("%s: the archive holds no data files", directory)

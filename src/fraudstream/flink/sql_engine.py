@@ -44,7 +44,7 @@ class SqlStreams:
     alerts: DataStream  # Alert, after the cooldown
     dead_letters: DataStream  # DeadLetter
     orders: DataStream | None  # Order, for --verbose only (each one crosses into Python)
-    archive_rows: DataStream  # the orders the rules saw, as rows with the record as received (`raw`)
+    archive_rows: DataStream  # the orders the rules saw, as rows with the record as received (`raw`, archive on)
 
 
 def interval(ms: int) -> str:
@@ -155,9 +155,11 @@ def detect(
     j_lines = lines._j_data_stream
     if raw_charset is not None:
         j_lines = j_lines.map(helper.StringToBytes(raw_charset)).name("to-bytes").setParallelism(readers)
-    # Each order keeps the record as received: for the archive, and for a dead letter made later.
+    # With the archive on, each order keeps the record as received: for the archive, and for a
+    # dead letter made later. Without it, the record is not carried (a later dead letter then
+    # holds the order's fields as JSON).
     admission = helper.OrderAdmission(
-        p.max_record_bytes, settings.store.dead_letter_max_chars, bound, max_future_ms, True
+        p.max_record_bytes, settings.store.dead_letter_max_chars, bound, max_future_ms, settings.archive.enabled
     )
     j_admitted = (
         j_lines.process(admission, helper.OrderAdmission.orderType())
