@@ -112,8 +112,93 @@ def test_query_commands(db, capsys):
     assert "m0" in out and "m2" in out
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query", "--db", "DB", "--json", "stats"],
+        ["query", "stats", "--json", "--db", "DB"],
+        ["query", "--json", "stats", "--db", "DB"],
+        ["--data-dir", "DIR", "query", "stats", "--json"],
+        ["query", "--data-dir", "DIR", "stats", "--json"],
+        ["query", "stats", "--json", "--data-dir", "DIR"],
+    ],
+)
+def test_options_work_before_and_after_the_subcommand(db, capsys, args):
+    """A group's options, and the global ones, are accepted at every level of the command."""
+    (db.parent / "fraud_alerts.db").write_bytes(db.read_bytes())
+    args = [str(db) if a == "DB" else str(db.parent) if a == "DIR" else a for a in args]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert orjson.loads(out)["total_alerts"] == 4
+
+
+def test_limit_works_before_and_after_the_subcommand_and_the_nearest_wins(db, capsys):
+    for args in (["--limit", "2", "all"], ["all", "--limit", "2"], ["--limit", "3", "all", "--limit", "2"]):
+        code, out, err = run_cli(capsys, "query", "--db", str(db), "--json", *args)
+        assert code == 0, err
+        assert len(orjson.loads(out)) == 2
+    code, out, _ = run_cli(capsys, "query", "stats", "--db", str(db), "--json", "--limit", "1")
+    assert orjson.loads(out)["top_users"] == [{"user_id": "u_7", "alerts": 3}]
+    code, out, _ = run_cli(capsys, "query", "user", "--limit", "1", "u_7", "--db", str(db), "--json")
+    assert [r["user_id"] for r in orjson.loads(out)] == ["u_7"]
+
+
+def test_global_options_after_the_command(tmp_path, capsys, monkeypatch):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detectors]\nvelocity_threshold = 5\n")
+    code, out, err = run_cli(
+        capsys, "--set", "pipeline.parallelism=3", "config", "show", "--json",
+        "--config", str(cfg), "--set", "pipeline.parallelism=2", "--data-dir", str(tmp_path / "d"),
+        "--profile", "seed",
+    )  # fmt: skip
+    assert code == 0, err
+    data = orjson.loads(out)
+    assert data["detectors"]["velocity_threshold"] == 5
+    assert data["pipeline"]["parallelism"] == 2  # the later --set wins
+    assert data["data_dir"] == str(tmp_path / "d")
+    # An option typed after the command beats the environment, as one typed before it does.
+    monkeypatch.setenv("FRAUDSTREAM_CONFIG", str(tmp_path / "missing.toml"))
+    code, out, err = run_cli(capsys, "config", "show", "--json", "--config", str(cfg))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "--config", str(cfg), "config", "show", "--json")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "config", "show", "--json")
+    assert code == 2 and "config file not found" in err
+
+
+def test_help_says_where_options_may_go(capsys):
+    code, out, _ = run_cli(capsys, "query", "stats", "--help")
+    assert code == 0
+    assert "Options of 'query' (accepted before or after the subcommand's name)" in out
+    assert "Global options (accepted before or after the command's name)" in out
+    assert "--db" in out and "--json" in out and "--limit" in out and "--data-dir" in out
+    code, out, _ = run_cli(capsys, "backtest", "--help")
+    assert "the candidate's" in out and out.count("--set") >= 2  # its own --set, not the global copy
+    assert "SECTION.KEY=VALUE   Override any setting" not in out
+
+
+def test_every_command_accepts_the_global_options():
+    from fraudstream.cli.main import cli
+    from fraudstream.cli.options import Group
+
+    def leaves(group, path):
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, Group):
+                yield from leaves(cmd, [*path, name])
+            else:
+                yield [*path, name], cmd
+
+    found = list(leaves(cli, []))
+    assert len(found) > 15
+    for path, cmd in found:
+        opts = {o for p in cmd.params for o in p.opts}
+        assert {"--config", "--profile", "--data-dir", "--set"} <= opts, path
+        if path[0] == "query":
+            assert {"--db", "--json", "--limit"} <= opts, path
+
+
 def test_a_failed_job_is_reported_by_its_innermost_python_error():
-    from fraudstream.cli.main import _first_line
+    from fraudstream.cli.main import first_line
 
     java = (
         "An error occurred while calling o470.hasNext.\n: java.lang.RuntimeException: Failed to fetch next result\n"
@@ -122,11 +207,11 @@ def test_a_failed_job_is_reported_by_its_innermost_python_error():
         'Traceback (most recent call last):\n  File "x.py", line 3, in f\n    a, b = c\n'
         "ValueError: too many values to unpack (expected 2)\n\n\tat org.apache.beam.Baz(Baz.java:2)\n"
     )
-    assert _first_line(RuntimeError(java)) == "ValueError: too many values to unpack (expected 2)"
-    assert _first_line(RuntimeError("x\nCaused by: java.io.IOException: disk full\n\tat a.b")) == (
+    assert first_line(RuntimeError(java)) == "ValueError: too many values to unpack (expected 2)"
+    assert first_line(RuntimeError("x\nCaused by: java.io.IOException: disk full\n\tat a.b")) == (
         "java.io.IOException: disk full"
     )
-    assert _first_line(RuntimeError("plain message")) == "plain message"
+    assert first_line(RuntimeError("plain message")) == "plain message"
 
 
 def test_a_failed_job_is_one_line_even_after_flink_is_gone(tmp_path, capsys, monkeypatch):

@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
-from fraudstream.cli.main import UserError, _settings, _sigterm_as_interrupt, cli
+from fraudstream.cli.app import UserError, resolve_settings, sigterm_as_interrupt
+from fraudstream.cli.options import Command
 
 
-@cli.command()
+@click.command(cls=Command)
 @click.option("--orders", type=int, help="Orders to load into the raw topic [2,000,000; --quick: 50,000].")
 @click.option("--users", type=int, help="Distinct users in the generated population [1,000,000; --quick: 20,000].")
 @click.option(
@@ -69,7 +70,7 @@ def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
     from fraudstream.bench.suite import BenchOptions, run_bench
     from fraudstream.cli.logs import configure_logging
 
-    settings = _settings(ctx)
+    settings = resolve_settings(ctx)
     configure_logging(settings)
     given = {
         "orders": opts["orders"],
@@ -90,5 +91,5 @@ def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
         if quick
         else BenchOptions(out_dir=out, work_dir=work, **given)
     )
-    with _sigterm_as_interrupt():  # a stop from a service manager cleans up as Ctrl-C does
+    with sigterm_as_interrupt():  # a stop from a service manager cleans up as Ctrl-C does
         run_bench(settings, options, click.echo)

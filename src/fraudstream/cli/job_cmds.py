@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
+from fraudstream.cli.app import UserError, resolve_settings
 from fraudstream.cli.jobinfo import JobInfo
-from fraudstream.cli.main import UserError, _settings, cli
+from fraudstream.cli.options import Command
 
 
 def _call(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def _call(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -
         raise UserError(f"cannot reach the job's REST endpoint at {url.split('/jobs')[0]}: {reason}") from None
 
 
-@cli.command()
+@click.command(cls=Command)
 @click.option("--stop", is_flag=True, help="Stop the job once the savepoint is taken (a planned upgrade).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the savepoint.")
 @click.pass_context
@@ -52,7 +53,7 @@ def savepoint(ctx: click.Context, stop: bool, timeout: float) -> None:
     Savepoints go to checkpoint.savepoint_dir (default <data-dir>/savepoints) and are kept
     until you delete them; checkpoints, by contrast, are Flink's to manage.
     """
-    settings = _settings(ctx)
+    settings = resolve_settings(ctx)
     info_path = JobInfo.path(settings)
     info = JobInfo.read(info_path)
     if info is None:

@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 
-from fraudstream.cli.main import _settings, cli
+from fraudstream.cli.app import global_options, resolve_settings, sigterm_as_interrupt
+from fraudstream.cli.options import Command, Group
+from fraudstream.cli.run_cmd import banner, summarize
 from fraudstream.config import KafkaSettings, Settings
 
 
@@ -22,7 +24,7 @@ def _broker(settings: Settings):
 
 
 # ------------------------------------------------------------------------- kafka
-@cli.group("kafka")
+@click.group("kafka", cls=Group)
 def kafka_group() -> None:
     """Run a local single-node Kafka broker (KRaft, no Docker) and manage the topics.
 
@@ -40,7 +42,7 @@ def kafka_group() -> None:
 @click.pass_context
 def kafka_start(ctx: click.Context, no_topics: bool) -> None:
     """Start the broker in the background (returns once it answers) and create the topics."""
-    settings = _settings(ctx)
+    settings = resolve_settings(ctx)
     broker = _broker(settings)
     already = broker.pid() is not None
     started = time.monotonic()
@@ -60,7 +62,7 @@ def kafka_start(ctx: click.Context, no_topics: bool) -> None:
 @click.pass_context
 def kafka_stop(ctx: click.Context) -> None:
     """Stop the broker that 'kafka start' started (by its PID)."""
-    broker = _broker(_settings(ctx))
+    broker = _broker(resolve_settings(ctx))
     pid = broker.pid()
     if broker.stop():
         click.echo(f"Kafka broker stopped (pid {pid})")
@@ -72,7 +74,7 @@ def kafka_stop(ctx: click.Context) -> None:
 @click.pass_context
 def kafka_status(ctx: click.Context) -> None:
     """Is our broker running and answering? Exit status 0 if so, 1 if not."""
-    settings = _settings(ctx)
+    settings = resolve_settings(ctx)
     status = _broker(settings).status()
     if status.running and status.ready:
         click.echo(f"running: pid {status.pid}, answering at {status.bootstrap}")
@@ -90,7 +92,7 @@ def kafka_status(ctx: click.Context) -> None:
 @click.pass_context
 def kafka_topics(ctx: click.Context, bootstrap_servers: str | None) -> None:
     """Create the pipeline's topics where missing (raw orders, alerts, dead letters) and list them."""
-    settings = _settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
+    settings = resolve_settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
     _create_topics(settings.kafka)
 
 
@@ -114,7 +116,7 @@ def _list_topics(k: KafkaSettings) -> None:
 
 
 # ------------------------------------------------------------------------ alerts
-@cli.group("alerts")
+@click.group("alerts", cls=Group)
 def alerts_group() -> None:
     """Watch the alerts topic."""
 
@@ -135,13 +137,12 @@ def alerts_tail(
     idle_timeout: float | None,
 ) -> None:
     """Print alerts from the alerts topic as they arrive (committed alerts only), until Ctrl-C."""
-    from fraudstream.cli.main import _sigterm_as_interrupt
     from fraudstream.kafka.tail import tail_alerts
 
-    settings = _settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
+    settings = resolve_settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
     k = settings.kafka
     click.echo(f"following {topic or k.alerts_topic} at {k.bootstrap_servers}; Ctrl-C to stop", err=True)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         shown = tail_alerts(
             k,
             click.echo,
@@ -154,7 +155,7 @@ def alerts_tail(
 
 
 # -------------------------------------------------------------------------- demo
-@cli.command()
+@click.command(cls=Command)
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Orders per second from the producer.")
 @click.option("--keep-broker", is_flag=True, help="Leave the broker running afterwards.")
 @click.pass_context
@@ -165,11 +166,10 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
     Watch the alerts topic from another terminal with 'fraudstream alerts tail'.
     """
     from fraudstream.cli.logs import configure_logging
-    from fraudstream.cli.main import banner, summarize
     from fraudstream.cli.runner import run_job
     from fraudstream.flink.sources import SourceSpec
 
-    settings = _settings(ctx)
+    settings = resolve_settings(ctx)
     configure_logging(settings)
     broker = _broker(settings)
     started_broker = broker.pid() is None
@@ -211,12 +211,14 @@ def _start_producer(ctx: click.Context, settings: Settings, rate: float) -> subp
 
     The broker's address and topic go as flags; its login, if any, through the environment,
     so that no password appears in the process list."""
-    root = ctx.find_root().obj
+    given = global_options(ctx)
     k = settings.kafka
     args = [sys.executable, "-m", "fraudstream", "--data-dir", str(settings.data_dir)]
-    if root["config"] is not None:
-        args += ["--config", str(root["config"])]
-    for key, value in root["set"].items():
+    if given.config is not None:
+        args += ["--config", str(given.config)]
+    if given.profile is not None:
+        args += ["--profile", given.profile]
+    for key, value in given.set.items():
         args += ["--set", f"{key}={value}"]
     for key in ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username"):
         if getattr(k, key) is not None:

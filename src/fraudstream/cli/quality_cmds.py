@@ -10,7 +10,8 @@ from typing import Any
 import click
 import orjson
 
-from fraudstream.cli.main import UserError, _settings, _sigterm_as_interrupt, cli
+from fraudstream.cli.app import UserError, global_options, resolve_settings, sigterm_as_interrupt
+from fraudstream.cli.options import Command
 from fraudstream.config import PROFILES, Settings, load_settings, parse_set_option
 from fraudstream.evaluation import MATCHING_RULE
 
@@ -116,7 +117,7 @@ def _options(options: list) -> Any:
     return wrap
 
 
-@cli.command(epilog=_RULE_HELP)
+@click.command(cls=Command, epilog=_RULE_HELP)
 @click.option(
     "--events",
     metavar="SOURCE",
@@ -138,7 +139,7 @@ def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: 
     from fraudstream.evaluation import evaluate as score
     from fraudstream.evaluation import format_table, report_to_json
 
-    settings = _settings(ctx)
+    settings = resolve_settings(ctx)
     start_ms, end_ms = _time(start, "--from"), _time(end, "--to")
     labelled, stats = _load_events(settings, events, start_ms, end_ms)
     if not labelled:
@@ -149,7 +150,7 @@ def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: 
     _write_outputs(data, json_out, chart, report)
 
 
-@cli.command(epilog=_RULE_HELP)
+@click.command(cls=Command, epilog=_RULE_HELP)
 @click.option(
     "--archive",
     type=click.Path(path_type=Path, file_okay=False),
@@ -161,7 +162,8 @@ def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: 
     "candidate_set",
     multiple=True,
     metavar="SECTION.KEY=VALUE",
-    help="A change to try (repeatable), e.g. --set detectors.velocity_threshold=5 or --set velocity.threshold=5.",
+    help="A change to try (repeatable), e.g. --set detectors.velocity_threshold=5 or --set velocity.threshold=5. "
+    "After 'backtest', --set is the candidate's; a global --set before it applies to both runs.",
 )
 @click.option(
     "--candidate-config",
@@ -207,18 +209,14 @@ def backtest(ctx: click.Context, archive: Path | None, start: str | None, end: s
     )
     from fraudstream.evaluation import evaluate as score
 
-    baseline = _settings(ctx)
+    baseline = resolve_settings(ctx)
     if not candidate_set and candidate_config is None and candidate_profile is None:
         raise click.UsageError(
             "nothing to try: give --set SECTION.KEY=VALUE, --candidate-config FILE or --candidate-profile NAME"
         )
-    root = ctx.find_root().obj
-    overrides = {**root["set"], **parse_set_option(candidate_set)}
-    if root["data_dir"] is not None:
-        overrides["data_dir"] = root["data_dir"]
-    candidate = load_settings(
-        candidate_config or root["config"], overrides, profile=candidate_profile or root["profile"]
-    )
+    given = global_options(ctx)
+    overrides = {**given.overrides(), **parse_set_option(candidate_set)}
+    candidate = load_settings(candidate_config or given.config, overrides, profile=candidate_profile or given.profile)
     configure_logging(baseline)
     start_ms, end_ms = _time(start, "--from"), _time(end, "--to")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -230,7 +228,7 @@ def backtest(ctx: click.Context, archive: Path | None, start: str | None, end: s
     click.echo(f"Backtest over {count:,} archived orders from {archive_dir} (work directory {work})")
     changed = _changes(baseline, candidate)
     click.echo("Candidate: " + (", ".join(f"{k} {a} -> {b}" for k, a, b in changed) or "no change"))
-    with _sigterm_as_interrupt():  # SIGTERM stops the replay running, as Ctrl-C does
+    with sigterm_as_interrupt():  # SIGTERM stops the replay running, as Ctrl-C does
         runs = [
             run_replay(name, s, events, work, click.echo)
             for name, s in (("baseline", baseline), ("candidate", candidate))

@@ -1,0 +1,179 @@
+"""`fraudstream query`: the stored alerts and dead letters, as tables or JSON.
+
+The group's options (--db, --json, --limit) work before or after the subcommand's name:
+`fraudstream query --json stats` and `fraudstream query stats --json` are the same.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from fraudstream.cli.app import resolve_settings
+from fraudstream.cli.options import Group, shared_value
+
+_ROWS = 20  # rows a listing shows
+_TOP_USERS = 5  # users `stats` ranks
+
+
+def _db_option() -> click.Option:
+    return click.Option(
+        ["--db"], type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db]."
+    )
+
+
+def _json_option() -> click.Option:
+    return click.Option(["--json", "as_json"], is_flag=True, default=None, help="Machine-readable JSON output.")
+
+
+def _limit_option() -> click.Option:
+    return click.Option(
+        ["--limit"],
+        type=click.IntRange(min=1),
+        metavar="N",
+        help=f"Rows to show [{_ROWS}]; for stats, the number of top users [{_TOP_USERS}].",
+    )
+
+
+@click.group(
+    cls=Group,
+    shares=(_db_option, _json_option, _limit_option),
+    shares_title="Options of 'query' (accepted before or after the subcommand's name)",
+)
+def query() -> None:
+    """Query stored alerts: stats, all, user ID, high, type TYPE, dead.
+
+    --db, --json and --limit may be given before or after the subcommand:
+    'fraudstream query stats --json --db F' is 'fraudstream query --json --db F stats'.
+    """
+
+
+def _fetch(ctx: click.Context, run: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Run one read-only query on the chosen database and close it again."""
+    from fraudstream.store.sqlite import connect
+
+    settings = resolve_settings(ctx, **{"store.db_path": shared_value(ctx, "db")})
+    conn = connect(settings.db_path)
+    try:
+        return run(conn)
+    finally:
+        conn.close()
+
+
+def _as_json(ctx: click.Context) -> bool:
+    return bool(shared_value(ctx, "as_json"))
+
+
+def _limit(ctx: click.Context, default: int = _ROWS) -> int:
+    return shared_value(ctx, "limit", default)
+
+
+def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int], list[dict[str, Any]]]) -> None:
+    from tabulate import tabulate
+
+    from fraudstream.cli.format import iso
+
+    rows = _fetch(ctx, lambda conn: run(conn, _limit(ctx)))
+    if _as_json(ctx):
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"{title} ({len(rows)} shown)")
+    if not rows:
+        click.echo("   (none)")
+        return
+    shown = []
+    for r in rows:
+        r = dict(r)
+        for k in ("event_time", "detected_at", "seen_at"):
+            if k in r:
+                r[k] = iso(r[k])
+        if r.get("amount") is not None:
+            r["amount"] = f"{r['amount']:,.2f}"
+        r.pop("alert_id", None)
+        shown.append(r)
+    click.echo(tabulate(shown, headers="keys", tablefmt="simple"))
+
+
+@query.command("stats")
+@click.pass_context
+def query_stats(ctx: click.Context) -> None:
+    """Totals, counts by type and severity, top users, alerts in the last hour."""
+    from fraudstream.store import queries
+
+    top = _limit(ctx, _TOP_USERS)
+    data = _fetch(ctx, lambda conn: queries.stats(conn, int(time.time() * 1000), top=top))
+    if _as_json(ctx):
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo("Fraud detection statistics")
+    click.echo("=" * 60)
+    click.echo(f"Total alerts: {data['total_alerts']}")
+    sections = [
+        ("Alerts by type", "by_type", "alert_type", "alerts"),
+        ("Alerts by severity", "by_severity", "severity", "alerts"),
+        ("Top users by alerts", "top_users", "user_id", "alerts"),
+    ]
+    for title, key, label, count in sections:
+        click.echo(f"\n{title}:")
+        for r in data[key]:
+            click.echo(f"   {r[label]:<22} {r[count]}")
+    click.echo(f"\nAlerts detected in the last hour: {data['alerts_last_hour']}")
+    if data["dead_letters"]:
+        click.echo("\nDead letters by reason:")
+        for r in data["dead_letters"]:
+            click.echo(f"   {r['reason']:<22} {r['records']}")
+    click.echo("=" * 60)
+
+
+@query.command("all")
+@click.pass_context
+def query_all(ctx: click.Context) -> None:
+    """Most recent alerts (by event time)."""
+    from fraudstream.store import queries
+
+    _show(ctx, "Recent alerts", queries.recent)
+
+
+@query.command("user")
+@click.argument("user_id")
+@click.pass_context
+def query_user(ctx: click.Context, user_id: str) -> None:
+    """Alerts of one user."""
+    from fraudstream.store import queries
+
+    _show(ctx, f"Alerts for user {user_id}", lambda conn, limit: queries.for_user(conn, user_id, limit))
+
+
+@query.command("high")
+@click.pass_context
+def query_high(ctx: click.Context) -> None:
+    """HIGH and CRITICAL alerts."""
+    from fraudstream.store import queries
+
+    _show(ctx, "HIGH and CRITICAL alerts", queries.high_priority)
+
+
+@query.command("type")
+@click.argument("alert_type")
+@click.pass_context
+def query_type(ctx: click.Context, alert_type: str) -> None:
+    """Alerts of one type (VELOCITY_FRAUD, HIGH_VALUE_FRAUD, ...)."""
+    from fraudstream.store import queries
+
+    kind = alert_type.upper()
+    _show(ctx, f"{kind} alerts", lambda conn, limit: queries.of_type(conn, kind, limit))
+
+
+@query.command("dead")
+@click.pass_context
+def query_dead(ctx: click.Context) -> None:
+    """Most recent dead letters with their reasons."""
+    from fraudstream.store import queries
+
+    _show(ctx, "Dead letters", queries.dead_letters)
