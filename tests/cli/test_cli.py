@@ -38,6 +38,34 @@ def test_produce_rate_limit_holds(tmp_path, capsys):
     assert time.monotonic() - started >= 0.35
 
 
+def test_a_paced_unseeded_stream_is_stamped_with_the_wall_clock(tmp_path, capsys):
+    out = tmp_path / "live.jsonl"
+    before = int(time.time() * 1000)
+    code, _, err = run_cli(capsys, "produce", "--count", "30", "--rate", "200", "-o", str(out))
+    after = int(time.time() * 1000)
+    assert code == 0 and "live clock" in err
+    times = [orjson.loads(line)["event_time"] for line in out.read_bytes().splitlines()]
+    assert before <= times[0] and times[-1] <= after
+    assert times == sorted(times) and times[-1] - times[0] >= 29 * 5 - 5  # 5 ms apart: the rate, in real time
+    # A seed, or no pacing, keeps the stream's own clock.
+    code, _, err = run_cli(capsys, "produce", "--count", "30", "--rate", "200", "--seed", "1", "-o", str(out))
+    assert code == 0 and "live clock" not in err
+    assert BASE <= orjson.loads(out.read_bytes().splitlines()[0])["event_time"] < BASE + 60_000
+    code, _, err = run_cli(capsys, "produce", "--count", "3000", "--rate", "0", "-o", str(out))
+    times = [orjson.loads(line)["event_time"] for line in out.read_bytes().splitlines()]
+    assert times[-1] - times[0] > 3000 * 100  # about 250 ms apart in event time, made in a blink
+
+
+def test_the_banner_says_whether_the_stream_is_live():
+    from fraudstream.cli.app import pin_stream
+    from fraudstream.cli.run_cmd import banner
+    from fraudstream.config import Settings
+
+    assert "live: stamped with the wall clock, 250,000 customers" in banner(pin_stream(Settings()))
+    seeded = banner(pin_stream(Settings().with_overrides({"generator.seed": 4})))
+    assert "seed=4, start=seeded default" in seeded and "wall clock" not in seeded
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from fraudstream.cli.options import shared_value
-from fraudstream.config import PROFILE_ENV, PROFILES, Settings, load_settings, parse_set_option
+from fraudstream.config import PROFILE_ENV, PROFILES, Settings, load_settings, parse_set_option, pin_generator
 from fraudstream.errors import UserFacingError
+from fraudstream.generator import LIVE_START
 
 GLOBAL_OPTIONS_TITLE = "Global options (accepted before or after the command's name)"
 
@@ -95,6 +96,16 @@ def resolve_settings(ctx: click.Context, **flags: Any) -> Settings:
     overrides = given.overrides()
     overrides.update({k: v for k, v in flags.items() if v is not None})
     return load_settings(given.config, overrides, profile=given.profile)
+
+
+def pin_stream(settings: Settings) -> Settings:
+    """The generator's stream of a run: live, on the wall clock, when it is paced and was not
+    asked to be reproducible (no seed, no start time, a rate above 0); and with its seed
+    fixed, which the banner shows (a live stream's orders also depend on when they are made)."""
+    g = settings.generator
+    if g.seed is None and g.start_time is None and g.rate > 0:
+        settings = settings.with_overrides({"generator.start_time": LIVE_START})
+    return pin_generator(settings)
 
 
 @contextmanager

@@ -11,9 +11,10 @@ from typing import Any
 import click
 import orjson
 
-from fraudstream.cli.app import UserError, resolve_settings, sigterm_as_interrupt
+from fraudstream.cli.app import UserError, pin_stream, resolve_settings, sigterm_as_interrupt
 from fraudstream.cli.options import Command
-from fraudstream.config import Settings, pin_generator
+from fraudstream.config import Settings
+from fraudstream.generator import is_live
 
 
 @click.command(cls=Command)
@@ -32,12 +33,26 @@ from fraudstream.config import Settings, pin_generator
     "as fast as possible unless --rate is given.",
 )
 @click.option("--count", type=int, help="Orders to generate (default: until Ctrl-C).")
-@click.option("--rate", type=float, help="Orders per second of wall clock; 0 = as fast as possible [50].")
-@click.option("--seed", type=int, help="Fix the random stream; same seed, same orders.")
+@click.option(
+    "--rate",
+    type=float,
+    help="Orders per second of wall clock; 0 = as fast as possible [50]. Above 0 and without --seed or "
+    "--start-time, a live stream: each order is stamped with the wall clock when it is made.",
+)
+@click.option("--seed", type=int, help="Fix the random stream on its own clock; same seed, same orders.")
 @click.option("--fraud-ratio", type=float, help="Share of fraudulent orders [0.2].")
 @click.option("--jitter-ms", type=int, help="Bounded out-of-order jitter of event times [0].")
-@click.option("--start-time", help="ISO-8601 start of event time [now; 2026-01-01T00:00:00Z with --seed].")
-@click.option("--users", type=int, help="Normal users in the population [20000].")
+@click.option(
+    "--start-time",
+    help="ISO-8601 start of the stream's own clock, or 'now' for the wall clock (a live stream, with --rate "
+    "above 0) [now; 2026-01-01T00:00:00Z with --seed].",
+)
+@click.option(
+    "--users",
+    type=int,
+    help="Normal users in the population [20000]; a live stream scales them to its rate (x rate/4), so each "
+    "orders as often as at the reproducible stream's 4 orders/s.",
+)
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
 @click.pass_context
 def produce(
@@ -61,8 +76,10 @@ def produce(
     """
     flags = {f"generator.{k}": v for k, v in opts.items()}
     flags["kafka.bootstrap_servers"] = bootstrap_servers
-    settings = pin_generator(resolve_settings(ctx, **flags))
+    settings = pin_stream(resolve_settings(ctx, **flags))
     cfg = settings.generator
+    # A file is replayed as fast as possible unless a rate is asked for.
+    rate = cfg.rate if from_file is None or opts["rate"] is not None else 0.0
     if from_file is not None and not from_file.is_file():
         raise UserError(f"input file not found: {from_file}")
     to_kafka = bool(bootstrap_servers or to_kafka or topic)
@@ -72,17 +89,15 @@ def produce(
             raise click.UsageError(
                 "-o/--output writes lines; it cannot be combined with --kafka, --bootstrap-servers or --topic"
             )
-        _produce_to_kafka(settings, topic, records, cfg.rate if from_file is None or opts["rate"] else 0.0, quiet)
+        _produce_to_kafka(settings, topic, records, rate, quiet)
         return
-    from fraudstream.generator.pacing import Pacer
+    from fraudstream.generator.pacing import paced
 
-    pacer = Pacer(cfg.rate)
     out = sys.stdout.buffer if output == "-" else _open_output(Path(output))
     started = last_report = time.monotonic()
     n = 0
     try:
-        for _, value in records:
-            pacer.wait()
+        for _, value in paced(records, rate):
             out.write(value + b"\n")
             n += 1
             now = time.monotonic()
@@ -100,7 +115,7 @@ def produce(
     if not quiet:
         elapsed = max(time.monotonic() - started, 1e-9)
         where = "stdout" if output == "-" else output
-        origin = f"from {from_file}" if from_file else f"(seed {seed})"
+        origin = f"from {from_file}" if from_file else f"(seed {seed}{', live clock' if is_live(cfg) else ''})"
         click.echo(f"produced {n} orders to {where} in {elapsed:.1f}s {origin}", err=True)
 
 

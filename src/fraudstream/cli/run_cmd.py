@@ -9,9 +9,9 @@ from typing import Any
 import click
 import orjson
 
-from fraudstream.cli.app import UserError, resolve_settings
+from fraudstream.cli.app import UserError, pin_stream, resolve_settings
 from fraudstream.cli.options import Command
-from fraudstream.config import Settings, pin_generator
+from fraudstream.config import GeneratorSettings, Settings
 
 logger = logging.getLogger("fraudstream.cli")
 
@@ -22,8 +22,13 @@ logger = logging.getLogger("fraudstream.cli")
     help="'generator' (default), 'file:PATH' (JSON lines; the job ends at end of file) or 'kafka' (the raw topic).",
 )
 @click.option("--count", type=int, help="Generator: stop after this many orders (default: until Ctrl-C).")
-@click.option("--rate", type=float, help="Generator: orders per second of wall clock, 0 = flat out [50].")
-@click.option("--seed", type=int, help="Generator: fix the random stream (reproducible runs).")
+@click.option(
+    "--rate",
+    type=float,
+    help="Generator: orders per second of wall clock, 0 = flat out [50]. Above 0 and without --seed, "
+    "a live stream: each order is stamped with the wall clock when it is made.",
+)
+@click.option("--seed", type=int, help="Generator: fix the random stream, on its own clock (reproducible runs).")
 @click.option("--fraud-ratio", type=float, help="Generator: share of fraudulent orders [0.2].")
 @click.option("--out-of-orderness-ms", type=int, help="Watermark bound: how late an order may arrive [5000].")
 @click.option("--parallelism", type=int, help="Flink parallelism of the keyed operators [1].")
@@ -99,7 +104,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         "kafka.start_from": opts["start_from"],
         "kafka.bounded": opts["bounded"],
     }
-    settings = pin_generator(resolve_settings(ctx, **flags))
+    settings = pin_stream(resolve_settings(ctx, **flags))
     try:
         spec = SourceSpec.parse(settings.pipeline.source)
     except ValueError as exc:
@@ -152,6 +157,17 @@ def summarize(summary: Any, settings: Settings) -> None:
     click.echo(f"Stored {summary.stored} records in {settings.db_path}; log in {settings.log_file}")
 
 
+def _generator_line(g: GeneratorSettings) -> str:
+    from fraudstream.generator import is_live, live_users
+
+    count = g.count if g.count is not None else "until stopped"
+    if is_live(g):
+        clock = f"live: stamped with the wall clock, {live_users(g):,} customers"
+    else:
+        clock = f"start={g.start_time or 'seeded default'}"
+    return f" (seed={g.seed}, {clock}, rate={g.rate:g}/s, count={count}, fraud ratio={g.fraud_ratio:g})"
+
+
 def banner(s: Settings, restore_from: str | None = None) -> str:
     d, p, g = s.detectors, s.pipeline, s.generator
     lines = [
@@ -159,13 +175,7 @@ def banner(s: Settings, restore_from: str | None = None) -> str:
         "fraudstream: real-time fraud detection for food-delivery orders (Apache Flink)",
         "=" * 80,
         "Configuration:",
-        f"   Source              : {p.source}"
-        + (
-            f" (seed={g.seed}, start={g.start_time or 'seeded default'}, rate={g.rate:g}/s,"
-            f" count={g.count if g.count is not None else 'until stopped'}, fraud ratio={g.fraud_ratio:g})"
-            if p.source == "generator"
-            else ""
-        ),
+        f"   Source              : {p.source}" + (_generator_line(g) if p.source == "generator" else ""),
         *(
             [
                 f"   Kafka               : {s.kafka.bootstrap_servers} {s.kafka.raw_topic} -> {s.kafka.alerts_topic}"

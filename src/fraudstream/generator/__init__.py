@@ -1,5 +1,13 @@
 """Synthetic food-delivery orders with labelled fraud patterns and fraud actors."""
 
-from fraudstream.generator.orders import BEHAVIORS, PATTERNS, OrderGenerator, generator_from_settings
+from fraudstream.generator.orders import (
+    BEHAVIORS,
+    LIVE_START,
+    PATTERNS,
+    OrderGenerator,
+    generator_from_settings,
+    is_live,
+    live_users,
+)
 
-__all__ = ["BEHAVIORS", "PATTERNS", "OrderGenerator", "generator_from_settings"]
+__all__ = ["BEHAVIORS", "LIVE_START", "PATTERNS", "OrderGenerator", "generator_from_settings", "is_live", "live_users"]

@@ -34,6 +34,17 @@ episodes; a missing pattern or share 0 turns it off):
 - ``city_hopping``: a fresh account ordering from 2-4 cities, each over 400 km from the
   previous one, 2-30 minutes apart (log-uniform).
 
+Live streams. Given a ``clock`` (``start_time = "now"`` with a rate above 0 in the
+settings, the default of an unseeded paced run), the generator runs on the wall clock
+instead of its own: each order is stamped with the time at which it is made, and the
+orders an episode or a group order scheduled (10 s-2 min apart, 20-90 minutes later...)
+come due in real time, so the patterns keep their real spacing. The rate is then set by
+whoever paces the calls (``paced``), flat, without the daily rhythm; a live stream is not
+reproducible, even with a seed. So that each customer orders as often as in a reproducible
+stream (one order every ``users`` x ``mean_gap_ms`` on average, about 80 minutes by
+default), and honest noise trips the rules as rarely, a live stream's population is
+``users`` scaled to its rate (``live_users``: 250,000 customers at 50 orders/s).
+
 Labels: ``behavior`` is the pattern (or ``"normal"``); fraud events also carry
 ``fraud_actor``, the episode's id such as ``"velocity_burst-000017"``. Both are ground
 truth for evaluation; detectors never read them. The same seed and settings always give
@@ -47,7 +58,7 @@ import math
 import random
 import time
 from bisect import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import accumulate
 from statistics import NormalDist
@@ -77,6 +88,8 @@ PAYMENT_METHODS = ("UPI", "Credit Card", "Debit Card", "Wallet", "Net Banking", 
 PATTERNS = ("velocity_burst", "account_farm", "high_value", "city_hopping")
 BEHAVIORS = ("normal", *PATTERNS)
 SEEDED_START = "2026-01-01T00:00:00+00:00"
+LIVE_START = "now"  # generator.start_time of a stream on the wall clock
+LIVE_MAX_USERS = 1_000_000
 _RESTAURANTS_PER_CITY = 40
 
 _MIN = 60_000
@@ -141,12 +154,32 @@ PARTY_AMOUNT = (1_200.0, 3_500.0)
 _NOISE_P = TRIP_P + GROUP_P + PARTY_P
 
 
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def is_live(cfg: GeneratorSettings) -> bool:
+    """Whether these settings ask for a stream on the wall clock (see the module's doc)."""
+    return cfg.start_time == LIVE_START and cfg.rate > 0
+
+
+def live_users(cfg: GeneratorSettings) -> int:
+    """A live stream's population: `users` at the pace of a reproducible stream (an order
+    every mean_gap_ms) scaled to the live rate, so each customer orders as often as there
+    (at most LIVE_MAX_USERS, which a rate above 200/s with the defaults reaches)."""
+    if not cfg.mean_gap_ms:
+        return cfg.users
+    return max(1, min(LIVE_MAX_USERS, round(cfg.users * cfg.rate * cfg.mean_gap_ms / 1000)))
+
+
 def _start_ms(start_time: str | None, seeded: bool) -> int:
     if start_time is None:
         if seeded:
             start_time = SEEDED_START
         else:
-            return int(time.time() * 1000)
+            return wall_clock_ms()
+    if start_time == LIVE_START:
+        return wall_clock_ms()
     parsed = datetime.fromisoformat(start_time.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
@@ -179,7 +212,11 @@ class OrderGenerator:
         mean_gap_ms: int = 250,
         jitter_ms: int = 0,
         pattern_shares: Mapping[str, float] | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
+        """`clock` (epoch ms, e.g. `wall_clock_ms`) makes a live stream: orders are stamped
+        with it as they are made, instead of with the generator's own event-time clock
+        (`start_ms`, advancing by `mean_gap_ms` on average)."""
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         self.rng = rng = random.Random(self.seed)
         self.fraud_ratio = fraud_ratio
@@ -189,7 +226,11 @@ class OrderGenerator:
         self._pattern_cum = list(accumulate(self.pattern_shares.values()))
         # Arrival rate (per ms) in each quarter hour of the IST day.
         self._rates = [r / mean_gap_ms for r in RHYTHM] if mean_gap_ms else []
-        self.clock = start_ms if start_ms is not None else _start_ms(None, seed is not None)
+        self.live_clock = clock
+        if clock is not None:
+            self.clock = clock()
+        else:
+            self.clock = start_ms if start_ms is not None else _start_ms(None, seed is not None)
         self._last_time = self.clock
         self.restaurants = {
             city: [f"r_{city[:3].lower()}_{i}" for i in range(_RESTAURANTS_PER_CITY)] for city in CITIES
@@ -395,15 +436,19 @@ class OrderGenerator:
 
     def next_order(self) -> dict[str, Any]:
         rng = self.rng
-        if self.mean_gap_ms:
+        live = self.live_clock is not None
+        if live:
+            self.clock = max(self.clock, self.live_clock())  # type: ignore[misc]
+        elif self.mean_gap_ms:
             slot = (self.clock + _IST_OFFSET_MS) // _SLOT_MS % _SLOTS
             self.clock += int(rng.expovariate(self._rates[slot]))
         heap = self._heap
-        if heap and (heap[0][0] <= self.clock or not self.mean_gap_ms):
+        if heap and (heap[0][0] <= self.clock or not (live or self.mean_gap_ms)):
             at, _, event = heapq.heappop(heap)
             # A scheduled order keeps its own time, unless that would put it before the last
-            # order (or after the clock, which only stands still when mean_gap_ms is 0).
-            stamp = min(max(at, self._last_time), self.clock)
+            # order (or after the clock, which only stands still when mean_gap_ms is 0); on
+            # the wall clock, it is made now.
+            stamp = self.clock if live else min(max(at, self._last_time), self.clock)
             if "fraud_actor" in event:
                 self.fraud_emitted += 1
         elif self.fraud_emitted < self.fraud_ratio * (self.emitted + 1):
@@ -430,13 +475,16 @@ class OrderGenerator:
             n += 1
 
 
-def generator_from_settings(cfg: GeneratorSettings) -> OrderGenerator:
+def generator_from_settings(cfg: GeneratorSettings, clock: Callable[[], int] = wall_clock_ms) -> OrderGenerator:
+    """The generator these settings describe; a live one (`is_live`) reads `clock`."""
+    live = is_live(cfg)
     return OrderGenerator(
         seed=cfg.seed,
         fraud_ratio=cfg.fraud_ratio,
-        users=cfg.users,
-        start_ms=_start_ms(cfg.start_time, cfg.seed is not None),
+        users=live_users(cfg) if live else cfg.users,
+        start_ms=None if live else _start_ms(cfg.start_time, cfg.seed is not None),
         mean_gap_ms=cfg.mean_gap_ms,
         jitter_ms=cfg.jitter_ms,
         pattern_shares=cfg.pattern_shares,
+        clock=clock if live else None,
     )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Pacer:
@@ -20,3 +24,18 @@ class Pacer:
         if delay > 0:
             time.sleep(delay)
         self.next_at = max(self.next_at + self.interval, time.monotonic() - 1.0)
+
+
+def paced(items: Iterable[T], rate: float) -> Iterator[T]:
+    """`items` at `rate` per second (0 = no limit), each taken from `items` only when its turn
+    has come: a live generator then stamps an order at the moment it is sent, not one
+    interval earlier."""
+    pacer = Pacer(rate)
+    it = iter(items)
+    while True:
+        pacer.wait()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        yield item

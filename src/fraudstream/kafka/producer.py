@@ -12,7 +12,7 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from fraudstream.config import KafkaSettings
-from fraudstream.generator.pacing import Pacer
+from fraudstream.generator.pacing import paced
 from fraudstream.kafka.clients import client_config, connect_admin, partition_count
 
 logger = logging.getLogger(__name__)
@@ -78,11 +78,9 @@ class OrderPublisher:
         """Send every (key, value) record, the value a JSON line without its newline;
         Ctrl-C stops and still flushes."""
         s = self.summary
-        pacer = Pacer(rate)
         started = last = time.monotonic()
         try:
-            for key, value in records:
-                pacer.wait()
+            for key, value in paced(records, rate):
                 while True:
                     try:
                         self.producer.produce(self.topic, value, key, on_delivery=self._on_delivery)
