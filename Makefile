@@ -10,7 +10,7 @@ JARS   := jvm/lib/.fetched
 HELPER := jvm/lib/flink/fraudstream-flink.jar
 HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java)
 
-.PHONY: setup run demo test lint unit clean java jars maven kafka-start kafka-stop
+.PHONY: setup run demo test check lint unit clean java jars maven kafka-start kafka-stop
 
 setup: java $(STAMP) $(JARS) $(HELPER)
 
@@ -67,8 +67,13 @@ lint: setup
 unit: setup
 	$(BIN)/pytest -q -m "not flink"
 
+# The inner loop: lint and every test that needs no Flink (under a minute).
+check: lint
+	$(BIN)/pytest -q -m "not flink" -p no:cacheprovider
+
+# Everything; the ten slowest tests are listed at the end, so growth is visible.
 test: lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=10
 
 clean:
 	rm -rf $(VENV) data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache

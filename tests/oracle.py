@@ -2,6 +2,8 @@
 
 It shares no code with the detectors: it sorts the whole stream by time and recomputes
 every rule from scratch for every order, straight from the definitions in the issue.
+Re-deliveries are dropped first, as the job's input step does: an order whose id was
+already admitted for the same user less than the longest rule window earlier.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class Params:
     geo_window_ms: int = _D.geo_window_ms
     cooldown_ms: int = _D.dedup_cooldown_ms
 
+    @property
+    def horizon_ms(self) -> int:
+        return max(self.velocity_window_ms, self.device_window_ms, self.geo_window_ms)
+
     @staticmethod
     def of(d: DetectorSettings) -> Params:
         return Params(
@@ -32,13 +38,35 @@ class Params:
         )  # fmt: skip
 
 
+def _id(o: dict) -> str:
+    return o["transaction_id"] if o.get("transaction_id") is not None else o["order_id"]
+
+
+def redeliveries(orders: list[dict], p: Params = Params()) -> list[int]:
+    """Positions (in `orders`, i.e. arrival order) of the copies the job must reject as
+    `duplicate`: by event time, then arrival, an order is a re-delivery when an order with
+    its user and id was admitted in the horizon before it (t - horizon, t]."""
+    admitted: dict[tuple[str, str], list[int]] = defaultdict(list)
+    out = []
+    for i in sorted(range(len(orders)), key=lambda i: orders[i]["event_time"]):
+        o = orders[i]
+        t = o["event_time"]
+        times = admitted[(o["user_id"], _id(o))]
+        if any(t - p.horizon_ms < s <= t for s in times):
+            out.append(i)
+        else:
+            times.append(t)
+    return sorted(out)
+
+
 def expected_alerts(orders: list[dict], p: Params = Params()) -> set[tuple[str, str, str, int]]:
     """Alerts as (alert_type, key, transaction_id, event_time)."""
 
     def order_key(o: dict) -> tuple:
-        return (o["event_time"], o["transaction_id"], o["user_id"], o["device_id"])
+        return (o["event_time"], _id(o), o["user_id"], o["device_id"])
 
-    events = sorted(orders, key=order_key)
+    dropped = set(redeliveries(orders, p))
+    events = sorted((o for i, o in enumerate(orders) if i not in dropped), key=order_key)
     by_user: dict[str, list[dict]] = defaultdict(list)
     by_device: dict[str, list[dict]] = defaultdict(list)
     for o in events:
@@ -69,5 +97,5 @@ def expected_alerts(orders: list[dict], p: Params = Params()) -> set[tuple[str, 
         if prev is not None and t - prev < p.cooldown_ms:
             continue
         last[(alert_type, key)] = t
-        out.add((alert_type, key, o["transaction_id"], t))
+        out.add((alert_type, key, _id(o), t))
     return out

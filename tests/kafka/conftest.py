@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from fraudstream.config import BrokerSettings, KafkaSettings
 from fraudstream.kafka.broker import LocalBroker
@@ -88,9 +88,12 @@ def send(k: KafkaSettings, records: list[tuple[int | None, bytes | None, bytes]]
     assert producer.flush(30) == 0
 
 
-def consume(k: KafkaSettings, topic: str, expect: int | None = None, idle_s: float = 5.0, limit_s: float = 60.0):
-    """Every committed record of `topic` as (partition, key, value), read from the start until
-    `expect` records arrived (or nothing new came for `idle_s`)."""
+def consume(k: KafkaSettings, topic: str, expect: int | None = None, limit_s: float = 60.0):
+    """Every committed record of `topic` as (partition, key, value), read from the start.
+
+    Without `expect`: up to the topic's end as it is when called (for a job that has
+    finished or stopped: everything it committed, nothing waited for). With `expect`: until
+    that many records arrived, for a job still running. Either way at most `limit_s`."""
     consumer = Consumer(
         client_config(
             k,
@@ -102,20 +105,31 @@ def consume(k: KafkaSettings, topic: str, expect: int | None = None, idle_s: flo
             },
         )
     )
-    consumer.subscribe([topic])
+    partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+    consumer.assign([TopicPartition(topic, p.partition, OFFSET_BEGINNING) for p in partitions])
+    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10, cached=False)[1] for p in partitions}
     out = []
-    last = start = time.monotonic()
+    start = time.monotonic()
     try:
         while time.monotonic() - start < limit_s:
             if expect is not None and len(out) >= expect:
                 break
-            if expect is None and time.monotonic() - last > idle_s:
+            if expect is None and _reached(consumer, partitions, ends):
                 break
-            msg = consumer.poll(0.5)
+            msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
             out.append((msg.partition(), msg.key(), msg.value()))
-            last = time.monotonic()
     finally:
         consumer.close()
     return out
+
+
+def _reached(consumer: Consumer, partitions: list[TopicPartition], ends: dict[int, int]) -> bool:
+    """Whether the consumer has read past `ends` in every partition. A transaction's commit
+    marker takes an offset of its own, which no record reports: past the last record of a
+    partition whose end is a marker, the position says so once the marker was fetched."""
+    for tp in consumer.position(partitions):
+        if ends[tp.partition] > 0 and (tp.offset < 0 or tp.offset < ends[tp.partition]):
+            return False
+    return True

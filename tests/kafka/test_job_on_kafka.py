@@ -35,6 +35,12 @@ BAD = [
 ]
 # Published after the rest under u_t's key: behind the newest event of its own partition.
 LATE = orjson.dumps(order("late1", BASE + 20 * MIN, "u_t", "d_t"))
+# Re-deliveries, each right after its original: counted, v2's copy would move u_v's velocity
+# alert to v3 and g2's (from Pune, 30 s later) would raise a second geo alert.
+COPIES = {
+    "v2": lambda o: o,
+    "g2": lambda o: {**o, "city": "Pune", "event_time": o["event_time"] + 30_000},
+}
 
 
 def _key(value: bytes) -> bytes | None:
@@ -50,7 +56,14 @@ def bounded_run(broker, tmp_path_factory, request):
     with each engine."""
     k = fresh_topics(broker)
     good = _sorted_lines(SMALL)
-    records = [(None, _key(v), v) for v in good] + [(None, _key(v), v) for v, _ in BAD] + [(None, b"u_t", LATE)]
+    with_copies = []
+    for line in good:
+        with_copies.append(line)
+        o = orjson.loads(line)
+        if o["transaction_id"] in COPIES:
+            with_copies.append(orjson.dumps(COPIES[o["transaction_id"]](o)))
+    records = [(None, _key(v), v) for v in with_copies] + [(None, _key(v), v) for v, _ in BAD]
+    records += [(None, b"u_t", LATE)]
     # a tombstone (no value) and an empty value: not orders, and they must not stop the job
     records += [(None, b"u_x", None), (None, b"u_x", b"")]
     send(k, records)
@@ -104,8 +117,14 @@ def test_bad_records_become_dead_letters_with_reasons_and_the_job_goes_on(bounde
     k, proc, data, _ = bounded_run
     assert proc.returncode == 0
     letters = [orjson.loads(v) for _, _, v in consume(k, k.dead_letter_topic)]
-    expected = sorted([reason for _, reason in BAD] + ["late"])
+    expected = sorted([reason for _, reason in BAD] + ["late", "duplicate", "duplicate"])
     assert sorted(d["reason"] for d in letters) == expected
+    copies = sorted(
+        (orjson.loads(d["raw"])["transaction_id"], d["detail"]) for d in letters if d["reason"] == "duplicate"
+    )
+    assert [(tx, detail.rsplit("; ", 1)[1]) for tx, detail in copies] == [
+        ("g2", "this copy differs in city, event_time"), ("v2", "this copy is identical"),
+    ]  # fmt: skip
     assert all(d["detail"] and d["seen_at"] for d in letters)
     late = next(d for d in letters if d["reason"] == "late")
     assert late["event_time"] == BASE + 20 * MIN
@@ -118,7 +137,7 @@ def test_the_archive_holds_every_valid_order_as_received_and_every_dead_letter(b
     k, proc, data, good = bounded_run
     assert proc.returncode == 0
     rows = archived(data)
-    assert len(rows) == len(good)  # none twice, and not the late one
+    assert len(rows) == len(good)  # none twice, not the late one, no re-delivery
     sent = {d.get("transaction_id") or d["order_id"]: d for d in map(orjson.loads, good)}
     by_id = {r["transaction_id"]: orjson.loads(r["raw"]) for r in rows}
     assert by_id.keys() == sent.keys()
@@ -138,7 +157,9 @@ def test_the_archive_holds_every_valid_order_as_received_and_every_dead_letter(b
     query = f"SELECT count(*), count(DISTINCT transaction_id) FROM read_parquet('{data}/archive/orders/*/*/part-*', hive_partitioning=true)"
     assert duckdb.sql(query).fetchall() == [(len(good), len(good))]
     letters = archived(data, "dead_letters")
-    assert sorted(d["reason"] for d in letters) == sorted([reason for _, reason in BAD] + ["late"])
+    assert sorted(d["reason"] for d in letters) == sorted(
+        [reason for _, reason in BAD] + ["late", "duplicate", "duplicate"]
+    )
 
 
 def test_alerts_tail_prints_readable_lines(bounded_run):

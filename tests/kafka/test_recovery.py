@@ -102,7 +102,7 @@ def _report(injected: str, expected: set, extra: str = "") -> None:
 
 
 def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
-    topic = [alert_from_json(v) for _, _, v in consume(k, k.alerts_topic, expect=len(expected) + 1, idle_s=8)]
+    topic = [alert_from_json(v) for _, _, v in consume(k, k.alerts_topic)]
     keys = [(a.alert_type, a.key, a.transaction_id, a.event_time) for a in topic]
     duplicated = [key for key, n in Counter(keys).items() if n > 1]
     assert not duplicated, f"{len(duplicated)} alerts committed twice, e.g. {duplicated[:3]}"
@@ -226,7 +226,7 @@ def _partition_of(k: KafkaSettings, order: dict) -> int:
     """Where the producer put this order: found by reading the raw topic back."""
     global _PARTITIONS
     if _PARTITIONS is None or _PARTITIONS[0] != k.raw_topic:
-        placed = {orjson.loads(v)["transaction_id"]: p for p, _, v in consume(k, k.raw_topic, idle_s=3)}
+        placed = {orjson.loads(v)["transaction_id"]: p for p, _, v in consume(k, k.raw_topic)}
         _PARTITIONS = (k.raw_topic, placed)
     return _PARTITIONS[1][order["transaction_id"]]
 
@@ -273,7 +273,7 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     assert proc.returncode == 0
     assert f"Starting from       : {location}" in out
     _assert_exactly(kafka, db, expected)
-    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic, idle_s=5)]
+    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic)]
     assert [(d["reason"], orjson.loads(d["raw"])["transaction_id"]) for d in letters] == [
         ("late", "late-after-restore")
     ]
@@ -316,7 +316,7 @@ def test_poison_records_reconcile_and_neither_stop_nor_restart_the_job(kafka, or
     proc = subprocess.run(_command(kafka, data), capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic, idle_s=8)]
+    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic)]
     by_reason = Counter(d["reason"] for d in letters)
     assert by_reason == Counter(reason for _, reason in poison + poison)
     # records in = valid + dead letters by reason (late ones included)

@@ -1,5 +1,6 @@
 """Run the rules offline over a finished stream, exactly as the Flink job evaluates them:
-per key, in event-time order, orders of the same instant together, then the cooldown.
+re-deliveries dropped, then per key, in event-time order, orders of the same instant
+together, then the cooldown.
 
 Used by tests and for trying rule changes on recorded history without a cluster.
 """
@@ -13,6 +14,7 @@ from itertools import groupby
 from fraudstream.detectors.base import Alert, Detector
 from fraudstream.detectors.dedup import AlertDeduplicator
 from fraudstream.events.model import Order
+from fraudstream.events.redelivery import Redelivery, horizon_of
 
 
 def run_detector(detector: Detector, orders: Iterable[Order]) -> list[Alert]:
@@ -40,6 +42,22 @@ def deduplicate(alerts: Iterable[Alert], dedup: AlertDeduplicator) -> list[Alert
     return kept
 
 
+def first_copies(orders: Iterable[Order], redelivery: Redelivery) -> list[Order]:
+    """The orders the rules see: per user in event-time order (one instant in the order
+    given, i.e. arrival order), each re-delivery dropped."""
+    by_user: dict[str, list[Order]] = defaultdict(list)
+    for o in orders:
+        by_user[o.user_id].append(o)
+    kept: list[Order] = []
+    for user_orders in by_user.values():
+        state = redelivery.new_state()
+        user_orders.sort(key=lambda o: o.event_time)  # stable: arrival order within an instant
+        for _, batch in groupby(user_orders, key=lambda o: o.event_time):
+            kept.extend(redelivery.admit(state, list(batch))[0])
+    return kept
+
+
 def replay(orders: Sequence[Order], detectors: Sequence[Detector], dedup: AlertDeduplicator) -> list[Alert]:
+    orders = first_copies(orders, Redelivery(horizon_of(detectors)))
     raw = [a for d in detectors for a in run_detector(d, orders)]
     return deduplicate(raw, dedup)

@@ -20,11 +20,14 @@ from fraudstream.detectors.base import Alert, Detector
 from fraudstream.detectors.dedup import AlertDeduplicator, DedupState
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.parse import ParseLimits, dead_letter, parse_record
+from fraudstream.events.redelivery import Redelivery
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+# The orders a re-delivery check let through, for the steps keyed otherwise and the archive.
+ADMITTED = OutputTag("admitted", Types.PICKLED_BYTE_ARRAY())
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -85,7 +88,7 @@ class AdmitFunction(KeyedProcessFunction):
             yield DEAD_LETTERS, result
             return
         t = result.event_time
-        if self.max_future_ms and t > _now_ms() + self.max_future_ms:
+        if self.max_future_ms and t > now_ms() + self.max_future_ms:
             yield (
                 DEAD_LETTERS,
                 self._reject(
@@ -115,10 +118,10 @@ class OrderTimestamps(TimestampAssigner):
 
 
 class _StateBinding:
-    """Maps one detector's plain state object onto Flink keyed state, field by field:
-    list -> ListState, dict -> MapState, anything else -> ValueState."""
+    """Maps one rule's plain state object (a detector's, or `Redelivery`'s) onto Flink keyed
+    state, field by field: list -> ListState, dict -> MapState, anything else -> ValueState."""
 
-    def __init__(self, ctx: RuntimeContext, detector: Detector) -> None:
+    def __init__(self, ctx: RuntimeContext, detector: Detector | Redelivery) -> None:
         self.detector = detector
         prefix = type(detector).__name__
         self.fields: list[tuple[str, str, Any]] = []
@@ -171,18 +174,34 @@ class _StateBinding:
             handle.clear()
 
 
+def _behind(value: Order, watermark: int, limits: ParseLimits) -> DeadLetter:
+    """A `late` dead letter for an order behind the combined watermark (after idleness)."""
+    t = value.event_time
+    return dead_letter(
+        "late", f"event_time {t} is behind the watermark {watermark}", orjson.dumps(value.to_dict()).decode(),
+        limits, event_time=t,
+    )  # fmt: skip
+
+
 class DetectorFunction(KeyedProcessFunction):
     """Runs the detectors that share one key (user or device) in event-time order.
 
     Orders are buffered per event time and evaluated when the watermark passes that time,
     so results never depend on arrival order within the out-of-orderness bound. One
     cleanup timer per key, `horizon` after its newest order, drops all of its state.
+
+    Keyed by user, it is also where an order delivered twice counts once: with `redelivery`,
+    each batch first goes through it (`fraudstream.events.redelivery`), in arrival order, so
+    of two copies the earlier-stamped one is kept, and at one instant the first to arrive.
+    Re-deliveries become `duplicate` dead letters; the orders let through go on to the rules
+    and to the `ADMITTED` side output (for the device-keyed rules and the archive).
     """
 
-    def __init__(self, detectors: list[Detector], limits: ParseLimits) -> None:
+    def __init__(self, detectors: list[Detector], limits: ParseLimits, redelivery: Redelivery | None = None) -> None:
         self.detectors = detectors
         self.limits = limits
-        self.horizon = max(d.horizon_ms() for d in detectors)
+        self.redelivery = redelivery
+        self.horizon = max([d.horizon_ms() for d in detectors] + ([redelivery.horizon_ms] if redelivery else []))
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.pending = runtime_context.get_map_state(
@@ -190,15 +209,13 @@ class DetectorFunction(KeyedProcessFunction):
         )
         self.cleanup_at = runtime_context.get_state(ValueStateDescriptor("cleanup_at", Types.LONG()))
         self.bindings = [_StateBinding(runtime_context, d) for d in self.detectors]
+        self.redelivered = _StateBinding(runtime_context, self.redelivery) if self.redelivery else None
 
     def process_element(self, value: Order, ctx: KeyedProcessFunction.Context):
         t = value.event_time
         watermark = ctx.timer_service().current_watermark()
-        if t <= watermark:  # cannot happen behind AdmitFunction; kept so nothing is ever lost
-            yield DEAD_LETTERS, dead_letter(
-                "late", f"event_time {t} is behind the watermark {watermark}", orjson.dumps(value.to_dict()).decode(),
-                self.limits, event_time=t,
-            )  # fmt: skip
+        if t <= watermark:  # possible after idleness, as this runs behind a shuffle
+            yield DEAD_LETTERS, _behind(value, watermark, self.limits)
             return
         waiting = self.pending.get(t)
         self.pending.put(t, [value] if waiting is None else [*waiting, value])
@@ -210,12 +227,23 @@ class DetectorFunction(KeyedProcessFunction):
             if self.cleanup_at.value() == timestamp:
                 for binding in self.bindings:
                     binding.clear()
+                if self.redelivered is not None:
+                    self.redelivered.clear()
                 self.cleanup_at.clear()
             return
         self.pending.remove(timestamp)
+        if self.redelivery is not None and self.redelivered is not None:
+            state = self.redelivered.load()
+            batch, duplicates = self.redelivery.admit(state, batch)
+            self.redelivered.store(state)
+            for order, detail in duplicates:
+                raw = orjson.dumps(order.to_dict()).decode()
+                yield DEAD_LETTERS, dead_letter("duplicate", detail, raw, self.limits, event_time=timestamp)
+            for order in batch:
+                yield ADMITTED, order
         batch.sort(key=lambda o: o.sort_key)
         alerts: list[Alert] = []
-        for binding in self.bindings:
+        for binding in self.bindings if batch else ():  # empty when every order was a re-delivery
             state = binding.load()
             alerts.extend(binding.detector.evaluate(state, batch))
             binding.store(state)
@@ -247,7 +275,7 @@ class DedupFunction(KeyedProcessFunction):
         expires = self.dedup.expires_at(state)
         if expires is not None:
             ctx.timer_service().register_event_time_timer(expires)
-        yield dataclasses.replace(value, detected_at=_now_ms())
+        yield dataclasses.replace(value, detected_at=now_ms())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         expires = self.dedup.expires_at(DedupState(self.last.value()))
@@ -255,17 +283,3 @@ class DedupFunction(KeyedProcessFunction):
             self.last.clear()
         return
         yield  # PyFlink needs on_timer to be a generator
-
-
-class CandidateAlert(MapFunction):
-    """SQL engine: the alert a rule candidate stands for, with the text and details the
-    detector's own code gives it (the cooldown has already run, in the JVM)."""
-
-    def __init__(self, detectors: list[Detector]) -> None:
-        self.detectors = {d.alert_type: d for d in detectors}
-
-    def map(self, value: Any) -> Alert:
-        from fraudstream.flink.sql_engine import alert_from_candidate, order_from_row
-
-        alert = alert_from_candidate(self.detectors[value[0]], order_from_row(value, 2), value[11], value[12])
-        return dataclasses.replace(alert, detected_at=_now_ms())

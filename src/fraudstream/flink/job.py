@@ -1,8 +1,8 @@
 """The fraud-detection job graph.
 
     raw lines -> admit (parse, validate, late?) -> event time + watermarks
-      -> key by user   -> velocity, high value, geo anomaly  \\
-      -> key by device -> device sharing                      > union -> key by (type, key) -> cooldown
+      -> key by user   -> re-deliveries out (`duplicate`); velocity, high value, geo anomaly  \\
+          -> the orders let through -> key by device -> device sharing  > union -> key by (type, key) -> cooldown
     dead letters from every step are a side output; alerts and dead letters are returned
     to the caller, which writes them to the console, app.log and SQLite. With the Kafka
     source they also go to the alerts and dead-letter topics.
@@ -31,9 +31,11 @@ from fraudstream.config import KafkaSettings, Settings
 from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
+from fraudstream.events.redelivery import Redelivery, horizon_of
 from fraudstream.flink import checkpoints
 from fraudstream.flink.archive import attach_archive, order_rows
 from fraudstream.flink.functions import (
+    ADMITTED,
     DEAD_LETTERS,
     AdmitFunction,
     DedupFunction,
@@ -173,24 +175,25 @@ def build_job(
 
     detectors = build_detectors(settings.detectors)
     reference = settings.pipeline.engine == "reference"
+    dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
+    keyed_outputs = []
     if reference:
         # The reference system's layout, kept as a benchmark baseline: every order printed,
-        # and one Python operator behind its own key_by per detector.
+        # and one Python operator behind its own key_by per detector (no re-delivery check).
         orders = orders.map(_print_order, output_type=PICKLED).name("print-each-order")
-        groups = [[d] for d in detectors]
+        for d in detectors:
+            name = f"detect-{d.alert_type.lower()}"
+            keyed_outputs.append(_detect(orders, [d], limits, name))
     else:
-        groups = [[d for d in detectors if d.key_field == f] for f in ("user_id", "device_id")]
-    keyed_outputs = []
-    for group in filter(None, groups):
-        key_field = group[0].key_field
-        name = f"detect-{group[0].alert_type.lower()}" if len(group) == 1 and reference else f"detect-by-{key_field}"
-        alerts = (
-            orders.key_by(lambda o, f=key_field: getattr(o, f), key_type=Types.STRING())
-            .process(DetectorFunction(group, limits), output_type=PICKLED)
-            .name(name)
-            .uid(name)
-        )
-        keyed_outputs.append(alerts)
+        by_user = _detect(
+            orders, [d for d in detectors if d.key_field == "user_id"], limits, "detect-by-user_id",
+            Redelivery(horizon_of(detectors)),
+        )  # fmt: skip
+        # Only the first copy of an order goes on: to the device's rules and to the archive.
+        orders = by_user.get_side_output(ADMITTED)
+        by_device = _detect(orders, [d for d in detectors if d.key_field == "device_id"], limits, "detect-by-device_id")
+        keyed_outputs = [by_user, by_device]
+    dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
 
     unioned = keyed_outputs[0].union(*keyed_outputs[1:])
     deduped = (
@@ -200,8 +203,6 @@ def build_job(
         .uid("dedup")
     )
 
-    dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
-    dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
     archive = None if reference else order_rows(orders)
     return _outputs(
         env, settings, spec, deduped, dead_streams, orders if settings.pipeline.verbose else None, on_finished, archive
@@ -240,6 +241,19 @@ def _outputs(
 
 
 ADMIT_MAX_PARALLELISM = 128
+
+
+def _detect(
+    orders: DataStream, detectors: list, limits: ParseLimits, name: str, redelivery: Redelivery | None = None
+) -> DataStream:
+    """The detectors that share one key, in one keyed Python operator (uid = name)."""
+    key_field = detectors[0].key_field
+    return (
+        orders.key_by(lambda o, f=key_field: getattr(o, f), key_type=Types.STRING())
+        .process(DetectorFunction(detectors, limits, redelivery), output_type=PICKLED)
+        .name(name)
+        .uid(name)
+    )
 
 
 def _print_order(order: Order) -> Order:

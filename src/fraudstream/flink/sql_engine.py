@@ -1,7 +1,7 @@
 """The SQL engine: parsing, event time and the four rules run inside the JVM.
 
     raw bytes -> OrderAdmission (Java: parse, validate, late?) -> event time + watermarks
-      -> BehindWatermark (Java: late against the combined watermark, after idleness)
+      -> Redelivery (Java, keyed by user: re-deliveries and orders behind the combined watermark)
       -> Flink SQL: one OVER window per rule, each keyed by user or device
       -> rule candidates (a few per cent of the orders) -> cooldown (Java)
       -> Python: the alert's text and details, for the alerts that pass
@@ -22,11 +22,13 @@ own code, so both engines emit identical alerts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.functions import MapFunction
 from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
@@ -34,6 +36,8 @@ from fraudstream.config import Settings
 from fraudstream.detectors import build_detectors
 from fraudstream.detectors.base import Alert, Detector
 from fraudstream.events.model import DeadLetter, Order
+from fraudstream.events.redelivery import horizon_of
+from fraudstream.flink.functions import now_ms
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 _ORDER_COLUMNS = "transaction_id, user_id, device_id, restaurant_id, amount, city, payment_method, event_time, behavior"
@@ -130,6 +134,18 @@ def alert_from_candidate(detector: Detector, order: Order, n: int | None, m: dic
     return detector.alert(order)  # type: ignore[attr-defined]
 
 
+class CandidateAlert(MapFunction):
+    """The alert a rule candidate stands for, with the text and details the detector's own
+    code gives it (the cooldown has already run, in the JVM)."""
+
+    def __init__(self, detectors: list[Detector]) -> None:
+        self.detectors = {d.alert_type: d for d in detectors}
+
+    def map(self, value: Any) -> Alert:
+        alert = alert_from_candidate(self.detectors[value[0]], order_from_row(value, 2), value[11], value[12])
+        return dataclasses.replace(alert, detected_at=now_ms())
+
+
 def _dead_letter(row: Any) -> DeadLetter:
     return DeadLetter(reason=row[0], detail=row[1], raw=row[2], seen_at=row[3], event_time=row[4])
 
@@ -146,8 +162,6 @@ def detect(
 
     `lines` carries byte arrays (Kafka) or text (`raw_charset` names how text stands for bytes).
     """
-    from fraudstream.flink.functions import CandidateAlert
-
     jvm = get_gateway().jvm
     helper = jvm.io.fraudstream.flink
     p = settings.pipeline
@@ -173,13 +187,18 @@ def detect(
         .name("event-time")
         .setParallelism(readers)
     )
-    # After idleness an order can be behind the combined watermark that the windows see:
-    # judged once more behind a shuffle, it becomes a `late` dead letter, never a silent drop.
+    detectors = build_detectors(settings.detectors)
+    # Keyed by user, behind the shuffle: re-deliveries of an order become `duplicate` dead
+    # letters, and an order behind the combined watermark (after idleness) a `late` one,
+    # never a silent drop by the OVER windows.
     j_timely = (
-        j_orders.rebalance()
-        .process(helper.BehindWatermark(settings.store.dead_letter_max_chars), helper.OrderAdmission.orderType())
-        .name("behind-watermark")
-        .uid("sql-behind-watermark")
+        j_orders.keyBy(helper.Redelivery.UserKey())
+        .process(
+            helper.Redelivery(horizon_of(detectors), settings.store.dead_letter_max_chars),
+            helper.OrderAdmission.orderType(),
+        )
+        .name("redelivery")
+        .uid("sql-redelivery")
     )
     dead_letters = helper.OrderAdmission.DEAD_LETTERS
     dead = (
@@ -201,7 +220,6 @@ def detect(
     t_env.create_temporary_view("admitted", admitted)
     # The windows keep whole rows in state: the record as received stays out of them.
     t_env.create_temporary_view("orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, rowtime FROM admitted"))
-    detectors = build_detectors(settings.detectors)
     candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors)))._j_data_stream
     row_type = candidates.getType()
     cooled = (
