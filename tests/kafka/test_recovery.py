@@ -30,7 +30,8 @@ from fraudstream.kafka.tail import alert_from_json
 from tests.archive import archived
 from tests.kafka.conftest import consume, free_port, fresh_topics, kafka_flags, report, send
 from tests.lines import in_own_session
-from tests.oracle import expected_alerts
+from tests.oracle import expected_alerts, redeliveries
+from tests.redeliveries import with_redeliveries
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
@@ -40,8 +41,9 @@ rng = random.Random(20261130)
 
 @pytest.fixture(scope="module")
 def orders() -> list[dict]:
+    """The generated stream with re-deliveries mixed in (about one in sixty orders sent twice)."""
     gen = generator_from_settings(GeneratorSettings(seed=4242, count=ORDERS))
-    return list(gen.orders(ORDERS))
+    return with_redeliveries(list(gen.orders(ORDERS)), random.Random(4242), every=60)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +98,31 @@ def _kill_hard(proc: subprocess.Popen) -> None:
 
 
 def _report(injected: str, expected: set, extra: str = "") -> None:
-    """One line for the README's reliability table, written only after `_assert_exactly` held,
-    so 'lost 0, duplicated 0' is what was checked."""
+    """One line for the reliability table (docs/reliability.md), written only after
+    `_assert_exactly` held, so 'lost 0, duplicated 0' is what was checked."""
     report(f"{injected} | {ORDERS} orders, {len(expected)} alerts | lost 0, duplicated 0 (Kafka and SQLite){extra}")
+
+
+def _assert_redeliveries_rejected(k: KafkaSettings, data: Path, orders: list[dict], others: Counter) -> Counter:
+    """Every re-delivery is exactly one `duplicate` dead letter (topic and SQLite), and the
+    archive holds every other order exactly once; `others`: the other dead letters expected."""
+    copies = sorted((orders[i]["transaction_id"], orders[i]["event_time"]) for i in redeliveries(orders))
+    assert copies
+    letters = [orjson.loads(v) for _, _, v in consume(k, k.dead_letter_topic)]
+    got = sorted(
+        (orjson.loads(d["raw"])["transaction_id"], d["event_time"]) for d in letters if d["reason"] == "duplicate"
+    )
+    assert got == copies
+    by_reason = Counter(d["reason"] for d in letters)
+    assert by_reason == others + Counter(duplicate=len(copies))
+    with sqlite3.connect(data / "fraud_alerts.db") as conn:
+        assert Counter(r for (r,) in conn.execute("SELECT reason FROM dead_letters")) == by_reason
+    dropped = set(redeliveries(orders))
+    admitted = Counter((o["transaction_id"], o["event_time"]) for i, o in enumerate(orders) if i not in dropped)
+    in_archive = Counter((r["transaction_id"], r["event_time"]) for r in archived(data))
+    assert not [key for key, n in in_archive.items() if n > 1], "orders archived twice"
+    assert in_archive == admitted, f"missing {len(admitted - in_archive)}, unexpected {len(in_archive - admitted)}"
+    return by_reason
 
 
 def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
@@ -146,13 +170,14 @@ def _publish_paced(
 
 
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(kafka, orders, expected, tmp_path):
-    """Orders arrive at 100/s, a quarter of the stream before each run, while the job is
+    """Orders arrive at 250/s, a quarter of the stream before each run, while the job is
     killed three times, each time at a random moment after it has made progress, and
     resumed from its newest checkpoint. The last quarter comes after the last kill, so
-    every kill lands mid-stream."""
+    every kill lands mid-stream. Re-deliveries are mixed in: the ids remembered before a
+    kill must still be known after it."""
     gates = [threading.Event() for _ in range(4)]
     gates[0].set()
-    publisher = _publish_paced(kafka, orders, per_second=100, gates=gates)
+    publisher = _publish_paced(kafka, orders, per_second=250, gates=gates)
     data = tmp_path / "data"
     db = data / "fraud_alerts.db"
     unbounded = [arg for arg in _command(kafka, data) if arg != "--bounded"]
@@ -169,21 +194,35 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
     with in_own_session([*unbounded, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
         publisher.join(120)
         _wait_for_alerts(db, len(expected), proc)
-        time.sleep(5)  # room for any alert that would come twice
+        _wait_for_dead_letters(db, len(redeliveries(orders)), proc)
+        # a clean stop: what is committed is final, so anything there twice is seen below
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         out = lines.finish()
     assert proc.returncode == 0, proc.stderr.read()[-3000:]
     assert "/chk-" in out  # "Starting from: .../chk-N"
     _assert_exactly(kafka, db, expected)
-    # the archive too: every order once, none lost to the kills, none written twice by a replay
-    archived_ids = Counter(r["transaction_id"] for r in archived(data))
-    published = {o["transaction_id"] for o in orders} | {o["transaction_id"] for o in _clock_orders(orders[-1])}
-    assert not [t for t, n in archived_ids.items() if n > 1], "orders archived twice"
-    assert set(archived_ids) == published, f"missing {len(published - set(archived_ids))} orders in the archive"
+    # every re-delivery rejected once, even across the kills; the archive: every order once,
+    # none lost to the kills, none written twice by a replay (the clock orders are still
+    # waiting in the job's state for event time to pass them)
+    _assert_redeliveries_rejected(kafka, data, orders, Counter())
     _report(
-        f"{len(kills)} SIGKILLs at random moments (after {kills} of the alerts were stored), then --resume", expected
+        f"{len(kills)} SIGKILLs at random moments (after {kills} of the alerts were stored), then --resume; "
+        f"{len(redeliveries(orders))} re-delivered orders mixed in, each rejected once",
+        expected,
     )
+
+
+def _wait_for_dead_letters(db: Path, n: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                if conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] >= n:
+                    return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.2)
 
 
 def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders, expected, tmp_path):
@@ -205,6 +244,7 @@ def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders,
         assert proc.returncode == 0, proc.stderr.read()[-3000:]
         assert "Job finished" in out
         _assert_exactly(k, data / "fraud_alerts.db", expected)
+        _assert_redeliveries_rejected(k, data, orders, Counter())
         restarts = _flink_log(data).count("switched from state RUNNING to RESTARTING")
         _report("broker stopped (SIGTERM) mid-run for 5 s, then started again", expected, f"; {restarts} job restarts")
     finally:
@@ -226,7 +266,7 @@ def _partition_of(k: KafkaSettings, order: dict) -> int:
     """Where the producer put this order: found by reading the raw topic back."""
     global _PARTITIONS
     if _PARTITIONS is None or _PARTITIONS[0] != k.raw_topic:
-        placed = {orjson.loads(v)["transaction_id"]: p for p, _, v in consume(k, k.raw_topic)}
+        placed = {_id_of(v): p for p, _, v in consume(k, k.raw_topic)}
         _PARTITIONS = (k.raw_topic, placed)
     return _PARTITIONS[1][order["transaction_id"]]
 
@@ -234,13 +274,60 @@ def _partition_of(k: KafkaSettings, order: dict) -> int:
 _PARTITIONS: tuple[str, dict[str, int]] | None = None
 
 
+def _id_of(value: bytes) -> str | None:
+    try:
+        return orjson.loads(value).get("transaction_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+
+
+YEAR = 365 * 24 * 3_600_000
+
+
+def _poison(template: dict, newest: int) -> list[tuple[bytes, str]]:
+    """Hostile records, each with the reason it must be rejected for."""
+    now = int(time.time() * 1000)
+    poison = [
+        (b'{"transaction_id": "p1", "amount": ', "invalid_json"),
+        (orjson.dumps({**template, "transaction_id": "p2", "amount": "12.50"}), "wrong_type"),
+        (orjson.dumps({**template, "transaction_id": "p3", "user_id": 42}), "wrong_type"),
+        (
+            orjson.dumps({**template, "transaction_id": "p4"}).replace(b'"amount":', b'"amount":NaN,"x":'),
+            "invalid_json",
+        ),
+        (orjson.dumps({**template, "transaction_id": "p5", "amount": -99.0}), "invalid_value"),
+        (b'{"transaction_id": "p6", "user_id": "\xc3\x28"}', "undecodable"),
+        (b'{"pad": "' + b"x" * (1_000_000 - 11) + b'"}', "too_large"),
+        (orjson.dumps({**template, "transaction_id": "p8", "event_time": now + YEAR}), "future"),
+        (orjson.dumps({**template, "transaction_id": "p9", "event_time": newest - YEAR}), "late"),
+        (b"[1, 2, 3]", "not_an_object"),
+    ]
+    assert len(poison[6][0]) == 1_000_000
+    return poison
+
+
+def _send_large(k: KafkaSettings, records: list[tuple[int | None, bytes | None, bytes]]) -> None:
+    """`send`, with room for a 1 MB record."""
+    producer = Producer(client_config(k, **{"message.max.bytes": 2_000_000, "enable.idempotence": True}))
+    for partition, key, value in records:
+        producer.produce(k.raw_topic, value, key, **({} if partition is None else {"partition": partition}))
+    assert producer.flush(30) == 0
+
+
 def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka, orders, expected, tmp_path):
     """An unbounded run is stopped with a savepoint while orders are still coming, and a new
-    run continues from it with the rest of the stream."""
+    run continues from it with the rest of the stream. Hostile records ride along (in the
+    middle of the first half and at the end of the second): every one is a dead letter
+    with its reason, records in = orders admitted + dead letters, and the job never
+    restarts. Re-deliveries whose first copy came before the savepoint are still caught."""
     first, rest = orders[: ORDERS // 2], orders[ORDERS // 2 :]
     clock = _clock_orders(orders[-1])
     assert expected_alerts([*orders, *clock]) == expected  # the clock orders alert on nothing
-    send(kafka, _records(first))
+    poison_first = _poison(first[0], first[-1]["event_time"])
+    poison_rest = _poison(first[0], rest[-1]["event_time"])
+    half = len(first) // 2
+    sent_first = _records(first[:half]) + [(0, b"poison", v) for v, _ in poison_first] + _records(first[half:])
+    _send_large(kafka, sent_first)
     data = tmp_path / "data"
     db = data / "fraud_alerts.db"
     unbounded = [arg for arg in _command(kafka, data) if arg != "--bounded"]
@@ -262,75 +349,36 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     # savepoint. A run that forgot the partition's progress would take it as a new order.
     p0_newest = max(o["event_time"] for o in first if _partition_of(kafka, o) == 0)
     late = {**first[0], "transaction_id": "late-after-restore", "event_time": p0_newest - 3_600_000}
-    send(kafka, [(0, late["user_id"].encode(), orjson.dumps(late))])
-    send(kafka, _records(rest) + [(o.pop("partition"), b"clock", orjson.dumps(o)) for o in clock])
+    sent_rest = [(0, late["user_id"].encode(), orjson.dumps(late)), *_records(rest)]
+    sent_rest += [(0, b"poison", v) for v, _ in poison_rest]
+    sent_rest += [(o.pop("partition"), b"clock", orjson.dumps(o)) for o in clock]
+    _send_large(kafka, sent_rest)
+    dead_expected = Counter(reason for _, reason in poison_first + poison_rest) + Counter(late=1)
     with in_own_session([*unbounded, "--from-savepoint", location], stderr=subprocess.PIPE) as (proc, lines):
         _wait_for_alerts(db, len(expected), proc)
-        time.sleep(5)  # room for any alert that would come twice
+        _wait_for_dead_letters(db, dead_expected.total() + len(redeliveries(orders)), proc)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         out = lines.finish()
     assert proc.returncode == 0
     assert f"Starting from       : {location}" in out
     _assert_exactly(kafka, db, expected)
+    by_reason = _assert_redeliveries_rejected(kafka, data, orders, dead_expected)
     letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic)]
-    assert [(d["reason"], orjson.loads(d["raw"])["transaction_id"]) for d in letters] == [
-        ("late", "late-after-restore")
-    ]
-    _report("savepoint --stop mid-stream, restored with --from-savepoint", expected, "; lateness kept across it")
-
-
-YEAR = 365 * 24 * 3_600_000
-
-
-def test_poison_records_reconcile_and_neither_stop_nor_restart_the_job(kafka, orders, tmp_path):
-    valid = orders[:1_500]
-    now = int(time.time() * 1000)
-    template = dict(valid[0])
-    poison: list[tuple[bytes, str]] = [
-        (b'{"transaction_id": "p1", "amount": ', "invalid_json"),
-        (orjson.dumps({**template, "transaction_id": "p2", "amount": "12.50"}), "wrong_type"),
-        (orjson.dumps({**template, "transaction_id": "p3", "user_id": 42}), "wrong_type"),
-        (
-            orjson.dumps({**template, "transaction_id": "p4"}).replace(b'"amount":', b'"amount":NaN,"x":'),
-            "invalid_json",
-        ),
-        (orjson.dumps({**template, "transaction_id": "p5", "amount": -99.0}), "invalid_value"),
-        (b'{"transaction_id": "p6", "user_id": "\xc3\x28"}', "undecodable"),
-        (b'{"pad": "' + b"x" * (1_000_000 - 11) + b'"}', "too_large"),
-        (orjson.dumps({**template, "transaction_id": "p8", "event_time": now + YEAR}), "future"),
-        (orjson.dumps({**template, "transaction_id": "p9", "event_time": valid[-1]["event_time"] - YEAR}), "late"),
-        (b"[1, 2, 3]", "not_an_object"),
-    ]
-    assert len(poison[6][0]) == 1_000_000
-    # the poison goes into partition 0 in the middle of the valid orders, and once more at the end
-    half = len(valid) // 2
-    records = _records(valid[:half]) + [(0, b"poison", v) for v, _ in poison] + _records(valid[half:])
-    records += [(0, b"poison", v) for v, _ in poison]
-    producer = Producer(client_config(kafka, **{"message.max.bytes": 2_000_000, "enable.idempotence": True}))
-    for partition, key, value in records:
-        producer.produce(kafka.raw_topic, value, key, **({} if partition is None else {"partition": partition}))
-    assert producer.flush(30) == 0
-
-    data = tmp_path / "data"
-    proc = subprocess.run(_command(kafka, data), capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic)]
-    by_reason = Counter(d["reason"] for d in letters)
-    assert by_reason == Counter(reason for _, reason in poison + poison)
-    # records in = valid + dead letters by reason (late ones included)
-    assert len(records) == len(valid) + sum(by_reason.values())
-    with sqlite3.connect(data / "fraud_alerts.db") as conn:
-        stored = Counter(r for (r,) in conn.execute("SELECT reason FROM dead_letters"))
-    assert stored == by_reason
-    _assert_exactly(kafka, data / "fraud_alerts.db", expected_alerts(valid))
+    late_ones = [orjson.loads(d["raw"]).get("transaction_id") for d in letters if d["reason"] == "late"]
+    assert sorted(late_ones) == ["late-after-restore", "p9", "p9"]
+    # records in = orders admitted (archived, or the clock orders event time has not passed
+    # yet) + dead letters, and no restart on the way
+    records_in = len(sent_first) + len(sent_rest)
+    admitted = len(archived(data))
+    assert records_in == admitted + len(clock) + by_reason.total()
     flink_log = _flink_log(data)
     assert "RUNNING to RESTARTING" not in flink_log and "to FAILED" not in flink_log
+    _report("savepoint --stop mid-stream, restored with --from-savepoint", expected, "; lateness kept across it")
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
     report(
-        f"{len(records) - len(valid)} hostile records ({reasons}) among {len(valid)} orders | "
-        f"records in {len(records)} = {len(valid)} valid + {sum(by_reason.values())} dead letters | "
+        f"{len(poison_first) + len(poison_rest)} hostile records among {len(orders)} orders, across a savepoint | "
+        f"records in {records_in} = {admitted} admitted + {by_reason.total()} dead letters ({reasons}) | "
         "0 restarts, alerts exact"
     )
 
