@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,16 @@ from fraudstream.events.model import Order
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
+
+# What the fault-injection tests observed, one line per test, for the reliability table in
+# docs/reliability.md: every `make test` writes it anew.
+REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability.txt"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # once per run: not again in each xdist worker
+        REPORT.parent.mkdir(exist_ok=True)
+        REPORT.write_text("")
 
 
 def make_order(

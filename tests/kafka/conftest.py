@@ -6,7 +6,6 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -14,19 +13,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from fraudstream.config import BrokerSettings, KafkaSettings
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
-
-# What the fault-injection tests observed, one line per test, for the README's reliability
-# table: every `make test` writes it anew.
-REPORT = Path(__file__).resolve().parents[2] / "build" / "reliability.txt"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_report() -> None:
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text("")
+from tests.conftest import REPORT
 
 
 def report(line: str) -> None:
+    """One line for the reliability table (docs/reliability.md), in build/reliability.txt."""
     with REPORT.open("a") as fh:
         fh.write(f"{time.strftime('%Y-%m-%d %H:%M')} | {line}\n")
 

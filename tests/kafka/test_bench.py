@@ -4,8 +4,11 @@ judged here (no wall-clock assertions in the suite)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,18 +18,32 @@ from fraudstream.flink.gateway import processes
 pytestmark = pytest.mark.flink
 
 
+def _marked(mark: bytes) -> list[int]:
+    """Live processes whose environment carries `mark` (inherited by everything the bench starts)."""
+    found = []
+    for p in processes():
+        try:
+            environ = Path(f"/proc/{p.pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if mark in environ and p.state != "Z":
+            found.append(p.pid)
+    return found
+
+
 def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     out = tmp_path / "results"
-    before = {p.pid for p in processes()}
+    mark = f"FRAUDSTREAM_TEST_RUN={uuid.uuid4().hex}"
+    name, value = mark.split("=")
     proc = subprocess.run(
         [sys.executable, "-m", "fraudstream", "--data-dir", str(tmp_path / "data"), "bench", "--quick",
-         "--orders", "20000", "--users", "5000", "--engine", "sql", "--latency-rate", "100", "--latency-seconds", "15",
+         "--orders", "8000", "--users", "3000", "--engine", "sql", "--latency-rate", "100", "--latency-seconds", "8",
          "--out", str(out)],
-        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env={**os.environ, name: value},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = orjson.loads((out / "bench.json").read_bytes())
-    assert data["kafka_ceiling"]["records"] == 20_000
+    assert data["kafka_ceiling"]["records"] == 8_000
     assert data["python_ceiling"]["alerts"] > 0
     runs = {r["engine"]: r for r in data["runs"]}
     assert set(runs) == {"sql"}  # the other engines' runs are the same code with another --engine
@@ -38,6 +55,7 @@ def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     table = (out / "bench.md").read_text()
     assert "| Kafka ceiling" in table and "| Python ceiling" in table and "SQL engine" in table
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the private broker and every job process are gone
-    left = [p for p in processes() if p.pid not in before and p.comm == "java" and p.state != "Z"]
+    # the private broker and every job process are gone (found by the mark their environment
+    # inherited, so processes of tests running beside this one do not count)
+    left = _marked(mark.encode())
     assert not left, f"processes left behind: {left}"
