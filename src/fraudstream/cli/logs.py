@@ -1,4 +1,10 @@
-"""Logging is configured once, here, at the entry point."""
+"""Logging is configured once, here, at the entry point.
+
+The console shows what the project means to show: warnings and errors of its own loggers
+(`fraudstream.*`). Everything else, third-party records (py4j, Apache Beam, Python
+warnings) included, goes to app.log only; Flink's JVM logs to its own file under
+<data-dir>/flink-logs (see fraudstream/flink/log4j2.properties).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,13 @@ ALERT_LOGGER = "fraudstream.alerts"
 # `logger.error(..., extra=FILE_ONLY)`: details for app.log that the console, which has
 # already shown the user one line, should not repeat (tracebacks, full Java errors).
 FILE_ONLY = {"file_only": True}
+_OURS = "fraudstream"
+
+
+def for_console(record: logging.LogRecord) -> bool:
+    """Whether a record belongs on the console: the project's own, not marked file-only."""
+    ours = record.name == _OURS or record.name.startswith(_OURS + ".")
+    return ours and not getattr(record, "file_only", False)
 
 
 def configure_logging(settings: Settings, to_file: bool = True) -> None:
@@ -24,7 +37,7 @@ def configure_logging(settings: Settings, to_file: bool = True) -> None:
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    console.addFilter(lambda record: not getattr(record, "file_only", False))
+    console.addFilter(for_console)
     root.addHandler(console)
     if to_file:
         path = settings.log_file
@@ -45,3 +58,4 @@ def configure_logging(settings: Settings, to_file: bool = True) -> None:
         rdkafka.addHandler(handler)
     for noisy in ("py4j", "apache_beam"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # Python warnings become records of "py.warnings": app.log only

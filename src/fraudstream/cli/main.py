@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:  # `fraudstream` or `fraudstream query` alone
+        click.echo(exc.format_message(), err=True)
+        return 2
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         click.echo(f"fraudstream: error: {exc.format_message()}{hint}", err=True)

@@ -78,11 +78,12 @@ class Group(click.Group, Command):
         super().__init__(*args, **kwargs)
         self.shares = list(shares)
         self.shares_title = shares_title or f"Options of '{self.name}' (also accepted before the subcommand)"
-        self.params.extend(make() for make in self.shares)
+        own = [make() for make in self.shares]
+        self.params.extend(own)
+        self.shared_names = [o.name for o in own if o.name]
 
     def recorded_names(self) -> list[str]:
-        shared = {make().name for make in self.shares}
-        return [p.name for p in self.params if p.name in shared] + super().recorded_names()
+        return self.shared_names + super().recorded_names()
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         if not isinstance(cmd, Command):

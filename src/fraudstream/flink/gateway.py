@@ -1,8 +1,9 @@
-"""Stop the JVM that PyFlink started for this process, and reap it.
+"""Start and stop the JVM that PyFlink starts for this process, and reap it.
 
 PyFlink launches its Java gateway as a child process but keeps no handle to it; the JVM
 exits on its own some seconds after its parent, by which time nobody is left to reap it.
-Stopping it ourselves, by PID, leaves no process (or zombie) behind.
+Stopping it ourselves, by PID, leaves no process (or zombie) behind. The JVM logs to a
+file only (`LOG4J_PROPERTIES`), never to the console the alerts are printed on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+# The JVM's log4j2 configuration: everything to the Flink log file, nothing to the console.
+LOG4J_PROPERTIES = Path(__file__).with_name("log4j2.properties")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ def start_gateway() -> None:
     and ends the JVM itself, instead of losing the JVM mid-flight. Only the JVM ignores the
     signal (set in the child before exec, where an ignored shutdown signal stays ignored by
     HotSpot); this process keeps its own handlers throughout. `stop_gateway` uses SIGHUP.
+
+    The JVM logs with `LOG4J_PROPERTIES` (to $FLINK_LOG_DIR, not the console) unless the
+    environment names another file in LOG4J_PROPERTIES, the variable PyFlink reads.
     """
     import pyflink.pyflink_gateway_server as server
     from pyflink.java_gateway import get_gateway
@@ -95,10 +102,15 @@ def start_gateway() -> None:
         return proc
 
     server.Popen = popen
+    ours = "LOG4J_PROPERTIES" not in os.environ
+    if ours:
+        os.environ["LOG4J_PROPERTIES"] = str(LOG4J_PROPERTIES)
     try:
         get_gateway()
     finally:
         server.Popen = original
+        if ours:
+            os.environ.pop("LOG4J_PROPERTIES", None)
 
 
 def stop_gateway(timeout_s: float = 15.0) -> None:
