@@ -71,9 +71,11 @@ unit: setup
 check: lint
 	$(BIN)/pytest -q -m "not flink" -p no:cacheprovider
 
-# Everything; the ten slowest tests are listed at the end, so growth is visible.
+# Everything, on TEST_WORKERS parallel workers (most tests wait on JVMs and brokers more than
+# they compute); the ten slowest tests are listed at the end, so growth is visible.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -q -ra --durations=10
+	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 clean:
 	rm -rf $(VENV) data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache

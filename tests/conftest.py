@@ -15,6 +15,27 @@ MIN = 60_000
 REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability.txt"
 
 
+# The slowest files, started first: with parallel workers (`make test`), a file runs on one
+# worker, and a long one starting last would leave the other worker idle at the end.
+SLOW_FIRST = (
+    "tests/kafka/test_recovery.py",
+    "tests/kafka/test_job_on_kafka.py",
+    "tests/flink/test_cli_run.py",
+    "tests/kafka/test_demo.py",
+    "tests/kafka/test_sasl.py",
+    "tests/kafka/test_bench.py",
+    "tests/flink/test_job.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # once per run: not again in each xdist worker
         REPORT.parent.mkdir(exist_ok=True)

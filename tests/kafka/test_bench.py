@@ -33,7 +33,7 @@ def _marked(mark: bytes) -> list[int]:
 
 def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     out = tmp_path / "results"
-    mark = f"FRAUDSTREAM_TEST_RUN={uuid.uuid4().hex}"
+    mark = f"BENCH_TEST_MARK={uuid.uuid4().hex}"
     name, value = mark.split("=")
     proc = subprocess.run(
         [sys.executable, "-m", "fraudstream", "--data-dir", str(tmp_path / "data"), "bench", "--quick",
