@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -45,6 +46,11 @@ def test_run_on_a_file_exits_zero_and_stores_every_alert(tmp_path):
     log = (tmp_path / "data" / "app.log").read_text()
     assert sum(1 for line in log.splitlines() if "fraudstream.alerts: ALERT" in line) == len(printed)
     assert "Traceback" not in proc.stderr
+    # only what the project means to show: no JVM or Hadoop log line (the archive's Parquet
+    # writer logs one per file it opens) reaches the console
+    assert not [line for line in proc.stdout.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line)]
+    assert "CodecPool" not in proc.stdout + proc.stderr
+    assert "CodecPool" in "".join(p.read_text() for p in (tmp_path / "data" / "flink-logs").glob("*.log*"))
 
 
 @pytest.mark.parametrize(

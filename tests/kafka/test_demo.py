@@ -25,7 +25,7 @@ def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path, keep_brok
         command = [sys.executable, "-m", "fraudstream", "--data-dir", str(data), *ports,
                    "demo", "--rate", "200", *(["--keep-broker"] if keep_broker else [])]  # fmt: skip
         with in_own_session(command, stderr=stderr) as (proc, out):
-            assert out.wait_for("ALERT", 5, 150, proc), out.finish(1)[-2000:]
+            assert out.wait_for("ALERT", 3, 150, proc), out.finish(1)[-2000:]
             group = [p.pid for p in processes() if p.pgid == proc.pid and p.state != "Z"]
             assert len(group) >= 3  # the demo, its producer and Flink's JVM
             broker = int((data / "kafka" / "broker.pid").read_text())  # in a session of its own

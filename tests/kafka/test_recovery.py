@@ -35,7 +35,7 @@ from tests.redeliveries import with_redeliveries
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
-ORDERS = 6_000
+ORDERS = 4_000
 rng = random.Random(20261130)
 
 
