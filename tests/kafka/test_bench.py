@@ -37,13 +37,13 @@ def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     name, value = mark.split("=")
     proc = subprocess.run(
         [sys.executable, "-m", "fraudstream", "--data-dir", str(tmp_path / "data"), "bench", "--quick",
-         "--orders", "5000", "--users", "3000", "--engine", "sql", "--latency-rate", "200", "--latency-seconds", "12",
+         "--orders", "12000", "--users", "3000", "--engine", "sql", "--latency-rate", "200", "--latency-seconds", "12",
          "--out", str(out)],
         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env={**os.environ, name: value},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = orjson.loads((out / "bench.json").read_bytes())
-    assert data["kafka_ceiling"]["records"] == 5_000
+    assert data["kafka_ceiling"]["records"] == 12_000
     assert data["python_ceiling"]["alerts"] > 0
     runs = {r["engine"]: r for r in data["runs"]}
     assert set(runs) == {"sql"}  # the other engines' runs are the same code with another --engine
