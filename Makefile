@@ -67,15 +67,18 @@ lint: setup
 unit: setup
 	$(BIN)/pytest -q -m "not flink"
 
+# Parallel test workers of `make test` and `make check`.
+TEST_WORKERS ?= 2
+DURATIONS ?= 10
+
 # The inner loop: lint and every test that needs no Flink (under a minute).
 check: lint
-	$(BIN)/pytest -q -m "not flink" -p no:cacheprovider
+	$(BIN)/pytest -q -m "not flink" -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Everything, on TEST_WORKERS parallel workers (most tests wait on JVMs and brokers more than
 # they compute); the ten slowest tests are listed at the end, so growth is visible.
-TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=10
+	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=$(DURATIONS)
 
 clean:
 	rm -rf $(VENV) data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache
