@@ -40,6 +40,19 @@ def run_file(path: Path, data_dir: Path, **flags) -> JobResult:
         return JobResult(list(results))
 
 
+class ValueStateStub:
+    """ValueState stand-in, to run a Python process function's logic without Flink."""
+
+    def __init__(self) -> None:
+        self.v: int | None = None
+
+    def value(self) -> int | None:
+        return self.v
+
+    def update(self, v: int) -> None:
+        self.v = v
+
+
 def write_lines(path: Path, lines: list[bytes]) -> Path:
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path

@@ -11,7 +11,7 @@ import pytest
 
 from fraudstream.events import DeadLetter, Order, ParseLimits
 from fraudstream.flink.functions import AdmitFunction
-from tests.flink.conftest import run_file
+from tests.flink.conftest import ValueStateStub, run_file
 
 pytestmark = pytest.mark.flink
 
@@ -39,21 +39,10 @@ LINES = [
 WINDOWS_FILE = b"".join(line + b"\r\n" for line in LINES)
 
 
-class _State:
-    def __init__(self) -> None:
-        self.v: int | None = None
-
-    def value(self) -> int | None:
-        return self.v
-
-    def update(self, v: int) -> None:
-        self.v = v
-
-
 def test_the_datastream_admission_skips_the_mark_of_a_file_line():
     """AdmitFunction as the file source feeds it (no Flink needed): ISO-8859-1 lines."""
     fn = AdmitFunction(ParseLimits(), 5_000, raw_latin1=True)
-    fn.max_seen = _State()
+    fn.max_seen = ValueStateStub()
     lines = WINDOWS_FILE.decode("latin-1").split("\n")[:-1]
     assert lines[0].startswith("ï»¿{")
     out = [item for line in lines for item in fn.process_element(("reader-0", line), None)]

@@ -27,6 +27,7 @@ from fraudstream.flink.functions import AdmitFunction
 from fraudstream.generator import generator_from_settings
 from fraudstream.jars import jars_dir
 from tests.events import test_parse
+from tests.flink.conftest import ValueStateStub
 
 pytestmark = pytest.mark.flink
 
@@ -627,22 +628,9 @@ def test_dead_letter_raw_text_is_truncated_by_code_points(jvm):
             assert parser.deadLetterRaw(raw, cap) == expected.raw
 
 
-class _State:
-    """ValueState stand-in, to run the Python AdmitFunction without Flink."""
-
-    def __init__(self) -> None:
-        self.v: int | None = None
-
-    def value(self) -> int | None:
-        return self.v
-
-    def update(self, v: int) -> None:
-        self.v = v
-
-
 def python_admission(records: list[bytes], bound: int, max_future: int) -> list[tuple[str, Any]]:
     fn = AdmitFunction(ParseLimits(dead_letter_max_chars=CAP), bound, raw_latin1=False, max_future_ms=max_future)
-    fn.max_seen = _State()
+    fn.max_seen = ValueStateStub()
     out: list[tuple[str, Any]] = []
     for raw in records:
         for item in fn.process_element(("reader-0", raw), None):

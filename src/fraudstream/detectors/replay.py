@@ -8,8 +8,9 @@ Used by tests and for trying rule changes on recorded history without a cluster.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
+from typing import Any
 
 from fraudstream.detectors.base import Alert, Detector
 from fraudstream.detectors.dedup import AlertDeduplicator
@@ -17,16 +18,24 @@ from fraudstream.events.model import Order
 from fraudstream.events.redelivery import Redelivery, horizon_of
 
 
-def run_detector(detector: Detector, orders: Iterable[Order]) -> list[Alert]:
+def _batches_per_key(
+    orders: Iterable[Order], key_of: Callable[[Order], str], sort_key: Callable[[Order], Any]
+) -> Iterator[list[list[Order]]]:
+    """For each key, its orders in `sort_key` order, cut into batches of one event time."""
     by_key: dict[str, list[Order]] = defaultdict(list)
     for o in orders:
-        by_key[getattr(o, detector.key_field)].append(o)
-    alerts: list[Alert] = []
+        by_key[key_of(o)].append(o)
     for key_orders in by_key.values():
+        key_orders.sort(key=sort_key)
+        yield [list(batch) for _, batch in groupby(key_orders, key=lambda o: o.event_time)]
+
+
+def run_detector(detector: Detector, orders: Iterable[Order]) -> list[Alert]:
+    alerts: list[Alert] = []
+    for batches in _batches_per_key(orders, lambda o: getattr(o, detector.key_field), lambda o: o.sort_key):
         state = detector.new_state()
-        key_orders.sort(key=lambda o: o.sort_key)
-        for _, batch in groupby(key_orders, key=lambda o: o.event_time):
-            alerts.extend(detector.evaluate(state, list(batch)))
+        for batch in batches:
+            alerts.extend(detector.evaluate(state, batch))
     return alerts
 
 
@@ -44,16 +53,12 @@ def deduplicate(alerts: Iterable[Alert], dedup: AlertDeduplicator) -> list[Alert
 
 def first_copies(orders: Iterable[Order], redelivery: Redelivery) -> list[Order]:
     """The orders the rules see: per user in event-time order (one instant in the order
-    given, i.e. arrival order), each re-delivery dropped."""
-    by_user: dict[str, list[Order]] = defaultdict(list)
-    for o in orders:
-        by_user[o.user_id].append(o)
+    given, i.e. arrival order: the sort is stable), each re-delivery dropped."""
     kept: list[Order] = []
-    for user_orders in by_user.values():
+    for batches in _batches_per_key(orders, lambda o: o.user_id, lambda o: o.event_time):
         state = redelivery.new_state()
-        user_orders.sort(key=lambda o: o.event_time)  # stable: arrival order within an instant
-        for _, batch in groupby(user_orders, key=lambda o: o.event_time):
-            kept.extend(redelivery.admit(state, list(batch))[0])
+        for batch in batches:
+            kept.extend(redelivery.admit(state, batch)[0])
     return kept
 
 
