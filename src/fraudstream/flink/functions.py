@@ -174,13 +174,9 @@ class _StateBinding:
             handle.clear()
 
 
-def _behind(value: Order, watermark: int, limits: ParseLimits) -> DeadLetter:
-    """A `late` dead letter for an order behind the combined watermark (after idleness)."""
-    t = value.event_time
-    return dead_letter(
-        "late", f"event_time {t} is behind the watermark {watermark}", orjson.dumps(value.to_dict()).decode(),
-        limits, event_time=t,
-    )  # fmt: skip
+def _order_dead_letter(reason: str, detail: str, order: Order, limits: ParseLimits) -> DeadLetter:
+    """A dead letter for an order already parsed: its fields, re-encoded, stand for the record."""
+    return dead_letter(reason, detail, orjson.dumps(order.to_dict()).decode(), limits, event_time=order.event_time)
 
 
 class DetectorFunction(KeyedProcessFunction):
@@ -215,7 +211,8 @@ class DetectorFunction(KeyedProcessFunction):
         t = value.event_time
         watermark = ctx.timer_service().current_watermark()
         if t <= watermark:  # possible after idleness, as this runs behind a shuffle
-            yield DEAD_LETTERS, _behind(value, watermark, self.limits)
+            detail = f"event_time {t} is behind the watermark {watermark}"
+            yield DEAD_LETTERS, _order_dead_letter("late", detail, value, self.limits)
             return
         waiting = self.pending.get(t)
         self.pending.put(t, [value] if waiting is None else [*waiting, value])
@@ -237,8 +234,7 @@ class DetectorFunction(KeyedProcessFunction):
             batch, duplicates = self.redelivery.admit(state, batch)
             self.redelivered.store(state)
             for order, detail in duplicates:
-                raw = orjson.dumps(order.to_dict()).decode()
-                yield DEAD_LETTERS, dead_letter("duplicate", detail, raw, self.limits, event_time=timestamp)
+                yield DEAD_LETTERS, _order_dead_letter("duplicate", detail, order, self.limits)
             for order in batch:
                 yield ADMITTED, order
         batch.sort(key=lambda o: o.sort_key)

@@ -14,6 +14,10 @@ public class OrderTimestamps implements SerializableTimestampAssigner<Row> {
 
     @Override
     public long extractTimestamp(Row order, long recordTimestamp) {
+        return eventTime(order);
+    }
+
+    static long eventTime(Row order) {
         return (Long) order.getField(EVENT_TIME);
     }
 

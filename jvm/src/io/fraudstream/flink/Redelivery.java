@@ -74,7 +74,7 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
 
     @Override
     public void processElement(Row order, Context ctx, Collector<Row> out) throws Exception {
-        long t = eventTime(order);
+        long t = OrderTimestamps.eventTime(order);
         long watermark = ctx.timerService().currentWatermark();
         if (t <= watermark) {
             ctx.output(OrderAdmission.DEAD_LETTERS,
@@ -98,7 +98,7 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
         if (ids != null) {
             for (String id : ids) {
                 Row kept = admitted.get(id);
-                if (kept != null && eventTime(kept) == expired) {
+                if (kept != null && OrderTimestamps.eventTime(kept) == expired) {
                     admitted.remove(id);
                 }
             }
@@ -142,18 +142,15 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
             }
         }
         String what = differ.isEmpty() ? "is identical" : "differs in " + String.join(", ", differ);
-        return "order " + id + " was already admitted with event_time " + eventTime(kept) + "; this copy " + what;
+        return "order " + id + " was already admitted with event_time " + OrderTimestamps.eventTime(kept)
+                + "; this copy " + what;
     }
 
     private Row deadLetter(String reason, String detail, Row order) throws JsonProcessingException {
         Object received = order.getField(OrderAdmission.RAW);
         String raw = OrderParser.truncate(
                 received != null ? (String) received : JSON.writeValueAsString(asMap(order)), deadLetterMaxChars);
-        return Row.of(reason, detail, raw, System.currentTimeMillis(), eventTime(order));
-    }
-
-    private static long eventTime(Row order) {
-        return (Long) order.getField(OrderTimestamps.EVENT_TIME);
+        return Row.of(reason, detail, raw, System.currentTimeMillis(), OrderTimestamps.eventTime(order));
     }
 
     /** The admitted order by field name (behavior only when set), for when the record as received was not kept. */
