@@ -66,25 +66,28 @@ def _command(k: KafkaSettings, data: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _stored_alerts(db: Path) -> int:
+def _stored_rows(db: Path, table: str = "fraud_alerts") -> int:
     try:
         with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM fraud_alerts").fetchone()[0]
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     except sqlite3.Error:
         return 0
 
 
-def _wait_for_alerts(db: Path, n: int, proc: subprocess.Popen, timeout_s: float = 240) -> int:
+def _wait_for_rows(
+    db: Path, n: int, proc: subprocess.Popen, timeout_s: float = 240, table: str = "fraud_alerts"
+) -> int:
+    """Until `n` rows are in `table` (alerts, or dead_letters); fails if the run ends first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        stored = _stored_alerts(db)
+        stored = _stored_rows(db, table)
         if stored >= n:
             return stored
         if proc.poll() is not None:
             tail = proc.stderr.read()[-3000:] if proc.stderr else ""
-            raise AssertionError(f"the run ended (exit {proc.returncode}) after {stored} of {n} alerts:\n{tail}")
+            raise AssertionError(f"the run ended (exit {proc.returncode}) after {stored} of {n} {table}:\n{tail}")
         time.sleep(0.2)
-    raise AssertionError(f"fewer than {n} alerts stored after {timeout_s}s")
+    raise AssertionError(f"fewer than {n} {table} stored after {timeout_s}s")
 
 
 def _kill_hard(proc: subprocess.Popen) -> None:
@@ -184,17 +187,17 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
     kills: list[int] = []
     for extra in ((), ("--resume",), ("--resume",)):
         with in_own_session([*unbounded, *extra], stderr=subprocess.PIPE) as (proc, _):
-            _wait_for_alerts(db, (kills[-1] if kills else 0) + 1, proc)  # this run has made progress
+            _wait_for_rows(db, (kills[-1] if kills else 0) + 1, proc)  # this run has made progress
             time.sleep(rng.uniform(0.2, 2.5))  # anywhere between two checkpoints
             assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-3000:]}"
             _kill_hard(proc)
-            kills.append(_stored_alerts(db))
+            kills.append(_stored_rows(db))
             gates[len(kills)].set()  # the next quarter arrives while the job is down or starting
     assert kills[-1] < len(expected), "the stream was over before the last kill"
     with in_own_session([*unbounded, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
         publisher.join(120)
-        _wait_for_alerts(db, len(expected), proc)
-        _wait_for_dead_letters(db, len(redeliveries(orders)), proc)
+        _wait_for_rows(db, len(expected), proc)
+        _wait_for_rows(db, len(redeliveries(orders)), proc, table="dead_letters")
         # a clean stop: what is committed is final, so anything there twice is seen below
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
@@ -213,18 +216,6 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
     )
 
 
-def _wait_for_dead_letters(db: Path, n: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with sqlite3.connect(db, timeout=5) as conn:
-                if conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] >= n:
-                    return
-        except sqlite3.Error:
-            pass
-        time.sleep(0.2)
-
-
 def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders, expected, tmp_path):
     cfg = BrokerSettings(port=free_port(), controller_port=free_port())
     broker = LocalBroker(cfg, tmp_path / "kafka-data")
@@ -234,7 +225,7 @@ def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders,
         send(k, _records(orders))
         data = tmp_path / "data"
         with in_own_session(_command(k, data), stderr=subprocess.PIPE) as (proc, lines):
-            _wait_for_alerts(data / "fraud_alerts.db", int(0.2 * len(expected)), proc)
+            _wait_for_rows(data / "fraud_alerts.db", int(0.2 * len(expected)), proc)
             assert proc.poll() is None
             assert broker.stop()
             time.sleep(5)
@@ -332,7 +323,7 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     db = data / "fraud_alerts.db"
     unbounded = [arg for arg in _command(kafka, data) if arg != "--bounded"]
     with in_own_session(unbounded, stderr=subprocess.PIPE) as (proc, lines):
-        _wait_for_alerts(db, int(0.1 * len(expected)), proc)
+        _wait_for_rows(db, int(0.1 * len(expected)), proc)
         taken = subprocess.run(
             [*EXE, "--data-dir", str(data), "savepoint", "--stop"],
             capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
@@ -355,8 +346,8 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     _send_large(kafka, sent_rest)
     dead_expected = Counter(reason for _, reason in poison_first + poison_rest) + Counter(late=1)
     with in_own_session([*unbounded, "--from-savepoint", location], stderr=subprocess.PIPE) as (proc, lines):
-        _wait_for_alerts(db, len(expected), proc)
-        _wait_for_dead_letters(db, dead_expected.total() + len(redeliveries(orders)), proc)
+        _wait_for_rows(db, len(expected), proc)
+        _wait_for_rows(db, dead_expected.total() + len(redeliveries(orders)), proc, table="dead_letters")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         out = lines.finish()
