@@ -83,12 +83,12 @@ def produce(
     if from_file is not None and not from_file.is_file():
         raise UserError(f"input file not found: {from_file}")
     to_kafka = bool(bootstrap_servers or to_kafka or topic)
+    if to_kafka and output != "-":
+        raise click.UsageError(
+            "-o/--output writes lines; it cannot be combined with --kafka, --bootstrap-servers or --topic"
+        )
     records, seed = _order_records(settings, from_file, keyed=to_kafka)
     if to_kafka:
-        if output != "-":
-            raise click.UsageError(
-                "-o/--output writes lines; it cannot be combined with --kafka, --bootstrap-servers or --topic"
-            )
         _produce_to_kafka(settings, topic, records, rate, quiet)
         return
     from fraudstream.generator.pacing import paced

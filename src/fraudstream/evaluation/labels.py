@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from fraudstream.evaluation.errors import EvaluationInputError
+from fraudstream.events.parse import event_time_ms
 
 logger = logging.getLogger(__name__)
 
@@ -60,22 +60,9 @@ def in_window(event_time: int, start_ms: int | None, end_ms: int | None) -> bool
 
 
 def epoch_ms(value: Any) -> int | None:
-    """Epoch milliseconds from an int, an integral float or an ISO-8601 string with a zone."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            return None
-        return int(parsed.timestamp() * 1000)
-    return None
+    """Epoch milliseconds as the event contract reads them (docs/event-contract.md): an
+    integer or an RFC 3339 timestamp with a zone; None for what the job would reject."""
+    return event_time_ms(value)
 
 
 def _text(value: Any) -> str | None:

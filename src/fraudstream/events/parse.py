@@ -171,6 +171,15 @@ def _event_time(data: dict[str, Any]) -> int:
     return millis
 
 
+def event_time_ms(value: Any) -> int | None:
+    """An `event_time` value as the contract reads it (epoch ms or RFC 3339), or None where
+    the job would reject it: for tools reading raw events outside the job (evaluate)."""
+    try:
+        return _event_time({"event_time": value})
+    except _Rejected:
+        return None
+
+
 def _rfc3339_millis(value: str) -> int:
     m = _RFC3339.fullmatch(value)
     if m is None:
@@ -194,6 +203,10 @@ def _rfc3339_millis(value: str) -> int:
     return seconds * 1000 + int((fraction or "")[:3].ljust(3, "0"))
 
 
+# The fields an Order holds itself; any other field is kept in `extra`, as received.
+_KNOWN = frozenset({"transaction_id", "amount", "event_time", "behavior", *_ID_FIELDS})
+
+
 def _to_order(data: dict[str, Any]) -> Order:
     # Producers of the system we replace call the id `order_id`; accept either name.
     id_name = "transaction_id" if data.get("transaction_id") is not None else "order_id"
@@ -206,8 +219,7 @@ def _to_order(data: dict[str, Any]) -> Order:
         raise _Rejected("wrong_type", f"'behavior' must be a string, got {_json_type(behavior)}")
     amount = _amount(data)
     event_time = _event_time(data)
-    known = {"transaction_id", "amount", "event_time", "behavior", *_ID_FIELDS}
-    extra = {k: v for k, v in data.items() if k not in known}
+    extra = {k: v for k, v in data.items() if k not in _KNOWN}
     return Order(
         transaction_id=transaction_id,
         amount=amount,

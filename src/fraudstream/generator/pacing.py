@@ -30,6 +30,9 @@ def paced(items: Iterable[T], rate: float) -> Iterator[T]:
     """`items` at `rate` per second (0 = no limit), each taken from `items` only when its turn
     has come: a live generator then stamps an order at the moment it is sent, not one
     interval earlier."""
+    if rate <= 0:
+        yield from items
+        return
     pacer = Pacer(rate)
     it = iter(items)
     while True:
