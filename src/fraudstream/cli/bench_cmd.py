@@ -42,7 +42,9 @@ from fraudstream.cli.options import Command
     type=int,
     help="Checkpoint interval of the latency runs: alerts commit at checkpoints [checkpoint.interval_ms].",
 )
-@click.option("--quick", is_flag=True, help="A small, fast run that proves every step works (what CI runs).")
+@click.option(
+    "--quick", is_flag=True, help="A small, fast run that proves every step works (CI runs it, on fewer orders)."
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),

@@ -16,8 +16,8 @@ rules' candidates cross. The rules are the same definitions as the Python detect
   an OVER frame always ends at the current row, peers included, so "before" needs a UDAF);
 - high value: a filter.
 
-The alert itself (its text and details) and the cooldown stay in Python, in the detectors'
-own code, so both engines emit identical alerts.
+The alert itself (its text and details) stays in Python, in the detectors' own code, so both
+engines emit identical alerts; the cooldown is the same rule in Java (`Cooldown.java`).
 """
 
 from __future__ import annotations
