@@ -14,10 +14,12 @@ judged late against the others.
 
 from __future__ import annotations
 
+import gc
 import os
 import site
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +67,9 @@ class JobGraph:
         Unlike `execute_and_collect`, this runs every sink attached to the environment
         (the Kafka sinks are attached from the Table API) together with the collection.
         """
-        j_iterator = self.output._j_data_stream.collectAsync() if self.output is not None else None
-        client = self.env.execute_async(name)
+        with one_jvm_thread():
+            j_iterator = self.output._j_data_stream.collectAsync() if self.output is not None else None
+            client = self.env.execute_async(name)
         if j_iterator is None or self.output is None:
             return client, None
         return client, CloseableIterator(j_iterator, self.output.get_type())
@@ -109,6 +112,26 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
     return env
 
 
+@contextmanager
+def one_jvm_thread() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the job is planned.
+
+    Flink's SQL planner keeps its metadata provider in a JVM thread-local, set on the thread
+    that created the table environment. py4j serves each client connection on a JVM thread
+    of its own and opens another connection when a call comes while one is in flight: the
+    collector, run in any Python thread (the SQLite writer's, say), frees py4j objects with
+    a call of that kind, and the next planning call may then run on a new JVM thread and
+    fail with `NullPointerException: metadataHandlerProvider` (seen once in a demo's start).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_job(
     settings: Settings,
     spec: SourceSpec,
@@ -117,6 +140,16 @@ def build_job(
 ) -> JobGraph:
     """The job graph. Stateful operators carry fixed uids, so a checkpoint or savepoint of one
     run restores into the next even when thresholds or other settings changed."""
+    with one_jvm_thread():
+        return _build_job(settings, spec, env, restore_from)
+
+
+def _build_job(
+    settings: Settings,
+    spec: SourceSpec,
+    env: StreamExecutionEnvironment | None,
+    restore_from: str | None,
+) -> JobGraph:
     env = env or make_environment(settings, restore_from)
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
     bound = settings.pipeline.out_of_orderness_ms
