@@ -179,11 +179,37 @@ def test_legacy_producer_events_flow_through():
 
 
 def test_ids_may_have_256_characters_not_257():
-    for name in ("transaction_id", "user_id", "payment_method"):
+    for name in ("transaction_id", "user_id", "payment_method", "behavior"):
         for char in ("x", "\u00e9", "\U0001f600"):  # characters are code points, not bytes
             assert isinstance(parse_record(with_(**{name: char * 256})), Order)
             d = parse_record(with_(**{name: char * 257}))
             assert isinstance(d, DeadLetter) and d.reason == "invalid_value"
+
+
+def test_every_control_character_is_refused_in_every_id_and_other_text_is_not():
+    from fraudstream.events.text import CONTROL_CLASS
+
+    controls = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029]
+    controls += [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    assert re.fullmatch(f"[{CONTROL_CLASS}]+", "".join(map(chr, controls)))
+    for name in ("transaction_id", "user_id", "device_id", "restaurant_id", "city", "payment_method"):
+        for code in controls:
+            d = parse_record(with_(**{name: f"x{chr(code)}y"}))
+            assert isinstance(d, DeadLetter) and d.reason == "invalid_value", (name, hex(code))
+            assert f"U+{code:04X}" in d.detail
+    # Not controls: other scripts, emoji, non-ASCII spaces, zero-width characters, the BOM.
+    for text in (
+        "\u00e9",
+        "\u092e\u0941\u0902\u092c\u0908",
+        "\U0001f600",
+        "a\u00a0b",
+        "a\u200bb",
+        "a\u200db",
+        "\ufeffa",
+    ):
+        assert isinstance(parse_record(with_(user_id=text, city=text)), Order), text
+    # `behavior` is a label, not shown as an id: only its length is limited.
+    assert isinstance(parse_record(with_(behavior="a\x1b[2Jb")), Order)
 
 
 # ---------------------------------------------------------------- blank records and the byte-order mark

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from fraudstream.events.model import DeadLetter, Order
+from fraudstream.events.text import first_control
 
 _ID_FIELDS = ("user_id", "device_id", "restaurant_id", "city", "payment_method")
 _MAX_ID_CHARS = 256
@@ -140,6 +141,12 @@ def _require_str(data: dict[str, Any], name: str) -> str:
         raise _Rejected("invalid_value", f"'{name}' must be a non-blank string")
     if len(value) > _MAX_ID_CHARS:
         raise _Rejected("invalid_value", f"'{name}' is longer than {_MAX_ID_CHARS} characters")
+    at = first_control(value)
+    if at is not None:
+        # An id is shown on analysts' terminals and in app.log: no escape sequences, no line breaks.
+        raise _Rejected(
+            "invalid_value", f"'{name}' holds a control character (U+{ord(value[at]):04X} at character {at})"
+        )
     return value
 
 
@@ -217,6 +224,8 @@ def _to_order(data: dict[str, Any]) -> Order:
     behavior = data.get("behavior")
     if behavior is not None and not isinstance(behavior, str):
         raise _Rejected("wrong_type", f"'behavior' must be a string, got {_json_type(behavior)}")
+    if behavior is not None and len(behavior) > _MAX_ID_CHARS:
+        raise _Rejected("invalid_value", f"'behavior' is longer than {_MAX_ID_CHARS} characters")
     amount = _amount(data)
     event_time = _event_time(data)
     extra = {k: v for k, v in data.items() if k not in _KNOWN}

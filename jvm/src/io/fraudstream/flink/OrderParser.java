@@ -380,6 +380,10 @@ public final class OrderParser {
         if (behavior != null && !(behavior instanceof String)) {
             throw new Rejected("wrong_type", "'behavior' must be a string, got " + jsonType(behavior));
         }
+        if (behavior != null && ((String) behavior).length() > MAX_ID_CHARS
+                && ((String) behavior).codePointCount(0, ((String) behavior).length()) > MAX_ID_CHARS) {
+            throw new Rejected("invalid_value", "'behavior' is longer than " + MAX_ID_CHARS + " characters");
+        }
         double amount = amount(data);
         long eventTime = eventTime(data);
         return new Parsed(null, null, ids, amount, eventTime, (String) behavior);
@@ -405,7 +409,31 @@ public final class OrderParser {
         if (s.length() > MAX_ID_CHARS && s.codePointCount(0, s.length()) > MAX_ID_CHARS) {
             throw new Rejected("invalid_value", "'" + name + "' is longer than " + MAX_ID_CHARS + " characters");
         }
+        for (int k = 0; k < s.length(); k++) {
+            char c = s.charAt(k);
+            if (isControl(c)) {
+                // An id is shown on analysts' terminals and in app.log: no escape sequences, no line breaks.
+                throw new Rejected("invalid_value", String.format(
+                        "'%s' holds a control character (U+%04X at character %d)", name, (int) c, s.codePointCount(0, k)));
+            }
+        }
         return s;
+    }
+
+    /**
+     * C0, DEL and C1, the line and paragraph separators and the bidirectional formatting
+     * characters: the set of {@code fraudstream.events.text.CONTROL_CLASS}, all in the BMP.
+     */
+    static boolean isControl(char c) {
+        return c < 0x20
+                || (c >= 0x7f && c <= 0x9f)
+                || c == 0x061c
+                || c == 0x200e
+                || c == 0x200f
+                || c == 0x2028
+                || c == 0x2029
+                || (c >= 0x202a && c <= 0x202e)
+                || (c >= 0x2066 && c <= 0x2069);
     }
 
     private static double amount(Map<String, Object> data) throws Rejected {
