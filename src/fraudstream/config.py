@@ -81,9 +81,10 @@ class PipelineSettings(_Section):
     )
     max_record_bytes: int = Field(65_536, gt=0)
     max_future_ms: int = Field(
-        604_800_000,
+        300_000,
         ge=0,
-        description="orders from Kafka or a file stamped further ahead of the clock are dead letters (0 = no limit)",
+        description="orders from Kafka or a file stamped further ahead of the wall clock are `future` dead letters, "
+        "and no reader's newest event time runs past the clock plus this (0 = no limit: synthetic future-dated input)",
     )
     verbose: bool = False
     rest_port: int = Field(0, ge=0, le=65535, description="REST port of the local job (savepoints); 0 = any free port")

@@ -106,7 +106,7 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
                 restored = value;
             }
         }
-        lateness.maxSeen = restored;
+        lateness.restore(restored);
     }
 
     @Override
@@ -171,6 +171,12 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
      * {@code t <= maxSeen - outOfOrdernessMs - 1}, the newest admitted time minus the bound:
      * the watermark Flink's bounded-out-of-orderness strategy computes, minus its periodic
      * emission delay, so lateness depends only on the input order, never on timing.
+     *
+     * <p>With {@code maxFutureMs > 0}, {@code maxSeen} never runs past {@code now + maxFutureMs}:
+     * a value beyond it (restored from a checkpoint made under a laxer limit, or left by a clock
+     * stepped back) is lowered to that cap before the order is judged, so one order far ahead
+     * cannot make honest orders late for longer than the skew. Admitted orders never exceed the
+     * cap, so an ordinary run never meets it.
      */
     public static final class Lateness implements Serializable {
         private static final long serialVersionUID = 1L;
@@ -194,6 +200,9 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
                 return new Rejection(
                         "future", "event_time " + t + " is more than " + maxFutureMs + " ms ahead of the clock");
             }
+            if (maxFutureMs > 0 && maxSeen != null && maxSeen - maxFutureMs > nowMs) {
+                maxSeen = nowMs + maxFutureMs; // no overflow: below maxSeen
+            }
             if (maxSeen != null) {
                 long watermark = maxSeen - outOfOrdernessMs - 1; // >= Long.MIN_VALUE: both terms >= 0
                 if (t <= watermark) {
@@ -208,6 +217,11 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
 
         public Long getMaxSeen() {
             return maxSeen;
+        }
+
+        /** Start from a checkpoint's newest time (null: none); {@link #admit} caps it if too far ahead. */
+        public void restore(Long restoredMaxSeen) {
+            maxSeen = restoredMaxSeen;
         }
     }
 }
