@@ -2,6 +2,9 @@
 
 The group's options (--db, --json, --limit) work before or after the subcommand's name:
 `fraudstream query --json stats` and `fraudstream query stats --json` are the same.
+
+Stored text may hold control characters (a store filled before the contract refused them, or
+from another producer's topic): tables show them escaped, JSON as `\\uXXXX` escapes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import orjson
 
 from fraudstream.cli.app import resolve_settings
 from fraudstream.cli.options import Group, shared_value
+from fraudstream.events.text import escape_controls as esc
+from fraudstream.events.text import escape_json_controls
 
 _ROWS = 20  # rows a listing shows
 _TOP_USERS = 5  # users `stats` ranks
@@ -66,6 +71,10 @@ def _fetch(ctx: click.Context, run: Callable[[sqlite3.Connection], Any]) -> Any:
         conn.close()
 
 
+def _echo_json(data: Any) -> None:
+    click.echo(escape_json_controls(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()))
+
+
 def _as_json(ctx: click.Context) -> bool:
     return bool(shared_value(ctx, "as_json"))
 
@@ -81,9 +90,9 @@ def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int
 
     rows = _fetch(ctx, lambda conn: run(conn, _limit(ctx)))
     if _as_json(ctx):
-        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        _echo_json(rows)
         return
-    click.echo(f"{title} ({len(rows)} shown)")
+    click.echo(f"{esc(title)} ({len(rows)} shown)")
     if not rows:
         click.echo("   (none)")
         return
@@ -96,7 +105,7 @@ def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int
         if r.get("amount") is not None:
             r["amount"] = f"{r['amount']:,.2f}"
         r.pop("alert_id", None)
-        shown.append(r)
+        shown.append({k: esc(v) if isinstance(v, str) else v for k, v in r.items()})
     click.echo(tabulate(shown, headers="keys", tablefmt="simple"))
 
 
@@ -109,7 +118,7 @@ def query_stats(ctx: click.Context) -> None:
     top = _limit(ctx, _TOP_USERS)
     data = _fetch(ctx, lambda conn: queries.stats(conn, int(time.time() * 1000), top=top))
     if _as_json(ctx):
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        _echo_json(data)
         return
     click.echo("Fraud detection statistics")
     click.echo("=" * 60)
@@ -122,12 +131,12 @@ def query_stats(ctx: click.Context) -> None:
     for title, key, label, count in sections:
         click.echo(f"\n{title}:")
         for r in data[key]:
-            click.echo(f"   {r[label]:<22} {r[count]}")
+            click.echo(f"   {esc(str(r[label])):<22} {r[count]}")
     click.echo(f"\nAlerts detected in the last hour: {data['alerts_last_hour']}")
     if data["dead_letters"]:
         click.echo("\nDead letters by reason:")
         for r in data["dead_letters"]:
-            click.echo(f"   {r['reason']:<22} {r['records']}")
+            click.echo(f"   {esc(str(r['reason'])):<22} {r['records']}")
     click.echo("=" * 60)
 
 

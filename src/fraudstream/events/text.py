@@ -15,8 +15,11 @@ import re
 # C0 (U+0000-U+001F), DEL and C1 (U+007F-U+009F), the line and paragraph separators, and the
 # bidirectional formatting characters (ALM, LRM, RLM, LRE..RLO, LRI..PDI). Every one of them is
 # in a Unicode category that `str.isprintable` rejects (Cc, Cf, Zl, Zp): the fast path below.
-CONTROL_CLASS = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_C0 = "\x00-\x1f"
+_BEYOND_C0_CLASS = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+CONTROL_CLASS = _C0 + _BEYOND_C0_CLASS
 _CONTROL = re.compile(f"[{CONTROL_CLASS}]")
+_BEYOND_C0 = re.compile(f"[{_BEYOND_C0_CLASS}]")
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -41,3 +44,15 @@ def escape_controls(text: str) -> str:
     if text.isprintable():
         return text
     return _CONTROL.sub(_escape, text)
+
+
+def escape_json_controls(json_text: str) -> str:
+    """Serialized JSON with DEL, C1 and the other controls past C0 as `\\uXXXX` escapes: the same
+    document.
+
+    A JSON encoder escapes C0 inside strings itself (a raw newline is then layout, left alone)
+    but writes the others as they are; outside strings JSON has none of them, so each one found
+    is inside a string and its escape decodes to the same text."""
+    if json_text.isprintable():
+        return json_text
+    return _BEYOND_C0.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
