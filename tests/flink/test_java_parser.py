@@ -382,6 +382,12 @@ def json_edge_cases() -> Iterator[bytes]:
     yield with_raw("user_id", '"a\x7fb"')
     yield with_raw("user_id", '"\\x41"')
     yield with_raw("user_id", '"\\/"')
+    # control characters, refused in ids (not in behavior), and their neighbours, accepted
+    controls = (*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F))
+    near = (0x20, 0x7E, 0xA0, 0x061B, 0x061D, 0x200D, 0x2010, 0x2027, 0x202F, 0x2065, 0x206A, 0xFEFF, 0x1F600)
+    for code in (*controls, *range(0x2066, 0x206A), *near):
+        for name in ("transaction_id", "city", "behavior"):
+            yield with_(**{name: f"x{chr(code)}y"})
     yield b'{"user\\u005fid": "u"}'
     # documents
     yield from (
