@@ -8,8 +8,9 @@ import pytest
 
 from fraudstream.detectors import VelocityDetector
 from fraudstream.events import parse_record
+from fraudstream.events.model import DeadLetter
 from fraudstream.store import AlertStore, BatchWriter, StoreMissingError, queries
-from fraudstream.store.sqlite import connect
+from fraudstream.store.sqlite import OffsetConflict, connect
 from tests.conftest import BASE, make_order
 
 
@@ -113,3 +114,56 @@ def test_queries(tmp_path):
     assert len(queries.of_type(conn, "VELOCITY_FRAUD", 4)) == 4
     assert len(queries.high_priority(conn, 100)) == 5
     assert [r["event_time"] for r in queries.recent(conn, 2)] == [BASE + 2, BASE + 1]
+
+
+def test_a_dead_letter_with_an_id_is_stored_once(tmp_path):
+    """A replayed dead letter (same `letter_id`, its place in the dead-letter topic) is a no-op;
+    dead letters without an id (a run's result stream, read once) are each kept."""
+    store = AlertStore(tmp_path / "a.db")
+    keyed = [DeadLetter("invalid_json", "bad", "{", 1, letter_id=f"dlq/0@{i}") for i in range(3)]
+    store.write_batch(keyed)
+    store.write_batch(keyed[1:])
+    unkeyed = DeadLetter("invalid_json", "bad", "{", 1)
+    store.write_batch([unkeyed, unkeyed])
+    rows = store.conn.execute("SELECT letter_id FROM dead_letters ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["dlq/0@0", "dlq/0@1", "dlq/0@2", None, None]
+
+
+OLD_SCHEMA = """
+CREATE TABLE fraud_alerts (id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE, alert_type TEXT NOT NULL,
+    user_id TEXT, device_id TEXT, transaction_id TEXT, severity TEXT NOT NULL, amount REAL, message TEXT,
+    event_time INTEGER, detected_at INTEGER, alert_data TEXT);
+CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, reason TEXT NOT NULL, detail TEXT, raw TEXT,
+    event_time INTEGER, seen_at INTEGER NOT NULL);
+CREATE TABLE source_offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition));
+INSERT INTO dead_letters (reason, detail, raw, seen_at) VALUES ('late', 'old', '{}', 1);
+INSERT INTO source_offsets VALUES ('dlq', 0, 1);
+"""
+
+
+def test_a_store_of_an_older_version_gains_the_dead_letter_key(tmp_path):
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.executescript(OLD_SCHEMA)
+    store = AlertStore(tmp_path / "a.db")
+    letter = DeadLetter("late", "new", "{}", 2, letter_id="dlq/0@1")
+    store.write_batch([letter, letter])
+    rows = store.conn.execute("SELECT reason, detail, letter_id FROM dead_letters ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [("late", "old", None), ("late", "new", "dlq/0@1")]
+    assert store.stored_offsets("dlq") == {0: 1}
+
+
+def test_offsets_only_move_from_where_the_batch_began(tmp_path):
+    """A copier's batch names the offset it started from; if the store has moved since (another
+    copier), nothing of the batch is written and the offsets never go back."""
+    store = AlertStore(tmp_path / "a.db")
+    first, second = alerts(2)
+    store.write_batch([first], {("alerts", 0): (None, 10)})
+    with pytest.raises(OffsetConflict, match="alerts/0"):
+        store.write_batch([second], {("alerts", 0): (None, 5)})  # began before the first was stored
+    with pytest.raises(OffsetConflict, match="alerts/0"):
+        store.write_batch([second], {("alerts", 0): (7, 9)})
+    assert store.stored_offsets("alerts") == {0: 10}
+    assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 1
+    store.write_batch([second], {("alerts", 0): (10, 12)})
+    assert store.stored_offsets("alerts") == {0: 12}

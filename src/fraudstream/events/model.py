@@ -58,6 +58,12 @@ class DeadLetter:
 
     `reason` is a short machine-readable code (`invalid_json`, `late`, ...); `detail` says
     what exactly was wrong; `raw` is the record as received, truncated if huge.
+
+    `letter_id` is its key in the store: for one copied from the dead-letter topic, its place
+    there (`topic/partition@offset`), unique per record of a committed topic, so copying the
+    topic again stores nothing twice. It is not part of the record itself (`to_dict`, the
+    topic's format, shared with the SQL engine): a run's result stream has no such place and
+    is read once, so those are stored without a key.
     """
 
     reason: str
@@ -65,6 +71,7 @@ class DeadLetter:
     raw: str
     seen_at: int
     event_time: int | None = None
+    letter_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

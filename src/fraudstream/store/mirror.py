@@ -9,6 +9,21 @@ batches repeats nothing and skips nothing, because the rows and the position com
 roll back together. A writer inside the job could only be tied to checkpoints by
 idempotent replays, which leave no key for dead letters, and would have to run where the
 SQLite file is; this copier can run beside any cluster.
+
+What keeps that image exact, beyond the shared transaction:
+- Each copied dead letter is keyed by its place in its topic (`letter_id`,
+  `topic/partition@offset`), so copying the topic again (a store that lost its positions)
+  stores nothing twice, as `alert_id` already does for alerts.
+- A position is only meaningful for the topic it was taken in: the store records each
+  topic's id and its cluster's id (`source_topics`) and refuses a topic of the same name
+  that is another one (deleted and created again, a wiped or another broker), whose offsets
+  would silently skip records.
+- One copier per store (`CopierLock`), and each batch moves the positions only from where
+  it began (`AlertStore.write_batch`): two copiers can neither copy twice nor move back.
+- A record that cannot be stored (a foreign producer's malformed alert) becomes a dead
+  letter of the copier (`unstorable`, keyed by its place) and copying goes on; it must not
+  stall the copier (retried forever) or kill it. Any other failure ends `follow` with the
+  error in `failure`, which `fraudstream run` turns into the end of the run, in one line.
 """
 
 from __future__ import annotations
@@ -23,12 +38,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from fraudstream.config import Settings
 from fraudstream.detectors.base import Alert
+from fraudstream.errors import UserFacingError
 from fraudstream.events.model import DeadLetter
 from fraudstream.kafka.clients import client_config
+from fraudstream.store.lock import CopierLock
 from fraudstream.store.sqlite import AlertStore
 
 logger = logging.getLogger(__name__)
@@ -38,17 +56,79 @@ logger = logging.getLogger(__name__)
 class MirrorStats:
     alerts: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
-    unreadable: int = 0
+    unstorable: int = 0
     stored: int = 0
     failed_writes: int = 0
 
 
-def _alert(value: bytes) -> Alert:
-    return Alert(**orjson.loads(value))
+class SourceChanged(UserFacingError):
+    """The store was copied from another topic (or cluster) of the same name."""
 
 
-def _dead_letter(value: bytes) -> DeadLetter:
-    return DeadLetter(**orjson.loads(value))
+class Unstorable(ValueError):
+    """A record of the alerts or dead-letter topic that is not what the job writes there."""
+
+
+_INT64 = 2**63
+_ALERT_TEXT = ("alert_id", "alert_type", "severity", "key", "user_id", "device_id", "transaction_id", "message")
+_ALERT_FIELDS = frozenset((*_ALERT_TEXT, "amount", "event_time", "details", "detected_at"))
+_DEAD_FIELDS = frozenset(("reason", "detail", "raw", "seen_at", "event_time"))
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -_INT64 <= v < _INT64  # SQLite INTEGER
+
+
+def _object(value: bytes | None, fields: frozenset[str], optional: frozenset[str]) -> dict:
+    """The record as a dict with exactly the fields the job writes (`optional` may be missing)."""
+    if value is None:
+        raise Unstorable("no value (a tombstone)")
+    try:
+        d = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise Unstorable(f"not JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise Unstorable(f"a JSON {type(d).__name__}, not an object")
+    missing = sorted(fields - optional - d.keys())
+    unknown = sorted(d.keys() - fields)
+    if missing or unknown:
+        raise Unstorable(
+            ", ".join(([f"missing {missing}"] if missing else []) + ([f"unknown fields {unknown}"] if unknown else []))
+        )
+    return d
+
+
+def _wrong(name: str, want: str, got: object) -> Unstorable:
+    return Unstorable(f"{name} must be {want}, got {type(got).__name__} {orjson.dumps(got).decode()[:40]}")
+
+
+def _alert(value: bytes | None) -> Alert:
+    """An alert as the job writes it, every field of the type the store and console expect."""
+    d = _object(value, _ALERT_FIELDS, frozenset(("details", "detected_at")))
+    for name in _ALERT_TEXT:
+        if not isinstance(d[name], str):
+            raise _wrong(name, "a string", d[name])
+    if not (_is_int(d["amount"]) or isinstance(d["amount"], float)):  # orjson never gives NaN
+        raise _wrong("amount", "a number", d["amount"])
+    if not _is_int(d["event_time"]):
+        raise _wrong("event_time", "an integer", d["event_time"])
+    if not isinstance(d.get("details", {}), dict):
+        raise _wrong("details", "an object", d["details"])
+    if d.get("detected_at") is not None and not _is_int(d["detected_at"]):
+        raise _wrong("detected_at", "an integer", d["detected_at"])
+    return Alert(**d)
+
+
+def _dead_letter(value: bytes | None, letter_id: str) -> DeadLetter:
+    d = _object(value, _DEAD_FIELDS, frozenset(("event_time",)))
+    for name in ("reason", "detail", "raw"):
+        if not isinstance(d[name], str):
+            raise _wrong(name, "a string", d[name])
+    if not _is_int(d["seen_at"]):
+        raise _wrong("seen_at", "an integer", d["seen_at"])
+    if d.get("event_time") is not None and not _is_int(d["event_time"]):
+        raise _wrong("event_time", "an integer", d["event_time"])
+    return DeadLetter(**d, letter_id=letter_id)
 
 
 class TopicMirror:
@@ -65,8 +145,26 @@ class TopicMirror:
         on_dead: Callable[[DeadLetter], None] = lambda d: None,
         batch_size: int | None = None,
     ) -> None:
+        self.lock = CopierLock(store.path)
+        self.lock.acquire()  # before reading any position: they are this copier's from now on
+        try:
+            self._start(settings, store, on_alert, on_dead, batch_size)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _start(
+        self,
+        settings: Settings,
+        store: AlertStore,
+        on_alert: Callable[[Alert], None],
+        on_dead: Callable[[DeadLetter], None],
+        batch_size: int | None,
+    ) -> None:
         k = settings.kafka
         self.store = store
+        self.failure: BaseException | None = None
+        self.max_raw_chars = settings.store.dead_letter_max_chars
         self.on_alert = on_alert
         self.on_dead = on_dead
         self.batch_size = batch_size or settings.store.batch_size
@@ -87,50 +185,104 @@ class TopicMirror:
             )
         )
         self.next_offsets: dict[tuple[str, int], int] = {}
+        self.identities: dict[str, tuple[str | None, str | None]] = {}
         assignment = []
-        for topic in self.kinds:
-            meta = self.consumer.list_topics(topic, timeout=k.connect_timeout_s).topics[topic]
-            if meta.error is not None:
-                raise RuntimeError(f"cannot read topic {topic}: {meta.error.str()}")
-            stored = store.stored_offsets(topic)
-            for partition in sorted(meta.partitions):
-                offset = stored.get(partition, OFFSET_BEGINNING)
-                assignment.append(TopicPartition(topic, partition, offset))
-                if partition in stored:  # already copied up to here: `drain` needs nothing before it
-                    self.next_offsets[(topic, partition)] = offset
+        try:
+            topic_ids = self._topic_ids(settings)
+            for topic in self.kinds:
+                cluster = self.consumer.list_topics(topic, timeout=k.connect_timeout_s)
+                meta = cluster.topics[topic]
+                if meta.error is not None:
+                    raise RuntimeError(f"cannot read topic {topic}: {meta.error.str()}")
+                self._check_identity(topic, topic_ids.get(topic), cluster.cluster_id)
+                assignment += self._positions(topic, sorted(meta.partitions))
+        except BaseException:
+            self.consumer.close()
+            raise
         self.consumer.assign(assignment)
         logger.info("copying %s into %s from %s", ", ".join(self.kinds), store.path, _describe(assignment))
+
+    def _topic_ids(self, settings: Settings) -> dict[str, str]:
+        """Each topic's id (KIP-516), where the broker gives one; without, only the cluster is checked."""
+        admin = AdminClient(client_config(settings.kafka))
+        try:
+            futures = admin.describe_topics(
+                TopicCollection(list(self.kinds)), request_timeout=settings.kafka.connect_timeout_s
+            )
+            ids = {name: str(f.result().topic_id) for name, f in futures.items()}
+        except Exception as exc:  # an old broker, or no permission to describe: the cluster id still guards
+            logger.warning("cannot read the topics' ids (%s); checking only the cluster's", exc)
+            return {}
+        return {name: i for name, i in ids.items() if i and i != "AAAAAAAAAAAAAAAAAAAAAA"}  # all-zero: unknown
+
+    def _check_identity(self, topic: str, topic_id: str | None, cluster_id: str | None) -> None:
+        """Refuse positions taken in another topic or cluster under this name; record this one."""
+        known = self.store.source_identity(topic)
+        copied = bool(self.store.stored_offsets(topic))
+        if known is not None and copied:
+            was_topic, was_cluster = known
+            if was_cluster and cluster_id and was_cluster != cluster_id:
+                what = f"cluster {cluster_id}, not cluster {was_cluster}"
+            elif was_topic and topic_id and was_topic != topic_id:
+                what = f"topic id {topic_id}, not {was_topic} (deleted and created again?)"
+            else:
+                what = ""
+            if what:
+                raise SourceChanged(
+                    f"{self.store.path} was copied from another topic named {topic}: the broker's {topic} is {what}, "
+                    "and the stored positions would skip its records; give this run a new store "
+                    "(--data-dir or store.db_path), or move the old one away"
+                )
+        elif copied:
+            logger.warning(
+                "%s has positions for %s from before topics were identified; recording them", self.store.path, topic
+            )
+        if known != (topic_id, cluster_id):  # recorded with the next batch (its write is retried)
+            self.identities[topic] = (topic_id, cluster_id)
+
+    def _positions(self, topic: str, partitions: list[int]) -> list[TopicPartition]:
+        assignment = []
+        stored = self.store.stored_offsets(topic)
+        for partition in partitions:
+            offset = stored.get(partition, OFFSET_BEGINNING)
+            assignment.append(TopicPartition(topic, partition, offset))
+            if partition in stored:  # already copied up to here: `drain` needs nothing before it
+                self.next_offsets[(topic, partition)] = offset
+        return assignment
 
     # ------------------------------------------------------------------ copying
     def copy_once(self, timeout_s: float, give_up: threading.Event | None = None) -> int:
         """Copy what arrives within `timeout_s` (at most one batch); returns records copied."""
         messages = self.consumer.consume(self.batch_size, timeout_s)
         records: list[Alert | DeadLetter] = []
-        offsets: dict[tuple[str, int], int] = {}
+        after: dict[tuple[str, int], int] = {}
         for msg in messages:
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     logger.warning("reading %s failed: %s", msg.topic(), msg.error().str())
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            offsets[(topic, partition)] = offset + 1
-            value = msg.value()
-            if value is None:
-                continue
+            after[(topic, partition)] = offset + 1
+            place = f"{topic}/{partition}@{offset}"
             try:
-                records.append(_alert(value) if self.kinds[topic] == "alert" else _dead_letter(value))
-            except (orjson.JSONDecodeError, TypeError) as exc:
-                self.stats.unreadable += 1
-                logger.warning("skipping an unreadable record at %s/%d@%d: %s", topic, partition, offset, exc)
-        if not offsets:
+                records.append(
+                    _alert(msg.value()) if self.kinds[topic] == "alert" else _dead_letter(msg.value(), place)
+                )
+            except Unstorable as exc:
+                self.stats.unstorable += 1
+                logger.warning("%s cannot be stored (%s): kept as a dead letter", place, exc)
+                records.append(self._unstorable(msg.value(), place, str(exc)))
+        if not after:
             return 0
+        # Each partition's position moves from where this batch began (None: never copied).
+        offsets = {key: (self.next_offsets.get(key), end) for key, end in after.items()}
         if not self._write(records, offsets, give_up):
             # Not stored: go back, so these records are read again (now or by the next run).
             for (topic, partition), _ in offsets.items():
                 first = min(m.offset() for m in messages if m.topic() == topic and m.partition() == partition)
                 self.consumer.seek(TopicPartition(topic, partition, first))
             return 0
-        self.next_offsets.update(offsets)
+        self.next_offsets.update(after)
         for record in records:
             if isinstance(record, Alert):
                 self.stats.alerts[record.alert_type] += 1
@@ -141,19 +293,29 @@ class TopicMirror:
         self.stats.stored += len(records)
         return len(records)
 
+    def _unstorable(self, value: bytes | None, place: str, why: str) -> DeadLetter:
+        raw = "" if value is None else value.decode(errors="replace")
+        if len(raw) > self.max_raw_chars:
+            raw = raw[: self.max_raw_chars] + f"...[truncated {len(raw) - self.max_raw_chars} chars]"
+        return DeadLetter("unstorable", f"{place}: {why}", raw, int(time.time() * 1000), letter_id=place)
+
     def _write(
         self,
         records: list[Alert | DeadLetter],
-        offsets: dict[tuple[str, int], int],
+        offsets: dict[tuple[str, int], tuple[int | None, int]],
         give_up: threading.Event | None,
     ) -> bool:
-        """Write one batch with its offsets, retrying with backoff until it lands or `give_up` is set."""
+        """Write one batch with its offsets, retrying with backoff until it lands or `give_up` is set.
+
+        Only what may pass is retried (a lock held too long, a disk error: OperationalError);
+        anything else (an offset conflict, a corrupt file) would fail forever, so it is raised."""
         delay = 0.25
         while True:
             try:
-                self.store.write_batch(records, offsets)
+                self.store.write_batch(records, offsets, self.identities)
+                self.identities = {}
                 return True
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:
                 self.stats.failed_writes += 1
                 logger.warning(
                     "writing %d records to %s failed (%s); retrying in %.2fs", len(records), self.store.path, exc, delay
@@ -168,9 +330,14 @@ class TopicMirror:
             delay = min(delay * 2, self.max_backoff_s)
 
     def follow(self, stop: threading.Event) -> None:
-        """Copy until `stop` is set."""
-        while not stop.is_set():
-            self.copy_once(0.5, give_up=stop)
+        """Copy until `stop` is set, or until copying fails: then `failure` holds why (a thread
+        that died with it would leave the run going without a copier, silently)."""
+        try:
+            while not stop.is_set():
+                self.copy_once(0.5, give_up=stop)
+        except BaseException as exc:
+            logger.error("the store's copier stopped: %s", exc, exc_info=not isinstance(exc, UserFacingError))
+            self.failure = exc
 
     def drain(self, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
         """Copy everything committed so far: until each partition's end is reached, or nothing
@@ -207,7 +374,10 @@ class TopicMirror:
         return True
 
     def close(self) -> None:
-        self.consumer.close()
+        try:
+            self.consumer.close()
+        finally:
+            self.lock.release()
 
 
 def _describe(assignment: list[TopicPartition]) -> str:

@@ -1,7 +1,9 @@
-"""The SQLite schema and the alert store (WAL mode, idempotent on alert_id)."""
+"""The SQLite schema and the alert store (WAL mode, idempotent on alert_id and on a copied
+dead letter's letter_id)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -10,7 +12,10 @@ from pathlib import Path
 import orjson
 
 from fraudstream.detectors.base import Alert
+from fraudstream.errors import UserFacingError
 from fraudstream.events.model import DeadLetter
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fraud_alerts (
@@ -38,7 +43,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail TEXT,
     raw TEXT,
     event_time INTEGER,
-    seen_at INTEGER NOT NULL
+    seen_at INTEGER NOT NULL,
+    letter_id TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_dead_reason ON dead_letters(reason);
 -- How far the store has copied each Kafka topic (alerts, dead letters): the next offset to
@@ -49,11 +55,36 @@ CREATE TABLE IF NOT EXISTS source_offsets (
     next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
 );
+-- Which topic those offsets are offsets of: a topic name alone does not say (a topic deleted
+-- and created again, a wiped or another broker), and offsets of another topic skip records.
+CREATE TABLE IF NOT EXISTS source_topics (
+    topic TEXT PRIMARY KEY,
+    topic_id TEXT,
+    cluster_id TEXT
+);
 """
+
+# Stores written by earlier versions: columns they lack, added in place (existing rows keep
+# NULL: a dead letter without a key, as before).
+MIGRATIONS = (("dead_letters", "letter_id", "TEXT"),)
+# After the migrations, as it needs their columns. NULLs never collide in a UNIQUE index.
+INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS idx_dead_letter_id ON dead_letters(letter_id);"
 
 
 class StoreMissingError(Exception):
     """The database file or its tables do not exist yet."""
+
+
+class OffsetConflict(UserFacingError):
+    """A batch's offsets no longer start where the store is: someone else copied meanwhile."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, column, kind in MIGRATIONS:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            logger.info("adding column %s.%s to an older store", table, column)
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.executescript(INDEXES)
 
 
 def connect(path: Path, create: bool = False, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
@@ -67,6 +98,7 @@ def connect(path: Path, create: bool = False, busy_timeout_ms: int = 30_000) -> 
     if create:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(SCHEMA)
+        _migrate(conn)
     else:
         found = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='fraud_alerts'")
         if found.fetchone() is None:
@@ -92,10 +124,25 @@ class AlertStore:
         rows = self.conn.execute("SELECT partition, next_offset FROM source_offsets WHERE topic = ?", (topic,))
         return {r[0]: r[1] for r in rows}
 
+    def source_identity(self, topic: str) -> tuple[str | None, str | None] | None:
+        """(topic id, cluster id) of the topic this store copied under that name, if recorded."""
+        row = self.conn.execute("SELECT topic_id, cluster_id FROM source_topics WHERE topic = ?", (topic,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def write_batch(
-        self, records: Sequence[Alert | DeadLetter], offsets: Mapping[tuple[str, int], int] | None = None
+        self,
+        records: Sequence[Alert | DeadLetter],
+        offsets: Mapping[tuple[str, int], tuple[int | None, int]] | None = None,
+        sources: Mapping[str, tuple[str | None, str | None]] | None = None,
     ) -> None:
-        """One transaction: the records and, when copied from Kafka, the offsets after them."""
+        """One transaction: the records and, when copied from Kafka, the offsets after them.
+
+        `offsets` maps (topic, partition) to (where the batch began, the next offset after it);
+        None = the store had no position for it. The positions move only from where the batch
+        began: if the store is elsewhere (another copier wrote meanwhile, despite the lock),
+        nothing is written and `OffsetConflict` is raised, rather than repeating records or
+        moving a position back. `sources`: topic -> (topic id, cluster id) to record with them.
+        """
         alerts = [r for r in records if isinstance(r, Alert)]
         dead = [r for r in records if isinstance(r, DeadLetter)]
         with self._tx() as cur:
@@ -115,21 +162,45 @@ class AlertStore:
                 )  # fmt: skip
             if dead:
                 cur.executemany(
-                    "INSERT INTO dead_letters (reason, detail, raw, event_time, seen_at) VALUES (?, ?, ?, ?, ?)",
-                    [(d.reason, d.detail, d.raw, d.event_time, d.seen_at) for d in dead],
+                    "INSERT OR IGNORE INTO dead_letters (reason, detail, raw, event_time, seen_at, letter_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(d.reason, d.detail, d.raw, d.event_time, d.seen_at, d.letter_id) for d in dead],
                 )
-            if offsets:
-                cur.executemany(
-                    "INSERT INTO source_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
-                    " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                    [(topic, partition, offset) for (topic, partition), offset in offsets.items()],
-                )
+            cur.executemany(
+                "INSERT INTO source_topics (topic, topic_id, cluster_id) VALUES (?, ?, ?) ON CONFLICT (topic)"
+                " DO UPDATE SET topic_id = excluded.topic_id, cluster_id = excluded.cluster_id",
+                [(topic, topic_id, cluster_id) for topic, (topic_id, cluster_id) in (sources or {}).items()],
+            )
+            for (topic, partition), (began, after) in (offsets or {}).items():
+                if began is None:
+                    cur.execute(
+                        "INSERT OR IGNORE INTO source_offsets (topic, partition, next_offset) VALUES (?, ?, ?)",
+                        (topic, partition, after),
+                    )
+                else:
+                    cur.execute(
+                        "UPDATE source_offsets SET next_offset = ? WHERE topic = ? AND partition = ? AND next_offset = ?",
+                        (after, topic, partition, began),
+                    )
+                if cur.rowcount != 1:
+                    now = cur.execute(
+                        "SELECT next_offset FROM source_offsets WHERE topic = ? AND partition = ?", (topic, partition)
+                    ).fetchone()
+                    raise OffsetConflict(
+                        f"{self.path} has {topic}/{partition} copied up to {now[0] if now else 'nothing'}, but this "
+                        f"copier had it at {'nothing' if began is None else began}: another copier is writing to "
+                        "this store; stop it (one copier per store)"
+                    )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         cur = self.conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
+        except BaseException:
+            cur.close()
+            raise
+        try:
             yield cur
             cur.execute("COMMIT")
         except BaseException:

@@ -1,0 +1,52 @@
+"""One copier per store: the lock is held for the copier's life, refused to a second one
+(however the store's path is spelled), and gone with a process that died."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from fraudstream.errors import UserFacingError
+from fraudstream.store.lock import CopierBusy, CopierLock
+
+
+def test_a_second_copier_is_refused_while_the_first_holds_the_store(tmp_path):
+    db = tmp_path / "data" / "fraud_alerts.db"
+    db.parent.mkdir()
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    (other_dir / "fraud_alerts.db").symlink_to(db)  # a second data directory sharing the store
+    first = CopierLock(db)
+    first.acquire()
+    for path in (db, other_dir / "fraud_alerts.db"):
+        with pytest.raises(CopierBusy, match=f"PID {os.getpid()}") as err:
+            CopierLock(path).acquire()
+        assert isinstance(err.value, UserFacingError)
+    first.release()
+    again = CopierLock(other_dir / "fraud_alerts.db")
+    again.acquire()
+    again.release()
+
+
+def test_the_lock_of_a_killed_copier_does_not_block(tmp_path):
+    db = tmp_path / "fraud_alerts.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom fraudstream.store.lock import CopierLock\n"
+         f"CopierLock(Path({str(db)!r})).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CopierBusy, match=f"PID {holder.pid}"):
+            CopierLock(db).acquire()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+    lock = CopierLock(db)
+    lock.acquire()  # the dead process's lock went with it
+    lock.release()
