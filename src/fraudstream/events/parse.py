@@ -141,7 +141,8 @@ def _require_str(data: dict[str, Any], name: str) -> str:
         raise _Rejected("invalid_value", f"'{name}' must be a non-blank string")
     if len(value) > _MAX_ID_CHARS:
         raise _Rejected("invalid_value", f"'{name}' is longer than {_MAX_ID_CHARS} characters")
-    at = first_control(value)
+    # isprintable() first: a plain id is decided without a call or a regex scan.
+    at = None if value.isprintable() else first_control(value)
     if at is not None:
         # An id is shown on analysts' terminals and in app.log: no escape sequences, no line breaks.
         raise _Rejected(
