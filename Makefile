@@ -41,10 +41,11 @@ $(HELPER): $(JARS) $(STAMP) $(HELPER_SRC)
 	  $(HELPER_SRC)
 	jar cf $@ -C jvm/build .
 
-$(STAMP): pyproject.toml
+# The versions the suite passed with (constraints.txt); a change there reinstalls.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 run: setup

@@ -88,6 +88,11 @@ class PipelineSettings(_Section):
     )
     verbose: bool = False
     rest_port: int = Field(0, ge=0, le=65535, description="REST port of the local job (savepoints); 0 = any free port")
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="address the local job's servers listen on (Flink's BLOB, data and REST servers, "
+        "the Python workers' gRPC pool); 0.0.0.0 opens them to other machines",
+    )
 
 
 class CheckpointSettings(_Section):

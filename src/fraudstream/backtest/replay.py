@@ -62,6 +62,17 @@ def archived_period(archive: Path, start_ms: int | None, end_ms: int | None, out
     return table.num_rows
 
 
+def without_secrets(settings: Settings) -> Settings:
+    """The settings with no password: a replay reads a file into SQLite and logs in nowhere,
+    and its settings file stays behind in the work folder."""
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"sasl_password": None}),
+            "broker": settings.broker.model_copy(update={"sasl_users": {}}),
+        }
+    )
+
+
 def run_replay(
     name: str,
     settings: Settings,
@@ -88,7 +99,7 @@ def run_replay(
         update={"checkpoint": run_settings.checkpoint.model_copy(update={"dir": None, "savepoint_dir": None})}
     )
     config = data_dir / "settings.toml"
-    config.write_text(to_toml(run_settings.model_dump(mode="json")), encoding="utf-8")
+    config.write_text(to_toml(without_secrets(run_settings).model_dump(mode="json")), encoding="utf-8")
     command = [sys.executable, "-m", "fraudstream", "--config", str(config), "run"]
     log_path = data_dir / "run.log"
     echo(f"{name}: replaying through the Flink job ({run_settings.pipeline.engine} engine), log in {log_path}")

@@ -39,7 +39,11 @@ class JobInfo:
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(orjson.dumps(asdict(self)))
+        # It steers the job (savepoint, stop): its owner's alone, whatever the umask.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(orjson.dumps(asdict(self)))
 
     @staticmethod
     def read(path: Path) -> JobInfo | None:

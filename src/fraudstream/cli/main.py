@@ -129,6 +129,10 @@ _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt): \S")
 
 
 def entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Every file and folder this process and the JVMs it starts
+    create (the data directory, the store, app.log, the archive, checkpoints, the broker's
+    settings) is its owner's alone: they hold personal data and passwords."""
+    import os
 
+    os.umask(0o077)
     sys.exit(main())

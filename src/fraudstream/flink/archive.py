@@ -74,12 +74,17 @@ def dead_letter_row(dead: DeadLetter) -> Row:
     return Row(dead.reason, dead.detail, dead.raw, dead.seen_at, dead.event_time)
 
 
+def sql_string(text: str) -> str:
+    """`text` as a Flink SQL string literal: a quote is doubled, the only escape SQL has."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _table_sql(name: str, columns: tuple[tuple[str, str], ...], uri: str) -> str:
     cols = ", ".join(f"`{c}` {t}" for c, t in columns)
     return f"""CREATE TEMPORARY TABLE {name} ({cols}, dt STRING, `hour` STRING)
 PARTITIONED BY (dt, `hour`) WITH (
   'connector' = 'filesystem',
-  'path' = '{uri}',
+  'path' = {sql_string(uri)},
   'format' = 'parquet',
   'parquet.compression' = 'SNAPPY',
   'sink.partition-commit.trigger' = 'process-time',

@@ -191,7 +191,8 @@ class LocalBroker:
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 f'username="{user}" password="{password}" {accounts};'
             )
-        self.properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        # It holds every broker password: readable by its owner only, also if it was there before.
+        _write_private(self.properties, "".join(f"{k}={v}\n" for k, v in lines.items()))
         (self.root / "log4j2.properties").write_text(_LOG4J.format(log_dir=self.log_dir))
 
     def _format(self, classpath: str) -> None:
@@ -273,6 +274,14 @@ def _is_our_broker(pid: int, properties: Path) -> bool:
     if stat[stat.rindex(")") + 2 :].startswith("Z"):
         return False
     return b"kafka.Kafka" in cmdline and str(properties).encode() in cmdline
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` with mode 0600, whatever the umask or an older file's mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
 
 
 def _reap(pid: int) -> None:

@@ -7,6 +7,7 @@ the connector. Their security settings have different names, so both are derived
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -58,14 +59,25 @@ def java_properties(k: KafkaSettings) -> dict[str, str]:
             if k.sasl_mechanism == "PLAIN"
             else "org.apache.kafka.common.security.scram.ScramLoginModule"
         )
-        user = (k.sasl_username or "").replace('"', '\\"')
-        password = (k.sasl_password or "").replace('"', '\\"')
+        user = _jaas_quoted(k.sasl_username or "")
+        password = _jaas_quoted(k.sasl_password or "")
         props["sasl.mechanism"] = k.sasl_mechanism
         props["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
     if k.ssl_ca_location:
         props["ssl.truststore.type"] = "PEM"
         props["ssl.truststore.location"] = str(k.ssl_ca_location)
     return props
+
+
+def _jaas_quoted(text: str) -> str:
+    """`text` for a double-quoted JAAS value. Kafka's parser (a StreamTokenizer) reads a
+    backslash as an escape, so a password ending in one would swallow the closing quote, and
+    ends a quoted value at a line break; control characters go as octal escapes, which it decodes."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return _CONTROL.sub(lambda m: f"\\{ord(m.group()):03o}", escaped)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def connect_admin(k: KafkaSettings, timeout_s: float | None = None) -> AdminClient:
