@@ -6,6 +6,7 @@ import time
 import pytest
 
 from fraudstream.store import BatchWriter
+from fraudstream.store.writer import UnwrittenItems
 
 
 class Recorder:
@@ -67,3 +68,39 @@ def test_a_failed_batch_is_kept_and_retried():
     w.submit(2)
     w.close()
     assert rec.batches == [[1, 2]]
+
+
+def test_the_retry_queue_is_bounded_and_pushes_back():
+    """While the store keeps failing, at most `max_pending` items wait in memory: `submit`
+    blocks (the job's result stream slows down) instead of the queue growing without end."""
+    rec = Recorder(fail_times=10**9)
+    w = BatchWriter(rec, batch_size=10, flush_interval_s=0.01, max_pending=50, max_backoff_s=0.05)
+    submitted = []
+
+    def produce():
+        for i in range(1000):
+            w.submit(i)
+            submitted.append(i)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    producer.join(1.0)
+    assert producer.is_alive(), "1000 items were taken while every write failed"
+    assert len(submitted) <= 2 * 50 + 10
+    assert w.pending <= 2 * 50 + 10
+    with rec.lock:
+        rec.fail_times = 0  # the store is back
+    producer.join(10)
+    w.close()
+    assert [x for b in rec.batches for x in b] == list(range(1000))
+
+
+def test_a_final_flush_that_fails_hands_back_what_was_not_written():
+    rec = Recorder(fail_times=10**9)
+    w = BatchWriter(rec, batch_size=1000, flush_interval_s=60, max_backoff_s=0.05)
+    for i in range(7):
+        w.submit(i)
+    with pytest.raises(UnwrittenItems, match="disk full") as err:
+        w.close(timeout=1.0)
+    assert err.value.items == list(range(7))
+    assert not w._thread.is_alive()

@@ -9,24 +9,30 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import orjson
 
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
 from fraudstream.cli.jobinfo import JobInfo, process_start
 from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
+from fraudstream.detectors.base import Alert
 from fraudstream.errors import UserFacingError
 from fraudstream.flink import checkpoints
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
 from fraudstream.store import AlertStore, BatchWriter
+from fraudstream.store.writer import UnwrittenItems
 
 logger = logging.getLogger(__name__)
 alert_log = logging.getLogger(ALERT_LOGGER)
@@ -47,6 +53,14 @@ def _error_text(exc: BaseException) -> str:
 
 class OffsetsNotCommitted(UserFacingError):
     """A bounded run finished, but its end position could not be recorded."""
+
+
+class CopierFailed(UserFacingError):
+    """The store's copier stopped; a run without it would go on filling Kafka but not SQLite."""
+
+
+class StoreNotFlushed(UserFacingError):
+    """The last writes to SQLite failed; what they held was saved to a file instead."""
 
 
 @dataclass
@@ -77,8 +91,13 @@ def run_job(
         batch_size=settings.store.batch_size,
         flush_interval_s=settings.store.flush_interval_ms / 1000,
         name="sqlite-writer",
+        # While SQLite fails, a hundred batches wait at most; then the result stream waits.
+        max_pending=100 * settings.store.batch_size,
+        max_backoff_s=settings.store.retry_max_backoff_ms / 1000,
     )
     mirror = None
+    copier_failed: BaseException | None = None
+    flush_error: str | None = None
     stop = threading.Event()
     finished = threading.Event()
     failure: list[BaseException] = []
@@ -135,6 +154,9 @@ def run_job(
         failures: set[int] = set()
         next_check = time.monotonic() + 2
         while not finished.wait(0.2):
+            if mirror is not None and mirror.failure is not None and not stop.is_set():
+                copier_failed = mirror.failure  # no run without its copier: stop the job too
+                stop.set()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 2
                 for line in checkpoints.new_failures(port, job_id, failures):
@@ -155,6 +177,12 @@ def run_job(
         if mirror is not None and copier is not None:
             mirror_stop.set()
             copier.join()
+            copier_failed = copier_failed or mirror.failure
+            if copier_failed is not None:
+                raise CopierFailed(
+                    f"the store's copier stopped, and the job with it: {_error_text(copier_failed)} "
+                    f"(what the job committed to Kafka is copied into {settings.db_path} by the next run)"
+                )
             # Whatever the job committed before it ended (all of it, after a bounded run).
             mirror.drain(idle_s=2.0 if summary.interrupted or failure else 5.0)
         if failure:
@@ -184,14 +212,53 @@ def run_job(
             signal.signal(sig, previous)
         info_file.unlink(missing_ok=True)
         JobInfo.stop_marker(info_file).unlink(missing_ok=True)
-        writer.close()
-        if mirror is not None:
-            mirror.close()
-        store.close()
-        stop_gateway()
+        flush_error = _close_outputs(writer, mirror, store, settings.db_path, stop_gateway)
+        if flush_error is not None and sys.exc_info()[1] is not None:  # another error is on its way out
+            logger.error("%s", flush_error)
         summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
         summary.seconds = time.monotonic() - started
+    if flush_error is not None:  # only when nothing else failed first (that one is raised instead)
+        raise StoreNotFlushed(flush_error)
     return summary
+
+
+def _close_outputs(
+    writer: BatchWriter, mirror: Any, store: AlertStore, db_path: Path, stop_flink: Callable[[], None]
+) -> str | None:
+    """Close the writer, the copier, the store and Flink, each whatever the others did: a
+    final flush that fails must neither leave Flink running nor lose what it held. Items the
+    writer could not write are saved next to the database, one JSON object per line (`kind`:
+    alert or dead); returns the line saying so, or None."""
+    unwritten: UnwrittenItems | None = None
+    steps: list[tuple[str, Callable[[], None]]] = [("the SQLite writer", writer.close)]
+    if mirror is not None:
+        steps.append(("the store's copier", mirror.close))
+    steps += [("the store", store.close), ("Flink", stop_flink)]
+    for name, close in steps:
+        try:
+            close()
+        except UnwrittenItems as exc:
+            unwritten = exc
+        except Exception as exc:
+            logger.error("closing %s failed: %s", name, _error_text(exc))
+            logger.debug("closing %s failed", name, exc_info=True)
+    if unwritten is None:
+        return None
+    spill = db_path.with_name(f"{db_path.name}.unwritten-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
+    try:
+        with spill.open("ab") as fh:
+            for item in unwritten.items:
+                kind = "alert" if isinstance(item, Alert) else "dead"
+                fh.write(orjson.dumps({"kind": kind, **item.to_dict()}) + b"\n")
+    except OSError as exc:
+        where = f"saving them to {spill} failed too ({exc.strerror}): they are only in app.log"
+    else:
+        where = f"they are saved in {spill}"
+    line = (
+        f"{len(unwritten.items)} alerts and dead letters could not be written to {db_path} ({unwritten.error}); {where}"
+    )
+    logger.error("%s", line, extra=FILE_ONLY)  # the caller shows it
+    return line
 
 
 def _route(

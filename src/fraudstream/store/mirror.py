@@ -336,7 +336,8 @@ class TopicMirror:
             while not stop.is_set():
                 self.copy_once(0.5, give_up=stop)
         except BaseException as exc:
-            logger.error("the store's copier stopped: %s", exc, exc_info=not isinstance(exc, UserFacingError))
+            # For app.log only (`file_only`, see cli.logs): the run ends with this in one line.
+            logger.error("the store's copier stopped: %s", exc, exc_info=True, extra={"file_only": True})
             self.failure = exc
 
     def drain(self, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
