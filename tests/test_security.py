@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from fraudstream.config import KafkaSettings, load_settings
 from fraudstream.flink.archive import _table_sql, sql_string
 from fraudstream.jars import archive_jars, kafka_classpath
@@ -105,3 +107,28 @@ def test_a_backtest_writes_its_settings_without_passwords(tmp_path, monkeypatch)
     assert "fraud" in text  # the user name is no secret
     # and it still loads: the replay's process reads it
     load_settings(tmp_path / "work" / "champion" / "settings.toml", environ={})
+
+
+class _Recorded:
+    """Stands in for Flink's Configuration: what was set, by key."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def set_string(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+@pytest.mark.parametrize(
+    ("host", "reach"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("10.1.2.3", "10.1.2.3")]
+)
+def test_the_jobs_servers_bind_the_configured_host(host, reach):
+    from fraudstream.flink.network import configure_network
+
+    conf = _Recorded()
+    configure_network(conf, load_settings(flags={"pipeline.bind_host": host}, environ={}))  # type: ignore[arg-type]
+    binds = ("jobmanager.bind-host", "taskmanager.bind-host", "rest.bind-address")
+    assert {k: conf.values[k] for k in binds} == dict.fromkeys(binds, host)
+    assert conf.values["jobmanager.rpc.address"] == conf.values["taskmanager.host"] == reach
+    assert conf.values["web.access-control-allow-origin"] == ""
+    configure_network(_Recorded(), load_settings(environ={}))  # type: ignore[arg-type]  # back to the default

@@ -20,19 +20,18 @@ from pyflink.common import Configuration
 from fraudstream.config import Settings
 
 logger = logging.getLogger(__name__)
+_WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def configure_network(conf: Configuration, settings: Settings) -> None:
     """Bind every listener of the job to `pipeline.bind_host` and drop the CORS wildcard."""
     host = settings.pipeline.bind_host
-    for key in (
-        "jobmanager.bind-host",
-        "jobmanager.rpc.address",
-        "taskmanager.bind-host",
-        "taskmanager.host",
-        "rest.bind-address",
-    ):
+    for key in ("jobmanager.bind-host", "taskmanager.bind-host", "rest.bind-address"):
         conf.set_string(key, host)
+    # the addresses the mini-cluster's parts reach each other on: a wildcard names no host
+    reach = "127.0.0.1" if host in _WILDCARDS else host
+    for key in ("jobmanager.rpc.address", "taskmanager.host"):
+        conf.set_string(key, reach)
     # Same-origin only: the value names no page, so no browser lets another site read the API.
     conf.set_string("web.access-control-allow-origin", "")
     _bind_worker_pool(host)
@@ -63,7 +62,7 @@ def _bind_worker_pool(host: str) -> None:
             beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
             server.start()
             atexit.register(functools.partial(server.stop, 1))
-            reach = "127.0.0.1" if host in ("0.0.0.0", "::") else bind
+            reach = "127.0.0.1" if host in _WILDCARDS else bind
             servers[host] = f"{reach}:{port}"
             logger.info("Python worker pool listening on %s:%d", bind, port)
         self._worker_address = servers[host]
