@@ -65,4 +65,3 @@ def _rows(folder: Path) -> int:
     import pyarrow.dataset as ds
 
     return ds.dataset(folder, format="parquet", partitioning="hive").count_rows()
-
