@@ -66,6 +66,13 @@ class DetectorSettings(_Section):
     high_value_threshold: float = Field(1500.0, ge=0, description="alert when amount is above this (INR)")
     geo_window_ms: int = Field(1_800_000, gt=0)
     dedup_cooldown_ms: int = Field(300_000, ge=0)
+    detail_list_max: int = Field(
+        20,
+        ge=1,
+        le=200,
+        description="an alert's details list at most this many users or cities (the newest; the total is counted): "
+        "an alert stays one small Kafka record however many accounts share a device",
+    )
 
 
 class PipelineSettings(_Section):

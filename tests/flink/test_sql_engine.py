@@ -51,6 +51,27 @@ def test_geo_alert_from_earlier_cities_equals_the_detectors():
     assert alert_from_candidate(d, orders[-1], None, before) == _replay(d, orders)[0]
 
 
+def test_device_alert_from_the_newest_users_and_their_count_equals_the_detectors():
+    d = DeviceSharingDetector(threshold=2, window_ms=60 * MIN, list_max=20)
+    orders = [_order(f"t{i}", i * 100, user=f"u{i:05d}") for i in range(2_000)]
+    # DISTINCT_LATEST gives the number of users and the newest 20 of them, not the whole window
+    newest = {o.user_id: o.event_time for o in orders[-20:]}
+    alert = alert_from_candidate(d, orders[-1], 2_000, newest)
+    assert alert == _replay(d, orders)[0]
+    assert alert.details["users_total"] == 2_000 and len(alert.details["users"]) == 20
+
+
+def test_geo_alert_from_the_newest_earlier_cities_and_their_count_equals_the_detectors():
+    d = GeoAnomalyDetector(window_ms=60 * MIN, list_max=3)
+    cities = ["Agra", "Goa", "Pune", "Delhi", "Ooty", "Agra"]
+    orders = [_order(f"t{i}", i * MIN, city=c) for i, c in enumerate(cities)]
+    # LATEST_BEFORE: 5 cities before t5; the newest 4 (the cap + 1) and the row's own city, Agra
+    before = {"Ooty": 4 * MIN, "Delhi": 3 * MIN, "Pune": 2 * MIN, "Goa": 1 * MIN, "Agra": 0}
+    alert = alert_from_candidate(d, orders[-1], 5, before)
+    assert alert == _replay(d, orders)[0]
+    assert alert.details["other_cities"] == ["Ooty", "Delhi", "Pune"] and alert.details["cities_total"] == 4
+
+
 def test_high_value_alert_equals_the_detectors():
     d = HighValueDetector(threshold=1500.0)
     o = _order("a", 0, amount=2000.0)

@@ -24,7 +24,7 @@ def build_detectors(cfg: DetectorSettings) -> list[Detector]:
     """The four rules of the seed system, configured."""
     return [
         VelocityDetector(cfg.velocity_threshold, cfg.velocity_window_ms),
-        DeviceSharingDetector(cfg.device_sharing_threshold, cfg.device_sharing_window_ms),
+        DeviceSharingDetector(cfg.device_sharing_threshold, cfg.device_sharing_window_ms, cfg.detail_list_max),
         HighValueDetector(cfg.high_value_threshold),
-        GeoAnomalyDetector(cfg.geo_window_ms),
+        GeoAnomalyDetector(cfg.geo_window_ms, cfg.detail_list_max),
     ]

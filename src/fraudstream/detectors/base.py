@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from fraudstream.events.model import Order
@@ -98,6 +99,21 @@ class Detector(ABC, Generic[S]):
             message=message,
             details=details,
         )
+
+
+def newest(latest: Mapping[str, int], limit: int) -> list[str]:
+    """The `limit` names with the newest times in `latest` (name -> event time), newest first,
+    equal times in name order (code points). Every engine and the oracle list a rule's users or
+    cities this way, so a capped list is the same everywhere. A sort of the times alone (in C;
+    nearly sorted already, as state fills in time order), then of the names as new as the
+    `limit`-th newest only: no sort of names and times together per order."""
+    if len(latest) > limit:
+        cut = sorted(latest.values())[-limit]
+        names = list(compress(latest.keys(), map(cut.__le__, latest.values())))
+    else:
+        names = list(latest)
+    names.sort(key=lambda name: (-latest[name], name))
+    return names[:limit]
 
 
 def same_time(orders: Sequence[Order]) -> int:

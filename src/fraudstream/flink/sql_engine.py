@@ -14,6 +14,8 @@ rules' candidates cross. The rules are the same definitions as the Python detect
 - device sharing: the distinct users of the device in (t - w, t] (DISTINCT_LATEST, Java);
 - geo anomaly: the user's cities seen strictly before t in (t - w, t) (LATEST_BEFORE, Java:
   an OVER frame always ends at the current row, peers included, so "before" needs a UDAF);
+  both give a count and a bounded map, the newest `detectors.detail_list_max` (+1) values, so
+  a row costs O(log n + cap) however many users share a device;
 - high value: a filter.
 
 The alert itself (its text and details) stays in Python, in the detectors' own code, so both
@@ -80,12 +82,11 @@ def candidates_sql(detectors: list[Detector]) -> str:
             )
         elif t == "DEVICE_SHARING_FRAUD":
             src = (
-                f"(SELECT *, DISTINCT_LATEST(user_id, event_time) OVER ({_window('device_id', d.window_ms)}) AS m "
-                "FROM orders)"
+                f"(SELECT *, DISTINCT_LATEST(user_id, event_time, {int(d.list_max)}) "
+                f"OVER ({_window('device_id', d.window_ms)}) AS a FROM orders) AS s"
             )
             branches.append(
-                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), m FROM {src} "
-                f"WHERE CARDINALITY(m) > {int(d.threshold)}"
+                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, s.a.n, s.a.m FROM {src} WHERE s.a.n > {int(d.threshold)}"
             )
         elif t == "HIGH_VALUE_FRAUD":
             branches.append(
@@ -94,11 +95,13 @@ def candidates_sql(detectors: list[Detector]) -> str:
             )
         elif t == "GEO_ANOMALY_FRAUD":
             src = (
-                f"(SELECT *, LATEST_BEFORE(city, event_time) OVER ({_window('user_id', d.window_ms)}) AS m FROM orders)"
+                f"(SELECT *, LATEST_BEFORE(city, event_time, {int(d.list_max)}) "
+                f"OVER ({_window('user_id', d.window_ms)}) AS a FROM orders) AS s"
             )
+            # s.a.m holds the row's own city whenever it is among the s.a.n cities before it.
             branches.append(
-                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), m FROM {src} "
-                "WHERE CARDINALITY(m) > 1 OR (CARDINALITY(m) = 1 AND m[city] IS NULL)"
+                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, s.a.n, s.a.m FROM {src} "
+                "WHERE s.a.n > 1 OR (s.a.n = 1 AND s.a.m[city] IS NULL)"
             )
         else:
             raise ValueError(f"the sql engine has no rule for {t}: run it with --engine datastream")
@@ -122,15 +125,19 @@ def order_from_row(row: Any, offset: int = 0) -> Order:
 
 
 def alert_from_candidate(detector: Detector, order: Order, n: int | None, m: dict[str, int] | None) -> Alert:
-    """The alert a rule candidate stands for, built by the detector's own code."""
+    """The alert a rule candidate stands for, built by the detector's own code. `n` is the
+    velocity count, or the number of the device's users or of the user's cities before this
+    order; `m` the newest of those users or cities with their latest times (a bounded map)."""
     t = detector.alert_type
     if t == "VELOCITY_FRAUD":
         return detector.alert(order, n)  # type: ignore[attr-defined]
+    m = m or {}
     if t == "DEVICE_SHARING_FRAUD":
-        return detector.alert(order, (m or {}).keys())  # type: ignore[attr-defined]
+        return detector.alert(order, m, n)  # type: ignore[attr-defined]
     if t == "GEO_ANOMALY_FRAUD":
-        others = {c: ts for c, ts in (m or {}).items() if c != order.city}
-        return detector.alert(order, others)  # type: ignore[attr-defined]
+        others = {c: ts for c, ts in m.items() if c != order.city}
+        total = None if n is None else n - (order.city in m)
+        return detector.alert(order, others, total)  # type: ignore[attr-defined]
     return detector.alert(order)  # type: ignore[attr-defined]
 
 
