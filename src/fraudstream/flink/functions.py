@@ -65,11 +65,12 @@ class AdmitFunction(KeyedProcessFunction):
     That newest time is keyed state, so a resumed run judges exactly as an uninterrupted one.
 
     With `max_future_ms` (> 0), an order stamped further ahead of the wall clock is `future`,
-    and the newest time never runs past the clock plus that skew: a value beyond it (restored
-    from a checkpoint made under a laxer limit, or left by a clock stepped back) is lowered to
-    the cap when read, so one order far ahead cannot make the honest ones behind it late for
-    longer than the skew. Admitted orders never exceed the cap, so an ordinary run never
-    meets it and lateness still depends only on the input's order.
+    and the newest time never runs past the clock plus that skew. Admitted orders never exceed
+    it, so only a checkpoint made under a laxer limit (or a clock stepped far back) can hold a
+    newest time beyond it: one this setting could not have produced, left by an order it
+    rejects. That value is dropped when read, and the reader starts afresh with its next
+    order, as at the start of a run; kept, or only lowered to the cap, it would make the
+    honest orders after a `--resume` late (for days, or for the skew).
     """
 
     def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool, max_future_ms: int = 0) -> None:
@@ -107,8 +108,7 @@ class AdmitFunction(KeyedProcessFunction):
                 )
                 return
             if max_seen is not None and max_seen > cap:
-                max_seen = cap
-                self.max_seen.update(cap)
+                max_seen = None  # this order is admitted below and takes its place
         if max_seen is not None and t <= max_seen - self.bound - 1:
             yield (
                 DEAD_LETTERS,

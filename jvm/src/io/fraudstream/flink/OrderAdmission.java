@@ -172,11 +172,11 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
      * the watermark Flink's bounded-out-of-orderness strategy computes, minus its periodic
      * emission delay, so lateness depends only on the input order, never on timing.
      *
-     * <p>With {@code maxFutureMs > 0}, {@code maxSeen} never runs past {@code now + maxFutureMs}:
-     * a value beyond it (restored from a checkpoint made under a laxer limit, or left by a clock
-     * stepped back) is lowered to that cap before the order is judged, so one order far ahead
-     * cannot make honest orders late for longer than the skew. Admitted orders never exceed the
-     * cap, so an ordinary run never meets it.
+     * <p>With {@code maxFutureMs > 0}, {@code maxSeen} never runs past {@code now + maxFutureMs}.
+     * Admitted orders never exceed it, so only a checkpoint made under a laxer limit (or a clock
+     * stepped far back) can hold a value beyond it, left by an order this limit rejects: it is
+     * dropped before the order is judged, and the reader starts afresh with that order, as at the
+     * start of a run (kept, it would make the honest orders after a resume late).
      */
     public static final class Lateness implements Serializable {
         private static final long serialVersionUID = 1L;
@@ -201,7 +201,7 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
                         "future", "event_time " + t + " is more than " + maxFutureMs + " ms ahead of the clock");
             }
             if (maxFutureMs > 0 && maxSeen != null && maxSeen - maxFutureMs > nowMs) {
-                maxSeen = nowMs + maxFutureMs; // no overflow: below maxSeen
+                maxSeen = null; // this order is admitted below and takes its place
             }
             if (maxSeen != null) {
                 long watermark = maxSeen - outOfOrdernessMs - 1; // >= Long.MIN_VALUE: both terms >= 0
@@ -219,7 +219,7 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
             return maxSeen;
         }
 
-        /** Start from a checkpoint's newest time (null: none); {@link #admit} caps it if too far ahead. */
+        /** Start from a checkpoint's newest time (null: none); {@link #admit} drops it if too far ahead. */
         public void restore(Long restoredMaxSeen) {
             maxSeen = restoredMaxSeen;
         }
