@@ -2,6 +2,12 @@
 savepoint, and hostile records. Each run is judged by the brute-force oracle over the
 whole stream: the committed alerts (Kafka, read_committed) and the SQLite rows must be
 exactly its alerts, none missing and none twice.
+
+The store's copier is judged against the topics themselves, since SQLite's unique keys would
+hide a copier that stores records twice: a foreign producer's malformed records ride in the
+alerts and dead-letter topics, every dead-letter row must be one record of the dead-letter
+topic (or one of those foreign records, as an `unstorable` dead letter), and the positions
+in `source_offsets` must be just past each partition's last committed record.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings
 from fraudstream.flink.gateway import processes
@@ -28,7 +35,7 @@ from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config
 from fraudstream.kafka.tail import alert_from_json
 from tests.archive import archived
-from tests.kafka.conftest import consume, free_port, fresh_topics, kafka_flags, report, send
+from tests.kafka.conftest import _reached, consume, free_port, fresh_topics, kafka_flags, report, send
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts, redeliveries
 from tests.redeliveries import with_redeliveries
@@ -51,6 +58,72 @@ def expected(orders) -> set[tuple[str, str, str, int]]:
     found = expected_alerts(orders)
     assert len(found) > 100  # enough alerts for kills to land between them
     return found
+
+
+_ALERT = {
+    "alert_id": "foreign", "alert_type": "VELOCITY_FRAUD", "severity": "HIGH", "key": "u_x", "user_id": "u_x",
+    "device_id": "d_x", "transaction_id": "t_x", "amount": 1.0, "event_time": 1, "message": "m", "details": {},
+    "detected_at": 1,
+}  # fmt: skip
+# A foreign producer's records in the job's own output topics: (alerts topic?, value). A list as
+# user_id once made the copier retry its batch forever; a string amount killed its thread.
+FOREIGN = [
+    (True, orjson.dumps({**_ALERT, "alert_id": "foreign-1", "user_id": [1]})),
+    (True, orjson.dumps({**_ALERT, "alert_id": "foreign-2", "amount": "oops"})),
+    (False, orjson.dumps({"reason": 5, "detail": "d", "raw": "r", "seen_at": 1, "event_time": None})),
+    (False, b"not json"),
+]
+FOREIGN_VALUES = {v for _, v in FOREIGN}
+
+
+def _send_foreign(k: KafkaSettings) -> None:
+    for to_alerts, value in FOREIGN:
+        send(k, [(0, b"foreign", value)], k.alerts_topic if to_alerts else k.dead_letter_topic)
+
+
+def _committed(k: KafkaSettings, topic: str) -> list[tuple[int, int, bytes | None]]:
+    """Every committed record of `topic` as (partition, offset, value), up to its end now."""
+    consumer = Consumer(
+        client_config(
+            k,
+            **{
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
+    )
+    partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+    consumer.assign([TopicPartition(topic, p.partition, OFFSET_BEGINNING) for p in partitions])
+    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10, cached=False)[1] for p in partitions}
+    out = []
+    deadline = time.monotonic() + 60
+    try:
+        while not _reached(consumer, partitions, ends):
+            assert time.monotonic() < deadline, f"{topic} not read to its end"
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append((msg.partition(), msg.offset(), msg.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def _assert_copier_exact(k: KafkaSettings, db: Path) -> None:
+    """The store against the topics: each position just past its partition's last committed
+    record, and one dead-letter row per dead-letter record and per foreign alerts record."""
+    alerts, dead = _committed(k, k.alerts_topic), _committed(k, k.dead_letter_topic)
+    ends: dict[tuple[str, int], int] = {}
+    for topic, records in ((k.alerts_topic, alerts), (k.dead_letter_topic, dead)):
+        for partition, offset, _ in records:
+            ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
+    with sqlite3.connect(db) as conn:
+        positions = {(t, p): n for t, p, n in conn.execute("SELECT topic, partition, next_offset FROM source_offsets")}
+        letters = sorted(str(i) for (i,) in conn.execute("SELECT letter_id FROM dead_letters"))
+    assert positions == ends
+    want = [f"{k.dead_letter_topic}/{p}@{o}" for p, o, _ in dead]
+    want += [f"{k.alerts_topic}/{p}@{o}" for p, o, v in alerts if v in FOREIGN_VALUES]
+    assert letters == sorted(want)
 
 
 def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]:
@@ -103,7 +176,11 @@ def _kill_hard(proc: subprocess.Popen) -> None:
 def _report(injected: str, expected: set, extra: str = "") -> None:
     """One line for the reliability table (docs/reliability.md), written only after
     `_assert_exactly` held, so 'lost 0, duplicated 0' is what was checked."""
-    report(f"{injected} | {ORDERS} orders, {len(expected)} alerts | lost 0, duplicated 0 (Kafka and SQLite){extra}")
+    report(
+        f"{injected} | {ORDERS} orders, {len(expected)} alerts, {len(FOREIGN)} foreign records in the alerts and "
+        f"dead-letter topics | lost 0, duplicated 0 (Kafka and SQLite); each foreign record one `unstorable` dead "
+        f"letter; dead-letter rows = the dead-letter topic's records, stored positions = the topics' ends{extra}"
+    )
 
 
 def _assert_redeliveries_rejected(k: KafkaSettings, data: Path, orders: list[dict], others: Counter) -> Counter:
@@ -111,7 +188,7 @@ def _assert_redeliveries_rejected(k: KafkaSettings, data: Path, orders: list[dic
     archive holds every other order exactly once; `others`: the other dead letters expected."""
     copies = sorted((orders[i]["transaction_id"], orders[i]["event_time"]) for i in redeliveries(orders))
     assert copies
-    letters = [orjson.loads(v) for _, _, v in consume(k, k.dead_letter_topic)]
+    letters = [orjson.loads(v) for _, _, v in consume(k, k.dead_letter_topic) if v not in FOREIGN_VALUES]
     got = sorted(
         (orjson.loads(d["raw"])["transaction_id"], d["event_time"]) for d in letters if d["reason"] == "duplicate"
     )
@@ -119,7 +196,8 @@ def _assert_redeliveries_rejected(k: KafkaSettings, data: Path, orders: list[dic
     by_reason = Counter(d["reason"] for d in letters)
     assert by_reason == others + Counter(duplicate=len(copies))
     with sqlite3.connect(data / "fraud_alerts.db") as conn:
-        assert Counter(r for (r,) in conn.execute("SELECT reason FROM dead_letters")) == by_reason
+        stored = Counter(r for (r,) in conn.execute("SELECT reason FROM dead_letters"))
+    assert stored == by_reason + Counter(unstorable=len(FOREIGN))
     dropped = set(redeliveries(orders))
     admitted = Counter((o["transaction_id"], o["event_time"]) for i, o in enumerate(orders) if i not in dropped)
     in_archive = Counter((r["transaction_id"], r["event_time"]) for r in archived(data))
@@ -129,7 +207,7 @@ def _assert_redeliveries_rejected(k: KafkaSettings, data: Path, orders: list[dic
 
 
 def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
-    topic = [alert_from_json(v) for _, _, v in consume(k, k.alerts_topic)]
+    topic = [alert_from_json(v) for _, _, v in consume(k, k.alerts_topic) if v not in FOREIGN_VALUES]
     keys = [(a.alert_type, a.key, a.transaction_id, a.event_time) for a in topic]
     duplicated = [key for key, n in Counter(keys).items() if n > 1]
     assert not duplicated, f"{len(duplicated)} alerts committed twice, e.g. {duplicated[:3]}"
@@ -139,6 +217,7 @@ def _assert_exactly(k: KafkaSettings, db: Path, expected: set) -> None:
         stored = [(t, d if t == "DEVICE_SHARING_FRAUD" else u, x, e) for t, u, d, x, e in rows]
     assert len(stored) == len(expected)
     assert set(stored) == expected
+    _assert_copier_exact(k, db)
 
 
 def _publish_paced(
@@ -178,6 +257,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
     resumed from its newest checkpoint. The last quarter comes after the last kill, so
     every kill lands mid-stream. Re-deliveries are mixed in: the ids remembered before a
     kill must still be known after it."""
+    _send_foreign(kafka)
     gates = [threading.Event() for _ in range(4)]
     gates[0].set()
     publisher = _publish_paced(kafka, orders, per_second=250, gates=gates)
@@ -197,7 +277,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
     with in_own_session([*unbounded, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
         publisher.join(120)
         _wait_for_rows(db, len(expected), proc)
-        _wait_for_rows(db, len(redeliveries(orders)), proc, table="dead_letters")
+        _wait_for_rows(db, len(redeliveries(orders)) + len(FOREIGN), proc, table="dead_letters")
         # a clean stop: what is committed is final, so anything there twice is seen below
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
@@ -222,6 +302,7 @@ def test_a_broker_restart_mid_run_is_survived_without_loss_or_duplicates(orders,
     broker.start()
     try:
         k = fresh_topics(broker)
+        _send_foreign(k)
         send(k, _records(orders))
         data = tmp_path / "data"
         with in_own_session(_command(k, data), stderr=subprocess.PIPE) as (proc, lines):
@@ -318,6 +399,7 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     poison_rest = _poison(first[0], rest[-1]["event_time"])
     half = len(first) // 2
     sent_first = _records(first[:half]) + [(0, b"poison", v) for v, _ in poison_first] + _records(first[half:])
+    _send_foreign(kafka)
     _send_large(kafka, sent_first)
     data = tmp_path / "data"
     db = data / "fraud_alerts.db"
@@ -347,7 +429,7 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     dead_expected = Counter(reason for _, reason in poison_first + poison_rest) + Counter(late=1)
     with in_own_session([*unbounded, "--from-savepoint", location], stderr=subprocess.PIPE) as (proc, lines):
         _wait_for_rows(db, len(expected), proc)
-        _wait_for_rows(db, dead_expected.total() + len(redeliveries(orders)), proc, table="dead_letters")
+        _wait_for_rows(db, dead_expected.total() + len(redeliveries(orders)) + len(FOREIGN), proc, table="dead_letters")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         out = lines.finish()
@@ -355,7 +437,7 @@ def test_a_savepoint_taken_mid_stream_restores_to_the_uninterrupted_result(kafka
     assert f"Starting from       : {location}" in out
     _assert_exactly(kafka, db, expected)
     by_reason = _assert_redeliveries_rejected(kafka, data, orders, dead_expected)
-    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic)]
+    letters = [orjson.loads(v) for _, _, v in consume(kafka, kafka.dead_letter_topic) if v not in FOREIGN_VALUES]
     late_ones = [orjson.loads(d["raw"]).get("transaction_id") for d in letters if d["reason"] == "late"]
     assert sorted(late_ones) == ["late-after-restore", "p9", "p9"]
     # records in = orders admitted (archived, or the clock orders event time has not passed
