@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 
 import orjson
+import pytest
+from pydantic import ValidationError
 
 from fraudstream.config import DetectorSettings
 from fraudstream.detectors import build_detectors
@@ -100,3 +102,16 @@ def test_the_capped_lists_equal_the_oracle_on_a_crowded_stream():
     assert got == expected
     capped = [v for v in expected.values() if v.get("users_total", v.get("cities_total", 0)) > CAP]
     assert len(capped) > 20  # the cap was reached, not only approached
+
+
+def test_the_largest_alert_the_settings_allow_fits_one_kafka_record():
+    """Ids of 256 four-byte characters, the largest cap: still well under Kafka's 1 MiB."""
+    with pytest.raises(ValidationError):
+        DetectorSettings(detail_list_max=201)
+    d = DeviceSharingDetector(threshold=2, window_ms=1_800_000, list_max=200)
+    huge = "\U0001d518" * 255
+    device = huge + "d"
+    orders = [_order(f"t{i}".ljust(256, '"'), BASE + i, huge + chr(0x10000 + i), device) for i in range(300)]
+    last = max(run_detector(d, orders), key=lambda a: a.event_time)
+    assert len(last.details["users"]) == 200
+    assert len(orjson.dumps(last.to_dict())) < 300_000

@@ -9,6 +9,12 @@ when the checkpoint covering those records completes, so a reader with
 `isolation.level=read_committed` never sees an alert twice, nor one a crash took back.
 Transactional ids start with `<prefix>-alerts` / `<prefix>-dead-letters`; the prefix
 (default: the job's group id) must be unique per running job, or the jobs fence each other.
+
+The producers keep Kafka's default record limit (`max.request.size` 1 MiB, as the broker's
+`message.max.bytes`): a record over it fails the job, which restarts and fails again on the
+same record. Alerts stay far below it by construction: ids are at most 256 characters and every
+list in an alert's details at most `detectors.detail_list_max` (at most 200) entries, so even
+the largest alert is a few hundred kilobytes (`tests/kafka/test_big_alerts.py`).
 """
 
 from __future__ import annotations
