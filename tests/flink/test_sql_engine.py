@@ -83,3 +83,8 @@ def test_the_sql_has_one_branch_per_configured_rule_with_its_thresholds():
     assert sql.count("UNION ALL") == 1
     assert "n > 7" in sql and "amount > 99.5" in sql
     assert interval(5 * MIN - 1) in sql
+
+
+def test_the_window_aggregates_are_told_the_cap():
+    sql = candidates_sql([DeviceSharingDetector(list_max=7), GeoAnomalyDetector(list_max=9)])
+    assert "DISTINCT_LATEST(user_id, event_time, 7)" in sql and "LATEST_BEFORE(city, event_time, 9)" in sql
