@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import pytest
 
 from fraudstream.config import load_settings
 from fraudstream.errors import UserFacingError
-from fraudstream.flink.checkpoints import NothingToResume, check_restore_path, latest_checkpoint
+from fraudstream.flink.checkpoints import (
+    NothingToResume,
+    TransactionsExpired,
+    check_restore_path,
+    latest_checkpoint,
+)
 
 
 def _checkpoint(root, job: str, n: int, mtime: float, complete: bool = True, touched: float | None = None):
@@ -51,3 +58,81 @@ def test_a_savepoint_path_must_hold_metadata(tmp_path):
     (tmp_path / "_metadata").write_bytes(b"x")
     assert check_restore_path(str(tmp_path)) == str(tmp_path.resolve())
     assert check_restore_path(tmp_path.resolve().as_uri()) == str(tmp_path.resolve())
+
+
+# ---- the lineage of runs (checkpoints.RunRecord) -----------------------------------------
+
+
+def _kafka_settings(tmp_path, **kafka):
+    flags = {"data_dir": str(tmp_path), "pipeline.source": "kafka"}
+    flags.update({f"kafka.{k}": v for k, v in kafka.items()})
+    return load_settings(flags=flags, environ={})
+
+
+def _run(tmp_path, job: str, started: float, **fields) -> None:
+    """A run record as `fraudstream run` leaves it beside the checkpoints."""
+    runs = tmp_path / "checkpoints" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{job}.json").write_text(json.dumps({"job_id": job, "started": started, **fields}))
+
+
+def _resume(settings):
+    """What `run --resume` starts from."""
+    from fraudstream.cli.run_cmd import _restore_point
+    from fraudstream.flink.sources import SourceSpec
+
+    return _restore_point(settings, SourceSpec("kafka"), True, None)
+
+
+def test_resume_after_a_run_that_finished_refuses_instead_of_replaying_an_older_run(tmp_path):
+    """Issue 13: run A killed after a checkpoint, B resumed from it and finished (Flink then
+    deletes B's checkpoints), so A's was the newest on disk and a third --resume replayed
+    everything since A: 13,095 alerts twice."""
+    settings = _kafka_settings(tmp_path)
+    now = time.time()
+    a = _checkpoint(tmp_path, "job-a", 3, now - 60)
+    _run(tmp_path, "job-a", now - 90, checkpointed=True)
+    _run(tmp_path, "job-b", now - 50, restored_from=str(a), checkpointed=True, ended="finished")
+    with pytest.raises(NothingToResume, match="finished: nothing to resume; run without --resume"):
+        _resume(settings)
+
+
+def test_resume_after_a_finished_run_killed_before_it_recorded_that_refuses_too(tmp_path):
+    """B's job finished (its checkpoints are gone although it made some), but the run was
+    killed before it could record it."""
+    settings = _kafka_settings(tmp_path)
+    now = time.time()
+    a = _checkpoint(tmp_path, "job-a", 3, now - 60)
+    _run(tmp_path, "job-a", now - 90, checkpointed=True)
+    _run(tmp_path, "job-b", now - 50, restored_from=str(a), checkpointed=True)
+    (tmp_path / "checkpoints" / "job-b" / "shared").mkdir(parents=True)
+    with pytest.raises(NothingToResume, match="finished"):
+        _resume(settings)
+
+
+def test_resume_takes_the_last_runs_newest_checkpoint_and_else_what_that_run_started_from(tmp_path):
+    settings = _kafka_settings(tmp_path)
+    now = time.time()
+    a = _checkpoint(tmp_path, "job-a", 3, now - 60)
+    _run(tmp_path, "job-a", now - 90, checkpointed=True)
+    # B, restored from A, killed before its first checkpoint: it committed nothing
+    _run(tmp_path, "job-b", now - 50, restored_from=str(a))
+    assert _resume(settings) == str(a)
+    # C, restored from A too, made checkpoints and was killed: its newest one
+    c = _checkpoint(tmp_path, "job-c", 8, now - 10)
+    _checkpoint(tmp_path, "job-c", 7, now - 20)
+    _run(tmp_path, "job-c", now - 40, restored_from=str(a), checkpointed=True)
+    assert _resume(settings) == str(c)
+
+
+def test_resume_from_a_checkpoint_older_than_the_transaction_timeout_is_refused(tmp_path):
+    """The broker aborts a transaction kafka.transaction_timeout_ms after it began; a restore
+    would then commit nothing for the alerts in it, silently."""
+    settings = _kafka_settings(tmp_path, transaction_timeout_ms=120_000)
+    now = time.time()
+    _checkpoint(tmp_path, "job-a", 3, now - 150)
+    _run(tmp_path, "job-a", now - 200, checkpointed=True)
+    with pytest.raises(TransactionsExpired, match="older than kafka.transaction_timeout_ms .* --from-savepoint"):
+        _resume(settings)
+    young = _kafka_settings(tmp_path, transaction_timeout_ms=600_000)
+    assert _resume(young).endswith("chk-3")

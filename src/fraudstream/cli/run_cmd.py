@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,23 +113,58 @@ def run(ctx: click.Context, **opts: Any) -> None:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     configure_logging(settings)
-    restore_from = _restore_point(settings, spec, opts["resume"], opts["from_savepoint"])
+    _check_restore_options(spec, settings, opts["resume"], opts["from_savepoint"])
     if spec.kind == "kafka" and settings.kafka.bounded and settings.kafka.start_from == "latest":
         raise click.UsageError("--bounded with --start-from latest would read nothing: use earliest or committed")
     if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
+        from fraudstream.flink import checkpoints
         from fraudstream.kafka.clients import check_job_topics
 
         check_job_topics(settings.kafka)
+        completed = checkpoints.reconcile(settings)
+        if completed:
+            logger.warning("%s", completed)
+    restore_from = _restore_point(settings, spec, opts["resume"], opts["from_savepoint"])
     click.echo(banner(settings, restore_from))
     logger.info("starting: %s", orjson.dumps(settings.redacted()).decode())
-    summary = run_job(settings, spec, click.echo, restore_from)
+    with _watching(settings):
+        summary = run_job(settings, spec, click.echo, restore_from)
     summarize(summary, settings)
 
 
-def _restore_point(settings: Settings, spec: Any, resume: bool, savepoint: str | None) -> str | None:
-    """The checkpoint or savepoint a run starts from, if any."""
+@contextmanager
+def _watching(settings: Settings) -> Iterator[None]:
+    """The run's record kept up to date while it runs (see checkpoints.RunWatcher)."""
+    from fraudstream.cli.jobinfo import JobInfo
     from fraudstream.flink import checkpoints
 
+    # The record appears when the job is configured (inside run_job): watch for it.
+    stop = threading.Event()
+
+    def watch() -> None:
+        watcher = None
+        while not stop.wait(0.25):
+            run = checkpoints.current_run()
+            if run is None:
+                continue
+            if watcher is None or watcher.run is not run:
+                watcher = checkpoints.RunWatcher(run, JobInfo.stop_marker(JobInfo.path(settings)))
+            try:
+                watcher.poll()
+            except OSError:
+                logger.debug("could not update the run record", exc_info=True)
+
+    thread = threading.Thread(target=watch, name="run-watcher", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def _check_restore_options(spec: Any, settings: Settings, resume: bool, savepoint: str | None) -> None:
+    """Usage errors of --resume and --from-savepoint, before anything is looked at."""
     if resume and savepoint:
         raise click.UsageError("--resume and --from-savepoint exclude each other")
     if (resume or savepoint) and (spec.kind != "kafka" or settings.pipeline.verbose):
@@ -136,8 +174,15 @@ def _restore_point(settings: Settings, spec: Any, resume: bool, savepoint: str |
             "only a Kafka run without --verbose can resume: the generator and file sources, and "
             "--verbose, return results through Flink's collect sink, which cannot be restored"
         )
+
+
+def _restore_point(settings: Settings, spec: Any, resume: bool, savepoint: str | None) -> str | None:
+    """The checkpoint or savepoint a run starts from, if any."""
+    from fraudstream.flink import checkpoints
+
+    _check_restore_options(spec, settings, resume, savepoint)
     if resume:
-        return str(checkpoints.latest_checkpoint(settings))
+        return str(checkpoints.resume_point(settings))
     if savepoint:
         return checkpoints.check_restore_path(savepoint)
     return None

@@ -174,6 +174,15 @@ def run_job(
                         logger.debug("closing the result stream failed", exc_info=True)
                 finished.wait(15)
                 break
+        # A finished bounded run records its end at once, not after the copier has drained
+        # (seconds): a kill in between would make the next run read the tail again. It is
+        # called again below (a no-op once it succeeded), where a failure is reported.
+        ended = not summary.interrupted and not failure and not JobInfo.stop_marker(info_file).exists()
+        if ended and graph.on_finished is not None:
+            try:
+                graph.on_finished()
+            except Exception:
+                logger.debug("committing the end offsets failed; retried after the copier", exc_info=True)
         if mirror is not None and copier is not None:
             mirror_stop.set()
             copier.join()

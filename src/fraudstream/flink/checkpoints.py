@@ -3,13 +3,25 @@
 A run checkpoints its state (detector windows, cooldowns, event-time buffers) and its
 Kafka positions every `checkpoint.interval_ms` into `checkpoint.dir`, keeps the newest
 `checkpoint.retained` of them when it is cancelled or killed, and restarts itself with
-exponential backoff when a task fails. `run --resume` starts from the newest completed
-checkpoint found there; `run --from-savepoint PATH` from a savepoint (or any checkpoint).
+exponential backoff when a task fails. `run --resume` continues the last run (see
+`resume_point`); `run --from-savepoint PATH` starts from a savepoint (or any checkpoint).
+
+Flink discards a job's checkpoints when it finishes, so "the newest checkpoint on disk" may
+belong to an older run that a later one already continued. Each Kafka run therefore leaves
+a record, `<checkpoint dir>/runs/<job id>.json` (the job id is fixed here, before the job
+exists): what it was restored from, where a bounded run stops, whether it made a checkpoint,
+and whether it finished. `--resume` follows that lineage, never an older run's state.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -23,10 +35,73 @@ logger = logging.getLogger(__name__)
 
 
 class NothingToResume(UserFacingError):
-    """`--resume` found no completed checkpoint."""
+    """`--resume` found no completed checkpoint, or the last run left nothing to resume."""
+
+
+class TransactionsExpired(UserFacingError):
+    """The checkpoint to resume from is older than the broker keeps its open transactions."""
+
+
+_records_lock = threading.Lock()
+
+
+@dataclass
+class RunRecord:
+    """What a Kafka run leaves beside its checkpoints, for the next `--resume` (see the module)."""
+
+    path: Path
+    job_id: str
+    started: float
+    restored_from: str | None = None
+    group_id: str = ""
+    raw_topic: str = ""
+    bounded_end: dict[int, int] | None = None
+    checkpointed: bool = False  # a completed checkpoint of this job was seen
+    stopping: bool = False  # `savepoint --stop` was under way
+    ended: str | None = None  # "finished": consumed its bounded input, end offsets committed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> None:
+        """Written whole and renamed into place: a kill leaves the old record or the new one.
+        (The driver and its watcher thread both update it, hence the lock.)"""
+        with _records_lock:
+            data = {k: v for k, v in asdict(self).items() if k != "path"}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.path)
+
+    def update(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.save()
+
+    @staticmethod
+    def load(path: Path) -> RunRecord | None:
+        try:
+            data = json.loads(path.read_text())
+            if data.get("bounded_end") is not None:
+                data["bounded_end"] = {int(p): int(o) for p, o in data["bounded_end"].items()}
+            return RunRecord(path=path, **data)
+        except (OSError, ValueError, TypeError):
+            logger.warning("ignoring an unreadable run record %s", path)
+            return None
+
+    def checkpoints(self) -> list[Path]:
+        """This job's completed checkpoints still on disk."""
+        return [m.parent for m in (self.path.parent.parent / self.job_id).glob("chk-*/_metadata")]
+
+
+# The run this process configured last (one job per process): `_bounded_run` records in it.
+_current: RunRecord | None = None
+
+
+def current_run() -> RunRecord | None:
+    return _current
 
 
 def configure(conf: Configuration, settings: Settings, restore_from: str | None = None) -> None:
+    global _current
     c = settings.checkpoint
     entries = {
         "execution.checkpointing.interval": f"{c.interval_ms} ms",
@@ -55,8 +130,23 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
     }
     if restore_from is not None:
         entries["execution.state-recovery.path"] = restore_from
+    # A job id chosen here, so that the run's record names the folder of its checkpoints.
+    job_id = uuid.uuid4().hex
+    entries["$internal.pipeline.job-id"] = job_id
     for key, value in entries.items():
         conf.set_string(key, value)
+    root = local_dir(settings.checkpoint_uri)
+    _current = None
+    if root is not None and settings.pipeline.source == "kafka":
+        _current = RunRecord(
+            root / "runs" / f"{job_id}.json",
+            job_id,
+            time.time(),
+            restore_from,
+            settings.kafka.group_id,
+            settings.kafka.raw_topic,
+        )
+        _current.save()
 
 
 def local_dir(uri: str) -> Path | None:
@@ -68,7 +158,8 @@ def local_dir(uri: str) -> Path | None:
 
 
 def latest_checkpoint(settings: Settings) -> Path:
-    """The newest completed checkpoint (a `chk-N` folder with its `_metadata`) of any earlier run."""
+    """The newest completed checkpoint (a `chk-N` folder with its `_metadata`) of any earlier run
+    (for checkpoints left by versions that kept no run records; see `resume_point`)."""
     root = local_dir(settings.checkpoint_uri)
     if root is None:
         raise NothingToResume(
@@ -80,10 +171,133 @@ def latest_checkpoint(settings: Settings) -> Path:
         raise NothingToResume(
             f"no completed checkpoint under {root} to resume from: run without --resume to start fresh"
         )
+    return _newest_of(found)
+
+
+def _runs(root: Path) -> list[RunRecord]:
+    """The Kafka runs recorded under `root`, oldest first."""
+    records = [RunRecord.load(p) for p in (root / "runs").glob("*.json")]
+    return sorted((r for r in records if r is not None), key=lambda r: r.started)
+
+
+def _newest_of(found: list[Path]) -> Path:
     # By when the metadata was written, not the folder's time: Flink deletes a subsumed
     # checkpoint's files before its metadata, and a run killed in between leaves an old
     # folder, touched last, whose metadata points at files that are gone.
     return max(found, key=lambda p: ((p / "_metadata").stat().st_mtime, int(p.name.removeprefix("chk-"))))
+
+
+def finished_unrecorded(run: RunRecord) -> bool:
+    """The job finished, but its run was ended (killed) before it could record that.
+
+    A job's newest completed checkpoint stays on disk while it runs and after a kill, a
+    cancel or a failure; Flink deletes them all only when the job finishes. (A job that
+    finished before its first checkpoint cannot be told from one killed before it: its
+    run commits its end within moments of the job's end, so that window is short.)"""
+    return run.ended is None and not run.stopping and run.checkpointed and not run.checkpoints()
+
+
+def reconcile(settings: Settings) -> str | None:
+    """Complete the last run if it finished its bounded input but was killed before it
+    committed its end offsets (else the next run would read that tail again); returns a
+    line saying so, or None. Run before every Kafka run."""
+    root = local_dir(settings.checkpoint_uri)
+    if root is None:
+        return None
+    runs = _runs(root)
+    if not runs or not finished_unrecorded(runs[-1]) or runs[-1].bounded_end is None:
+        return None
+    last = runs[-1]
+    from fraudstream.kafka.clients import commit_offsets
+
+    k = settings.kafka.model_copy(update={"group_id": last.group_id, "raw_topic": last.raw_topic})
+    commit_offsets(k, last.raw_topic, last.bounded_end)
+    last.update(ended="finished")
+    return (
+        f"the last run (job {last.job_id}) finished its bounded input but ended before recording it: "
+        f"committed its end offsets for group {last.group_id} now"
+    )
+
+
+def resume_point(settings: Settings, now: float | None = None) -> Path:
+    """Where `--resume` continues: the last run's newest checkpoint, or, if it made none,
+    what that run itself started from. Never an older run's state: a run that finished
+    leaves nothing to resume. Refuses a checkpoint whose transactions the broker has dropped."""
+    root = local_dir(settings.checkpoint_uri)
+    runs = _runs(root) if root is not None else []
+    if not runs:  # checkpoints written before runs were recorded
+        point = latest_checkpoint(settings)
+    else:
+        point = _follow(runs[-1], settings)
+    if point.name.startswith("chk-"):
+        check_transactions(point, settings, now)
+    return point
+
+
+def _follow(last: RunRecord, settings: Settings) -> Path:
+    if last.ended == "finished" or finished_unrecorded(last):
+        raise NothingToResume(
+            f"the last run (job {last.job_id}) finished: nothing to resume; run without --resume "
+            "(it continues from the consumer group's committed position)"
+        )
+    found = last.checkpoints()
+    if found:
+        return _newest_of(found)
+    if last.stopping and last.checkpointed:
+        raise NothingToResume(
+            f"the last run (job {last.job_id}) was stopped with a savepoint: "
+            f"pass it to --from-savepoint (savepoints are under {settings.savepoint_uri})"
+        )
+    # Ended before its first checkpoint: it committed nothing, so continue what it continued.
+    if last.restored_from is not None and (Path(last.restored_from) / "_metadata").is_file():
+        return Path(last.restored_from)
+    if last.restored_from is not None:
+        raise NothingToResume(
+            f"the last run made no checkpoint, and what it was restored from ({last.restored_from}) is gone: "
+            "run without --resume to start fresh"
+        )
+    raise NothingToResume(
+        f"the last run (job {last.job_id}) ended before its first checkpoint: nothing to resume; "
+        "run without --resume to start fresh"
+    )
+
+
+def check_transactions(checkpoint: Path, settings: Settings, now: float | None = None) -> None:
+    """Refuse a checkpoint older than the broker keeps a transaction open.
+
+    A checkpoint hands its Kafka transactions to the sinks' committers, and a job killed
+    before they committed commits them when restored; the broker aborts a transaction
+    `kafka.transaction_timeout_ms` after it began (at most one checkpoint interval before
+    the checkpoint), and the alerts in it are then silently gone."""
+    now = time.time() if now is None else now
+    age_ms = (now - (checkpoint / "_metadata").stat().st_mtime) * 1000
+    limit_ms = settings.kafka.transaction_timeout_ms - settings.checkpoint.interval_ms
+    if age_ms <= limit_ms:
+        return
+    raise TransactionsExpired(
+        f"{checkpoint} is {age_ms / 60_000:.0f} min old, older than kafka.transaction_timeout_ms "
+        f"({settings.kafka.transaction_timeout_ms / 60_000:g} min) allows: the broker has aborted the alerts "
+        "it had not committed yet, and resuming would lose them silently; to accept that loss pass it to "
+        "--from-savepoint, to recompute them run without --resume from an earlier position (--start-from earliest)"
+    )
+
+
+class RunWatcher:
+    """Notes in the run's record, while it runs, that it made a checkpoint and whether a
+    `savepoint --stop` is under way: what `finished_unrecorded` needs after a kill."""
+
+    def __init__(self, run: RunRecord, stop_marker: Path) -> None:
+        self.run = run
+        self.stop_marker = stop_marker
+
+    def poll(self) -> None:
+        changes: dict[str, bool] = {}
+        if not self.run.checkpointed and self.run.checkpoints():
+            changes["checkpointed"] = True
+        if not self.run.stopping and self.stop_marker.exists():
+            changes["stopping"] = True
+        if changes:
+            self.run.update(**changes)
 
 
 def check_restore_path(path: str) -> str:

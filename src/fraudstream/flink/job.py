@@ -322,9 +322,25 @@ def _bounded_run(k: KafkaSettings) -> tuple[dict[int, int], Callable[[], None]]:
 
     Without checkpoints the source commits nothing for partitions it has finished, so the
     run stops at offsets read here and commits exactly those once it has consumed them:
-    the next `--start-from committed` run starts where this one ended.
+    the next `--start-from committed` run starts where this one ended. The run's record
+    (checkpoints.RunRecord) keeps them too, so that a kill between the job's end and this
+    commit is completed by the next run (`checkpoints.reconcile`) instead of repeating the tail.
     """
     from fraudstream.kafka.clients import commit_offsets, end_offsets
 
     stop_at = end_offsets(k, k.raw_topic)
-    return stop_at, lambda: commit_offsets(k, k.raw_topic, stop_at)
+    run = checkpoints.current_run()
+    if run is not None:
+        run.update(bounded_end=stop_at)
+
+    done = []
+
+    def finished() -> None:  # once: the runner calls it as soon as the job ends, and again later
+        if done:
+            return
+        commit_offsets(k, k.raw_topic, stop_at)
+        done.append(True)
+        if run is not None:
+            run.update(ended="finished")
+
+    return stop_at, finished

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from pyflink.datastream.functions import MapFunction, RuntimeContext
 from fraudstream.config import GeneratorSettings, KafkaSettings, Settings
 from fraudstream.generator import generator_from_settings
 from fraudstream.generator.pacing import Pacer
+
+logger = logging.getLogger(__name__)
 
 # An effectively endless sequence for "run until stopped".
 _UNBOUNDED = 2**62
@@ -54,18 +57,38 @@ class SourceSpec:
 
 
 class GenerateOrders(MapFunction):
-    """Turns sequence numbers into generated orders (JSON lines), paced to `rate`/s."""
+    """Turns sequence number n into the stream's order n (a JSON line), paced to `rate`/s.
+
+    The sequence source's position is in the checkpoint, the generator's is not: after a
+    restart the first number received is where the restored source stands, and the
+    (seeded) generator is brought to that order, so the stream neither repeats its first
+    orders nor loses its last.
+    """
 
     def __init__(self, cfg: GeneratorSettings) -> None:
         self.cfg = cfg
 
-    def open(self, runtime_context: RuntimeContext) -> None:
+    def open(self, runtime_context: RuntimeContext | None) -> None:
         self.gen = generator_from_settings(self.cfg)
+        self.next_number = 0  # the sequence number of the generator's next order
         self.pacer = Pacer(self.cfg.rate)
 
     def map(self, value: int) -> str:
+        if value != self.next_number:
+            self._move_to(value)
         self.pacer.wait()
+        self.next_number = value + 1
         return orjson.dumps(self.gen.next_order()).decode()
+
+    def _move_to(self, number: int) -> None:
+        """Make order `number` the generator's next one, generating and dropping the ones before."""
+        if number < self.next_number:
+            self.gen = generator_from_settings(self.cfg)
+            self.next_number = 0
+        logger.info("generator: skipping to order %d (restored sequence position)", number)
+        for _ in range(number - self.next_number):
+            self.gen.next_order()
+        self.next_number = number
 
 
 def _raw_bytes() -> DeserializationSchema:
@@ -79,17 +102,22 @@ def _raw_bytes() -> DeserializationSchema:
     return DeserializationSchema(get_gateway().jvm.org.apache.flink.api.common.serialization.ByteArraySchema())
 
 
-def _restartable(bounded: KafkaSource) -> Source:
-    """A bounded Kafka source that also ends after a restore or a job-wide restart.
+def _restartable(bounded: KafkaSource, stop_at: dict[int, int]) -> Source:
+    """A bounded Kafka source that also ends after a restore or a job-wide restart, at `stop_at`.
 
     Restored from a checkpoint, Flink's bounded KafkaSource reads to its stopping offsets
     and then waits forever (FLINK-31006); our wrapper (jvm/src, built by `make jars`) tells
-    its readers that no more splits will come once every split has been handed out.
+    its readers that no more splits will come once every split has been handed out. It also
+    gives restored splits this run's stopping offsets: a split checkpointed by an earlier
+    bounded run would stop at that run's end and skip what arrived since.
     """
     from pyflink.java_gateway import get_gateway
 
-    wrapper = get_gateway().jvm.io.fraudstream.flink.RestartableBoundedSource
-    return Source(wrapper(bounded.get_java_function()))
+    jvm = get_gateway().jvm
+    stops = jvm.java.util.HashMap()
+    for partition, offset in stop_at.items():
+        stops.put(partition, offset)
+    return Source(jvm.io.fraudstream.flink.RestartableBoundedSource(bounded.get_java_function(), stops))
 
 
 def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Source:
@@ -114,12 +142,15 @@ def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Sou
         # The group's position is committed when a checkpoint completes (the job's own
         # position lives in the checkpoint; the group's is for monitoring and fresh starts).
         .set_property("commit.offsets.on.checkpoint", "true")
+        # Orders of an upstream producer's aborted (or still open) transactions are never
+        # scored: the job sees only what was committed, as every other reader here does.
+        .set_property("isolation.level", "read_committed")
         # New partitions are found every 5 minutes (the README says what that costs).
         .set_property("partition.discovery.interval.ms", "300000")
     )
     if stop_at is not None:
         stops = {KafkaTopicPartition(k.raw_topic, p): o for p, o in stop_at.items()}
-        return _restartable(builder.set_bounded(KafkaOffsetsInitializer.offsets(stops)).build())
+        return _restartable(builder.set_bounded(KafkaOffsetsInitializer.offsets(stops)).build(), stop_at)
     return builder.build()
 
 

@@ -1,5 +1,7 @@
 package io.fraudstream.flink;
 
+import java.io.IOException;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Map;
 import java.util.Set;
@@ -18,6 +20,7 @@ import org.apache.flink.api.connector.source.SplitEnumerator;
 import org.apache.flink.api.connector.source.SplitEnumeratorContext;
 import org.apache.flink.api.connector.source.SplitsAssignment;
 import org.apache.flink.api.java.typeutils.ResultTypeQueryable;
+import org.apache.flink.connector.kafka.source.split.KafkaPartitionSplit;
 import org.apache.flink.core.io.SimpleVersionedSerializer;
 import org.apache.flink.metrics.groups.SplitEnumeratorMetricGroup;
 
@@ -32,6 +35,13 @@ import org.apache.flink.metrics.groups.SplitEnumeratorMetricGroup;
  * (partition discovery and split initialisation); once none is pending, every split there is
  * has been assigned, so each reader is told, now and whenever it (re)registers, that no
  * more splits will come. Telling a reader twice is harmless.
+ *
+ * <p>Given this run's stopping offsets (partition to offset), it also moves every Kafka split
+ * it restores to them: a split checkpointed by an earlier bounded run still carries that
+ * run's end, and would stop there, so that the orders that arrived since would be skipped
+ * while this run commits its own, later end for the group. Splits reach the readers (from a
+ * checkpoint, or from the enumerator) only through the split serializer, so that is where
+ * the offsets are replaced.
  */
 public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT>
         implements Source<T, SplitT, EnumT>, ResultTypeQueryable<T> {
@@ -39,12 +49,25 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
     private static final long serialVersionUID = 1L;
 
     private final Source<T, SplitT, EnumT> inner;
+    private final HashMap<Integer, Long> stoppingOffsets;
 
     public RestartableBoundedSource(Source<T, SplitT, EnumT> inner) {
+        this(inner, new HashMap<>());
+    }
+
+    /**
+     * `stoppingOffsets`: where this run stops reading each partition of its one topic (any
+     * numbers: py4j hands small Python ints over as Integer, whatever the map was built with).
+     */
+    public RestartableBoundedSource(Source<T, SplitT, EnumT> inner, Map<?, ?> stoppingOffsets) {
         if (inner.getBoundedness() != Boundedness.BOUNDED) {
             throw new IllegalArgumentException("only a bounded source needs this wrapper");
         }
         this.inner = inner;
+        this.stoppingOffsets = new HashMap<>();
+        for (Map.Entry<?, ?> e : stoppingOffsets.entrySet()) {
+            this.stoppingOffsets.put(((Number) e.getKey()).intValue(), ((Number) e.getValue()).longValue());
+        }
     }
 
     @Override
@@ -75,7 +98,11 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
 
     @Override
     public SimpleVersionedSerializer<SplitT> getSplitSerializer() {
-        return inner.getSplitSerializer();
+        SimpleVersionedSerializer<SplitT> splits = inner.getSplitSerializer();
+        if (stoppingOffsets.isEmpty()) {
+            return splits;
+        }
+        return new Restopping<>(splits, stoppingOffsets);
     }
 
     @Override
@@ -87,6 +114,43 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
     @SuppressWarnings("unchecked")
     public TypeInformation<T> getProducedType() {
         return ((ResultTypeQueryable<T>) inner).getProducedType();
+    }
+
+    /** The split serializer, with each Kafka split it reads moved to this run's stopping offset. */
+    private static final class Restopping<SplitT> implements SimpleVersionedSerializer<SplitT> {
+
+        private final SimpleVersionedSerializer<SplitT> inner;
+        private final Map<Integer, Long> stoppingOffsets;
+
+        Restopping(SimpleVersionedSerializer<SplitT> inner, Map<Integer, Long> stoppingOffsets) {
+            this.inner = inner;
+            this.stoppingOffsets = stoppingOffsets;
+        }
+
+        @Override
+        public int getVersion() {
+            return inner.getVersion();
+        }
+
+        @Override
+        public byte[] serialize(SplitT split) throws IOException {
+            return inner.serialize(split);
+        }
+
+        @Override
+        @SuppressWarnings("unchecked")
+        public SplitT deserialize(int version, byte[] serialized) throws IOException {
+            SplitT split = inner.deserialize(version, serialized);
+            if (!(split instanceof KafkaPartitionSplit)) {
+                return split;
+            }
+            KafkaPartitionSplit kafka = (KafkaPartitionSplit) split;
+            Long stop = stoppingOffsets.get(kafka.getPartition());
+            if (stop == null || kafka.getStoppingOffset().equals(java.util.Optional.of(stop))) {
+                return split;
+            }
+            return (SplitT) new KafkaPartitionSplit(kafka.getTopicPartition(), kafka.getStartingOffset(), stop);
+        }
     }
 
     /** The wrapped enumerator, plus the bookkeeping of its pending asynchronous calls. */
