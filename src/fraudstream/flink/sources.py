@@ -120,6 +120,15 @@ def _restartable(bounded: KafkaSource, stop_at: dict[int, int]) -> Source:
     return Source(jvm.io.fraudstream.flink.RestartableBoundedSource(bounded.get_java_function(), stops))
 
 
+def _unstopped(unbounded: KafkaSource) -> Source:
+    """An unbounded Kafka source whose restored splits lose the stopping offsets a bounded
+    run's checkpoint gave them (else it would read to that run's end, then idle for ever)."""
+    from pyflink.java_gateway import get_gateway
+
+    wrapper = get_gateway().jvm.io.fraudstream.flink.RestartableBoundedSource
+    return Source(wrapper.unbounded(unbounded.get_java_function()))
+
+
 def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Source:
     """The raw topic as bytes; one reader per partition (see `raw_lines`). `stop_at`
     (partition -> offset) makes it bounded."""
@@ -151,7 +160,7 @@ def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Sou
     if stop_at is not None:
         stops = {KafkaTopicPartition(k.raw_topic, p): o for p, o in stop_at.items()}
         return _restartable(builder.set_bounded(KafkaOffsetsInitializer.offsets(stops)).build(), stop_at)
-    return builder.build()
+    return _unstopped(builder.build())
 
 
 def raw_lines(

@@ -145,11 +145,81 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
                 return split;
             }
             KafkaPartitionSplit kafka = (KafkaPartitionSplit) split;
+            if (stoppingOffsets == null) { // an unbounded run: no stop, whatever the checkpoint said
+                if (kafka.getStoppingOffset().isEmpty()) {
+                    return split;
+                }
+                return (SplitT) new KafkaPartitionSplit(
+                        kafka.getTopicPartition(), kafka.getStartingOffset(), KafkaPartitionSplit.NO_STOPPING_OFFSET);
+            }
             Long stop = stoppingOffsets.get(kafka.getPartition());
             if (stop == null || kafka.getStoppingOffset().equals(java.util.Optional.of(stop))) {
                 return split;
             }
             return (SplitT) new KafkaPartitionSplit(kafka.getTopicPartition(), kafka.getStartingOffset(), stop);
+        }
+    }
+
+    /**
+     * An unbounded Kafka source whose splits never stop, also those restored from a bounded
+     * run's checkpoint (which carry that run's end: the run would read to it and then idle,
+     * never reading what arrives later). Otherwise the source itself, untouched.
+     */
+    public static <T, SplitT extends SourceSplit, EnumT> Source<T, SplitT, EnumT> unbounded(
+            Source<T, SplitT, EnumT> inner) {
+        return new Unstopped<>(inner);
+    }
+
+    private static final class Unstopped<T, SplitT extends SourceSplit, EnumT>
+            implements Source<T, SplitT, EnumT>, ResultTypeQueryable<T> {
+
+        private static final long serialVersionUID = 1L;
+
+        private final Source<T, SplitT, EnumT> inner;
+
+        Unstopped(Source<T, SplitT, EnumT> inner) {
+            if (inner.getBoundedness() != Boundedness.CONTINUOUS_UNBOUNDED) {
+                throw new IllegalArgumentException("an unbounded source is needed here");
+            }
+            this.inner = inner;
+        }
+
+        @Override
+        public Boundedness getBoundedness() {
+            return Boundedness.CONTINUOUS_UNBOUNDED;
+        }
+
+        @Override
+        public SourceReader<T, SplitT> createReader(SourceReaderContext readerContext) throws Exception {
+            return inner.createReader(readerContext);
+        }
+
+        @Override
+        public SplitEnumerator<SplitT, EnumT> createEnumerator(SplitEnumeratorContext<SplitT> context)
+                throws Exception {
+            return inner.createEnumerator(context);
+        }
+
+        @Override
+        public SplitEnumerator<SplitT, EnumT> restoreEnumerator(
+                SplitEnumeratorContext<SplitT> context, EnumT checkpoint) throws Exception {
+            return inner.restoreEnumerator(context, checkpoint);
+        }
+
+        @Override
+        public SimpleVersionedSerializer<SplitT> getSplitSerializer() {
+            return new Restopping<>(inner.getSplitSerializer(), null);
+        }
+
+        @Override
+        public SimpleVersionedSerializer<EnumT> getEnumeratorCheckpointSerializer() {
+            return inner.getEnumeratorCheckpointSerializer();
+        }
+
+        @Override
+        @SuppressWarnings("unchecked")
+        public TypeInformation<T> getProducedType() {
+            return ((ResultTypeQueryable<T>) inner).getProducedType();
         }
     }
 
