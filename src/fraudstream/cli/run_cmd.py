@@ -57,7 +57,9 @@ logger = logging.getLogger("fraudstream.cli")
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue from the newest completed checkpoint (after a crash, kill or Ctrl-C) instead of starting fresh.",
+    help="Continue the last run from its newest completed checkpoint (after a crash, kill or Ctrl-C) instead of "
+    "starting fresh; refused when the last run finished, or when the checkpoint is older than "
+    "kafka.transaction_timeout_ms.",
 )
 @click.option(
     "--from-savepoint",
