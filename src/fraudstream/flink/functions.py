@@ -258,7 +258,9 @@ class DetectorFunction(KeyedProcessFunction):
         cleanup = timestamp + self.horizon
         previous = self.cleanup_at.value()
         if previous != cleanup:
-            if previous is not None:
+            # Flink keeps one timer per (key, time): an order waiting at exactly the old cleanup
+            # time shares it, and deleting it would drop that order unseen.
+            if previous is not None and self.pending.get(previous) is None:
                 ctx.timer_service().delete_event_time_timer(previous)
             ctx.timer_service().register_event_time_timer(cleanup)
             self.cleanup_at.update(cleanup)
