@@ -66,7 +66,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 
 unit: setup
-	$(BIN)/pytest -q -m "not flink"
+	$(BIN)/pytest -q -m "not flink and not slow"
 
 # Parallel test workers of `make test` and `make check`.
 TEST_WORKERS ?= 2
@@ -74,7 +74,7 @@ DURATIONS ?= 10
 
 # The inner loop: lint and every test that needs no Flink (under a minute).
 check: lint
-	$(BIN)/pytest -q -m "not flink" -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -m "not flink and not slow" -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Everything, on TEST_WORKERS parallel workers (most tests wait on JVMs and brokers more than
 # they compute); the ten slowest tests are listed at the end, so growth is visible.
