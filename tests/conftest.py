@@ -25,11 +25,17 @@ REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability.txt"
 SLOW_FIRST = (
     "tests/kafka/test_recovery.py",
     "tests/kafka/test_job_on_kafka.py",
+    "tests/kafka/test_resume.py",
+    "tests/kafka/test_future_on_kafka.py",
     "tests/flink/test_cli_run.py",
     "tests/kafka/test_demo.py",
     "tests/kafka/test_sasl.py",
     "tests/kafka/test_bench.py",
     "tests/flink/test_job.py",
+    "tests/flink/test_security_run.py",
+    "tests/kafka/test_big_alerts.py",
+    "tests/kafka/test_copier_run.py",
+    "tests/flink/test_future.py",
 )
 
 

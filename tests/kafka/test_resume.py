@@ -187,3 +187,8 @@ def test_a_run_killed_after_its_job_finished_has_its_end_committed_by_the_next_r
     assert "finished: nothing to resume" in resumed.stderr
     assert _committed(kafka) == end
     assert _runs(data)[-1]["ended"] == "finished"
+    report(
+        "a bounded run killed after its job finished, before it committed its end offsets (its run record: "
+        "checkpointed, no checkpoint left), then `run --bounded --resume` | 12 records | the next run committed "
+        "the end offsets first and refused to resume in one line (the last run finished); the tail not read again"
+    )
