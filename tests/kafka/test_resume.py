@@ -192,3 +192,45 @@ def test_a_run_killed_after_its_job_finished_has_its_end_committed_by_the_next_r
         "checkpointed, no checkpoint left), then `run --bounded --resume` | 12 records | the next run committed "
         "the end offsets first and refused to resume in one line (the last run finished); the tail not read again"
     )
+
+
+def test_bounded_resume_reads_on_in_a_partition_the_first_run_had_finished(kafka, tmp_path):
+    """Review of issue 13. Bounded run A read partition 0 (a few orders) to its end long before
+    the others and was then killed. Kafka's reader drops a finished split from its checkpoint,
+    while the enumerator keeps the partition as assigned, so a restore handed it to no one: the
+    orders published to partition 0 since were never read by `--bounded --resume`, which then
+    committed its own end for the group over them. Its readers now keep finished splits."""
+    gen = generator_from_settings(GeneratorSettings(seed=1414, count=9_040))
+    orders = list(gen.orders(9_040))
+    early, rest, later = orders[:10], orders[10:9_010], orders[9_010:]
+    send(kafka, [(0, o["user_id"].encode(), orjson.dumps(o)) for o in early])
+    send(kafka, [(1 + i % 3, o["user_id"].encode(), orjson.dumps(o)) for i, o in enumerate(rest)])
+    data = tmp_path / "data"
+    # The DataStream engine (a few thousand orders/s) is still busy with partitions 1-3 when its
+    # first checkpoint completes.
+    command = [*_command(kafka, data, "--bounded", "--engine", "datastream")]
+    with in_own_session([*command, "--start-from", "earliest"], stderr=subprocess.PIPE) as (proc, _):
+        # the second checkpoint: by then partition 0's reader has surely read its few orders
+        completed = lambda: any((data / "checkpoints").glob("*/chk-[2-9]*/_metadata"))  # noqa: E731
+        _until("a second completed checkpoint", completed, proc)
+        assert proc.poll() is None and _runs(data)[-1].get("ended") is None, "run A's job ended before it was killed"
+        _kill_hard(proc)
+    send(kafka, [(0, o["user_id"].encode(), orjson.dumps(o)) for o in later])
+    end = end_offsets(kafka, kafka.raw_topic)
+
+    with in_own_session([*command, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
+        proc.wait(timeout=240)
+        lines.finish()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    assert _committed(kafka) == end
+    in_archive = Counter(r["transaction_id"] for r in archived(data))
+    assert not [t for t, n in in_archive.items() if n > 1], "orders archived twice"
+    missing = {o["transaction_id"] for o in orders} - set(in_archive)
+    assert not missing, (
+        f"{len(missing)} orders never read, {len(missing & {o['transaction_id'] for o in later})} of them later ones"
+    )
+    report(
+        f"bounded run killed after a checkpoint, one partition already read to its end; {len(later)} more orders "
+        f"published to that partition; `run --bounded --resume` | {len(orders)} orders | every order archived "
+        "once, the later ones too; the group's position = the end"
+    )

@@ -1,16 +1,21 @@
 package io.fraudstream.flink;
 
 import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Collection;
 import java.util.HashMap;
+import java.util.List;
 import java.util.HashSet;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import java.util.function.BiConsumer;
 
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.connector.source.Boundedness;
 import org.apache.flink.api.connector.source.ReaderInfo;
+import org.apache.flink.api.connector.source.ReaderOutput;
 import org.apache.flink.api.connector.source.Source;
 import org.apache.flink.api.connector.source.SourceEvent;
 import org.apache.flink.api.connector.source.SourceReader;
@@ -21,6 +26,7 @@ import org.apache.flink.api.connector.source.SplitEnumeratorContext;
 import org.apache.flink.api.connector.source.SplitsAssignment;
 import org.apache.flink.api.java.typeutils.ResultTypeQueryable;
 import org.apache.flink.connector.kafka.source.split.KafkaPartitionSplit;
+import org.apache.flink.core.io.InputStatus;
 import org.apache.flink.core.io.SimpleVersionedSerializer;
 import org.apache.flink.metrics.groups.SplitEnumeratorMetricGroup;
 
@@ -77,7 +83,7 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
 
     @Override
     public SourceReader<T, SplitT> createReader(SourceReaderContext readerContext) throws Exception {
-        return inner.createReader(readerContext);
+        return new KeepingFinished<>(inner.createReader(readerContext));
     }
 
     @Override
@@ -191,7 +197,7 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
 
         @Override
         public SourceReader<T, SplitT> createReader(SourceReaderContext readerContext) throws Exception {
-            return inner.createReader(readerContext);
+            return new KeepingFinished<>(inner.createReader(readerContext));
         }
 
         @Override
@@ -220,6 +226,107 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
         @SuppressWarnings("unchecked")
         public TypeInformation<T> getProducedType() {
             return ((ResultTypeQueryable<T>) inner).getProducedType();
+        }
+    }
+
+    /**
+     * A reader that keeps its finished splits in its checkpoints, as splits with nothing left
+     * to read (start = stop = where it ended).
+     *
+     * <p>Kafka's reader drops a split from its state once it reached its stopping offset,
+     * while the enumerator's state keeps the partition as assigned, so a restore hands it to
+     * no one. A later run that restores with a later end (`--bounded --resume`) or with none
+     * (an unbounded run) would then never read what arrived on that partition since, while
+     * committing its own end for the group. Kept, the finished split is restored, moved to
+     * this run's end by the split serializer, and read on (or finished at once, if the end is
+     * the same).
+     */
+    private static final class KeepingFinished<T, SplitT extends SourceSplit> implements SourceReader<T, SplitT> {
+
+        private final SourceReader<T, SplitT> inner;
+        private final Map<String, KafkaPartitionSplit> bounded = new HashMap<>();
+
+        KeepingFinished(SourceReader<T, SplitT> inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public void start() {
+            inner.start();
+        }
+
+        @Override
+        public InputStatus pollNext(ReaderOutput<T> output) throws Exception {
+            return inner.pollNext(output);
+        }
+
+        @Override
+        @SuppressWarnings("unchecked")
+        public List<SplitT> snapshotState(long checkpointId) {
+            List<SplitT> live = inner.snapshotState(checkpointId);
+            Set<String> reading = new HashSet<>();
+            for (SplitT split : live) {
+                reading.add(split.splitId());
+            }
+            List<SplitT> all = new ArrayList<>(live);
+            for (Map.Entry<String, KafkaPartitionSplit> e : bounded.entrySet()) {
+                if (!reading.contains(e.getKey())) {
+                    KafkaPartitionSplit done = e.getValue();
+                    long end = done.getStoppingOffset().get();
+                    all.add((SplitT) new KafkaPartitionSplit(done.getTopicPartition(), end, end));
+                }
+            }
+            return all;
+        }
+
+        @Override
+        public CompletableFuture<Void> isAvailable() {
+            return inner.isAvailable();
+        }
+
+        @Override
+        public void addSplits(List<SplitT> splits) {
+            for (SplitT split : splits) {
+                if (split instanceof KafkaPartitionSplit) {
+                    KafkaPartitionSplit kafka = (KafkaPartitionSplit) split;
+                    if (kafka.getStoppingOffset().isPresent() && kafka.getStoppingOffset().get() >= 0) {
+                        bounded.put(kafka.splitId(), kafka);
+                    } else {
+                        bounded.remove(kafka.splitId());
+                    }
+                }
+            }
+            inner.addSplits(splits);
+        }
+
+        @Override
+        public void notifyNoMoreSplits() {
+            inner.notifyNoMoreSplits();
+        }
+
+        @Override
+        public void handleSourceEvents(SourceEvent sourceEvent) {
+            inner.handleSourceEvents(sourceEvent);
+        }
+
+        @Override
+        public void pauseOrResumeSplits(Collection<String> splitsToPause, Collection<String> splitsToResume) {
+            inner.pauseOrResumeSplits(splitsToPause, splitsToResume);
+        }
+
+        @Override
+        public void notifyCheckpointComplete(long checkpointId) throws Exception {
+            inner.notifyCheckpointComplete(checkpointId);
+        }
+
+        @Override
+        public void notifyCheckpointAborted(long checkpointId) throws Exception {
+            inner.notifyCheckpointAborted(checkpointId);
+        }
+
+        @Override
+        public void close() throws Exception {
+            inner.close();
         }
     }
 
