@@ -136,6 +136,7 @@ def _hostile(k: KafkaSettings) -> list[tuple[str, bytes | None]]:
         (k.alerts_topic, orjson.dumps({**good, "alert_id": "h1", "user_id": [1]})),
         (k.alerts_topic, orjson.dumps({**good, "alert_id": "h2", "amount": "oops"})),
         (k.alerts_topic, orjson.dumps({**good, "alert_id": "h3", "event_time": True})),
+        (k.alerts_topic, orjson.dumps({**good, "alert_id": "h4", "event_time": 2**62})),
         (k.alerts_topic, b"not json at all"),
         (k.alerts_topic, None),
         (k.dead_letter_topic, orjson.dumps({**DEAD[0].to_dict(), "reason": 5})),
@@ -186,7 +187,7 @@ def test_records_the_copier_cannot_store_become_its_dead_letters(kafka, tmp_path
     assert len(lines) == expected
     report(
         f"{len(_hostile(kafka))} records a foreign producer put in the alerts and dead-letter topics (a list as "
-        f"user_id, a string amount, a boolean event time, not JSON, a tombstone, a numeric reason, an array) | "
+        f"user_id, a string amount, a boolean event time, an event time no calendar has, not JSON, a tombstone, a numeric reason, an array) | "
         f"{len(ALERTS)} alerts, {len(DEAD)} dead letters | each an `unstorable` dead letter; copying went on"
     )
 

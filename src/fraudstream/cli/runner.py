@@ -96,6 +96,8 @@ def run_job(
         max_backoff_s=settings.store.retry_max_backoff_ms / 1000,
     )
     mirror = None
+    mirror_stop = threading.Event()
+    copier: threading.Thread | None = None
     copier_failed: BaseException | None = None
     flush_error: str | None = None
     stop = threading.Event()
@@ -146,8 +148,6 @@ def run_job(
                 finished.set()
 
         threading.Thread(target=wait_for_job, name="job-results", daemon=True).start()
-        mirror_stop = threading.Event()
-        copier = None
         if mirror is not None:
             copier = threading.Thread(target=mirror.follow, args=(mirror_stop,), name="store-mirror", daemon=True)
             copier.start()
@@ -221,6 +221,9 @@ def run_job(
             signal.signal(sig, previous)
         info_file.unlink(missing_ok=True)
         JobInfo.stop_marker(info_file).unlink(missing_ok=True)
+        if copier is not None:  # never close the store under a copier mid-batch (a second Ctrl-C, an error)
+            mirror_stop.set()
+            copier.join(30)
         flush_error = _close_outputs(writer, mirror, store, settings.db_path, stop_gateway)
         if flush_error is not None and sys.exc_info()[1] is not None:  # another error is on its way out
             logger.error("%s", flush_error)

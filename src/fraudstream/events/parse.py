@@ -21,7 +21,7 @@ from fraudstream.events.text import first_control
 _ID_FIELDS = ("user_id", "device_id", "restaurant_id", "city", "payment_method")
 _MAX_ID_CHARS = 256
 # Epoch-millisecond bounds: 1970-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z.
-_MAX_EVENT_TIME = 253_402_300_799_999
+MAX_EVENT_TIME = 253_402_300_799_999
 _BOM = b"\xef\xbb\xbf"
 # Unicode's White_Space property: what makes a record or an id blank (the spec's definition).
 _WHITESPACE = (
@@ -174,7 +174,7 @@ def _event_time(data: dict[str, Any]) -> int:
         raise _Rejected("invalid_value", "'event_time' must be whole epoch milliseconds (no fraction or exponent)")
     else:
         millis = value
-    if not 0 <= millis <= _MAX_EVENT_TIME:
+    if not 0 <= millis <= MAX_EVENT_TIME:
         raise _Rejected("invalid_value", f"'event_time' {millis} is out of range")
     return millis
 

@@ -45,6 +45,7 @@ from fraudstream.config import Settings
 from fraudstream.detectors.base import Alert
 from fraudstream.errors import UserFacingError
 from fraudstream.events.model import DeadLetter
+from fraudstream.events.parse import MAX_EVENT_TIME
 from fraudstream.kafka.clients import client_config
 from fraudstream.store.lock import CopierLock
 from fraudstream.store.sqlite import AlertStore
@@ -102,6 +103,12 @@ def _wrong(name: str, want: str, got: object) -> Unstorable:
     return Unstorable(f"{name} must be {want}, got {type(got).__name__} {orjson.dumps(got).decode()[:40]}")
 
 
+def _is_time(value: object) -> bool:
+    """Epoch milliseconds the console can show (the contract's range): a foreign record's
+    2**62 would pass as an integer, then fail the alert line after it was stored."""
+    return _is_int(value) and 0 <= value <= MAX_EVENT_TIME  # type: ignore[operator]
+
+
 def _alert(value: bytes | None) -> Alert:
     """An alert as the job writes it, every field of the type the store and console expect."""
     d = _object(value, _ALERT_FIELDS, frozenset(("details", "detected_at")))
@@ -110,12 +117,12 @@ def _alert(value: bytes | None) -> Alert:
             raise _wrong(name, "a string", d[name])
     if not (_is_int(d["amount"]) or isinstance(d["amount"], float)):  # orjson never gives NaN
         raise _wrong("amount", "a number", d["amount"])
-    if not _is_int(d["event_time"]):
-        raise _wrong("event_time", "an integer", d["event_time"])
+    if not _is_time(d["event_time"]):
+        raise _wrong("event_time", "epoch milliseconds", d["event_time"])
     if not isinstance(d.get("details", {}), dict):
         raise _wrong("details", "an object", d["details"])
-    if d.get("detected_at") is not None and not _is_int(d["detected_at"]):
-        raise _wrong("detected_at", "an integer", d["detected_at"])
+    if d.get("detected_at") is not None and not _is_time(d["detected_at"]):
+        raise _wrong("detected_at", "epoch milliseconds", d["detected_at"])
     return Alert(**d)
 
 
@@ -124,10 +131,10 @@ def _dead_letter(value: bytes | None, letter_id: str) -> DeadLetter:
     for name in ("reason", "detail", "raw"):
         if not isinstance(d[name], str):
             raise _wrong(name, "a string", d[name])
-    if not _is_int(d["seen_at"]):
-        raise _wrong("seen_at", "an integer", d["seen_at"])
-    if d.get("event_time") is not None and not _is_int(d["event_time"]):
-        raise _wrong("event_time", "an integer", d["event_time"])
+    if not _is_time(d["seen_at"]):
+        raise _wrong("seen_at", "epoch milliseconds", d["seen_at"])
+    if d.get("event_time") is not None and not _is_time(d["event_time"]):
+        raise _wrong("event_time", "epoch milliseconds", d["event_time"])
     return DeadLetter(**d, letter_id=letter_id)
 
 
@@ -346,13 +353,21 @@ class TopicMirror:
         deadline = time.monotonic() + limit_s
         ends = {(tp.topic, tp.partition): self._end_offset(tp, deadline) for tp in self.consumer.assignment()}
         quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            if self._reached(ends):
-                return
-            if self.copy_once(0.5):
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > idle_s:
-                return
+        # A write that keeps failing gives up at the deadline too (its records stay for the next run).
+        give_up = threading.Event()
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), give_up.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            while time.monotonic() < deadline:
+                if self._reached(ends):
+                    return
+                if self.copy_once(0.5, give_up=give_up):
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > idle_s:
+                    return
+        finally:
+            timer.cancel()
         logger.warning("stopped copying after %.0fs with records still arriving", limit_s)
 
     def _end_offset(self, tp: TopicPartition, deadline: float) -> int:

@@ -168,7 +168,8 @@ class AlertStore:
                 )
             cur.executemany(
                 "INSERT INTO source_topics (topic, topic_id, cluster_id) VALUES (?, ?, ?) ON CONFLICT (topic)"
-                " DO UPDATE SET topic_id = excluded.topic_id, cluster_id = excluded.cluster_id",
+                " DO UPDATE SET topic_id = COALESCE(excluded.topic_id, source_topics.topic_id),"
+                " cluster_id = COALESCE(excluded.cluster_id, source_topics.cluster_id)",
                 [(topic, topic_id, cluster_id) for topic, (topic_id, cluster_id) in (sources or {}).items()],
             )
             for (topic, partition), (began, after) in (offsets or {}).items():
