@@ -137,6 +137,10 @@ def test_resume_from_a_checkpoint_older_than_the_transaction_timeout_is_refused(
         _resume(settings)
     young = _kafka_settings(tmp_path, transaction_timeout_ms=600_000)
     assert _resume(young).endswith("chk-3")
+    # The broker keeps the timeout the checkpointing run's sinks gave it, not today's setting.
+    _run(tmp_path, "job-a", now - 200, checkpointed=True, transaction_timeout_ms=120_000)
+    with pytest.raises(TransactionsExpired, match="older than kafka.transaction_timeout_ms"):
+        _resume(young)
     with REPORT.open("a") as fh:  # a line for the reliability table (docs/reliability.md)
         fh.write(
             f"{time.strftime('%Y-%m-%d %H:%M')} | expired transaction: `--resume` of a checkpoint 150 s old with "

@@ -59,6 +59,9 @@ class RunRecord:
     checkpointed: bool = False  # a completed checkpoint of this job was seen
     stopping: bool = False  # `savepoint --stop` was under way
     ended: str | None = None  # "finished": consumed its bounded input, end offsets committed
+    # The transaction timeout its sinks gave the broker: what decides when the broker aborts
+    # the transactions of its checkpoints (not the setting of the run that resumes).
+    transaction_timeout_ms: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -145,6 +148,7 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
             restore_from,
             settings.kafka.group_id,
             settings.kafka.raw_topic,
+            transaction_timeout_ms=settings.kafka.transaction_timeout_ms,
         )
         _current.save()
 
@@ -230,7 +234,8 @@ def resume_point(settings: Settings, now: float | None = None) -> Path:
     else:
         point = _follow(runs[-1], settings)
     if point.name.startswith("chk-"):
-        check_transactions(point, settings, now)
+        owner = next((r for r in runs if r.job_id == point.parent.name), None)
+        check_transactions(point, settings, now, owner.transaction_timeout_ms if owner else None)
     return point
 
 
@@ -262,21 +267,26 @@ def _follow(last: RunRecord, settings: Settings) -> Path:
     )
 
 
-def check_transactions(checkpoint: Path, settings: Settings, now: float | None = None) -> None:
+def check_transactions(
+    checkpoint: Path, settings: Settings, now: float | None = None, timeout_ms: int | None = None
+) -> None:
     """Refuse a checkpoint older than the broker keeps a transaction open.
 
     A checkpoint hands its Kafka transactions to the sinks' committers, and a job killed
     before they committed commits them when restored; the broker aborts a transaction
-    `kafka.transaction_timeout_ms` after it began (at most one checkpoint interval before
-    the checkpoint), and the alerts in it are then silently gone."""
+    `timeout_ms` (the checkpointing run's `kafka.transaction_timeout_ms`; else this run's)
+    after it began, at most one checkpoint interval plus the checkpoint's own duration (up to
+    `checkpoint.timeout_ms`) before the checkpoint's metadata was written, and the alerts in it
+    are then silently gone."""
     now = time.time() if now is None else now
+    timeout_ms = timeout_ms or settings.kafka.transaction_timeout_ms
     age_ms = (now - (checkpoint / "_metadata").stat().st_mtime) * 1000
-    limit_ms = settings.kafka.transaction_timeout_ms - settings.checkpoint.interval_ms
+    limit_ms = timeout_ms - settings.checkpoint.interval_ms - settings.checkpoint.timeout_ms
     if age_ms <= limit_ms:
         return
     raise TransactionsExpired(
         f"{checkpoint} is {age_ms / 60_000:.0f} min old, older than kafka.transaction_timeout_ms "
-        f"({settings.kafka.transaction_timeout_ms / 60_000:g} min) allows: the broker has aborted the alerts "
+        f"({timeout_ms / 60_000:g} min, less a checkpoint's interval and timeout) allows: the broker has aborted the alerts "
         "it had not committed yet, and resuming would lose them silently; to accept that loss pass it to "
         "--from-savepoint, to recompute them run without --resume from an earlier position (--start-from earliest)"
     )
