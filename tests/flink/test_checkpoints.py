@@ -147,3 +147,16 @@ def test_resume_from_a_checkpoint_older_than_the_transaction_timeout_is_refused(
             "kafka.transaction_timeout_ms=120000 | - | refused in one line naming the setting and the ways on; "
             "with the 10-min default the same checkpoint resumes\n"
         )
+
+
+def test_a_run_whose_job_was_seen_to_finish_has_nothing_to_resume_even_without_a_checkpoint_seen(tmp_path):
+    """A short bounded run whose only checkpoint was the final one (deleted at the end, never
+    seen by the watcher), killed before it committed its end: it noted `job_finished` first,
+    so `--resume` does not go back to what that run had started from (an older run's state)."""
+    settings = _kafka_settings(tmp_path)
+    now = time.time()
+    a = _checkpoint(tmp_path, "job-a", 3, now - 60)
+    _run(tmp_path, "job-a", now - 90, checkpointed=True)
+    _run(tmp_path, "job-b", now - 50, restored_from=str(a), job_finished=True)
+    with pytest.raises(NothingToResume, match="finished"):
+        _resume(settings)

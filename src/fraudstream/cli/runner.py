@@ -178,6 +178,9 @@ def run_job(
         # (seconds): a kill in between would make the next run read the tail again. It is
         # called again below (a no-op once it succeeded), where a failure is reported.
         ended = not summary.interrupted and not failure and not JobInfo.stop_marker(info_file).exists()
+        run = checkpoints.current_run()
+        if ended and run is not None:  # before the commit: a kill now is repaired by the next run
+            run.update(job_finished=True)
         if ended and graph.on_finished is not None:
             try:
                 graph.on_finished()

@@ -59,6 +59,7 @@ class RunRecord:
     checkpointed: bool = False  # a completed checkpoint of this job was seen
     stopping: bool = False  # `savepoint --stop` was under way
     ended: str | None = None  # "finished": consumed its bounded input, end offsets committed
+    job_finished: bool = False  # the driver saw the job finish (noted before the end is committed)
     # The transaction timeout its sinks gave the broker: what decides when the broker aborts
     # the transactions of its checkpoints (not the setting of the run that resumes).
     transaction_timeout_ms: int | None = None
@@ -197,8 +198,11 @@ def finished_unrecorded(run: RunRecord) -> bool:
     A job's newest completed checkpoint stays on disk while it runs and after a kill, a
     cancel or a failure; Flink deletes them all only when the job finishes. (A job that
     finished before its first checkpoint cannot be told from one killed before it: its
-    run commits its end within moments of the job's end, so that window is short.)"""
-    return run.ended is None and not run.stopping and run.checkpointed and not run.checkpoints()
+    run notes `job_finished` within moments of the job's end, before it commits: only a kill
+    in that moment, of a job that finished before its first checkpoint was seen, is missed.)"""
+    if run.ended is not None or run.stopping:
+        return False
+    return run.job_finished or (run.checkpointed and not run.checkpoints())
 
 
 def reconcile(settings: Settings) -> str | None:
