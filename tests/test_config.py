@@ -147,3 +147,14 @@ def test_pattern_shares_are_checked():
         load_settings(flags={"generator.pattern_shares": '{"phishing": 1}'}, environ={})
     with pytest.raises(ConfigError, match="above 0"):
         load_settings(flags={"generator.pattern_shares": '{"high_value": 0}'}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("bind", "reach"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("10.1.2.3", "10.1.2.3")],
+)
+def test_local_clients_reach_the_job_where_it_listens(bind, reach):
+    """`savepoint` and the run's failure watch call the job's REST API: on loopback unless the
+    job listens on one other address only."""
+    settings = load_settings(flags={"pipeline.bind_host": bind}, environ={})
+    assert settings.pipeline.reach_host == reach

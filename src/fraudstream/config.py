@@ -101,6 +101,12 @@ class PipelineSettings(_Section):
         "the Python workers' gRPC pool); 0.0.0.0 opens them to other machines",
     )
 
+    @property
+    def reach_host(self) -> str:
+        """Where this machine's own clients (savepoint, the run's failure watch) reach the job:
+        a wildcard binds loopback too; any other address is the only one that answers."""
+        return "127.0.0.1" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host
+
 
 class CheckpointSettings(_Section):
     """How the job keeps its place and its state, so a crash or a stop loses nothing."""

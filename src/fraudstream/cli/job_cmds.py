@@ -61,7 +61,7 @@ def savepoint(ctx: click.Context, stop: bool, timeout: float) -> None:
     if not info.is_running():
         info_path.unlink(missing_ok=True)
         raise UserError(f"the job recorded in {info_path} (PID {info.pid}) is no longer running")
-    base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
+    base = f"http://{settings.pipeline.reach_host}:{info.rest_port}/jobs/{info.job_id}"
     if stop:
         JobInfo.stop_marker(info_path).touch()
         trigger = _call(f"{base}/stop", {"targetDirectory": info.savepoint_uri, "drain": False})

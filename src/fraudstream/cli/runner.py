@@ -159,7 +159,7 @@ def run_job(
                 stop.set()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 2
-                for line in checkpoints.new_failures(port, job_id, failures):
+                for line in checkpoints.new_failures(port, job_id, failures, settings.pipeline.reach_host):
                     logger.warning("the job failed and restarts from its last checkpoint: %s", line)
             if stop.is_set():
                 summary.interrupted = True

@@ -127,8 +127,8 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
         # `fraudstream bench`, which samples the source's record count).
         "metrics.fetcher.update-interval": "500 ms",
         # Reaching the job from `fraudstream savepoint`.
-        "rest.bind-address": "127.0.0.1",
-        "rest.address": "127.0.0.1",
+        "rest.bind-address": settings.pipeline.bind_host,
+        "rest.address": settings.pipeline.reach_host,
         "rest.bind-port": str(settings.pipeline.rest_port),
         "rest.port": str(settings.pipeline.rest_port),
     }
@@ -341,12 +341,12 @@ def rest_port(client: Any, configured: int) -> int:
         return configured
 
 
-def new_failures(rest_port: int, job_id: str, seen: set[int]) -> list[str]:
+def new_failures(rest_port: int, job_id: str, seen: set[int], host: str = "127.0.0.1") -> list[str]:
     """Failures the job recovered from (or is recovering from) since the last call, one line each."""
     import json
     import urllib.request
 
-    url = f"http://127.0.0.1:{rest_port}/jobs/{job_id}/exceptions?maxExceptions=10"
+    url = f"http://{host}:{rest_port}/jobs/{job_id}/exceptions?maxExceptions=10"
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             history = json.loads(response.read()).get("exceptionHistory", {}).get("entries", [])

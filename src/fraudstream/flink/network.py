@@ -29,7 +29,7 @@ def configure_network(conf: Configuration, settings: Settings) -> None:
     for key in ("jobmanager.bind-host", "taskmanager.bind-host", "rest.bind-address"):
         conf.set_string(key, host)
     # the addresses the mini-cluster's parts reach each other on: a wildcard names no host
-    reach = "127.0.0.1" if host in _WILDCARDS else host
+    reach = settings.pipeline.reach_host
     for key in ("jobmanager.rpc.address", "taskmanager.host"):
         conf.set_string(key, reach)
     # Same-origin only: the value names no page, so no browser lets another site read the API.
