@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from fraudstream.config import BrokerSettings, KafkaSettings
+from fraudstream.flink.gateway import processes
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
 from tests.conftest import REPORT
@@ -79,8 +83,9 @@ def send(k: KafkaSettings, records: list[tuple[int | None, bytes | None, bytes]]
     assert producer.flush(30) == 0
 
 
-def consume(k: KafkaSettings, topic: str, expect: int | None = None, limit_s: float = 60.0):
-    """Every committed record of `topic` as (partition, key, value), read from the start.
+def consume(k: KafkaSettings, topic: str, expect: int | None = None, limit_s: float = 60.0, offsets: bool = False):
+    """Every committed record of `topic` as (partition, key, value), read from the start
+    (with `offsets`: as (partition, offset, value), to name each record by its place).
 
     Without `expect`: up to the topic's end as it is when called (for a job that has
     finished or stopped: everything it committed, nothing waited for). With `expect`: until
@@ -110,7 +115,7 @@ def consume(k: KafkaSettings, topic: str, expect: int | None = None, limit_s: fl
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
-            out.append((msg.partition(), msg.key(), msg.value()))
+            out.append((msg.partition(), msg.offset() if offsets else msg.key(), msg.value()))
     finally:
         consumer.close()
     return out
@@ -124,3 +129,13 @@ def _reached(consumer: Consumer, partitions: list[TopicPartition], ends: dict[in
         if ends[tp.partition] > 0 and (tp.offset < 0 or tp.offset < ends[tp.partition]):
             return False
     return True
+
+
+def kill_hard(proc: subprocess.Popen) -> None:
+    """SIGKILL a run's Python process only, as a crash would, and wait until its Flink JVM is gone too."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while any(p.pgid == proc.pid and p.state != "Z" for p in processes()):
+        assert time.monotonic() < deadline, "the Flink JVM outlived its killed parent"
+        time.sleep(0.5)

@@ -19,8 +19,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from tests.kafka.conftest import report, send
-from tests.kafka.test_recovery import EXE, _command, _kill_hard, _wait_for_rows
+from tests.kafka.conftest import kill_hard, report, send
+from tests.kafka.test_recovery import EXE, _command, _wait_for_rows
 from tests.lines import in_own_session
 
 pytestmark = pytest.mark.flink
@@ -52,7 +52,7 @@ def test_resume_does_not_restore_the_blindness_of_a_future_order(kafka, tmp_path
     old_limit = ["--set", f"pipeline.max_future_ms={7 * DAY}"]  # the default before the fix
     with in_own_session([*EXE, *old_limit, *unbounded[len(EXE) :]], stderr=subprocess.PIPE) as (proc, _):
         _wait_for_rows(db, PARTITIONS, proc, table="dead_letters")  # committed: a checkpoint holds the state
-        _kill_hard(proc)
+        kill_hard(proc)
 
     honest = [(None, b"u_v", order(f"v{i}", now - 10 * MIN + i * 30_000, "u_v")) for i in range(5)]
     honest += [(None, b"u_h1", order("h1", now - 7 * MIN, "u_h1", 2_500.0))]

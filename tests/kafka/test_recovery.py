@@ -12,7 +12,6 @@ in `source_offsets` must be just past each partition's last committed record.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
@@ -20,22 +19,20 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings
-from fraudstream.flink.gateway import processes
 from fraudstream.generator import generator_from_settings
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config
 from fraudstream.kafka.tail import alert_from_json
 from tests.archive import archived
-from tests.kafka.conftest import _reached, consume, free_port, fresh_topics, kafka_flags, report, send
+from tests.kafka.conftest import consume, free_port, fresh_topics, kafka_flags, kill_hard, report, send
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts, redeliveries
 from tests.redeliveries import with_redeliveries
@@ -83,30 +80,7 @@ def _send_foreign(k: KafkaSettings) -> None:
 
 def _committed(k: KafkaSettings, topic: str) -> list[tuple[int, int, bytes | None]]:
     """Every committed record of `topic` as (partition, offset, value), up to its end now."""
-    consumer = Consumer(
-        client_config(
-            k,
-            **{
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            },
-        )
-    )
-    partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-    consumer.assign([TopicPartition(topic, p.partition, OFFSET_BEGINNING) for p in partitions])
-    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10, cached=False)[1] for p in partitions}
-    out = []
-    deadline = time.monotonic() + 60
-    try:
-        while not _reached(consumer, partitions, ends):
-            assert time.monotonic() < deadline, f"{topic} not read to its end"
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                out.append((msg.partition(), msg.offset(), msg.value()))
-    finally:
-        consumer.close()
-    return out
+    return consume(k, topic, offsets=True)
 
 
 def _assert_copier_exact(k: KafkaSettings, db: Path) -> None:
@@ -161,16 +135,6 @@ def _wait_for_rows(
             raise AssertionError(f"the run ended (exit {proc.returncode}) after {stored} of {n} {table}:\n{tail}")
         time.sleep(0.2)
     raise AssertionError(f"fewer than {n} {table} stored after {timeout_s}s")
-
-
-def _kill_hard(proc: subprocess.Popen) -> None:
-    """SIGKILL the job's Python process only, as a crash would, and wait until its Flink JVM is gone too."""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 60
-    while any(p.pgid == proc.pid and p.state != "Z" for p in processes()):
-        assert time.monotonic() < deadline, "the Flink JVM outlived its killed parent"
-        time.sleep(0.5)
 
 
 def _report(injected: str, expected: set, extra: str = "") -> None:
@@ -270,7 +234,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(ka
             _wait_for_rows(db, (kills[-1] if kills else 0) + 1, proc)  # this run has made progress
             time.sleep(rng.uniform(0.2, 2.5))  # anywhere between two checkpoints
             assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-3000:]}"
-            _kill_hard(proc)
+            kill_hard(proc)
             kills.append(_stored_rows(db))
             gates[len(kills)].set()  # the next quarter arrives while the job is down or starting
     assert kills[-1] < len(expected), "the stream was over before the last kill"

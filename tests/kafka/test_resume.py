@@ -6,8 +6,6 @@ what the next `--resume` does then. The raw topic is read `read_committed`.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,12 +19,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from fraudstream.config import GeneratorSettings, KafkaSettings
-from fraudstream.flink.gateway import processes
 from fraudstream.generator import generator_from_settings
 from fraudstream.kafka.clients import client_config, end_offsets
 from fraudstream.kafka.tail import alert_from_json
 from tests.archive import archived
-from tests.kafka.conftest import consume, kafka_flags, report, send
+from tests.kafka.conftest import consume, kafka_flags, kill_hard, report, send
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts
 
@@ -62,16 +59,6 @@ def _until(what: str, check, proc: subprocess.Popen, timeout_s: float = 240) -> 
             raise AssertionError(f"the run ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
         assert time.monotonic() < deadline, f"no {what} after {timeout_s}s"
         time.sleep(0.1)
-
-
-def _kill_hard(proc: subprocess.Popen) -> None:
-    """SIGKILL the run's Python process, as a crash would; wait until its Flink JVM is gone too."""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 60
-    while any(p.pgid == proc.pid and p.state != "Z" for p in processes()):
-        assert time.monotonic() < deadline, "the Flink JVM outlived its killed parent"
-        time.sleep(0.5)
 
 
 def _runs(data: Path) -> list[dict]:
@@ -120,7 +107,7 @@ def test_bounded_resume_reads_what_arrived_since_and_the_next_resume_replays_not
         _until("alerts stored (a checkpoint completed)", lambda: _stored_alerts(db) > 0, proc)
         time.sleep(1.5)  # another checkpoint or so
         assert proc.poll() is None
-        _kill_hard(proc)
+        kill_hard(proc)
     upstream.abort_transaction(30)
     send(kafka, _records(orders[FIRST:]))
     end = end_offsets(kafka, kafka.raw_topic)
