@@ -10,7 +10,7 @@ JARS   := jvm/lib/.fetched
 HELPER := jvm/lib/flink/fraudstream-flink.jar
 HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java)
 
-.PHONY: setup run demo test check lint unit clean java jars maven kafka-start kafka-stop
+.PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop
 
 setup: java $(STAMP) $(JARS) $(HELPER)
 
@@ -27,6 +27,13 @@ maven:
 	  apt-get update -qq && apt-get install -y -qq maven; }
 
 jars: java $(JARS) $(HELPER)
+
+# The suite drives a real headless Chromium (the dashboard) and a real Prometheus server
+# (the metrics); Debian's packages, installed when missing, as Java and Maven are.
+tools:
+	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium and prometheus for the tests (needs root and apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus; }
 
 $(JARS): jvm/pom.xml jvm/archive/pom.xml | maven
 	rm -rf jvm/lib
@@ -78,7 +85,7 @@ check: lint
 
 # Everything, on TEST_WORKERS parallel workers (most tests wait on JVMs and brokers more than
 # they compute); the ten slowest tests are listed at the end, so growth is visible.
-test: lint
+test: tools lint
 	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=$(DURATIONS)
 
 clean:

@@ -251,6 +251,95 @@ class BrokerSettings(_Section):
         return value
 
 
+class DashboardSettings(_Section):
+    """`fraudstream dashboard`: the analysts' web page (alerts, triage, pipeline health)."""
+
+    host: str = Field("127.0.0.1", description="address to listen on; any other than loopback requires a token")
+    port: int = Field(8050, ge=0, le=65535, description="0 = any free port (printed at start)")
+    token: str | None = Field(
+        None, description="access token every request must carry when the dashboard listens beyond loopback (secret)"
+    )
+    public_url: str | None = Field(
+        None, description="the dashboard's address as analysts reach it, for links in notifications; unset = host:port"
+    )
+    push_interval_ms: int = Field(500, ge=50, description="how often the server looks for new alerts to push")
+    page_size: int = Field(50, ge=1, le=500, description="alerts per page of the search")
+
+    @property
+    def url(self) -> str:
+        """Where notifications link to (the configured public URL, else the listening address)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+class NotifySettings(_Section):
+    """Messages about committed alerts to chat and email, sent beside the job (never inside it)."""
+
+    severities: list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] = Field(
+        default_factory=lambda: ["CRITICAL"], description="alert severities that are notified"
+    )
+    webhook_url: str | None = Field(
+        None, description="a Slack-compatible incoming webhook (https://hooks.slack.com/...); secret"
+    )
+    urls: list[str] = Field(
+        default_factory=list, description="more receivers as apprise URLs (https://github.com/caronc/apprise); secret"
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for email; unset = no email")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = Field(True, description="upgrade the connection with STARTTLS before logging in")
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(None, description="secret: prefer FRAUDSTREAM_NOTIFY__SMTP_PASSWORD")
+    email_from: str | None = None
+    email_to: list[str] = Field(default_factory=list)
+    burst_window_ms: int = Field(60_000, gt=0, description="messages are counted per receiver over this window")
+    burst_max: int = Field(
+        5, ge=1, description="messages per window; alerts beyond it are summarised in one message at the window's end"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="a receiver slower than this has failed")
+    retry_max_backoff_ms: int = Field(60_000, gt=0, description="a failed receiver is retried, waiting up to this")
+
+    @field_validator("urls", "email_to", "severities", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: Any) -> Any:
+        """`--set` and the environment give text: a comma-separated list or a JSON array."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError('expected a JSON array such as ["a", "b"]') from None
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url or self.urls or self.smtp_host)
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics: the job's (Flink's reporter) and this process's (copier, notifications)."""
+
+    enabled: bool = Field(True, description="expose metrics for Prometheus to scrape")
+    host: str = Field("127.0.0.1", description="address the metrics endpoints listen on")
+    job_port: str = Field("9249-9258", description="port or range of the job's Flink Prometheus reporter")
+    process_port: int = Field(
+        9259, ge=0, le=65535, description="port of this process's own metrics (copier, notifications); 0 = any free"
+    )
+
+
+# Settings whose values are secrets (or carry them, as webhook and apprise URLs do): masked
+# wherever settings are shown or logged.
+SECRETS = (
+    ("dashboard", "token"),
+    ("notify", "webhook_url"),
+    ("notify", "urls"),
+    ("notify", "smtp_password"),
+)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     detectors: DetectorSettings = DetectorSettings()
@@ -262,6 +351,9 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    notify: NotifySettings = NotifySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _transactions_outlive_checkpoints(self) -> Settings:
@@ -305,6 +397,11 @@ class Settings(_Section):
         if data["kafka"]["sasl_password"] is not None:
             data["kafka"]["sasl_password"] = "***"
         data["broker"]["sasl_users"] = dict.fromkeys(data["broker"]["sasl_users"], "***")
+        for section, key in SECRETS:
+            if data[section][key]:
+                data[section][key] = (
+                    ["***"] * len(data[section][key]) if isinstance(data[section][key], list) else "***"
+                )
         return data
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
@@ -460,6 +557,8 @@ def to_toml(data: Mapping[str, Any]) -> str:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):

@@ -62,6 +62,18 @@ CREATE TABLE IF NOT EXISTS source_topics (
     topic_id TEXT,
     cluster_id TEXT
 );
+-- Analysts' verdicts on alerts (the dashboard's triage): every verdict is kept; the newest
+-- per alert is the one in force. The only table the dashboard writes.
+CREATE TABLE IF NOT EXISTS alert_reviews (
+    id INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('confirmed_fraud', 'false_positive')),
+    note TEXT,
+    reviewer TEXT NOT NULL,
+    reviewed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_reviews_alert ON alert_reviews(alert_id, id);
+CREATE INDEX IF NOT EXISTS idx_alerts_device ON fraud_alerts(device_id);
 """
 
 # Stores written by earlier versions: columns they lack, added in place (existing rows keep
