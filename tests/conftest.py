@@ -14,6 +14,9 @@ MIN = 60_000
 # starts inherits it) live for seconds: compiling with C1 only costs them about a third less
 # CPU, which on two cores is wall time. Nothing here measures speed.
 os.environ.setdefault("JVM_ARGS", "-XX:TieredStopAtLevel=1")
+# Two test workers run jobs side by side: each run's own metrics endpoint takes any free port
+# (the metrics tests choose theirs).
+os.environ.setdefault("FRAUDSTREAM_METRICS__PROCESS_PORT", "0")
 
 # What the fault-injection tests observed, one line per test, for the reliability table in
 # docs/reliability.md: every `make test` writes it anew.

@@ -31,6 +31,7 @@ from fraudstream.flink import checkpoints
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
+from fraudstream.metrics import process as process_metrics
 from fraudstream.store import AlertStore, BatchWriter
 from fraudstream.store.writer import UnwrittenItems
 
@@ -85,6 +86,7 @@ def run_job(
         )
     summary = RunSummary()
     started = time.monotonic()
+    metrics_server = process_metrics.serve(settings.metrics)  # the copier's and notifications' metrics
     store = AlertStore(settings.db_path, settings.store.busy_timeout_ms)
     writer: BatchWriter = BatchWriter(
         store.write_batch,
@@ -232,6 +234,9 @@ def run_job(
             logger.error("%s", flush_error)
         summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
         summary.seconds = time.monotonic() - started
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     if flush_error is not None:  # only when nothing else failed first (that one is raised instead)
         raise StoreNotFlushed(flush_error)
     return summary
