@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,41 @@ def test_local_clients_reach_the_job_where_it_listens(bind, reach):
     job listens on one other address only."""
     settings = load_settings(flags={"pipeline.bind_host": bind}, environ={})
     assert settings.pipeline.reach_host == reach
+
+
+def test_the_documented_configuration_file_is_one_the_settings_accept(tmp_path):
+    """docs/configuration.md shows a whole file: every key in it must exist and validate."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(.*?)```", page, re.S)
+    assert block is not None
+    config = tmp_path / "documented.toml"
+    config.write_text(block.group(1), encoding="utf-8")
+    documented = tomllib.loads(block.group(1))
+    settings = load_settings(config, environ={})
+    dumped = settings.model_dump(mode="json")
+    for section, values in documented.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            assert dumped[section][key] == value, f"{section}.{key}"
+
+
+def test_notification_and_dashboard_secrets_are_masked_and_lists_come_from_text():
+    settings = load_settings(
+        flags={
+            "notify.urls": "json://127.0.0.1:1/a?secret=1,json://127.0.0.1:2/b",
+            "notify.webhook_url": "https://hooks.example/T000/B000/XXXX",
+            "notify.smtp_password": "hunter2",
+            "notify.severities": "HIGH, CRITICAL",
+            "dashboard.token": "tok-123",
+        },
+        environ={},
+    )
+    assert settings.notify.urls == ["json://127.0.0.1:1/a?secret=1", "json://127.0.0.1:2/b"]
+    assert settings.notify.severities == ["HIGH", "CRITICAL"]
+    shown = str(settings.redacted())
+    for secret in ("secret=1", "XXXX", "hunter2", "tok-123"):
+        assert secret not in shown
+    assert tomllib.loads(to_toml(settings.redacted()))["notify"]["severities"] == ["HIGH", "CRITICAL"]
+    with pytest.raises(ConfigError, match="notify.severities"):
+        load_settings(flags={"notify.severities": "URGENT"}, environ={})
