@@ -77,18 +77,24 @@ def _json(value: bytes) -> Any:
 
 
 def _write_outputs(
-    data: dict[str, Any], json_out: Path | None, chart: Path | None, report: Any = None, title: str | None = None
+    data: dict[str, Any],
+    json_out: Path | None,
+    chart: Path | None,
+    report: Any = None,
+    title: str | None = None,
+    err: bool = False,
 ) -> None:
+    """Write the JSON and chart files asked for; `err`: say so on stderr (stdout holds --json's JSON)."""
     from fraudstream.evaluation import save_chart
 
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        click.echo(f"JSON written to {json_out}")
+        click.echo(f"JSON written to {json_out}", err=err)
     if chart is not None and report is not None:
         chart.parent.mkdir(parents=True, exist_ok=True)
         save_chart(report, chart, **({"title": title} if title else {}))
-        click.echo(f"Chart written to {chart}")
+        click.echo(f"Chart written to {chart}", err=err)
 
 
 _PERIOD = [
@@ -127,18 +133,43 @@ def _options(options: list) -> Any:
     "--alerts", metavar="SOURCE", help="Alerts of the run: a SQLite file or kafka[:TOPIC] [<data-dir>/fraud_alerts.db]."
 )
 @_options(_PERIOD + _OUTPUTS)
+@click.option(
+    "--reviews",
+    is_flag=True,
+    help="Score the rules from analysts' verdicts in the store instead of labels (precision only).",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --reviews: the SQLite store holding the verdicts [<data-dir>/fraud_alerts.db].",
+)
 @click.pass_context
 def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: str | None, end: str | None,
-             as_json: bool, json_out: Path | None, chart: Path | None) -> None:  # fmt: skip
+             as_json: bool, json_out: Path | None, chart: Path | None, reviews: bool, db: Path | None) -> None:  # fmt: skip
     """Detection quality of a run: precision, recall, F1, false alerts and time to detect.
 
     Scores the alerts of a run against the ground-truth labels the generator puts on every
     event (`behavior`: the fraud pattern, `fraud_actor`: the ring, farm or account behind it),
     per detector and overall. The events and the alerts should cover the same period.
+
+    With --reviews, where events carry no labels (production): precision per rule from the
+    verdicts analysts gave in the dashboard (confirmed fraud or false positive), with how many
+    of the rule's alerts were reviewed and a 95% confidence interval.
     """
     from fraudstream.evaluation import evaluate as score
     from fraudstream.evaluation import format_table, report_to_json
 
+    if reviews:
+        given = [name for name, value in (("--events", events), ("--alerts", alerts), ("--from", start),
+                                          ("--to", end), ("--chart", chart)) if value is not None]  # fmt: skip
+        if given:
+            raise UserError(
+                f"{', '.join(given)}: not used with --reviews, which scores every reviewed alert in the store"
+            )
+        _evaluate_reviews(resolve_settings(ctx, **{"store.db_path": db}), as_json, json_out)
+        return
+    if db is not None:
+        raise UserError("--db goes with --reviews; give the alerts of a run to score against labels with --alerts")
     settings = resolve_settings(ctx)
     start_ms, end_ms = _time(start, "--from"), _time(end, "--to")
     labelled, stats = _load_events(settings, events, start_ms, end_ms)
@@ -147,7 +178,44 @@ def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: 
     report = score(labelled, _load_alerts(settings, alerts, start_ms, end_ms), event_stats=stats)
     data = report_to_json(report)
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else format_table(report))
-    _write_outputs(data, json_out, chart, report)
+    _write_outputs(data, json_out, chart, report, err=as_json)
+
+
+def _evaluate_reviews(settings: Settings, as_json: bool, json_out: Path | None) -> None:
+    """`evaluate --reviews`: the verdicts in force and the alert counts from the store, scored."""
+    from fraudstream.evaluation.output import format_review_table, review_report_to_json
+    from fraudstream.evaluation.reviews import score_reviews
+    from fraudstream.store.queries import stats
+    from fraudstream.store.reviews import reviewed_alerts
+    from fraudstream.store.sqlite import connect
+
+    path = settings.db_path
+    conn = connect(path)  # a missing store is one line (main turns StoreMissingError into it)
+    try:
+        # A store written before triage existed has no verdicts table yet: no reviews, not an error.
+        has_reviews = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alert_reviews'"
+        ).fetchone()
+        verdicts = reviewed_alerts(conn) if has_reviews else []
+        counts = {r["alert_type"]: r["alerts"] for r in stats(conn, int(time.time() * 1000))["by_type"]}
+    finally:
+        conn.close()
+    report = score_reviews(verdicts, counts)
+    data = review_report_to_json(report)
+    # The JSON is printed either way (a script wants the shape); the person gets one line of help.
+    if verdicts:
+        click.echo(f"Precision from analysts' verdicts in {path}", err=as_json)
+    else:
+        click.echo(
+            f"No reviewed alerts in {path} ({report.rows[-1].alerts:,} alerts stored): open the dashboard "
+            "('fraudstream dashboard'), mark alerts as confirmed fraud or false positive, then run this again.",
+            err=as_json,
+        )
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    elif verdicts:
+        click.echo(format_review_table(report))
+    _write_outputs(data, json_out, None, err=as_json)
 
 
 @click.command(cls=Command, epilog=_RULE_HELP)

@@ -10,6 +10,7 @@ from typing import Any
 from tabulate import SEPARATING_LINE, tabulate
 
 from fraudstream.evaluation.metrics import ALL, Counts, DetectorRow, PatternRow, Report
+from fraudstream.evaluation.reviews import ReviewReport
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,54 @@ def format_table(report: Report) -> str:
         ),
     ]
     return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------- reviews
+
+REVIEWS_CAVEAT = (
+    "Precision = confirmed / reviewed alerts (the latest verdict on each). Reviews give no recall: missed\n"
+    "fraud raises no alert. Alerts analysts chose to review may not stand for the rest (docs/quality.md)."
+)
+
+
+REVIEW_HEADERS = ("Detector", "Alerts", "Reviewed", "Coverage", "Confirmed", "False pos.", "Precision")
+
+
+def review_report_to_json(report: ReviewReport) -> dict[str, Any]:
+    """Scores from verdicts as plain JSON types (unrounded, None for n/a)."""
+    return {
+        "version": JSON_VERSION,
+        "source": "reviews",
+        "interval": "wilson",
+        "confidence": report.confidence,
+        "detectors": [{**asdict(row), "coverage": row.coverage} for row in report.rows],
+    }
+
+
+def format_review_table(report: ReviewReport) -> str:
+    """One line per rule: alerts stored, reviewed, verdicts, precision and its interval."""
+    level = f"{report.confidence * 100:g}%"
+    rows = [
+        [
+            row.detector,
+            _int(row.alerts),
+            _int(row.reviewed),
+            _pct(row.coverage),
+            _int(row.confirmed),
+            _int(row.false_positives),
+            _pct(row.precision),
+            NA if row.ci_low is None else f"{_pct(row.ci_low)} - {_pct(row.ci_high)}",
+        ]
+        for row in report.rows
+    ]
+    table = tabulate(
+        rows,
+        headers=[*REVIEW_HEADERS, f"{level} interval (Wilson)"],
+        tablefmt="simple",
+        disable_numparse=True,
+        colalign=("left", *["right"] * 7),
+    )
+    return f"{table}\n\n{REVIEWS_CAVEAT}"
 
 
 # ---------------------------------------------------------------- chart
