@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,7 +16,11 @@ import click
 from fraudstream.cli.app import global_options, resolve_settings, sigterm_as_interrupt
 from fraudstream.cli.options import Command, Group
 from fraudstream.cli.run_cmd import banner, summarize
-from fraudstream.config import KafkaSettings, Settings
+from fraudstream.config import SECRETS, DashboardSettings, KafkaSettings, Settings
+
+# How long the demo waits for its dashboard to answer: the web stack's imports and the first
+# look at the store take a second or two; a dashboard that is not up by then is left out.
+DASHBOARD_START_S = 15.0
 
 
 def _broker(settings: Settings):
@@ -158,11 +164,14 @@ def alerts_tail(
 @click.command(cls=Command)
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Orders per second from the producer.")
 @click.option("--keep-broker", is_flag=True, help="Leave the broker running afterwards.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the dashboard.")
 @click.pass_context
-def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
-    """Everything at once: local broker, producer and the job on Kafka; Ctrl-C stops all.
+def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool) -> None:
+    """Everything at once: local broker, producer, dashboard and the job on Kafka; Ctrl-C stops all.
 
-    The broker is stopped at the end if this command started it (unless --keep-broker).
+    The dashboard's address is printed before the job starts (dashboard.host and
+    dashboard.port, 127.0.0.1:8050; its log in <data-dir>/dashboard.log). The broker is
+    stopped at the end if this command started it (unless --keep-broker).
     Watch the alerts topic from another terminal with 'fraudstream alerts tail'.
     """
     from fraudstream.cli.logs import configure_logging
@@ -173,7 +182,7 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
     configure_logging(settings)
     broker = _broker(settings)
     started_broker = broker.pid() is None
-    producer = None
+    producer = dashboard = None
     try:
         status = broker.start()
         click.echo(
@@ -184,10 +193,15 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
         settings = settings.model_copy(
             update={"kafka": k, "pipeline": settings.pipeline.model_copy(update={"source": "kafka"})}
         )
+        # Started first and awaited after the producer: the two start up side by side.
+        started = None if no_dashboard else _start_dashboard(ctx, settings)
+        dashboard = started[0] if started else None
         producer = _start_producer(ctx, settings, rate)
         click.echo(
             f"Producer started: pid {producer.pid}, {rate:g} orders/s (progress in {settings.data_dir}/producer.log)"
         )
+        if started is not None and not _await_dashboard(*started):
+            dashboard = None  # it has ended, or was stopped
         click.echo(banner(settings))
         summary = run_job(settings, SourceSpec("kafka"), click.echo)
         summarize(summary, settings)
@@ -198,6 +212,9 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
             if producer is not None:
                 _stop_child(producer)
                 click.echo(f"Producer stopped (exit {producer.returncode})")
+            if dashboard is not None:
+                _stop_child(dashboard)
+                click.echo(f"Dashboard stopped (exit {dashboard.returncode})")
             if started_broker and not keep_broker and broker.stop():
                 click.echo("Kafka broker stopped")
             elif broker.pid() is not None:
@@ -206,29 +223,114 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _start_producer(ctx: click.Context, settings: Settings, rate: float) -> subprocess.Popen[bytes]:
-    """`fraudstream produce` to the demo's broker, with this command's --config and --set.
+def _child(ctx: click.Context, settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """A `fraudstream` command line and environment for a child of the demo: this command's
+    --config, --profile and --set, and the demo broker's address.
 
-    The broker's address and topic go as flags; its login, if any, through the environment,
-    so that no password appears in the process list."""
+    Secrets (the broker's login, a --set dashboard token or notification URL) go through the
+    environment, so that none appears in the process list."""
     given = global_options(ctx)
     k = settings.kafka
+    env = dict(os.environ)
+    secret_keys = {f"{section}.{key}" for section, key in SECRETS}
     args = [sys.executable, "-m", "fraudstream", "--data-dir", str(settings.data_dir)]
     if given.config is not None:
         args += ["--config", str(given.config)]
     if given.profile is not None:
         args += ["--profile", given.profile]
     for key, value in given.set.items():
-        args += ["--set", f"{key}={value}"]
+        if key in secret_keys:
+            env[f"FRAUDSTREAM_{key.replace('.', '__').upper()}"] = str(value)
+        else:
+            args += ["--set", f"{key}={value}"]
     for key in ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username"):
         if getattr(k, key) is not None:
             args += ["--set", f"kafka.{key}={getattr(k, key)}"]
-    env = dict(os.environ)
     if k.sasl_password is not None:
         env["FRAUDSTREAM_KAFKA__SASL_PASSWORD"] = k.sasl_password
-    args += ["produce", "--topic", k.raw_topic, "--rate", str(rate)]
+    return args, env
+
+
+def _start_producer(ctx: click.Context, settings: Settings, rate: float) -> subprocess.Popen[bytes]:
+    """`fraudstream produce` to the demo's broker."""
+    args, env = _child(ctx, settings)
+    args += ["produce", "--topic", settings.kafka.raw_topic, "--rate", str(rate)]
     with open(settings.data_dir / "producer.log", "ab") as log:
         return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
+
+
+def _loopback(host: str) -> str:
+    """Where this machine reaches a server listening on `host` (any address: loopback)."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((_loopback(host), port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((_loopback(host), 0))
+        return s.getsockname()[1]
+
+
+def _start_dashboard(
+    ctx: click.Context, settings: Settings
+) -> tuple[subprocess.Popen[bytes], DashboardSettings, Path, int] | None:
+    """`fraudstream dashboard` beside the job, its output in <data-dir>/dashboard.log; None
+    (said in one line) if its port is taken. Port 0 becomes a free port chosen here, so that
+    the demo knows the address to print."""
+    d = settings.dashboard
+    d = d.model_copy(update={"port": d.port or _free_port(d.host)})
+    if _answers(d.host, d.port):
+        click.echo(
+            f"Dashboard not started: something else answers on {d.host}:{d.port} "
+            "(choose another port with --set dashboard.port=N)"
+        )
+        return None
+    args, env = _child(ctx, settings)
+    args += ["dashboard", "--host", d.host, "--port", str(d.port)]
+    path = settings.data_dir / "dashboard.log"
+    with open(path, "ab") as log:
+        offset = log.tell()  # this run's lines start here
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return proc, d, path, offset
+
+
+def _await_dashboard(proc: subprocess.Popen[bytes], d: DashboardSettings, log: Path, offset: int) -> bool:
+    """Wait until the dashboard answers and print its address; if it ends or does not answer in
+    time, stop it, say so in one line and go on without it (False)."""
+    deadline = time.monotonic() + DASHBOARD_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            click.echo(
+                f"Dashboard did not start (exit {proc.returncode}: {_last_line(log, offset)}); going on without it"
+            )
+            return False
+        if _answers(d.host, d.port):
+            click.echo(f"Dashboard: {d.url} (pid {proc.pid}, log in {log})")
+            return True
+        time.sleep(0.1)
+    _stop_child(proc)
+    click.echo(
+        f"Dashboard did not answer on {d.host}:{d.port} within {DASHBOARD_START_S:g}s (see {log}); going on without it"
+    )
+    return False
+
+
+def _last_line(log: Path, offset: int) -> str:
+    """The last line the child wrote to its log (its one-line error, usually)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1][:300] if lines else f"nothing in {log}"
 
 
 def _stop_child(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
