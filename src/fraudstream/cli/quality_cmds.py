@@ -192,6 +192,7 @@ def _evaluate_reviews(settings: Settings, as_json: bool, json_out: Path | None) 
     path = settings.db_path
     conn = connect(path)  # a missing store is one line (main turns StoreMissingError into it)
     try:
+        conn.execute("BEGIN")  # one snapshot for verdicts and counts, while the dashboard writes
         # A store written before triage existed has no verdicts table yet: no reviews, not an error.
         has_reviews = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alert_reviews'"
