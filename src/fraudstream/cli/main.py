@@ -16,6 +16,7 @@ from fraudstream import __version__
 from fraudstream.cli import (
     bench_cmd,
     config_cmds,
+    dashboard_cmd,
     job_cmds,
     kafka_cmds,
     produce_cmd,
@@ -66,6 +67,7 @@ for command in (
     quality_cmds.evaluate,
     quality_cmds.backtest,
     bench_cmd.bench,
+    dashboard_cmd.dashboard,
 ):
     cli.add_command(command)
 

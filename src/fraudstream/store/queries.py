@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 COLUMNS = "alert_id, alert_type, severity, user_id, device_id, transaction_id, amount, event_time, detected_at, message"
@@ -69,3 +70,151 @@ def dead_letters(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
         "SELECT id, reason, detail, event_time, seen_at, raw FROM dead_letters ORDER BY id DESC LIMIT ?",
         (limit,),
     )
+
+
+# --- The dashboard's queries: search with filters and paging, counts over time, related alerts.
+
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+REVIEW_FILTERS = ("unreviewed", "reviewed", "confirmed_fraud", "false_positive")
+# Every column of an alert row, for the dashboard (alert_data is its rule's details, JSON).
+FULL_COLUMNS = f"id, {COLUMNS}, alert_data"
+# The verdict in force on alert `a`: the newest of its reviews (see store/reviews.py).
+_VERDICT = "(SELECT r.verdict FROM alert_reviews r WHERE r.alert_id = a.alert_id ORDER BY r.id DESC LIMIT 1)"
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """What the search narrows alerts to; None = any. Times are event times, epoch ms,
+    `since` inclusive and `until` exclusive."""
+
+    user: str | None = None
+    device: str | None = None
+    alert_type: str | None = None
+    severity: str | None = None
+    since: int | None = None
+    until: int | None = None
+    review: str | None = None  # one of REVIEW_FILTERS
+
+    def where(self) -> tuple[str, tuple[Any, ...]]:
+        """The WHERE clause over `fraud_alerts a` and its bound parameters."""
+        terms: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("a.user_id", self.user),
+            ("a.device_id", self.device),
+            ("a.alert_type", self.alert_type),
+            ("a.severity", self.severity),
+        ):
+            if value is not None:
+                terms.append(f"{column} = ?")
+                params.append(value)
+        if self.since is not None:
+            terms.append("a.event_time >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            terms.append("a.event_time < ?")
+            params.append(self.until)
+        if self.review == "unreviewed":
+            terms.append("NOT EXISTS (SELECT 1 FROM alert_reviews r WHERE r.alert_id = a.alert_id)")
+        elif self.review == "reviewed":
+            terms.append("EXISTS (SELECT 1 FROM alert_reviews r WHERE r.alert_id = a.alert_id)")
+        elif self.review is not None:
+            terms.append(f"{_VERDICT} = ?")
+            params.append(self.review)
+        return ("WHERE " + " AND ".join(terms)) if terms else "", tuple(params)
+
+
+def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
+    """One page (from 1) of the alerts that match, newest event first, and how many match."""
+    where, params = f.where()
+    total = conn.execute(f"SELECT COUNT(*) FROM fraud_alerts a {where}", params).fetchone()[0]
+    rows = _rows(
+        conn,
+        f"SELECT {FULL_COLUMNS} FROM fraud_alerts a {where} ORDER BY a.event_time DESC, a.id DESC LIMIT ? OFFSET ?",
+        (*params, page_size, (page - 1) * page_size),
+    )
+    return rows, total
+
+
+def alert(conn: sqlite3.Connection, alert_id: str) -> dict[str, Any] | None:
+    found = _rows(conn, f"SELECT {FULL_COLUMNS} FROM fraud_alerts WHERE alert_id = ?", (alert_id,))
+    return found[0] if found else None
+
+
+def earlier(conn: sqlite3.Connection, column: str, value: str | None, row: dict[str, Any], limit: int) -> list[dict]:
+    """Alerts of the same user or device (`column`) before `row` (by event time, then id), newest first."""
+    if column not in ("user_id", "device_id"):
+        raise ValueError(f"not a key column: {column}")
+    if value is None:
+        return []
+    return _rows(
+        conn,
+        f"SELECT {FULL_COLUMNS} FROM fraud_alerts WHERE {column} = ? AND id != ?"
+        " AND (event_time < ? OR (event_time = ? AND id < ?)) ORDER BY event_time DESC, id DESC LIMIT ?",
+        (value, row["id"], row["event_time"], row["event_time"], row["id"], limit),
+    )
+
+
+def after_id(conn: sqlite3.Connection, last_id: int, limit: int) -> list[dict[str, Any]]:
+    """Alerts stored after row `last_id`, oldest first: what the live feed has not shown yet."""
+    return _rows(conn, f"SELECT {FULL_COLUMNS} FROM fraud_alerts WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+
+
+def last_id(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COALESCE(MAX(id), 0) FROM fraud_alerts").fetchone()[0]
+
+
+def alert_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0]
+
+
+def time_range(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+    """The first and last event time in the store (None, None when it is empty)."""
+    row = conn.execute("SELECT MIN(event_time), MAX(event_time) FROM fraud_alerts").fetchone()
+    return row[0], row[1]
+
+
+# Bucket widths the charts use, ms: the smallest that gives at most `target` buckets.
+BUCKETS_MS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000, 10_800_000,
+              21_600_000, 43_200_000, 86_400_000, 604_800_000)  # fmt: skip
+
+
+def choose_bucket(span_ms: int, target: int = 60) -> int:
+    for width in BUCKETS_MS:
+        if span_ms / width <= target:
+            return width
+    return BUCKETS_MS[-1]
+
+
+def counts_over_time(conn: sqlite3.Connection, column: str, bucket_ms: int, since: int, until: int) -> list[dict]:
+    """(bucket start, value of `column`, alerts) per event-time bucket in [since, until)."""
+    if column not in ("alert_type", "severity"):
+        raise ValueError(f"not a countable column: {column}")
+    return _rows(
+        conn,
+        f"SELECT (event_time / ?) * ? AS bucket, {column} AS key, COUNT(*) AS alerts FROM fraud_alerts"
+        f" WHERE event_time >= ? AND event_time < ? GROUP BY bucket, {column} ORDER BY bucket, {column}",
+        (bucket_ms, bucket_ms, since, until),
+    )
+
+
+def top_keys(conn: sqlite3.Connection, column: str, top: int, since: int | None, until: int | None) -> list[dict]:
+    """The users or devices (`column`) with the most alerts in [since, until), most first."""
+    if column not in ("user_id", "device_id"):
+        raise ValueError(f"not a key column: {column}")
+    where, params = AlertFilter(since=since, until=until).where()
+    return _rows(
+        conn,
+        f"SELECT a.{column} AS key, COUNT(*) AS alerts FROM fraud_alerts a {where}"
+        f" GROUP BY a.{column} ORDER BY alerts DESC, key LIMIT ?",
+        (*params, top),
+    )
+
+
+def dead_letter_counts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return _rows(conn, "SELECT reason, COUNT(*) AS records FROM dead_letters GROUP BY reason ORDER BY records DESC")
+
+
+def source_positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Where the store's copier is in each Kafka topic partition (the next offset it copies)."""
+    return _rows(conn, "SELECT topic, partition, next_offset FROM source_offsets ORDER BY topic, partition")

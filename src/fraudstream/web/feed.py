@@ -1,0 +1,64 @@
+"""The live feed: new alert rows (id above the last one seen), found by polling the store
+here, once, and pushed to every connected page as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from fraudstream.store import queries
+from fraudstream.store.sqlite import StoreMissingError, connect
+
+logger = logging.getLogger(__name__)
+
+QUEUE_EVENTS = 100  # events a slow page may fall behind by before it misses some
+
+
+class Feed:
+    """Finds new alerts (`poll`, blocking: run it in a thread) and fans events out to pages."""
+
+    def __init__(self, db_path: Path, batch: int = 200) -> None:
+        self.db_path = db_path
+        self.batch = batch
+        self.last_id: int | None = None  # None: not looked yet (the alerts stored before start are not new)
+        self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The alerts stored since the last call, oldest first (at most `batch`)."""
+        try:
+            conn = connect(self.db_path, busy_timeout_ms=500)
+        except StoreMissingError:
+            if self.last_id is None:
+                self.last_id = 0  # every alert of a store that appears later is new
+            return []
+        try:
+            newest = queries.last_id(conn)
+            if self.last_id is None or newest < self.last_id:  # first look, or another store
+                self.last_id = newest
+                return []
+            rows = queries.after_id(conn, self.last_id, self.batch)
+        except sqlite3.Error:
+            logger.warning("the live feed could not read the store", exc_info=True)
+            return []
+        finally:
+            conn.close()
+        if rows:
+            self.last_id = rows[-1]["id"]
+        return rows
+
+    def subscribe(self) -> asyncio.Queue[tuple[str, Any]]:
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(QUEUE_EVENTS)
+        self.clients.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        self.clients.discard(queue)
+
+    def publish(self, event: str, data: Any) -> None:
+        for queue in list(self.clients):
+            if queue.full():  # a page that does not keep up loses its oldest event, not the others' feed
+                queue.get_nowait()
+            queue.put_nowait((event, data))

@@ -1,0 +1,255 @@
+"""Pipeline health for the page: is the job running, orders and alerts per second, dead
+letters, event-time lag, the latest checkpoint, and the store copier against the topics' ends.
+
+Every outside call (the job's REST API, the broker) has a short timeout, and `collect` is
+called from a worker thread, so a slow or absent job or broker never stalls the page: what
+cannot be learnt is reported as unknown, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fraudstream.config import Settings
+from fraudstream.store import queries
+from fraudstream.store.sqlite import StoreMissingError, connect
+
+logger = logging.getLogger(__name__)
+
+NO_WATERMARK = -(2**62)  # Flink reports Long.MIN_VALUE before the first watermark
+_SOURCE_RATE = re.compile(r"^\d+\.Source__[^.]+\.numRecordsOutPerSecond$")
+_VERTEX_RATE = re.compile(r"^\d+\.numRecordsOutPerSecond$")
+KAFKA_RETRY_S = 10.0  # after the broker failed to answer, ask again only this much later
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What `fraudstream run` records in <data-dir>/job.json that the page needs.
+
+    Read here rather than through `cli/jobinfo.py`, so that the web package does not import
+    the command-line package (which imports it)."""
+
+    pid: int
+    job_id: str
+    rest_port: int
+    started: int | None = None
+
+    @staticmethod
+    def read(path: Path) -> JobRef | None:
+        try:
+            data = orjson.loads(path.read_bytes())
+            return JobRef(int(data["pid"]), str(data["job_id"]), int(data["rest_port"]), data.get("started"))
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        if self.started is None:
+            return True
+        try:  # PIDs wrap around: the same PID with another start time is another process
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return True
+        return int(stat.rsplit(")", 1)[1].split()[19]) == self.started
+
+
+class HealthCollector:
+    """Gathers one health snapshot per `collect()` (blocking, bounded by its timeouts)."""
+
+    def __init__(self, settings: Settings, rest_timeout_s: float = 1.0, kafka_timeout_s: float = 1.0) -> None:
+        self.settings = settings
+        self.rest_timeout_s = rest_timeout_s
+        self.kafka_timeout_s = kafka_timeout_s
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the job is local
+        self._last_count: tuple[float, int] | None = None
+        self._rate_metrics: dict[str, tuple[str, list[str]]] = {}  # job id -> (source vertex, metric names)
+        self._consumer: Any = None
+        self._kafka_failed_at: float | None = None
+        self._kafka_error = ""
+
+    # -- the store --------------------------------------------------------------------------
+
+    def _store(self, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        try:
+            conn = connect(self.settings.db_path, busy_timeout_ms=500)
+        except StoreMissingError as exc:
+            self._last_count = None
+            return {"present": False, "message": f"no store yet: {exc}"}, []
+        try:
+            count = queries.alert_count(conn)
+            rate = None
+            if self._last_count is not None and now > self._last_count[0]:
+                rate = round(max(count - self._last_count[1], 0) / (now - self._last_count[0]), 2)
+            self._last_count = (now, count)
+            store = {
+                "present": True,
+                "path": str(self.settings.db_path),
+                "alerts": count,
+                "alerts_per_s": rate,
+                "dead_letters": queries.dead_letter_counts(conn),
+            }
+            return store, queries.source_positions(conn)
+        except sqlite3.Error as exc:
+            return {"present": True, "message": f"the store cannot be read: {exc}"}, []
+        finally:
+            conn.close()
+
+    # -- the job ----------------------------------------------------------------------------
+
+    def _get(self, url: str) -> Any:
+        with self._opener.open(url, timeout=self.rest_timeout_s) as response:
+            return orjson.loads(response.read())
+
+    def _job(self, now: float) -> dict[str, Any]:
+        path = self.settings.data_dir / "job.json"
+        ref = JobRef.read(path)
+        if ref is None:
+            return {"running": False, "message": "no job is running (start one with 'fraudstream run')"}
+        if not ref.alive():
+            return {"running": False, "message": f"the job recorded in {path} (PID {ref.pid}) has ended"}
+        base = f"http://{self.settings.pipeline.reach_host}:{ref.rest_port}/jobs/{ref.job_id}"
+        try:
+            job = self._get(base)
+        except (OSError, ValueError) as exc:
+            return {
+                "running": True,
+                "job_id": ref.job_id,
+                "state": "unknown",
+                "message": f"REST does not answer: {exc}",
+            }
+        out: dict[str, Any] = {
+            "running": job.get("state") == "RUNNING",
+            "job_id": ref.job_id,
+            "state": job.get("state"),
+        }
+        vertices = job.get("vertices") or []
+        for name, part in (
+            ("orders_per_s", self._orders_rate),
+            ("watermark", self._watermark),
+            ("checkpoint", self._checkpoint),
+        ):
+            try:
+                out[name] = part(base, ref.job_id, vertices)
+            except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+                logger.debug("job health: %s unavailable", name, exc_info=True)
+                out[name] = None
+                out.setdefault("problems", []).append(f"{name}: {exc}")
+        wm = out.get("watermark")
+        out["event_time_lag_ms"] = None if wm is None else int(now * 1000) - wm
+        cp = out.get("checkpoint")
+        if cp is not None and cp.get("completed_at") is not None:
+            cp["age_ms"] = int(now * 1000) - cp["completed_at"]
+        return out
+
+    def _orders_rate(self, base: str, job_id: str, vertices: list[dict[str, Any]]) -> float | None:
+        """Records per second out of the source operator (what the job reads), over its subtasks."""
+        if not vertices:
+            return None
+        if job_id not in self._rate_metrics:
+            source = vertices[0]["id"]
+            names = [m["id"] for m in self._get(f"{base}/vertices/{source}/metrics")]
+            wanted = [n for n in names if _SOURCE_RATE.match(n)] or [n for n in names if _VERTEX_RATE.match(n)]
+            if not wanted:
+                return None
+            self._rate_metrics[job_id] = (source, wanted)
+        source, wanted = self._rate_metrics[job_id]
+        values = self._get(f"{base}/vertices/{source}/metrics?get={','.join(wanted)}")
+        return round(sum(float(v["value"]) for v in values), 2)
+
+    def _watermark(self, base: str, job_id: str, vertices: list[dict[str, Any]]) -> int | None:
+        """The job's event time: the lowest input watermark of its operators (the one that
+        decides when windows close and alerts come out)."""
+        found = []
+        for vertex in vertices[1:]:
+            for entry in self._get(f"{base}/vertices/{vertex['id']}/watermarks"):
+                value = int(float(entry["value"]))
+                if value > NO_WATERMARK:
+                    found.append(value)
+        return min(found) if found else None
+
+    def _checkpoint(self, base: str, job_id: str, vertices: list[dict[str, Any]]) -> dict[str, Any] | None:
+        stats = self._get(f"{base}/checkpoints")
+        latest = (stats.get("latest") or {}).get("completed")
+        counts = stats.get("counts") or {}
+        if not latest:
+            return {"completed": counts.get("completed", 0), "failed": counts.get("failed", 0)}
+        return {
+            "id": latest.get("id"),
+            "completed_at": latest.get("latest_ack_timestamp"),
+            "duration_ms": latest.get("end_to_end_duration"),
+            "size_bytes": latest.get("checkpointed_size") or latest.get("state_size"),
+            "completed": counts.get("completed", 0),
+            "failed": counts.get("failed", 0),
+        }
+
+    # -- the copier -------------------------------------------------------------------------
+
+    def _copier(self, positions: list[dict[str, Any]], now: float) -> dict[str, Any]:
+        if not positions:
+            return {"state": "none", "message": "no Kafka copy in this store (runs without Kafka write it directly)"}
+        if self._kafka_failed_at is not None and now - self._kafka_failed_at < KAFKA_RETRY_S:
+            return {"state": "unknown", "message": self._kafka_error, "partitions": positions}
+        try:
+            from confluent_kafka import KafkaException, TopicPartition
+
+            if self._consumer is None:
+                from confluent_kafka import Consumer
+
+                from fraudstream.kafka.clients import client_config
+
+                conf = client_config(
+                    self.settings.kafka,
+                    **{
+                        "group.id": "fraudstream-dashboard",
+                        "enable.auto.commit": False,
+                        "isolation.level": "read_committed",
+                    },
+                )
+                self._consumer = Consumer(conf)
+            rows = []
+            for p in positions:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(p["topic"], p["partition"]), timeout=self.kafka_timeout_s, cached=False
+                )
+                rows.append({**p, "end": high, "behind": max(high - p["next_offset"], 0)})
+        except (KafkaException, RuntimeError) as exc:
+            self._kafka_failed_at = now
+            self._kafka_error = f"the broker at {self.settings.kafka.bootstrap_servers} does not answer ({exc})"
+            return {"state": "unknown", "message": self._kafka_error, "partitions": positions}
+        self._kafka_failed_at = None
+        return {"state": "ok", "partitions": rows, "behind": sum(r["behind"] for r in rows)}
+
+    # -- all of it --------------------------------------------------------------------------
+
+    def collect(self) -> dict[str, Any]:
+        started = time.monotonic()
+        now = time.time()
+        store, positions = self._store(now)
+        health = {
+            "time": int(now * 1000),
+            "store": store,
+            "job": self._job(now),
+            "copier": self._copier(positions, now),
+        }
+        health["collected_in_ms"] = round((time.monotonic() - started) * 1000, 1)
+        return health
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

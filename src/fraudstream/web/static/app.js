@@ -1,0 +1,407 @@
+// The dashboard page: live feed (server-sent events), charts, search, an alert's record and
+// triage. Every value from the store is put on the page as text (textContent, text nodes),
+// never as HTML: an alert's fields may hold anything a producer sent.
+"use strict";
+
+(function () {
+  const FEED_MAX = 200; // alerts the live feed keeps
+  const STATS_EVERY_MS = 3000; // charts refresh at most this often while alerts arrive
+  const SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"];
+  const COLOURS = {
+    CRITICAL: "#c62828", HIGH: "#ef6c00", MEDIUM: "#b58900", LOW: "#607d8b",
+    VELOCITY_FRAUD: "#1565c0", HIGH_VALUE_FRAUD: "#b58900", GEO_ANOMALY_FRAUD: "#6a1b9a", DEVICE_SHARING_FRAUD: "#c62828",
+  };
+  const SPARE = ["#00838f", "#5d4037", "#ad1457", "#558b2f", "#455a64"];
+  const VERDICT_TEXT = { confirmed_fraud: "confirmed fraud", false_positive: "false positive" };
+
+  const $ = (id) => document.getElementById(id);
+
+  // el("li", {class: "x"}, "text", child) — strings become text nodes, never markup.
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "class") node.className = value;
+      else if (key === "title") node.title = value;
+      else node.dataset[key] = value;
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function fmtTime(ms) {
+    if (ms === null || ms === undefined) return "–";
+    const d = new Date(ms);
+    return isNaN(d) ? String(ms) : d.toISOString().replace("T", " ").slice(0, 19) + "Z";
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined) return "–";
+    const sign = ms < 0 ? "−" : "";
+    let s = Math.abs(ms) / 1000;
+    if (s < 1) return sign + Math.round(s * 1000) + " ms";
+    if (s < 90) return sign + s.toFixed(1) + " s";
+    if (s < 5400) return sign + (s / 60).toFixed(1) + " min";
+    if (s < 172800) return sign + (s / 3600).toFixed(1) + " h";
+    return sign + (s / 86400).toFixed(1) + " days";
+  }
+
+  function fmtAmount(v) {
+    return v === null || v === undefined ? "–" : "₹" + Number(v).toLocaleString("en-IN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+
+  function fmtRate(v) {
+    return v === null || v === undefined ? "–" : Number(v).toFixed(v < 10 ? 2 : 0);
+  }
+
+  function cookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const [key, ...rest] = part.trim().split("=");
+      if (key === name) return decodeURIComponent(rest.join("="));
+    }
+    return "";
+  }
+
+  async function getJSON(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || response.status + " " + response.statusText);
+    return body;
+  }
+
+  function reviewBadge(review) {
+    if (!review) return el("span", { class: "badge" }, "unreviewed");
+    return el("span", { class: "badge " + review.verdict, title: "by " + review.reviewer + " at " + fmtTime(review.reviewed_at) },
+      VERDICT_TEXT[review.verdict] || review.verdict);
+  }
+
+  function alertItem(a, fresh) {
+    const li = el("li", { class: "sev-" + a.severity + (fresh ? " fresh" : ""), alert: a.alert_id },
+      el("span", { class: "sev t-" + a.severity }, a.severity),
+      el("span", { class: "who" }, a.alert_type, " · user ", a.user_id, " · device ", a.device_id),
+      reviewBadge(a.review),
+      el("span", { class: "msg" }, fmtTime(a.event_time), " · ", fmtAmount(a.amount), " · ", a.message));
+    li.addEventListener("click", () => openAlert(a.alert_id));
+    return li;
+  }
+
+  // -- the live feed --------------------------------------------------------------------------
+
+  const feedItems = new Map(); // alert id -> item, for review updates
+
+  function addToFeed(items) {
+    const feed = $("feed");
+    for (const a of items.slice().reverse()) { // items come newest first; insert oldest first
+      const li = alertItem(a, true);
+      feed.insertBefore(li, feed.firstChild);
+      feedItems.set(a.alert_id, a);
+    }
+    while (feed.children.length > FEED_MAX) {
+      feedItems.delete(feed.lastChild.dataset.alert);
+      feed.removeChild(feed.lastChild);
+    }
+    $("feed-empty").hidden = feed.children.length > 0;
+    $("feed-count").textContent = feed.children.length ? "(" + feed.children.length + " since this page opened)" : "";
+  }
+
+  function reviewed(review) {
+    const a = feedItems.get(review.alert_id);
+    if (a) {
+      a.review = review;
+      for (const li of $("feed").children) {
+        if (li.dataset.alert === review.alert_id) li.replaceWith(alertItem(a, false));
+      }
+    }
+    if (lastResults.some((r) => r.alert_id === review.alert_id)) runSearch(currentPage);
+  }
+
+  function connect() {
+    const source = new EventSource("/api/events");
+    const conn = $("conn");
+    source.addEventListener("open", () => { conn.textContent = "live"; conn.className = "conn up"; });
+    source.addEventListener("error", () => { conn.textContent = "reconnecting…"; conn.className = "conn down"; });
+    source.addEventListener("alerts", (e) => {
+      addToFeed(JSON.parse(e.data));
+      scheduleStats();
+      if (currentPage === 1) scheduleSearch();
+    });
+    source.addEventListener("health", (e) => renderHealth(JSON.parse(e.data)));
+    source.addEventListener("review", (e) => reviewed(JSON.parse(e.data)));
+  }
+
+  // -- pipeline health ------------------------------------------------------------------------
+
+  function card(id, state, value, sub) {
+    const c = $(id);
+    c.className = "card " + (state || "");
+    c.querySelector(".v").textContent = value;
+    const s = c.querySelector(".s");
+    if (sub !== undefined && s.tagName !== "UL") s.textContent = sub;
+  }
+
+  function renderHealth(h) {
+    const store = h.store || {};
+    $("store-state").textContent = store.present ? store.alerts + " alerts stored" : (store.message || "no store yet");
+    const job = h.job || {};
+    if (!job.job_id && !job.running) card("h-job", "bad", "not running", job.message || "");
+    else card("h-job", job.running ? "ok" : "bad", job.state || (job.running ? "RUNNING" : "stopped"), job.message || "job " + job.job_id);
+    card("h-orders", job.running ? "ok" : "", fmtRate(job.orders_per_s), job.running ? "per second (job)" : "no job");
+    card("h-alerts", "", fmtRate(store.alerts_per_s), "per second (stored)");
+    const lag = job.event_time_lag_ms;
+    card("h-lag", lag === null || lag === undefined ? "" : lag > 60000 ? "warn" : "ok", fmtDuration(lag),
+      job.watermark ? "watermark " + fmtTime(job.watermark) : "no watermark yet");
+    const cp = job.checkpoint;
+    if (cp && cp.id !== undefined) {
+      card("h-checkpoint", cp.age_ms > 60000 ? "warn" : "ok", "#" + cp.id + ", " + fmtDuration(cp.age_ms) + " ago",
+        "took " + fmtDuration(cp.duration_ms) + ", " + cp.completed + " completed, " + cp.failed + " failed");
+    } else card("h-checkpoint", "", cp ? "none yet" : "–", job.running ? "" : "no job");
+    const copier = h.copier || {};
+    if (copier.state === "ok") {
+      card("h-copier", copier.behind > 0 ? "warn" : "ok", copier.behind + " behind",
+        copier.partitions.map((p) => p.topic + "/" + p.partition + ": " + p.next_offset + " of " + p.end).join(", "));
+    } else card("h-copier", copier.state === "unknown" ? "warn" : "", copier.state === "unknown" ? "unknown" : "not used", copier.message || "");
+    const dead = store.dead_letters || [];
+    const total = dead.reduce((n, d) => n + d.records, 0);
+    card("h-dead", total ? "warn" : "ok", String(total));
+    const list = $("h-dead").querySelector(".s");
+    clear(list);
+    for (const d of dead) list.append(el("li", {}, d.reason, ": ", d.records));
+  }
+
+  // -- charts ---------------------------------------------------------------------------------
+
+  const charts = {};
+  let statsTimer = null;
+  let statsAt = 0;
+
+  function scheduleStats() {
+    if (statsTimer) return;
+    const wait = Math.max(0, STATS_EVERY_MS - (Date.now() - statsAt));
+    statsTimer = setTimeout(() => { statsTimer = null; loadStats(); }, wait);
+  }
+
+  function drawChart(id, buckets, series, order) {
+    const target = $(id);
+    if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+    clear(target);
+    const keys = Object.keys(series).sort((a, b) => (order ? order.indexOf(a) - order.indexOf(b) : a.localeCompare(b)));
+    if (!buckets.length || !keys.length) {
+      target.append(el("p", { class: "muted" }, "no alerts in this range"));
+      return;
+    }
+    const data = [buckets.map((b) => b / 1000), ...keys.map((k) => series[k])];
+    const opts = {
+      width: Math.max(target.clientWidth, 300),
+      height: 180,
+      series: [{}, ...keys.map((k, i) => ({ label: k, stroke: COLOURS[k] || SPARE[i % SPARE.length], width: 2, points: { show: false } }))],
+      axes: [{}, { size: 40 }],
+      scales: { x: { time: true } },
+      legend: { live: false },
+    };
+    charts[id] = new uPlot(opts, data, target);
+  }
+
+  function filterRange() {
+    const form = $("search");
+    const out = new URLSearchParams();
+    for (const name of ["since", "until"]) {
+      const v = form.elements[name].value;
+      if (v) out.set(name, String(new Date(v).getTime()));
+    }
+    return out;
+  }
+
+  function topList(id, rows, field) {
+    const list = $(id);
+    clear(list);
+    for (const r of rows) {
+      const li = el("li", {}, r.key === null ? "(none)" : r.key, " ", el("span", { class: "muted" }, "(" + r.alerts + ")"));
+      li.addEventListener("click", () => {
+        const form = $("search");
+        form.elements.user.value = field === "user" ? r.key : "";
+        form.elements.device.value = field === "device" ? r.key : "";
+        runSearch(1);
+      });
+      list.append(li);
+    }
+  }
+
+  async function loadStats() {
+    statsAt = Date.now();
+    try {
+      const s = await getJSON("/api/stats?" + filterRange().toString());
+      $("bucket").textContent = s.bucket_ms ? "(per " + fmtDuration(s.bucket_ms) + " of event time)" : "";
+      drawChart("chart-type", s.buckets, s.by_type);
+      drawChart("chart-severity", s.buckets, s.by_severity, SEVERITIES);
+      topList("top-users", s.top_users, "user");
+      topList("top-devices", s.top_devices, "device");
+    } catch (err) {
+      $("bucket").textContent = "(charts unavailable: " + err.message + ")";
+    }
+  }
+
+  // -- search ---------------------------------------------------------------------------------
+
+  let currentPage = 1;
+  let lastResults = [];
+  let searchTimer = null;
+
+  function scheduleSearch() {
+    if (searchTimer) return;
+    searchTimer = setTimeout(() => { searchTimer = null; runSearch(currentPage); }, 1000);
+  }
+
+  function searchParams(page) {
+    const form = $("search");
+    const out = filterRange();
+    for (const name of ["user", "device", "type", "severity", "review"]) {
+      const v = form.elements[name].value.trim();
+      if (v) out.set(name, v);
+    }
+    out.set("page", String(page));
+    return out;
+  }
+
+  async function runSearch(page) {
+    const error = $("search-error");
+    try {
+      const r = await getJSON("/api/alerts?" + searchParams(page).toString());
+      error.textContent = r.store ? "no store yet: " + r.store : "";
+      currentPage = r.page;
+      lastResults = r.items;
+      const body = $("results").querySelector("tbody");
+      clear(body);
+      for (const a of r.items) {
+        const tr = el("tr", { class: "sev-" + a.severity, alert: a.alert_id },
+          el("td", {}, fmtTime(a.event_time)),
+          el("td", { class: "sev t-" + a.severity }, a.severity),
+          el("td", {}, a.alert_type),
+          el("td", {}, a.user_id),
+          el("td", {}, a.device_id),
+          el("td", {}, fmtAmount(a.amount)),
+          el("td", {}, reviewBadge(a.review)),
+          el("td", {}, a.message));
+        tr.addEventListener("click", () => openAlert(a.alert_id));
+        body.append(tr);
+      }
+      const pages = Math.max(1, Math.ceil(r.total / r.page_size));
+      $("page-info").textContent = "page " + r.page + " of " + pages + " · " + r.total + " alerts";
+      $("prev").disabled = r.page <= 1;
+      $("next").disabled = r.page >= pages;
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  // -- one alert, and triage ------------------------------------------------------------------
+
+  let openId = null;
+
+  function kv(target, pairs) {
+    clear(target);
+    for (const [key, value] of pairs) {
+      target.append(el("dt", {}, key), el("dd", {}, value));
+    }
+  }
+
+  function detailText(value) {
+    if (Array.isArray(value)) return value.join(", ");
+    if (value !== null && typeof value === "object") return JSON.stringify(value);
+    return value;
+  }
+
+  function fillList(id, items) {
+    const list = $(id);
+    clear(list);
+    for (const a of items) list.append(alertItem(a, false));
+    if (!items.length) list.append(el("li", { class: "muted" }, "none"));
+  }
+
+  async function openAlert(alertId) {
+    openId = alertId;
+    $("d-triage-msg").textContent = "";
+    try {
+      const r = await getJSON("/api/alerts/" + encodeURIComponent(alertId));
+      if (openId !== alertId) return;
+      const a = r.alert;
+      $("d-title").textContent = a.severity + " " + a.alert_type;
+      $("d-title").className = "t-" + a.severity;
+      $("d-message").textContent = a.message;
+      const o = r.order;
+      const order = [["transaction", o.transaction_id], ["user", o.user_id], ["device", o.device_id],
+        ["amount", fmtAmount(o.amount)], ["event time", fmtTime(o.event_time)]];
+      if (o.city !== undefined) order.push(["city", o.city]);
+      order.push(["detected", fmtTime(a.detected_at)], ["alert id", a.alert_id]);
+      kv($("d-order"), order);
+      kv($("d-details"), Object.entries(r.details).map(([k, v]) => [k.replace(/_/g, " "), detailText(v)]));
+      const history = $("d-reviews");
+      clear(history);
+      for (const v of r.reviews) {
+        history.append(el("li", {}, el("span", { class: "badge " + v.verdict }, VERDICT_TEXT[v.verdict] || v.verdict),
+          " by ", v.reviewer, " at ", fmtTime(v.reviewed_at), v.note ? " — " + v.note : ""));
+      }
+      if (!r.reviews.length) history.append(el("li", { class: "muted" }, "not reviewed yet"));
+      fillList("d-user", r.same_user);
+      fillList("d-device", r.same_device);
+      $("detail").hidden = false;
+    } catch (err) {
+      $("search-error").textContent = "cannot open the alert: " + err.message;
+    }
+  }
+
+  async function triage(verdict) {
+    const msg = $("d-triage-msg");
+    const reviewer = $("reviewer").value.trim();
+    if (!reviewer) {
+      msg.textContent = "Enter your name as reviewer (top right) first.";
+      $("reviewer").focus();
+      return;
+    }
+    const note = $("d-note").value.trim();
+    try {
+      const response = await fetch("/api/alerts/" + encodeURIComponent(openId) + "/reviews", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": cookie("fraudstream_csrf") },
+        body: JSON.stringify({ verdict: verdict, note: note || null, reviewer: reviewer }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || String(response.status));
+      $("d-note").value = "";
+      await openAlert(openId);
+      msg.textContent = "Stored: " + VERDICT_TEXT[verdict] + ".";
+    } catch (err) {
+      msg.textContent = "Not stored: " + err.message;
+    }
+  }
+
+  // -- wiring ---------------------------------------------------------------------------------
+
+  function start() {
+    const reviewer = $("reviewer");
+    reviewer.value = localStorage.getItem("fraudstream.reviewer") || "";
+    reviewer.addEventListener("change", () => localStorage.setItem("fraudstream.reviewer", reviewer.value.trim()));
+    $("search").addEventListener("submit", (e) => { e.preventDefault(); runSearch(1); loadStats(); });
+    $("search").addEventListener("reset", () => setTimeout(() => { runSearch(1); loadStats(); }, 0));
+    $("prev").addEventListener("click", () => runSearch(currentPage - 1));
+    $("next").addEventListener("click", () => runSearch(currentPage + 1));
+    $("detail-close").addEventListener("click", () => { $("detail").hidden = true; openId = null; });
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("detail").hidden = true; });
+    $("confirm").addEventListener("click", () => triage("confirmed_fraud"));
+    $("falsepos").addEventListener("click", () => triage("false_positive"));
+    window.addEventListener("resize", () => scheduleStats());
+    connect();
+    getJSON("/api/health").then(renderHealth).catch(() => {});
+    loadStats();
+    runSearch(1);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
