@@ -1,0 +1,175 @@
+"""What each receiver has been told, kept in the alert store beside the alerts (like the
+copier's offsets), so that a restart neither loses nor repeats a message.
+
+A receiver's position is the `fraud_alerts.id` of the newest alert its messages covered. It
+moves in the same transaction that logs the message as sent, and only from where the sender
+found it (a second notifier on the same store fails instead of repeating messages).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import orjson
+
+from fraudstream.errors import UserFacingError
+from fraudstream.notify.burst import Window
+from fraudstream.notify.message import Message, StoredAlert
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS notify_receivers (
+    receiver TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    window_start INTEGER,
+    window_sent INTEGER NOT NULL DEFAULT 0,
+    window_summarised INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_sent (
+    id INTEGER PRIMARY KEY,
+    receiver TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    alerts INTEGER NOT NULL,
+    headline TEXT,
+    sent_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_notify_sent_receiver ON notify_sent(receiver, id);
+"""
+
+_ALERT_COLUMNS = "id, alert_id, alert_type, severity, user_id, device_id, amount, message, event_time, alert_data"
+
+
+class LedgerConflict(UserFacingError):
+    """Another notifier moved this receiver's position: two notifiers on one store."""
+
+
+@dataclass(frozen=True)
+class ReceiverState:
+    position: int
+    window: Window
+
+
+@dataclass(frozen=True)
+class SentRow:
+    receiver: str
+    kind: str
+    first_id: int
+    last_id: int
+    alerts: int
+    headline: str
+    sent_at: int
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+@contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    finally:
+        cur.close()
+
+
+def load_state(conn: sqlite3.Connection, receiver: str, now_ms: int) -> ReceiverState:
+    """The receiver's stored state; a receiver seen for the first time starts at the store's
+    end (alerts stored before it was set up are history, not news) and is recorded at once."""
+    with _tx(conn) as cur:
+        row = cur.execute(
+            "SELECT position, window_start, window_sent, window_summarised FROM notify_receivers WHERE receiver = ?",
+            (receiver,),
+        ).fetchone()
+        if row is None:
+            end = cur.execute("SELECT COALESCE(MAX(id), 0) FROM fraud_alerts").fetchone()[0]
+            cur.execute(
+                "INSERT INTO notify_receivers (receiver, position, updated_at) VALUES (?, ?, ?)",
+                (receiver, end, now_ms),
+            )
+            return ReceiverState(end, Window())
+    return ReceiverState(row[0], Window(row[1], row[2], bool(row[3])))
+
+
+def pending(
+    conn: sqlite3.Connection, position: int, severities: Sequence[str], limit: int = 10_000
+) -> list[StoredAlert]:
+    """Stored (so committed) alerts of the notified severities beyond `position`, oldest first."""
+    if not severities:
+        return []
+    marks = ",".join("?" * len(severities))
+    rows = conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM fraud_alerts WHERE id > ? AND severity IN ({marks}) ORDER BY id LIMIT ?",
+        (position, *severities, limit),
+    ).fetchall()
+    return [_alert(r) for r in rows]
+
+
+def _alert(row: Sequence[object]) -> StoredAlert:
+    try:
+        details = orjson.loads(row[9]) if row[9] else {}  # type: ignore[arg-type]
+    except orjson.JSONDecodeError:
+        details = {}
+    return StoredAlert(
+        id=row[0], alert_id=row[1], alert_type=row[2], severity=row[3], user_id=row[4], device_id=row[5],
+        amount=row[6], message=row[7], event_time=row[8], details=details if isinstance(details, dict) else {},
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+def record_sent(
+    conn: sqlite3.Connection,
+    receiver: str,
+    began: int,
+    state: ReceiverState,
+    message: Message,
+    now_ms: int,
+) -> None:
+    """One transaction: the message in the log and the receiver's new position and window,
+    moved only from `began`, where this notifier found it."""
+    w = state.window
+    headline = (message.title or message.body).split("\n", 1)[0][:200]
+    with _tx(conn) as cur:
+        cur.execute(
+            "UPDATE notify_receivers SET position = ?, window_start = ?, window_sent = ?, window_summarised = ?,"
+            " updated_at = ? WHERE receiver = ? AND position = ?",
+            (state.position, w.start_ms, w.sent, int(w.summarised), now_ms, receiver, began),
+        )
+        if cur.rowcount != 1:
+            raise LedgerConflict(
+                f"receiver {receiver}'s position moved under this notifier (another notifier on this store?): "
+                "stop the other one"
+            )
+        cur.execute(
+            "INSERT INTO notify_sent (receiver, kind, first_id, last_id, alerts, headline, sent_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (receiver, message.kind, message.first_id, message.last_id, message.count, headline, now_ms),
+        )
+
+
+def receiver_states(conn: sqlite3.Connection) -> dict[str, ReceiverState]:
+    rows = conn.execute(
+        "SELECT receiver, position, window_start, window_sent, window_summarised FROM notify_receivers"
+        " ORDER BY receiver"
+    ).fetchall()
+    return {r[0]: ReceiverState(r[1], Window(r[2], r[3], bool(r[4]))) for r in rows}
+
+
+def recent_sent(conn: sqlite3.Connection, limit: int = 20, receiver: str | None = None) -> list[SentRow]:
+    """The newest messages sent, newest first."""
+    where, args = ("WHERE receiver = ?", (receiver,)) if receiver else ("", ())
+    rows = conn.execute(
+        f"SELECT receiver, kind, first_id, last_id, alerts, headline, sent_at FROM notify_sent {where}"
+        " ORDER BY id DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [SentRow(*r) for r in rows]

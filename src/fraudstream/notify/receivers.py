@@ -1,0 +1,170 @@
+"""Where messages go, built from `NotifySettings`, and how they are sent: apprise
+(https://github.com/caronc/apprise) speaks to each service by URL.
+
+- `notify.webhook_url`, a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat ...):
+  posted as `{"text": ...}` (the one field they all read) through apprise's JSON notifier,
+  whose payload can be renamed and trimmed (`:message=text`, `:title=` ...).
+- `notify.smtp_*`: email through apprise's `mailto://`, STARTTLS and a login.
+- `notify.urls`: any other apprise URL, given plain text that apprise adapts to the service.
+
+Receiver URLs carry secrets (a webhook's path is its key). They live only here; receivers
+are named (`webhook`, `email`, `apprise-1` ...) everywhere else, in the store, in metrics, in
+logs, and `SecretFilter` masks them in whatever apprise and urllib3 log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import apprise
+
+from fraudstream.config import NotifySettings
+from fraudstream.errors import UserFacingError
+from fraudstream.notify.message import Message, Style
+
+logger = logging.getLogger(__name__)
+# apprise logs receiver URLs at debug level, and urllib3 the path of every request it makes
+# (a webhook's path is its key): both get a SecretFilter while a sender exists.
+LEAKY_LOGGERS = ("apprise", "urllib3.connectionpool")
+# The JSON notifier's own fields, all but the message dropped; the message is Slack's `text`.
+_SLACK_PAYLOAD = {":message": "text", ":title": "", ":version": "", ":attachments": "", ":type": ""}
+
+
+class ReceiverError(UserFacingError):
+    """A receiver is set up wrongly (never says its URL: it is a secret)."""
+
+
+@dataclass(frozen=True)
+class Receiver:
+    name: str
+    style: Style
+    url: str = field(repr=False)  # secret
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+def _common(settings: NotifySettings) -> dict[str, str]:
+    timeout = f"{settings.timeout_s:g}"
+    return {"cto": timeout, "rto": timeout, "verify": "yes" if settings.tls_verify else "no"}
+
+
+def webhook_receiver(url: str, settings: NotifySettings) -> Receiver:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ReceiverError(
+            "notify.webhook_url must be an http(s):// URL of a Slack-compatible incoming webhook "
+            "(other services: notify.urls with an apprise URL)"
+        )
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    query = {**_SLACK_PAYLOAD, **{f"-{k}": v for k, v in parse_qsl(parts.query, keep_blank_values=True)}}
+    query.update(_common(settings))
+    scheme = "jsons" if parts.scheme == "https" else "json"
+    apprise_url = f"{scheme}://{netloc}{parts.path or '/'}?{urlencode(query)}"
+    secrets = [url, parts.path, parts.query, *[s for s in parts.path.split("/") if len(s) >= 8]]
+    return Receiver("webhook", "slack", apprise_url, tuple(s for s in secrets if s and s != "/"))
+
+
+def email_receiver(settings: NotifySettings) -> Receiver:
+    if not settings.email_to:
+        raise ReceiverError("notify.smtp_host is set but notify.email_to is empty: whom should email go to?")
+    sender = settings.email_from or (settings.smtp_username if "@" in (settings.smtp_username or "") else None)
+    if not sender:
+        raise ReceiverError("email needs a sender: set notify.email_from")
+    login = ""
+    if settings.smtp_username:
+        login = quote(settings.smtp_username, safe="")
+        if settings.smtp_password:
+            login += ":" + quote(settings.smtp_password, safe="")
+        login += "@"
+    host = settings.smtp_host or ""
+    query = {
+        "smtp": host,
+        "mode": "starttls" if settings.smtp_starttls else "insecure",
+        "from": sender,
+        "to": ",".join(settings.email_to),
+        **_common(settings),
+    }
+    url = f"mailto://{login}{host}:{settings.smtp_port}?{urlencode(query)}"
+    pw = settings.smtp_password
+    return Receiver("email", "plain", url, (pw, quote(pw, safe="")) if pw else ())
+
+
+def receivers(settings: NotifySettings) -> list[Receiver]:
+    """Every configured receiver; a wrongly set one is a `ReceiverError`, one line."""
+    out = []
+    if settings.webhook_url:
+        out.append(webhook_receiver(settings.webhook_url, settings))
+    if settings.smtp_host:
+        out.append(email_receiver(settings))
+    for i, url in enumerate(settings.urls, 1):
+        out.append(Receiver(f"apprise-{i}", "plain", url, (url,)))
+    return out
+
+
+class SecretFilter(logging.Filter):
+    """Masks receiver secrets in log records (apprise logs URLs at debug level)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        # longest first, so that a URL is masked whole rather than around its path
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose arguments do not format: leave it to logging
+            return True
+        clean = self.redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class Sender:
+    """Sends messages to one receiver through apprise. `send` returns whether the receiver
+    accepted the message; it never raises and never takes longer than about the timeout."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        # before apprise first sees the URL: it may log it
+        self._filter = SecretFilter(receiver.secrets)
+        for name in LEAKY_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
+        # service_timeout=0: apprise then sends in this thread rather than in its process-wide
+        # pool, where a hanging receiver's abandoned calls would hold up every other receiver.
+        # The URL's cto/rto bound each network wait; nothing is kept on disk.
+        asset = apprise.AppriseAsset(storage_mode="memory", service_timeout=0)
+        self._apprise = apprise.Apprise(asset=asset)
+        if not self._apprise.add(receiver.url):
+            self.close()
+            raise ReceiverError(f"receiver {receiver.name}: apprise does not accept its URL (check its form)")
+        if receiver.name == "email":
+            # apprise spaces a plugin's sends 5.5 s apart unless the plugin says otherwise (email
+            # does not); the burst rules already bound how often we write, and a stop's drain
+            # should not take half a minute for five messages.
+            for plugin in self._apprise:
+                plugin.request_rate_per_sec = 0
+
+    def close(self) -> None:
+        for name in LEAKY_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
+
+    def send(self, message: Message) -> bool:
+        try:
+            return bool(
+                self._apprise.notify(body=message.body, title=message.title, body_format=apprise.NotifyFormat.TEXT)
+            )
+        except Exception as exc:  # a plugin's own failure is a failed send, not a dead thread
+            logger.warning("receiver %s: sending failed (%s)", self.receiver.name, type(exc).__name__)
+            return False
