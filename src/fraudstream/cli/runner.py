@@ -32,6 +32,7 @@ from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
 from fraudstream.metrics import process as process_metrics
+from fraudstream.notify import Notifier
 from fraudstream.store import AlertStore, BatchWriter
 from fraudstream.store.writer import UnwrittenItems
 
@@ -113,7 +114,11 @@ def run_job(
         stop.set()
 
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    notifier: Notifier | None = None
     try:
+        if settings.notify.enabled:
+            # Beside the store, never in the job: it reads the rows the writer or the copier committed.
+            notifier = Notifier(settings).start()
         if spec.kind == "kafka":
             from fraudstream.store.mirror import TopicMirror
 
@@ -232,6 +237,8 @@ def run_job(
         flush_error = _close_outputs(writer, mirror, store, settings.db_path, stop_gateway)
         if flush_error is not None and sys.exc_info()[1] is not None:  # another error is on its way out
             logger.error("%s", flush_error)
+        if notifier is not None:  # after the last rows are in the store: what is due goes out now
+            notifier.stop(settings.notify.timeout_s + 5)
         summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
         summary.seconds = time.monotonic() - started
         if metrics_server is not None:
