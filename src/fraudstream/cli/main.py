@@ -19,6 +19,7 @@ from fraudstream.cli import (
     dashboard_cmd,
     job_cmds,
     kafka_cmds,
+    notify_cmd,
     produce_cmd,
     quality_cmds,
     query_cmds,
@@ -68,6 +69,7 @@ for command in (
     quality_cmds.backtest,
     bench_cmd.bench,
     dashboard_cmd.dashboard,
+    notify_cmd.notify_group,
 ):
     cli.add_command(command)
 
