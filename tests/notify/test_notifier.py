@@ -225,3 +225,25 @@ def test_a_wrong_receiver_setting_is_one_line_without_its_secret(tmp_path):
     with pytest.raises(ReceiverError, match="apprise-1") as bad:
         Notifier(settings_for(tmp_path, **{"notify.urls": "nosuchservice://hooksecretXYZ"}))
     assert "hooksecretXYZ" not in str(bad.value)
+
+
+def test_a_locked_store_delays_the_record_of_a_sent_message_but_never_sends_it_twice(tmp_path, store, webhook):
+    settings = settings_for(tmp_path, webhook, **{"store.busy_timeout_ms": 100})
+    with running(settings):
+        store.write_batch([make_alert(1)])
+        assert wait_until(lambda: len(webhook.texts) == 1)
+        other = sqlite3.connect(tmp_path / "fraud_alerts.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock for a while
+            other.execute("INSERT INTO fraud_alerts (alert_id, alert_type, severity) VALUES ('a2', 'X', 'CRITICAL')")
+            other.execute("COMMIT")
+            other.execute("BEGIN IMMEDIATE")
+            assert wait_until(lambda: len(webhook.texts) == 2)  # sent, but not recordable yet
+            time.sleep(0.8)
+            assert len(sent_rows(tmp_path / "fraud_alerts.db")) == 1 and len(webhook.texts) == 2
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert wait_until(lambda: [r[3] for r in sent_rows(tmp_path / "fraud_alerts.db")] == [1, 2])
+        time.sleep(0.3)
+    assert len(webhook.texts) == 2

@@ -12,6 +12,7 @@ at most that one message.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -93,7 +94,12 @@ class ReceiverWorker:
         try:
             while not self._expired():
                 stopping = self._stopping.is_set()
-                todo = ledger.pending(self._conn, self.state.position, n.severities)
+                try:
+                    todo = ledger.pending(self._conn, self.state.position, n.severities)
+                except sqlite3.OperationalError as exc:  # a busy or briefly unreadable store: later
+                    logger.warning("receiver %s: reading the store failed (%s); retrying", name, exc)
+                    self._sleep(max(self.poll_s, 1.0))
+                    continue
                 now = self.clock()
                 step = plan(self.state.window, todo, now, n.burst_max, n.burst_window_ms, stopping=stopping)
                 if step.kind == "idle":
@@ -112,25 +118,56 @@ class ReceiverWorker:
                     backoff = min(backoff * 2, n.retry_max_backoff_ms / 1000)
                     continue
                 backoff = 0.5
-                new = ledger.ReceiverState(step.alerts[-1].id, step.window)
-                ledger.record_sent(self._conn, name, self.state.position, new, message, self.clock())
-                self.state = new
-                self.sent += 1
                 NOTIFICATIONS.labels(name, "sent").inc()
                 if step.kind == "summary":
                     NOTIFICATIONS.labels(name, "suppressed").inc(len(step.alerts))
+                new = ledger.ReceiverState(step.alerts[-1].id, step.window)
+                if not self._record(message, new):
+                    return
                 logger.info(
                     "receiver %s: sent %s for %d alert(s), up to store row %d",
                     name, step.kind, len(step.alerts), new.position,
                 )  # fmt: skip
-        except Exception as exc:  # the store went away, a second notifier: say so, stop this receiver
+        except Exception as exc:  # a second notifier on the store, a bug: say so, stop this receiver
             self.failure = exc
-            logger.error("receiver %s stopped: %s", name, self._sender._filter.redact(str(exc)))
+            logger.error("receiver %s stopped: %s", name, self._sender.redact(str(exc)))
         finally:
+            self._finish()
+
+    def _record(self, message: Message, new: ledger.ReceiverState) -> bool:
+        """Log the sent message and move the position; while the store is locked, retry that
+        (never the send: the receiver has the message). False if the deadline came first,
+        when the next run sends that one message again."""
+        delay = 0.1
+        while True:
+            try:
+                ledger.record_sent(self._conn, self.receiver.name, self.state.position, new, message, self.clock())
+            except sqlite3.OperationalError as exc:
+                if self._expired():
+                    logger.warning(
+                        "receiver %s: a sent message could not be recorded (%s): the next run may send it again",
+                        self.receiver.name, exc,
+                    )  # fmt: skip
+                    return False
+                self._sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.state = new
+            self.sent += 1
+            return True
+
+    def _finish(self) -> None:
+        try:
             if self._stopping.is_set() and self._expired():
+                n = self.settings.notify
                 left = len(ledger.pending(self._conn, self.state.position, n.severities, 100_000))
                 if left:
-                    logger.warning("receiver %s: %d alert(s) not sent yet; the next run sends them", name, left)
+                    logger.warning(
+                        "receiver %s: %d alert(s) not sent yet; the next run sends them", self.receiver.name, left
+                    )
+        except sqlite3.Error:
+            logger.debug("counting what is left failed", exc_info=True)
+        finally:
             self._conn.close()
             self._sender.close()
 

@@ -156,6 +156,9 @@ class Sender:
             for plugin in self._apprise:
                 plugin.request_rate_per_sec = 0
 
+    def redact(self, text: str) -> str:
+        return self._filter.redact(text)
+
     def close(self) -> None:
         for name in LEAKY_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
