@@ -14,6 +14,7 @@ import re
 import sqlite3
 import time
 import urllib.request
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 NO_WATERMARK = -(2**62)  # Flink reports Long.MIN_VALUE before the first watermark
 _SOURCE_RATE = re.compile(r"^\d+\.Source__[^.]+\.numRecordsOutPerSecond$")
 _VERTEX_RATE = re.compile(r"^\d+\.numRecordsOutPerSecond$")
-KAFKA_RETRY_S = 10.0  # after the broker failed to answer, ask again only this much later
+KAFKA_RETRY_S = 10.0
+RATE_WINDOW_S = 10.0  # alerts per second: over this much of the past  # after the broker failed to answer, ask again only this much later
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class HealthCollector:
         self.rest_timeout_s = rest_timeout_s
         self.kafka_timeout_s = kafka_timeout_s
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the job is local
-        self._last_count: tuple[float, int] | None = None
+        self._counts: deque[tuple[float, int]] = deque()  # (time, rows) over the last RATE_WINDOW_S
         self._rate_metrics: dict[str, tuple[str, list[str]]] = {}  # job id -> (source vertex, metric names)
         self._consumer: Any = None
         self._kafka_failed_at: float | None = None
@@ -88,14 +90,17 @@ class HealthCollector:
         try:
             conn = connect(self.settings.db_path, busy_timeout_ms=500)
         except StoreMissingError as exc:
-            self._last_count = None
+            self._counts.clear()
             return {"present": False, "message": f"no store yet: {exc}"}, []
         try:
             count = queries.alert_count(conn)
+            # Over several seconds: the store receives alerts in batches (and, from Kafka, at checkpoints).
+            while self._counts and now - self._counts[0][0] > RATE_WINDOW_S:
+                self._counts.popleft()
             rate = None
-            if self._last_count is not None and now > self._last_count[0]:
-                rate = round(max(count - self._last_count[1], 0) / (now - self._last_count[0]), 2)
-            self._last_count = (now, count)
+            if self._counts and now > self._counts[0][0]:
+                rate = round(max(count - self._counts[0][1], 0) / (now - self._counts[0][0]), 2)
+            self._counts.append((now, count))
             store = {
                 "present": True,
                 "path": str(self.settings.db_path),

