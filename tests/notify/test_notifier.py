@@ -183,7 +183,7 @@ def test_a_hanging_receiver_holds_up_neither_the_store_nor_the_other_receiver(tm
             writes.append(time.monotonic() - started)
             time.sleep(0.1)
         assert wait_until(lambda: len(smtp.mails) == 10, timeout=5)  # email goes on while chat hangs
-        assert max(writes) < 0.25, writes
+        assert max(writes) < 0.5, writes  # a write never waits for a receiver (timeout 1 s, hanging 30 s)
         assert webhook.answered == 0
         webhook.release()
         assert wait_until(lambda: len({_alert_id(t) for t in webhook.texts}) == 5, timeout=10)
