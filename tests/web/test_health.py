@@ -81,3 +81,14 @@ def test_alerts_per_second_from_the_store(tmp_path):
     write(s.db_path, [alert(BASE + i) for i in range(1, 11)])
     rate = collector.collect()["store"]["alerts_per_s"]
     assert rate is not None and rate > 10  # 10 more alerts within well under a second
+
+
+def test_a_hanging_job_api_costs_a_timeout_not_the_page(tmp_path):
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        job_file(tmp_path, os.getpid(), silent.getsockname()[1])
+        started = time.monotonic()
+        job = HealthCollector(settings_for(tmp_path), rest_timeout_s=0.5).collect()["job"]
+        assert time.monotonic() - started < 2
+        assert job["state"] == "unknown" and "timed out" in job["message"]

@@ -131,7 +131,7 @@ def create_app(settings: Settings, health: HealthCollector | None = None) -> Sta
                     items = [_item(r, found.get(r["alert_id"])) for r in reversed(rows)]  # newest first
                     metrics.pushed.inc(len(items))
                     feed.publish("alerts", items)
-            except (StoreMissingError, sqlite3.Error):
+            except Exception:  # never let one bad look end the feed
                 logger.warning("the live feed could not read the store", exc_info=True)
             await asyncio.sleep(interval)
 
@@ -218,7 +218,7 @@ def create_app(settings: Settings, health: HealthCollector | None = None) -> Sta
         verdict, note, reviewer = data.get("verdict"), data.get("note"), data.get("reviewer")
         if not isinstance(verdict, str) or not isinstance(reviewer, str) or not isinstance(note, str | None):
             raise BadRequest("verdict and reviewer must be text, note text or null")
-        note = note.strip() or None if note is not None else None
+        note = (note.strip() or None) if note is not None else None  # an empty note is no note
         problem = reviews.check_review(verdict, note, reviewer)
         if problem is not None:
             raise BadRequest(problem)

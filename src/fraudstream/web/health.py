@@ -31,7 +31,8 @@ NO_WATERMARK = -(2**62)  # Flink reports Long.MIN_VALUE before the first waterma
 _SOURCE_RATE = re.compile(r"^\d+\.Source__[^.]+\.numRecordsOutPerSecond$")
 _VERTEX_RATE = re.compile(r"^\d+\.numRecordsOutPerSecond$")
 KAFKA_RETRY_S = 10.0
-RATE_WINDOW_S = 10.0  # alerts per second: over this much of the past  # after the broker failed to answer, ask again only this much later
+RATE_WINDOW_S = 10.0
+REST_BUDGET_S = 2.5  # all of a snapshot's calls to the job's REST API, together  # alerts per second: over this much of the past  # after the broker failed to answer, ask again only this much later
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class HealthCollector:
         self.rest_timeout_s = rest_timeout_s
         self.kafka_timeout_s = kafka_timeout_s
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the job is local
+        self._deadline = 0.0  # when this snapshot stops asking the job (a hanging REST API)
         self._counts: deque[tuple[float, int]] = deque()  # (time, rows) over the last RATE_WINDOW_S
         self._rate_metrics: dict[str, tuple[str, list[str]]] = {}  # job id -> (source vertex, metric names)
         self._consumer: Any = None
@@ -117,7 +119,10 @@ class HealthCollector:
     # -- the job ----------------------------------------------------------------------------
 
     def _get(self, url: str) -> Any:
-        with self._opener.open(url, timeout=self.rest_timeout_s) as response:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the job's REST API is slow: the rest of this snapshot is skipped")
+        with self._opener.open(url, timeout=min(self.rest_timeout_s, left)) as response:
             return orjson.loads(response.read())
 
     def _job(self, now: float) -> dict[str, Any]:
@@ -245,6 +250,7 @@ class HealthCollector:
         started = time.monotonic()
         now = time.time()
         store, positions = self._store(now)
+        self._deadline = time.monotonic() + REST_BUDGET_S
         health = {
             "time": int(now * 1000),
             "store": store,
