@@ -21,6 +21,7 @@ from fraudstream.detectors.dedup import AlertDeduplicator, DedupState
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.parse import ParseLimits, dead_letter, parse_record
 from fraudstream.events.redelivery import Redelivery
+from fraudstream.flink.job_metrics import JobMetrics
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 # The orders a re-delivery check let through, for the steps keyed otherwise and the archive.
@@ -73,6 +74,8 @@ class AdmitFunction(KeyedProcessFunction):
     honest orders after a `--resume` late (for days, or for the skew).
     """
 
+    metrics = JobMetrics.unregistered()  # open() gives the operator's: orders_in, dead letters by reason
+
     def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool, max_future_ms: int = 0) -> None:
         self.limits = limits
         self.bound = out_of_orderness_ms
@@ -85,6 +88,7 @@ class AdmitFunction(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.max_seen = runtime_context.get_state(ValueStateDescriptor("max_seen", Types.LONG()))
+        self.metrics = JobMetrics.from_context(runtime_context)
 
     def process_element(self, value: tuple[str, Any], ctx: KeyedProcessFunction.Context):
         line = value[1]
@@ -92,7 +96,9 @@ class AdmitFunction(KeyedProcessFunction):
         result = parse_record(raw, self.limits)
         if result is None:
             return
+        self.metrics.count("orders_in")
         if isinstance(result, DeadLetter):
+            self.metrics.dead_letter(result.reason)
             yield DEAD_LETTERS, result
             return
         t = result.event_time
@@ -120,6 +126,7 @@ class AdmitFunction(KeyedProcessFunction):
         yield result
 
     def _reject(self, raw: str | bytes, reason: str, detail: str, event_time: int) -> DeadLetter:
+        self.metrics.dead_letter(reason)
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         return dead_letter(reason, detail, text, self.limits, event_time=event_time)
 
@@ -205,6 +212,8 @@ class DetectorFunction(KeyedProcessFunction):
     and to the `ADMITTED` side output (for the device-keyed rules and the archive).
     """
 
+    metrics = JobMetrics.unregistered()  # open() gives the operator's: orders_valid, late, duplicate
+
     def __init__(self, detectors: list[Detector], limits: ParseLimits, redelivery: Redelivery | None = None) -> None:
         self.detectors = detectors
         self.limits = limits
@@ -218,12 +227,14 @@ class DetectorFunction(KeyedProcessFunction):
         self.cleanup_at = runtime_context.get_state(ValueStateDescriptor("cleanup_at", Types.LONG()))
         self.bindings = [_StateBinding(runtime_context, d) for d in self.detectors]
         self.redelivered = _StateBinding(runtime_context, self.redelivery) if self.redelivery else None
+        self.metrics = JobMetrics.from_context(runtime_context)
 
     def process_element(self, value: Order, ctx: KeyedProcessFunction.Context):
         t = value.event_time
         watermark = ctx.timer_service().current_watermark()
         if t <= watermark:  # possible after idleness, as this runs behind a shuffle
             detail = f"event_time {t} is behind the watermark {watermark}"
+            self.metrics.dead_letter("late")
             yield DEAD_LETTERS, _order_dead_letter("late", detail, value, self.limits)
             return
         waiting = self.pending.get(t)
@@ -246,7 +257,10 @@ class DetectorFunction(KeyedProcessFunction):
             batch, duplicates = self.redelivery.admit(state, batch)
             self.redelivered.store(state)
             for order, detail in duplicates:
+                self.metrics.dead_letter("duplicate")
                 yield DEAD_LETTERS, _order_dead_letter("duplicate", detail, order, self.limits)
+            if batch:
+                self.metrics.count("orders_valid", len(batch))
             for order in batch:
                 yield ADMITTED, order
         batch.sort(key=lambda o: o.sort_key)
@@ -271,11 +285,14 @@ class DedupFunction(KeyedProcessFunction):
     """Cooldown per (alert_type, key). All alerts of one such key come from one upstream
     key, emitted in event-time order, so they arrive here in event-time order too."""
 
+    metrics = JobMetrics.unregistered()  # open() gives the operator's: alerts by type and severity
+
     def __init__(self, dedup: AlertDeduplicator) -> None:
         self.dedup = dedup
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.last = runtime_context.get_state(ValueStateDescriptor("last_emitted", Types.LONG()))
+        self.metrics = JobMetrics.from_context(runtime_context)
 
     def process_element(self, value: Alert, ctx: KeyedProcessFunction.Context):
         state = DedupState(self.last.value())
@@ -285,6 +302,7 @@ class DedupFunction(KeyedProcessFunction):
         expires = self.dedup.expires_at(state)
         if expires is not None:
             ctx.timer_service().register_event_time_timer(expires)
+        self.metrics.alert(value)
         yield dataclasses.replace(value, detected_at=now_ms())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):

@@ -34,7 +34,7 @@ from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
 from fraudstream.events.redelivery import Redelivery, horizon_of
-from fraudstream.flink import checkpoints, network
+from fraudstream.flink import checkpoints, network, reporter
 from fraudstream.flink.archive import attach_archive, order_rows
 from fraudstream.flink.functions import (
     ADMITTED,
@@ -97,6 +97,7 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
     conf.set_string("python.pythonpath", _python_path())
     checkpoints.configure(conf, settings, restore_from)
     network.configure_network(conf, settings)
+    reporter.configure(conf, settings)
     jars = []
     if settings.pipeline.source == "kafka" or settings.pipeline.engine == "sql":
         # The Kafka connector, and our own classes (jvm/src), which the SQL engine runs on.

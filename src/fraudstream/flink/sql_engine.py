@@ -30,7 +30,7 @@ from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.datastream.functions import MapFunction
+from pyflink.datastream.functions import MapFunction, RuntimeContext
 from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
@@ -40,6 +40,7 @@ from fraudstream.detectors.base import Alert, Detector
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.redelivery import horizon_of
 from fraudstream.flink.functions import now_ms
+from fraudstream.flink.job_metrics import JobMetrics
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 _ORDER_COLUMNS = "transaction_id, user_id, device_id, restaurant_id, amount, city, payment_method, event_time, behavior"
@@ -70,7 +71,7 @@ def _window(key: str, window_ms: int) -> str:
 
 
 def candidates_sql(detectors: list[Detector]) -> str:
-    """One SELECT per rule over the `orders` view, as (alert_type, key, order..., n, m)."""
+    """One SELECT per rule over the `orders` view, as (alert_type, key, order..., n, m, appended_at)."""
     branches = []
     for d in detectors:
         t = d.alert_type
@@ -78,7 +79,7 @@ def candidates_sql(detectors: list[Detector]) -> str:
             src = f"(SELECT *, COUNT(*) OVER ({_window('user_id', d.window_ms)}) AS n FROM orders)"
             branches.append(
                 f"SELECT '{t}' AS alert_type, user_id AS k, {_ORDER_COLUMNS}, n, "
-                f"CAST(NULL AS MAP<STRING, BIGINT>) AS m FROM {src} WHERE n > {int(d.threshold)}"
+                f"CAST(NULL AS MAP<STRING, BIGINT>) AS m, appended_at FROM {src} WHERE n > {int(d.threshold)}"
             )
         elif t == "DEVICE_SHARING_FRAUD":
             src = (
@@ -86,12 +87,13 @@ def candidates_sql(detectors: list[Detector]) -> str:
                 f"OVER ({_window('device_id', d.window_ms)}) AS a FROM orders) AS s"
             )
             branches.append(
-                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, s.a.n, s.a.m FROM {src} WHERE s.a.n > {int(d.threshold)}"
+                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, appended_at FROM {src} "
+                f"WHERE s.a.n > {int(d.threshold)}"
             )
         elif t == "HIGH_VALUE_FRAUD":
             branches.append(
-                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>) "
-                f"FROM orders WHERE amount > {float(d.threshold)!r}"
+                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>), "
+                f"appended_at FROM orders WHERE amount > {float(d.threshold)!r}"
             )
         elif t == "GEO_ANOMALY_FRAUD":
             src = (
@@ -100,7 +102,7 @@ def candidates_sql(detectors: list[Detector]) -> str:
             )
             # s.a.m holds the row's own city whenever it is among the s.a.n cities before it.
             branches.append(
-                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, s.a.n, s.a.m FROM {src} "
+                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, appended_at FROM {src} "
                 "WHERE s.a.n > 1 OR (s.a.n = 1 AND s.a.m[city] IS NULL)"
             )
         else:
@@ -143,13 +145,18 @@ def alert_from_candidate(detector: Detector, order: Order, n: int | None, m: dic
 
 class CandidateAlert(MapFunction):
     """The alert a rule candidate stands for, with the text and details the detector's own
-    code gives it (the cooldown has already run, in the JVM)."""
+    code gives it (the cooldown has already run, in the JVM). Counts the alerts by type and
+    severity (`fraudstream_alerts`)."""
 
     def __init__(self, detectors: list[Detector]) -> None:
         self.detectors = {d.alert_type: d for d in detectors}
 
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.metrics = JobMetrics.from_context(runtime_context)
+
     def map(self, value: Any) -> Alert:
         alert = alert_from_candidate(self.detectors[value[0]], order_from_row(value, 2), value[11], value[12])
+        self.metrics.alert(alert)
         return dataclasses.replace(alert, detected_at=now_ms())
 
 
@@ -226,7 +233,10 @@ def detect(
     )
     t_env.create_temporary_view("admitted", admitted)
     # The windows keep whole rows in state: the record as received stays out of them.
-    t_env.create_temporary_view("orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, rowtime FROM admitted"))
+    # appended_at (when the order entered the pipeline) rides along for the alert latency metric.
+    t_env.create_temporary_view(
+        "orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, appended_at, rowtime FROM admitted")
+    )
     candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors)))._j_data_stream
     row_type = candidates.getType()
     cooled = (

@@ -5,6 +5,8 @@ it on `metrics.host:metrics.process_port`."""
 from __future__ import annotations
 
 import logging
+from collections import Counter as Tally
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -33,6 +35,20 @@ NOTIFICATIONS = Counter(
     ["receiver", "result"],
     registry=REGISTRY,
 )
+
+
+# The store's record kinds, by the class of what is written (Alert, DeadLetter).
+_KINDS = {"Alert": "alert", "DeadLetter": "dead_letter"}
+
+
+def count_stored(records: Iterable[object]) -> None:
+    """Count records just committed to the store, by kind (`fraudstream_store_records_total`)."""
+    for kind, n in Tally(_KINDS.get(type(r).__name__, "other") for r in records).items():
+        STORED.labels(kind=kind).inc(n)
+
+
+def set_copier_lag(topic: str, partition: int, records: int) -> None:
+    COPIER_LAG.labels(topic=topic, partition=str(partition)).set(max(0, records))
 
 
 def serve(settings: MetricsSettings) -> Any | None:

@@ -47,6 +47,7 @@ from fraudstream.errors import UserFacingError
 from fraudstream.events.model import DeadLetter
 from fraudstream.events.parse import MAX_EVENT_TIME
 from fraudstream.kafka.clients import client_config
+from fraudstream.metrics.process import count_stored, set_copier_lag
 from fraudstream.store.lock import CopierLock
 from fraudstream.store.sqlite import AlertStore
 
@@ -290,6 +291,7 @@ class TopicMirror:
                 self.consumer.seek(TopicPartition(topic, partition, first))
             return 0
         self.next_offsets.update(after)
+        count_stored(records)
         for record in records:
             if isinstance(record, Alert):
                 self.stats.alerts[record.alert_type] += 1
@@ -342,10 +344,26 @@ class TopicMirror:
         try:
             while not stop.is_set():
                 self.copy_once(0.5, give_up=stop)
+                self.report_lag()
         except BaseException as exc:
             # For app.log only (`file_only`, see cli.logs): the run ends with this in one line.
             logger.error("the store's copier stopped: %s", exc, exc_info=True, extra={"file_only": True})
             self.failure = exc
+
+    def report_lag(self) -> None:
+        """Set `fraudstream_copier_lag_records` per partition: its end as the copier's last fetch
+        saw it (librdkafka's cached watermark, no request to the broker) minus how far the store
+        has copied. Where the position is past the last record copied (a transaction's commit
+        marker takes an offset of its own), the position counts."""
+        assignment = self.consumer.assignment()
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(assignment)}
+        for tp in assignment:
+            key = (tp.topic, tp.partition)
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue  # not fetched yet
+            done = max(positions.get(key, -1), self.next_offsets.get(key, 0))
+            set_copier_lag(tp.topic, tp.partition, high - done)
 
     def drain(self, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
         """Copy everything committed so far: until each partition's end is reached, or nothing
@@ -361,10 +379,12 @@ class TopicMirror:
         try:
             while time.monotonic() < deadline:
                 if self._reached(ends):
+                    self.report_lag()
                     return
                 if self.copy_once(0.5, give_up=give_up):
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > idle_s:
+                    self.report_lag()
                     return
         finally:
             timer.cancel()

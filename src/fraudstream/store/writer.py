@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from fraudstream.metrics.process import count_stored
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
@@ -35,6 +37,9 @@ class BatchWriter(Generic[T]):
     down, instead of memory growing for as long as the store is away. A `close()` whose last
     writes keep failing stops anyway and raises `UnwrittenItems` with what was not written,
     so the caller can keep it elsewhere.
+
+    `on_written` is told of each batch once it is written; by default it counts the batch in
+    this process's `fraudstream_store_records_total` by kind (the store is this writer's sink).
     """
 
     def __init__(
@@ -45,8 +50,10 @@ class BatchWriter(Generic[T]):
         name: str = "batch-writer",
         max_pending: int = 10_000,
         max_backoff_s: float = 10.0,
+        on_written: Callable[[Sequence[T]], None] = count_stored,
     ) -> None:
         self._write_batch = write_batch
+        self._on_written = on_written
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
@@ -144,6 +151,10 @@ class BatchWriter(Generic[T]):
         self._failed, self._batch = [], []
         self._error = None
         self._written += len(items)
+        try:
+            self._on_written(items)
+        except Exception:  # a metric must never fail a write that succeeded
+            logger.exception("counting %d written items failed", len(items))
         return True
 
     def _run(self) -> None:

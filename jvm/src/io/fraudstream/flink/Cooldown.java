@@ -12,6 +12,7 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.metrics.Histogram;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -25,7 +26,12 @@ import org.apache.flink.util.Collector;
  * candidate; only the alerts it lets through cross into Python to get their text.
  *
  * <p>Candidate rows: alert_type, key, then the order columns (transaction_id at 2, user_id 3,
- * device_id 4, ..., event_time at 9), then the rule's facts.
+ * device_id 4, ..., event_time at 9), then the rule's facts (n at 11, m at 12), then the order's
+ * {@code appended_at} (13, {@link OrderAdmission#APPENDED_AT}).
+ *
+ * <p>Metric ({@link JobMetrics}): {@code alert_latency_ms}, a histogram of the wall clock at an
+ * alert's emission here minus its order's {@code appended_at}: from the order's Kafka timestamp
+ * (or its admission, for sources without one) to the alert leaving the cooldown.
  */
 public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -33,11 +39,13 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
     static final int USER_ID = 3;
     static final int DEVICE_ID = 4;
     static final int EVENT_TIME = 9;
+    static final int APPENDED_AT = 13;
 
     private final long cooldownMs;
     private final TypeInformation<Row> rowType;
     private transient MapState<Long, List<Row>> pending;
     private transient ValueState<Long> lastEmitted;
+    private transient Histogram latency;
 
     public Cooldown(long cooldownMs, TypeInformation<Row> rowType) {
         this.cooldownMs = cooldownMs;
@@ -59,6 +67,7 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
         pending = getRuntimeContext().getMapState(
                 new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(rowType)));
         lastEmitted = getRuntimeContext().getState(new ValueStateDescriptor<>("last_emitted", Types.LONG));
+        latency = new JobMetrics(getRuntimeContext().getMetricGroup()).histogram("alert_latency_ms");
     }
 
     @Override
@@ -86,6 +95,9 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
                     lastEmitted.update(t);
                     ctx.timerService().registerEventTimeTimer(t + cooldownMs);
                     out.collect(candidate);
+                    if (candidate.getArity() > APPENDED_AT && candidate.getField(APPENDED_AT) instanceof Long at) {
+                        latency.update(Math.max(0, System.currentTimeMillis() - at));
+                    }
                 }
             }
         }

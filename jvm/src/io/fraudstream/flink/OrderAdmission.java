@@ -3,11 +3,14 @@ package io.fraudstream.flink;
 import java.io.Serializable;
 import java.nio.charset.StandardCharsets;
 
+import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.groups.UnregisteredMetricsGroup;
 import org.apache.flink.runtime.state.FunctionInitializationContext;
 import org.apache.flink.runtime.state.FunctionSnapshotContext;
 import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
@@ -25,6 +28,9 @@ import org.apache.flink.util.OutputTag;
  * that reader's order. Lateness is judged against the newest event time this subtask has
  * admitted ({@link Lateness}), kept in operator state: restored with the same parallelism,
  * each subtask gets its own value back and judges exactly as an uninterrupted run would.
+ *
+ * <p>Metrics ({@link JobMetrics}): {@code orders_in}, every non-blank record read, and
+ * {@code dead_letters} by reason for the records turned away here.
  */
 public class OrderAdmission extends ProcessFunction<byte[], Row> implements CheckpointedFunction {
 
@@ -32,10 +38,17 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
 
     private static final String[] ORDER_FIELDS = {
         "transaction_id", "user_id", "device_id", "restaurant_id", "amount", "city", "payment_method",
-        "event_time", "behavior", "raw"
+        "event_time", "behavior", "raw", "appended_at"
     };
     /** Index of the record as received (UTF-8 text), or null when the job keeps no archive. */
     public static final int RAW = 9;
+    /**
+     * Index of when the record entered the pipeline (epoch ms): its Kafka timestamp (the
+     * producer's CreateTime, or the broker's LogAppendTime if the topic is set so), else, for
+     * sources without one (file, generator), the wall clock at admission. The end-to-end alert
+     * latency ({@link Cooldown}) is measured from it.
+     */
+    public static final int APPENDED_AT = 10;
     private static final String[] DEAD_LETTER_FIELDS = {"reason", "detail", "raw", "seen_at", "event_time"};
 
     /** Rejected records: (reason, detail, raw, seen_at, event_time), see {@link #deadLetterType()}. */
@@ -49,6 +62,8 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
 
     private transient Lateness lateness;
     private transient ListState<Long> maxSeenState;
+    private transient JobMetrics metrics;
+    private transient Counter ordersIn;
 
     /**
      * @param maxFutureMs orders stamped more than this ahead of the wall clock are rejected
@@ -76,12 +91,12 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
 
     /** transaction_id, user_id, device_id, restaurant_id STRING, amount DOUBLE, city,
      * payment_method STRING, event_time BIGINT (epoch ms), behavior STRING (nullable),
-     * raw STRING (nullable: the record as received). */
+     * raw STRING (nullable: the record as received), appended_at BIGINT (see {@link #APPENDED_AT}). */
     public static RowTypeInfo orderType() {
         return new RowTypeInfo(
                 new TypeInformation<?>[] {
                     Types.STRING, Types.STRING, Types.STRING, Types.STRING, Types.DOUBLE, Types.STRING, Types.STRING,
-                    Types.LONG, Types.STRING, Types.STRING
+                    Types.LONG, Types.STRING, Types.STRING, Types.LONG
                 },
                 ORDER_FIELDS.clone());
     }
@@ -95,6 +110,7 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
 
     @Override
     public void initializeState(FunctionInitializationContext context) throws Exception {
+        useMetrics(new JobMetrics(new UnregisteredMetricsGroup())); // until open() gives the operator's
         lateness = new Lateness(outOfOrdernessMs, maxFutureMs);
         maxSeenState = context.getOperatorStateStore()
                 .getListState(new ListStateDescriptor<>("max_seen", Types.LONG));
@@ -107,6 +123,16 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
             }
         }
         lateness.restore(restored);
+    }
+
+    @Override
+    public void open(OpenContext openContext) {
+        useMetrics(new JobMetrics(getRuntimeContext().getMetricGroup()));
+    }
+
+    private void useMetrics(JobMetrics m) {
+        metrics = m;
+        ordersIn = m.counter("orders_in");
     }
 
     @Override
@@ -123,20 +149,29 @@ public class OrderAdmission extends ProcessFunction<byte[], Row> implements Chec
         if (order == null) {
             return; // a blank record is skipped, not an error
         }
+        ordersIn.inc();
         if (!order.isValid()) {
+            metrics.deadLetter(order.getReason());
             ctx.output(DEAD_LETTERS, deadLetter(order.getReason(), order.getDetail(), raw, null));
             return;
         }
         long t = order.eventTimeMs();
         Rejection rejection = lateness.admit(t, System.currentTimeMillis());
         if (rejection != null) {
+            metrics.deadLetter(rejection.getReason());
             ctx.output(DEAD_LETTERS, deadLetter(rejection.getReason(), rejection.getDetail(), raw, t));
             return;
         }
         out.collect(Row.of(
                 order.getTransactionId(), order.getUserId(), order.getDeviceId(), order.getRestaurantId(),
                 order.amountValue(), order.getCity(), order.getPaymentMethod(), t, order.getBehavior(),
-                keepRaw ? new String(raw, StandardCharsets.UTF_8) : null));
+                keepRaw ? new String(raw, StandardCharsets.UTF_8) : null, appendedAt(ctx)));
+    }
+
+    /** The record's Kafka timestamp, else now (see {@link #APPENDED_AT}). */
+    private static long appendedAt(Context ctx) {
+        Long stamp = ctx == null ? null : ctx.timestamp();
+        return stamp != null && stamp > 0 ? stamp : System.currentTimeMillis();
     }
 
     private Row deadLetter(String reason, String detail, byte[] raw, Long eventTime) {

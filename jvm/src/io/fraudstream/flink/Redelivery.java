@@ -11,6 +11,7 @@ import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.metrics.Counter;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
@@ -28,6 +29,10 @@ import org.apache.flink.util.Collector;
  * bounded. An order already behind the watermark when it arrives (possible after idleness, as
  * this runs behind a shuffle and sees the combined watermark) is a {@code late} dead letter
  * instead of being dropped by the OVER windows.
+ *
+ * <p>Metrics ({@link JobMetrics}): {@code orders_valid}, the orders that go on to the rules;
+ * {@code dead_letters} by reason ({@code duplicate}, {@code late}); and {@code event_time_lag_ms},
+ * the wall clock minus the newest watermark this subtask has seen (NaN before the first).
  */
 public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
 
@@ -46,6 +51,9 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
     private transient MapState<Long, List<Row>> pending;
     private transient MapState<String, Row> admitted;
     private transient MapState<Long, List<String>> admittedAt;
+    private transient JobMetrics metrics;
+    private transient Counter valid;
+    private transient volatile long watermarkSeen;
 
     public Redelivery(long horizonMs, int deadLetterMaxChars) {
         this.horizonMs = Math.max(horizonMs, 1); // two copies at one instant are always one order
@@ -70,13 +78,22 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
                 new MapStateDescriptor<>("admitted", Types.STRING, OrderAdmission.orderType()));
         admittedAt = getRuntimeContext().getMapState(
                 new MapStateDescriptor<>("admitted_at", Types.LONG, Types.LIST(Types.STRING)));
+        metrics = new JobMetrics(getRuntimeContext().getMetricGroup());
+        valid = metrics.counter("orders_valid");
+        watermarkSeen = Long.MIN_VALUE;
+        metrics.gauge("event_time_lag_ms", () -> {
+            long w = watermarkSeen;
+            return w == Long.MIN_VALUE ? Double.NaN : (double) (System.currentTimeMillis() - w);
+        });
     }
 
     @Override
     public void processElement(Row order, Context ctx, Collector<Row> out) throws Exception {
         long t = OrderTimestamps.eventTime(order);
         long watermark = ctx.timerService().currentWatermark();
+        watermarkSeen = watermark;
         if (t <= watermark) {
+            metrics.deadLetter("late");
             ctx.output(OrderAdmission.DEAD_LETTERS,
                     deadLetter("late", "event_time " + t + " is behind the watermark " + watermark, order));
             return;
@@ -92,6 +109,7 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
+        watermarkSeen = ctx.timerService().currentWatermark();
         // First forget the ids admitted exactly one horizon ago: (t - horizon, t] is half-open.
         long expired = timestamp - horizonMs;
         List<String> ids = admittedAt.get(expired);
@@ -114,6 +132,7 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
             String id = (String) order.getField(TRANSACTION_ID);
             Row kept = admitted.get(id);
             if (kept != null) {
+                metrics.deadLetter("duplicate");
                 ctx.output(OrderAdmission.DEAD_LETTERS, deadLetter("duplicate", detail(id, kept, order), order));
                 continue;
             }
@@ -121,6 +140,7 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
             remembered.setField(OrderAdmission.RAW, null); // only the compared fields matter
             admitted.put(id, remembered);
             fresh.add(id);
+            valid.inc();
             out.collect(order);
         }
         if (!fresh.isEmpty()) {
@@ -159,7 +179,7 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
         String[] names = OrderAdmission.orderType().getFieldNames();
         for (int i = 0; i < names.length; i++) {
             Object value = order.getField(i);
-            if (i == OrderAdmission.RAW) {
+            if (i == OrderAdmission.RAW || i == OrderAdmission.APPENDED_AT) {
                 continue;
             }
             if (value != null || !"behavior".equals(names[i])) {
