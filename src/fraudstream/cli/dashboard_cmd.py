@@ -91,7 +91,7 @@ def dashboard(ctx: click.Context, host: str | None, port: int | None, token: str
         app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2, server_header=False
     )
     click.echo(f"Dashboard: {d.url}/" + (" (open it once with ?token=<access token>)" if d.token else ""))
-    click.echo(f"  store {settings.db_path}; Ctrl-C stops it", err=True)
+    click.echo(f"  listening on {d.host}:{d.port}, store {settings.db_path}; Ctrl-C stops it", err=True)
     logger.info("dashboard on %s:%d", d.host, d.port)
     try:
         _server(config).run(sockets=[sock])
