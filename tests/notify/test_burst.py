@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections import Counter
 
 from fraudstream.notify.burst import Window, plan
@@ -16,7 +17,7 @@ def simulate(arrivals: list[int], burst_max: int, window_ms: int, end_ms: int, s
     for now in range(0, end_ms, 100):
         stopping = stop_at is not None and now >= stop_at
         while True:
-            todo = [a for a, t in zip(alerts, arrivals, strict=True) if t <= now and a.id > position]
+            todo = alerts[position : bisect_right(arrivals, now)]  # arrived, not yet covered (ids are 1..n)
             step = plan(window, todo, now, burst_max, window_ms, stopping=stopping)
             if step.kind in ("idle", "wait"):
                 break

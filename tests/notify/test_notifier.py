@@ -136,6 +136,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow  # two Python processes
 def test_a_notifier_killed_mid_send_repeats_at_most_that_one_message_and_loses_none(tmp_path, store, webhook):
     def start() -> subprocess.Popen:
         proc = subprocess.Popen(

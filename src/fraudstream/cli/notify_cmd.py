@@ -55,7 +55,7 @@ def notify_status(ctx: click.Context, last: int) -> None:
             click.echo("no notifications sent from this store yet")
             return
         for name, state in states.items():
-            waiting = len(ledger.pending(conn, state.position, settings.notify.severities, 1_000_000))
+            waiting = ledger.count_pending(conn, state.position, settings.notify.severities)
             w = state.window
             window = f", window since {utc_iso(w.start_ms)}: {w.sent} sent" if w.start_ms is not None else ""
             click.echo(f"{name}: up to store row {state.position}, {waiting} waiting{window}")

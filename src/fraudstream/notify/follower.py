@@ -107,8 +107,8 @@ class ReceiverWorker:
                         return
                     self._sleep(self.poll_s)
                     continue
-                if step.kind == "wait":
-                    self._sleep(min(self.poll_s, max(0.0, ((step.wake_ms or now) - now) / 1000)))
+                if step.kind == "wait":  # nothing can go out before the window ends (or a stop)
+                    self._sleep(max(0.0, ((step.wake_ms or now) - now) / 1000))
                     continue
                 message = self._render(step)
                 if not self._sender.send(message):
@@ -160,7 +160,7 @@ class ReceiverWorker:
         try:
             if self._stopping.is_set() and self._expired():
                 n = self.settings.notify
-                left = len(ledger.pending(self._conn, self.state.position, n.severities, 100_000))
+                left = ledger.count_pending(self._conn, self.state.position, n.severities)
                 if left:
                     logger.warning(
                         "receiver %s: %d alert(s) not sent yet; the next run sends them", self.receiver.name, left

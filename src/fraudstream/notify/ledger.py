@@ -115,6 +115,14 @@ def pending(
     return [_alert(r) for r in rows]
 
 
+def count_pending(conn: sqlite3.Connection, position: int, severities: Sequence[str]) -> int:
+    if not severities:
+        return 0
+    marks = ",".join("?" * len(severities))
+    sql = f"SELECT COUNT(*) FROM fraud_alerts WHERE id > ? AND severity IN ({marks})"
+    return conn.execute(sql, (position, *severities)).fetchone()[0]
+
+
 def _alert(row: Sequence[object]) -> StoredAlert:
     try:
         details = orjson.loads(row[9]) if row[9] else {}  # type: ignore[arg-type]
