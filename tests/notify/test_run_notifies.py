@@ -20,7 +20,7 @@ def test_a_run_notifies_the_critical_alerts_it_stored(tmp_path, webhook):
     proc = subprocess.run(
         [sys.executable, "-m", "fraudstream", "--data-dir", str(data), "run", "--count", "1500", "--seed", "3",
          "--rate", "0", "--set", f"generator.pattern_shares={shares}", "--set", f"notify.webhook_url={webhook.url()}",
-         "--set", "notify.burst_max=1000"],
+         "--set", "notify.burst_max=1000", "--set", "archive.enabled=false"],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
