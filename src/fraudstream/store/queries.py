@@ -218,3 +218,17 @@ def dead_letter_counts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 def source_positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Where the store's copier is in each Kafka topic partition (the next offset it copies)."""
     return _rows(conn, "SELECT topic, partition, next_offset FROM source_offsets ORDER BY topic, partition")
+
+
+def timeline(conn: sqlite3.Connection, bucket_ms: int, since: int, until: int) -> dict[str, Any]:
+    """Alerts per event-time bucket in [since, until), by type and by severity: the bucket
+    starts, and per type (severity) one count per bucket, zeros included (what a chart draws)."""
+    start = since // bucket_ms * bucket_ms
+    starts = list(range(start, until, bucket_ms))
+    out: dict[str, Any] = {"bucket_ms": bucket_ms, "buckets": starts}
+    for column, key in (("alert_type", "by_type"), ("severity", "by_severity")):
+        series: dict[str, list[int]] = {}
+        for row in counts_over_time(conn, column, bucket_ms, since, until):
+            series.setdefault(row["key"], [0] * len(starts))[(row["bucket"] - start) // bucket_ms] += row["alerts"]
+        out[key] = series
+    return out

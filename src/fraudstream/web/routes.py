@@ -1,0 +1,293 @@
+"""The dashboard's routes: thin handlers over the store's queries (`store/queries.py`), the
+checked parameters (`params.py`), the live feed and the health collector. Blocking work (SQLite,
+the job's REST API, the broker) runs in worker threads, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from fraudstream.config import Settings
+from fraudstream.store import queries, reviews
+from fraudstream.store.sqlite import StoreMissingError, connect
+from fraudstream.web import params
+from fraudstream.web.feed import Feed
+from fraudstream.web.health import HealthCollector
+from fraudstream.web.metrics import DashboardMetrics
+from fraudstream.web.params import BadRequest
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+HEALTH_INTERVAL_S = 2.0
+RELATED = 20  # earlier alerts of the same user (and device) shown with an alert
+MAX_BUCKETS = 2_000
+MAX_BODY = 16_384
+T = TypeVar("T")
+
+
+class JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def item(row: dict[str, Any], review: reviews.Review | None) -> dict[str, Any]:
+    """An alert as the API shows it (its details only in the full record)."""
+    out = {k: v for k, v in row.items() if k != "alert_data"}
+    out["review"] = review.to_dict() if review else None
+    return out
+
+
+def details(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"unparsed": text}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _multi(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        out.setdefault(key, []).append(value)
+    return out
+
+
+class Store:
+    """Short-lived connections to the store, one per request, made in worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._has_reviews = False
+
+    def open(self) -> sqlite3.Connection:
+        conn = connect(self.path, busy_timeout_ms=2_000)
+        if not self._has_reviews:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='alert_reviews'").fetchone()
+            if found is None:  # a store from before triage: add its (empty) table
+                conn.close()
+                conn = connect(self.path, create=True, busy_timeout_ms=2_000)
+            self._has_reviews = True
+        return conn
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            conn = self.open()
+            try:
+                return work(conn)
+            finally:
+                conn.close()
+
+        return await run_in_threadpool(call)
+
+
+class Dashboard:
+    """The handlers and the two background loops (new alerts, health) of one app."""
+
+    def __init__(self, settings: Settings, collector: HealthCollector, metrics: DashboardMetrics) -> None:
+        self.settings = settings
+        self.store = Store(settings.db_path)
+        self.feed = Feed(settings.db_path)
+        self.collector = collector
+        self.metrics = metrics
+        self.health: dict[str, Any] | None = None
+        self._health_lock = asyncio.Lock()
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.page),
+            Route("/api/alerts", self.list_alerts),
+            Route("/api/alerts/{alert_id}", self.one_alert),
+            Route("/api/alerts/{alert_id}/reviews", self.add_review, methods=["POST"]),
+            Route("/api/stats", self.stats),
+            Route("/api/health", self.health_now),
+            Route("/api/events", self.events),
+            Route("/metrics", self.prometheus),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+
+    # -- background ---------------------------------------------------------------------------
+
+    async def refresh_health(self) -> dict[str, Any]:
+        async with self._health_lock:
+            snapshot = await run_in_threadpool(self.collector.collect)
+        self.health = snapshot
+        alerts = snapshot["store"].get("alerts")
+        if alerts is not None:
+            self.metrics.store_alerts.set(alerts)
+        behind = snapshot["copier"].get("behind")
+        self.metrics.copier_behind.set(math.nan if behind is None else behind)
+        return snapshot
+
+    async def push_alerts(self) -> None:
+        """Every push interval, the alerts stored since the last look go to every page."""
+        interval = self.settings.dashboard.push_interval_ms / 1000
+        while True:
+            try:
+                rows = await run_in_threadpool(self.feed.poll)
+                if rows:
+                    ids = [r["alert_id"] for r in rows]
+                    found = await self.store.run(lambda conn: reviews.latest(conn, ids))  # noqa: B023 (awaited here)
+                    items = [item(r, found.get(r["alert_id"])) for r in reversed(rows)]  # newest first
+                    self.metrics.pushed.inc(len(items))
+                    self.feed.publish("alerts", items)
+            except Exception:  # never let one bad look end the feed
+                logger.warning("the live feed could not read the store", exc_info=True)
+            await asyncio.sleep(interval)
+
+    async def push_health(self) -> None:
+        while True:
+            try:
+                self.feed.publish("health", await self.refresh_health())
+            except Exception:  # never let one bad snapshot end the loop
+                logger.warning("pipeline health could not be collected", exc_info=True)
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    # -- routes -------------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    async def list_alerts(self, request: Request) -> Response:
+        query = params.search(_multi(request), self.settings.dashboard.page_size)
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            rows, total = queries.search(conn, query.filter, query.page, query.page_size)
+            found = reviews.latest(conn, [r["alert_id"] for r in rows])
+            items = [item(r, found.get(r["alert_id"])) for r in rows]
+            return {"items": items, "page": query.page, "page_size": query.page_size, "total": total}
+
+        try:
+            return JSON(await self.store.run(work))
+        except StoreMissingError as exc:
+            return JSON({"items": [], "page": query.page, "page_size": query.page_size, "total": 0, "store": str(exc)})
+
+    async def one_alert(self, request: Request) -> Response:
+        params.no_params(_multi(request))
+        alert_id = request.path_params["alert_id"]
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = queries.alert(conn, alert_id)
+            if row is None:
+                return None
+            history = reviews.history(conn, alert_id)
+            rule = details(row["alert_data"])
+            order = {k: row[k] for k in ("transaction_id", "user_id", "device_id", "amount", "event_time")}
+            if "city" in rule:
+                order["city"] = rule["city"]
+            return {
+                "alert": item(row, history[0] if history else None),
+                "details": rule,
+                "order": order,
+                "reviews": [r.to_dict() for r in history],
+                "same_user": [item(r, None) for r in queries.earlier(conn, "user_id", row["user_id"], row, RELATED)],
+                "same_device": [
+                    item(r, None) for r in queries.earlier(conn, "device_id", row["device_id"], row, RELATED)
+                ],
+            }
+
+        found = await self.store.run(work)
+        if found is None:
+            return JSON({"error": f"no alert {alert_id[:100]!r}"}, status_code=404)
+        return JSON(found)
+
+    async def add_review(self, request: Request) -> Response:
+        alert_id = request.path_params["alert_id"]
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSON({"error": "send the verdict as application/json"}, status_code=415)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSON({"error": "request body too large"}, status_code=413)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BadRequest("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest('the body must be a JSON object: {"verdict": ..., "note": ..., "reviewer": ...}')
+        verdict, note, reviewer = data.get("verdict"), data.get("note"), data.get("reviewer")
+        if not isinstance(verdict, str) or not isinstance(reviewer, str) or not isinstance(note, str | None):
+            raise BadRequest("verdict and reviewer must be text, note text or null")
+        note = (note.strip() or None) if note is not None else None  # an empty note is no note
+        problem = reviews.check_review(verdict, note, reviewer)
+        if problem is not None:
+            raise BadRequest(problem)
+        review = reviews.Review(alert_id, verdict, note, reviewer.strip(), int(time.time() * 1000))  # type: ignore[arg-type]
+        try:
+            await self.store.run(lambda conn: reviews.add_review(conn, review))
+        except reviews.UnknownAlert:
+            return JSON({"error": f"no alert {alert_id[:100]!r}"}, status_code=404)
+        self.metrics.reviews.labels(verdict).inc()
+        self.feed.publish("review", review.to_dict())
+        return JSON({"review": review.to_dict()}, status_code=201)
+
+    async def stats(self, request: Request) -> Response:
+        q = params.stats(_multi(request))
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            first, last = queries.time_range(conn)
+            since = q.since if q.since is not None else first
+            until = q.until if q.until is not None else (None if last is None else last + 1)
+            out: dict[str, Any] = {"since": since, "until": until}
+            if since is None or until is None or since >= until:
+                out.update(bucket_ms=None, buckets=[], by_type={}, by_severity={})
+            else:
+                bucket = q.bucket_ms or queries.choose_bucket(until - since)
+                if (until - since) / bucket > MAX_BUCKETS:
+                    raise BadRequest(f"bucket_ms too small for the time range (more than {MAX_BUCKETS} buckets)")
+                out.update(queries.timeline(conn, bucket, since, until))
+            out["top_users"] = queries.top_keys(conn, "user_id", q.top, q.since, q.until)
+            out["top_devices"] = queries.top_keys(conn, "device_id", q.top, q.since, q.until)
+            out["dead_letters"] = queries.dead_letter_counts(conn)
+            return out
+
+        try:
+            return JSON(await self.store.run(work))
+        except StoreMissingError as exc:
+            empty = {"buckets": [], "by_type": {}, "by_severity": {}, "top_users": [], "top_devices": []}
+            return JSON({**empty, "store": str(exc)})
+
+    async def health_now(self, request: Request) -> Response:
+        params.no_params(_multi(request))
+        snapshot = self.health
+        if snapshot is None or time.time() * 1000 - snapshot["time"] > 2_000 * HEALTH_INTERVAL_S:
+            snapshot = await self.refresh_health()
+        return JSON(snapshot)
+
+    async def events(self, request: Request) -> Response:
+        queue = self.feed.subscribe()
+        hello = {"push_interval_ms": self.settings.dashboard.push_interval_ms}
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            self.metrics.sse_clients.inc()
+            try:
+                yield {"event": "hello", "data": orjson.dumps(hello).decode()}
+                if self.health is not None:
+                    yield {"event": "health", "data": orjson.dumps(self.health).decode()}
+                while True:
+                    event, data = await queue.get()
+                    yield {"event": event, "data": orjson.dumps(data).decode()}
+            finally:
+                self.feed.unsubscribe(queue)
+                self.metrics.sse_clients.dec()
+
+        return EventSourceResponse(stream(), ping=15, send_timeout=10)
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
