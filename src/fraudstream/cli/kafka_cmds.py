@@ -312,7 +312,8 @@ def _await_dashboard(proc: subprocess.Popen[bytes], d: DashboardSettings, log: P
             )
             return False
         if _answers(d.host, d.port):
-            click.echo(f"Dashboard: {d.url} (pid {proc.pid}, log in {log})")
+            token = "; open it once with ?token=<access token>" if d.token else ""
+            click.echo(f"Dashboard: {d.url} (pid {proc.pid}, log in {log}{token})")
             return True
         time.sleep(0.1)
     _stop_child(proc)
