@@ -5,6 +5,7 @@ verdict, and shows a script-like user id as text that runs nothing. Keeps a scre
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from fraudstream.cli.main import main
 from fraudstream.config import Settings
 from fraudstream.store import AlertStore
 from fraudstream.store.reviews import reviewed_alerts
@@ -179,7 +181,7 @@ def test_search_and_paging(page, served):
     assert page.errors == []
 
 
-def test_a_triage_click_stores_a_verdict(page, served):
+def test_a_triage_click_stores_a_verdict_that_evaluate_counts(page, served, capsys):
     p = page.page
     p.fill("#search input[name=user]", "u_3")
     p.click("#search button[type=submit]")
@@ -208,6 +210,11 @@ def test_a_triage_click_stores_a_verdict(page, served):
         assert [v for t, v in reviewed_alerts(conn)] == ["confirmed_fraud"]  # what `evaluate --reviews` scores
     finally:
         conn.close()
+    capsys.readouterr()
+    assert main(["evaluate", "--reviews", "--db", str(served.settings.db_path), "--json"]) == 0
+    scored = {d["detector"]: d for d in json.loads(capsys.readouterr().out)["detectors"]}
+    assert scored["all"]["reviewed"] == 1 and scored["all"]["confirmed"] == 1
+    assert scored["DEVICE_SHARING_FRAUD"]["confirmed"] == 1  # u_3's newest alert: a shared device
     p.click("#detail-close")
     p.locator(f"#results tbody tr[data-alert='{alert_id}'] .badge.confirmed_fraud").wait_for(timeout=3_000)
     p.reload()
