@@ -58,7 +58,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/fraudstream run $(ARGS)
 
-# Broker + producer + job on Kafka; Ctrl-C stops all three.
+# Broker + producer + dashboard + job on Kafka; Ctrl-C stops all four.
 demo: setup
 	$(BIN)/fraudstream demo $(ARGS)
 
