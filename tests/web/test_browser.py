@@ -211,7 +211,7 @@ def test_a_triage_click_stores_a_verdict_that_evaluate_counts(page, served, caps
     finally:
         conn.close()
     capsys.readouterr()
-    assert main(["evaluate", "--reviews", "--db", str(served.settings.db_path), "--json"]) == 0
+    assert main(["--data-dir", str(served.settings.data_dir), "evaluate", "--reviews", "--json"]) == 0
     scored = {d["detector"]: d for d in json.loads(capsys.readouterr().out)["detectors"]}
     assert scored["all"]["reviewed"] == 1 and scored["all"]["confirmed"] == 1
     assert scored["DEVICE_SHARING_FRAUD"]["confirmed"] == 1  # u_3's newest alert: a shared device
