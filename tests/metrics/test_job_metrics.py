@@ -11,7 +11,7 @@ import orjson
 
 from fraudstream.detectors.base import Alert
 from fraudstream.events.parse import ParseLimits
-from fraudstream.flink.functions import AdmitFunction
+from fraudstream.flink.functions import AdmitFunction, CountDeadLetters
 from fraudstream.flink.job_metrics import JobMetrics
 
 
@@ -57,10 +57,12 @@ def _order(tx: str, t: int) -> bytes:
     )  # fmt: skip
 
 
-def test_admission_counts_every_record_read_and_each_dead_letter_by_reason():
+def test_admission_counts_every_record_read_and_the_dead_letters_are_counted_by_reason():
     group = RecordingGroup()
     fn = AdmitFunction(ParseLimits(), 5_000, raw_latin1=False, max_future_ms=60_000)
     fn.max_seen, fn.metrics = Value(), JobMetrics(group)
+    dead = CountDeadLetters()
+    dead.metrics = JobMetrics(group)
     now = int(time.time() * 1000)
     records = [
         _order("a", now - 100_000),
@@ -75,7 +77,7 @@ def test_admission_counts_every_record_read_and_each_dead_letter_by_reason():
     for raw in records:
         for out in fn.process_element(("reader-0", raw), None):
             if isinstance(out, tuple):
-                reasons[out[1].reason] += 1
+                reasons[dead.map(out[1]).reason] += 1
     assert reasons["late"] == 1 and reasons["future"] == 1 and sum(reasons.values()) == 3
     counted = dict(group.counts)
     assert counted.pop(("fraudstream", "orders_in")) == 6

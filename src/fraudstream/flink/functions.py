@@ -74,7 +74,7 @@ class AdmitFunction(KeyedProcessFunction):
     honest orders after a `--resume` late (for days, or for the skew).
     """
 
-    metrics = JobMetrics.unregistered()  # open() gives the operator's: orders_in, dead letters by reason
+    metrics = JobMetrics.unregistered()  # open() gives the operator's: orders_in
 
     def __init__(self, limits: ParseLimits, out_of_orderness_ms: int, raw_latin1: bool, max_future_ms: int = 0) -> None:
         self.limits = limits
@@ -98,7 +98,6 @@ class AdmitFunction(KeyedProcessFunction):
             return
         self.metrics.count("orders_in")
         if isinstance(result, DeadLetter):
-            self.metrics.dead_letter(result.reason)
             yield DEAD_LETTERS, result
             return
         t = result.event_time
@@ -126,7 +125,6 @@ class AdmitFunction(KeyedProcessFunction):
         yield result
 
     def _reject(self, raw: str | bytes, reason: str, detail: str, event_time: int) -> DeadLetter:
-        self.metrics.dead_letter(reason)
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         return dead_letter(reason, detail, text, self.limits, event_time=event_time)
 
@@ -212,10 +210,21 @@ class DetectorFunction(KeyedProcessFunction):
     and to the `ADMITTED` side output (for the device-keyed rules and the archive).
     """
 
-    metrics = JobMetrics.unregistered()  # open() gives the operator's: orders_valid, late, duplicate
+    # open() gives the operator's: with `count_valid`, each order that arrives is `orders_valid`
+    metrics = JobMetrics.unregistered()
 
-    def __init__(self, detectors: list[Detector], limits: ParseLimits, redelivery: Redelivery | None = None) -> None:
+    def __init__(
+        self,
+        detectors: list[Detector],
+        limits: ParseLimits,
+        redelivery: Redelivery | None = None,
+        count_valid: bool = False,
+    ) -> None:
         self.detectors = detectors
+        # Set on the device-keyed step, which receives each order the re-delivery check let
+        # through once: counted on arrival, as counters bumped in on_timer are lost in
+        # PyFlink's process mode (only thread mode reports them).
+        self.count_valid = count_valid
         self.limits = limits
         self.redelivery = redelivery
         self.horizon = max([d.horizon_ms() for d in detectors] + ([redelivery.horizon_ms] if redelivery else []))
@@ -230,11 +239,12 @@ class DetectorFunction(KeyedProcessFunction):
         self.metrics = JobMetrics.from_context(runtime_context)
 
     def process_element(self, value: Order, ctx: KeyedProcessFunction.Context):
+        if self.count_valid:
+            self.metrics.count("orders_valid")
         t = value.event_time
         watermark = ctx.timer_service().current_watermark()
         if t <= watermark:  # possible after idleness, as this runs behind a shuffle
             detail = f"event_time {t} is behind the watermark {watermark}"
-            self.metrics.dead_letter("late")
             yield DEAD_LETTERS, _order_dead_letter("late", detail, value, self.limits)
             return
         waiting = self.pending.get(t)
@@ -257,10 +267,7 @@ class DetectorFunction(KeyedProcessFunction):
             batch, duplicates = self.redelivery.admit(state, batch)
             self.redelivered.store(state)
             for order, detail in duplicates:
-                self.metrics.dead_letter("duplicate")
                 yield DEAD_LETTERS, _order_dead_letter("duplicate", detail, order, self.limits)
-            if batch:
-                self.metrics.count("orders_valid", len(batch))
             for order in batch:
                 yield ADMITTED, order
         batch.sort(key=lambda o: o.sort_key)
@@ -279,6 +286,19 @@ class DetectorFunction(KeyedProcessFunction):
             ctx.timer_service().register_event_time_timer(cleanup)
             self.cleanup_at.update(cleanup)
         yield from alerts
+
+
+class CountDeadLetters(MapFunction):
+    """Counts the DataStream engine's dead letters by reason, all in one place: every step's
+    side output passes here (counters bumped in a timer, where duplicates are found, would be
+    lost in PyFlink's process mode)."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.metrics = JobMetrics.from_context(runtime_context)
+
+    def map(self, value: DeadLetter) -> DeadLetter:
+        self.metrics.dead_letter(value.reason)
+        return value
 
 
 class DedupFunction(KeyedProcessFunction):

@@ -40,6 +40,7 @@ from fraudstream.flink.functions import (
     ADMITTED,
     DEAD_LETTERS,
     AdmitFunction,
+    CountDeadLetters,
     DedupFunction,
     DetectorFunction,
     OrderTimestamps,
@@ -226,9 +227,19 @@ def _build_job(
         )  # fmt: skip
         # Only the first copy of an order goes on: to the device's rules and to the archive.
         orders = by_user.get_side_output(ADMITTED)
-        by_device = _detect(orders, [d for d in detectors if d.key_field == "device_id"], limits, "detect-by-device_id")
+        by_device = _detect(
+            orders,
+            [d for d in detectors if d.key_field == "device_id"],
+            limits,
+            "detect-by-device_id",
+            count_valid=True,
+        )
         keyed_outputs = [by_user, by_device]
     dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
+    # counted by reason in one operator (fraudstream_reason_dead_letters), then on as before
+    dead_streams = [
+        dead_streams[0].union(*dead_streams[1:]).map(CountDeadLetters(), output_type=PICKLED).name("count-dead-letters")
+    ]
 
     unioned = keyed_outputs[0].union(*keyed_outputs[1:])
     deduped = (
@@ -279,13 +290,18 @@ ADMIT_MAX_PARALLELISM = 128
 
 
 def _detect(
-    orders: DataStream, detectors: list, limits: ParseLimits, name: str, redelivery: Redelivery | None = None
+    orders: DataStream,
+    detectors: list,
+    limits: ParseLimits,
+    name: str,
+    redelivery: Redelivery | None = None,
+    count_valid: bool = False,
 ) -> DataStream:
     """The detectors that share one key, in one keyed Python operator (uid = name)."""
     key_field = detectors[0].key_field
     return (
         orders.key_by(lambda o, f=key_field: getattr(o, f), key_type=Types.STRING())
-        .process(DetectorFunction(detectors, limits, redelivery), output_type=PICKLED)
+        .process(DetectorFunction(detectors, limits, redelivery, count_valid), output_type=PICKLED)
         .name(name)
         .uid(name)
     )
