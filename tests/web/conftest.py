@@ -5,13 +5,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from fraudstream.config import Settings, load_settings
 from fraudstream.detectors import DeviceSharingDetector, HighValueDetector, VelocityDetector
 from fraudstream.detectors.base import Alert
+from fraudstream.events.model import Order
 from fraudstream.store import AlertStore
 from tests.conftest import BASE, MIN, make_order
 
@@ -50,6 +53,36 @@ def write(path: Path, alerts: list[Alert]) -> None:
         store.write_batch(alerts)
     finally:
         store.close()
+
+
+def write_archive(data_dir: Path, orders: list[Order], files_per_hour: int = 2, hidden: bool = False) -> list[Path]:
+    """`orders` archived as the job does (`flink/archive.py`): Parquet part files with its columns,
+    under <data_dir>/archive/orders/dt=YYYY-MM-DD/hour=HH/ by UTC event time. `hidden`: as
+    in-progress files (`.part-...inprogress...`), which become visible only at a checkpoint."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fraudstream.flink.archive import ORDER_COLUMNS
+
+    types = {"STRING": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64()}
+    schema = pa.schema([(name, types[kind]) for name, kind in ORDER_COLUMNS])
+    by_hour: dict[str, list[dict]] = {}
+    for o in orders:
+        d = datetime.fromtimestamp(o.event_time / 1000, UTC)
+        row = {name: getattr(o, name) for name, _ in ORDER_COLUMNS if name != "raw"}
+        row["raw"] = orjson.dumps(o.to_dict()).decode()
+        by_hour.setdefault(f"dt={d:%Y-%m-%d}/hour={d:%H}", []).append(row)
+    written = []
+    for hour, rows in by_hour.items():
+        folder = data_dir / "archive" / "orders" / hour
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(files_per_hour):
+            name = f".part-test-{i}-0.inprogress.x" if hidden else f"part-test-{i}-0"
+            pq.write_table(pa.Table.from_pylist(rows[i::files_per_hour], schema=schema), folder / name)
+            written.append(folder / name)
+        if not hidden:
+            (folder / "_SUCCESS").touch()
+    return written
 
 
 def settings_for(data_dir: Path, **overrides: object) -> Settings:

@@ -80,6 +80,7 @@ def test_an_alerts_full_record(client):
     assert r["details"] == {"order_count": 4}
     assert r["order"] == {k: target[k] for k in ("transaction_id", "user_id", "device_id", "amount", "event_time")}
     assert r["reviews"] == []
+    assert r["archive"] == "no archive" and r["orders"]["items"] == []  # the store's summary only
     earlier_user = [a["event_time"] for a in r["same_user"]]
     assert earlier_user and all(t < target["event_time"] for t in earlier_user)
     assert {a["user_id"] for a in r["same_user"]} == {"u_0"} and len(earlier_user) == sum(

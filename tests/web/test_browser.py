@@ -22,8 +22,8 @@ from fraudstream.config import Settings
 from fraudstream.store import AlertStore
 from fraudstream.store.reviews import reviewed_alerts
 from fraudstream.store.sqlite import connect
-from tests.conftest import BASE, MIN
-from tests.web.conftest import HOSTILE, alert, sample, settings_for, write
+from tests.conftest import BASE, MIN, make_order
+from tests.web.conftest import HOSTILE, alert, sample, settings_for, write, write_archive
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
@@ -33,6 +33,11 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
+
+
+def archived_orders():
+    """The orders of the sample's alerts, as the job would have archived them."""
+    return [make_order(a.event_time, user=a.user_id, device=a.device_id, amount=a.amount) for a in sample()]
 
 
 @dataclass
@@ -58,6 +63,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("dashboard")
     s = settings_for(data, **{"dashboard.push_interval_ms": 200, "dashboard.page_size": PAGE_SIZE})
     write(s.db_path, sample())
+    write_archive(data, archived_orders())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -192,7 +198,15 @@ def test_a_triage_click_stores_a_verdict_that_evaluate_counts(page, served, caps
     alert_id = first.get_attribute("data-alert")
     first.click()
     p.wait_for_selector("#detail:not([hidden])")
-    assert "user\nu_3\n" in p.locator("#d-order").inner_text()
+    shown = p.locator("#d-orders tbody tr td:nth-child(2)")  # the device's orders in the rule's window
+    opened = p.request.get(served.url + f"/api/alerts/{alert_id}").json()["alert"]
+    t, window = opened["event_time"], served.settings.detectors.device_sharing_window_ms
+    counted = [o for o in archived_orders() if o.device_id == opened["device_id"] and t - window < o.event_time <= t]
+    assert (
+        "user\nu_3\n" in p.locator("#d-order").inner_text()
+        and len(counted) > 1
+        and shown.all_inner_texts() == [o.transaction_id for o in sorted(counted, key=lambda o: -o.event_time)]
+    )
     p.click("#confirm")
     assert "reviewer" in p.locator("#d-triage-msg").inner_text()  # a name first
     p.fill("#reviewer", "Asha")

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from fraudstream.config import Settings
 from fraudstream.store import queries, reviews
 from fraudstream.store.sqlite import StoreMissingError, connect
-from fraudstream.web import params
+from fraudstream.web import orders, params
 from fraudstream.web.feed import Feed
 from fraudstream.web.health import HealthCollector
 from fraudstream.web.metrics import DashboardMetrics
@@ -189,10 +189,12 @@ class Dashboard:
                 return None
             history = reviews.history(conn, alert_id)
             rule = details(row["alert_data"])
+            # What the store knows of the order; the archive's full record replaces it below.
             order = {k: row[k] for k in ("transaction_id", "user_id", "device_id", "amount", "event_time")}
             if "city" in rule:
                 order["city"] = rule["city"]
             return {
+                "row": row,
                 "alert": item(row, history[0] if history else None),
                 "details": rule,
                 "order": order,
@@ -206,6 +208,12 @@ class Dashboard:
         found = await self.store.run(work)
         if found is None:
             return JSON({"error": f"no alert {alert_id[:100]!r}"}, status_code=404)
+        row = found.pop("row")
+        # Parquet files, read in a worker thread; only the hour partitions the alert can reach.
+        archived = await run_in_threadpool(orders.for_alert, self.settings, row, found["details"])
+        if archived["order"] is not None:
+            found["order"] = archived["order"]
+        found["archive"], found["orders"] = archived["archive"], archived["orders"]
         return JSON(found)
 
     async def add_review(self, request: Request) -> Response:

@@ -337,6 +337,40 @@
     if (!items.length) list.append(el("li", { class: "muted" }, "none"));
   }
 
+  // The triggering order's fields beyond the store's summary (the archive has them), by label;
+  // labels of the generator (behavior, fraud_actor) are not shown to the analyst judging it.
+  const ORDER_FIELDS = [["city", "city"], ["restaurant_id", "restaurant"], ["payment_method", "payment"]];
+  const SHOWN = new Set(["transaction_id", "user_id", "device_id", "amount", "event_time", "city", "restaurant_id",
+    "payment_method", "behavior", "fraud_actor"]);
+
+  // The orders the rule looked at (from the archive), newest first, or why there are none.
+  function fillOrders(orders, archive, triggerId) {
+    const byUser = orders.key !== "device_id";  // a user's orders show their device, a device's their user
+    $("d-orders-who").textContent = byUser ? "device" : "user";
+    const body = $("d-orders").querySelector("tbody");
+    clear(body);
+    for (const o of orders.items) {
+      const tr = el("tr", { class: o.transaction_id === triggerId ? "trigger" : "" },
+        el("td", {}, fmtTime(o.event_time)),
+        el("td", {}, o.transaction_id),
+        el("td", {}, fmtAmount(o.amount)),
+        el("td", {}, o.city),
+        el("td", {}, byUser ? o.device_id : o.user_id),
+        el("td", {}, o.payment_method));
+      body.append(tr);
+    }
+    let note;
+    if (archive !== "available") note = "Archive: " + archive + ".";
+    else if (orders.key) {
+      note = orders.total + (orders.total === 1 ? " order of " : " orders of ") + (orders.key === "user_id" ? "user " : "device ") + orders.value +
+        " from " + fmtTime(orders.after) + " (excluded) to " + fmtTime(orders.until) +
+        (orders.total > orders.items.length ? ", the newest " + orders.items.length + " shown" : "") +
+        (orders.truncated ? "; only the window's newest hours were read" : "") + ".";
+    } else note = "This rule looks at the order alone.";
+    $("d-orders-note").textContent = note;
+    $("d-orders").hidden = !orders.items.length;
+  }
+
   async function openAlert(alertId) {
     openId = alertId;
     $("d-triage-msg").textContent = "";
@@ -350,10 +384,14 @@
       const o = r.order;
       const order = [["transaction", o.transaction_id], ["user", o.user_id], ["device", o.device_id],
         ["amount", fmtAmount(o.amount)], ["event time", fmtTime(o.event_time)]];
-      if (o.city !== undefined) order.push(["city", o.city]);
+      for (const [key, label] of ORDER_FIELDS) if (o[key] !== undefined) order.push([label, o[key]]);
+      for (const [key, value] of Object.entries(o)) {  // the producer's extra fields, as archived
+        if (!SHOWN.has(key)) order.push([key.replace(/_/g, " "), detailText(value)]);
+      }
       order.push(["detected", fmtTime(a.detected_at)], ["alert id", a.alert_id]);
       kv($("d-order"), order);
       kv($("d-details"), Object.entries(r.details).map(([k, v]) => [k.replace(/_/g, " "), detailText(v)]));
+      fillOrders(r.orders, r.archive, o.transaction_id);
       const history = $("d-reviews");
       clear(history);
       for (const v of r.reviews) {
