@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,29 +109,45 @@ def record(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read(files: Iterable[Path], scan: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows of `files` matching `scan`; a file that cannot be read is named, not raised."""
-    import pyarrow.parquet as pq
+def _query(con: Any, files: list[str], where: str, params: list[Any]) -> list[dict[str, Any]]:
+    # The partition columns are in the paths, not needed: event_time is in every row.
+    cur = con.execute(
+        f"SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false) WHERE {where}",
+        [files, *params],
+    )
+    names = [d[0] for d in cur.description]
+    return [{k: v for k, v in zip(names, values, strict=True) if k in _COLUMNS} for values in cur.fetchall()]
 
-    rows: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for path in files:
+
+def _read(files: list[Path], where: str, params: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of `files` matching `where`; a file that cannot be read is named, not raised."""
+    import duckdb
+
+    if not files:
+        return [], []
+    con = duckdb.connect()  # in memory, this request's own
+    try:
         try:
-            schema = pq.read_schema(path)
-            columns = [c for c in _COLUMNS if c in schema.names]
-            rows.extend(pq.read_table(path, columns=columns, filters=scan).to_pylist())
-        except Exception as exc:  # any file, any error: one bad file must not cost the alert's page
-            logger.warning("archive file %s cannot be read: %s", path, exc)
-            problems.append(f"cannot read {path.name}: {str(exc)[:200]}")
-    return rows, problems
+            return _query(con, [str(f) for f in files], where, params), []
+        except duckdb.Error:
+            pass  # one bad file fails the whole scan: read them one by one to name it
+        rows: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for path in files:
+            try:
+                rows.extend(_query(con, [str(path)], where, params))
+            except duckdb.Error as exc:
+                logger.warning("archive file %s cannot be read: %s", path, exc)
+                problems.append(f"cannot read {path.name}: {str(exc).splitlines()[0][:200]}")
+        return rows, problems
+    finally:
+        con.close()
 
 
 def for_alert(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any]:
     """The alert's triggering order (None if not archived), its rule's orders, and the
     archive's state: `{"archive": ..., "order": ..., "orders": {...}}`. Blocking: call it in a
     worker thread."""
-    import pyarrow.dataset as ds
-
     t = int(row["event_time"])
     window = window_for(settings, row, rule)
     orders: dict[str, Any] = {"items": [], "total": 0}
@@ -158,12 +173,13 @@ def for_alert(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) -> 
         for f in sorted((folder / hour).iterdir())
         if f.is_file() and not f.name.startswith((".", "_"))  # in progress, or _SUCCESS
     ]
-    tx, time_ = ds.field("transaction_id"), ds.field("event_time")
-    own = (tx == str(row["transaction_id"])) & (ds.field("user_id") == str(row["user_id"]))
-    scan = own & (time_ >= t - SLACK_MS) & (time_ <= t + SLACK_MS)
+    # Only fixed column names go into the SQL; every value is a parameter.
+    where = "(transaction_id = ? AND user_id = ? AND event_time BETWEEN ? AND ?)"
+    params: list[Any] = [str(row["transaction_id"]), str(row["user_id"]), t - SLACK_MS, t + SLACK_MS]
     if window is not None:
-        scan = scan | ((ds.field(window.key) == window.value) & (time_ > window.after) & (time_ <= window.until))
-    rows, problems = _read(files, scan)
+        where += f" OR ({window.key} = ? AND event_time > ? AND event_time <= ?)"
+        params += [window.value, window.after, window.until]
+    rows, problems = _read(files, where, params)
 
     seen: set[str] = set()
     matched: list[dict[str, Any]] = []
