@@ -147,7 +147,16 @@ def _read(files: list[Path], where: str, params: list[Any]) -> tuple[list[dict[s
 def for_alert(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any]:
     """The alert's triggering order (None if not archived), its rule's orders, and the
     archive's state: `{"archive": ..., "order": ..., "orders": {...}}`. Blocking: call it in a
-    worker thread."""
+    worker thread. Never raises: what goes wrong is said in `archive`."""
+    try:
+        return _for_alert(settings, row, rule)
+    except Exception as exc:  # an unreadable folder, an odd row: the alert's page still opens
+        logger.warning("the archive could not be read for alert %s", row.get("alert_id"), exc_info=True)
+        orders = {"items": [], "total": 0}
+        return {"archive": f"cannot read the archive: {str(exc)[:200]}", "order": None, "orders": orders}
+
+
+def _for_alert(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any]:
     t = int(row["event_time"])
     window = window_for(settings, row, rule)
     orders: dict[str, Any] = {"items": [], "total": 0}
@@ -183,7 +192,7 @@ def for_alert(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) -> 
 
     seen: set[str] = set()
     matched: list[dict[str, Any]] = []
-    for r in sorted(rows, key=lambda r: (-r["event_time"], r["transaction_id"])):
+    for r in sorted(rows, key=lambda r: (-r["event_time"], r["transaction_id"] or "")):
         if r["transaction_id"] in seen:  # the archive holds each order once; a copy is shown once
             continue
         seen.add(r["transaction_id"])
