@@ -299,6 +299,9 @@ class NotifySettings(_Section):
     )
     timeout_s: float = Field(10.0, gt=0, description="a receiver slower than this has failed")
     retry_max_backoff_ms: int = Field(60_000, gt=0, description="a failed receiver is retried, waiting up to this")
+    max_attempts: int = Field(
+        10, ge=1, description="a message a receiver refused this many times is recorded as dropped and skipped"
+    )
     tls_verify: bool = Field(
         True, description="check the webhook's and the SMTP server's TLS certificates (off: a test server only)"
     )

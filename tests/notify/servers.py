@@ -118,6 +118,15 @@ class Mail:
 @dataclass
 class _Handler:
     mails: list[Mail] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # recipients answered "550 no such user"
+    refused: int = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        if address in self.refuse:
+            self.refused += 1
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
         msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
@@ -175,6 +184,11 @@ class Smtp:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def alert_id(text: str) -> str:
+    """The alert id in a message's dashboard link (`.../#/alerts/<id>|...`)."""
+    return text.split("#/alerts/")[1].split("|")[0]
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> bool:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.notify.test_notifier import _alert_id
+from tests.notify.servers import alert_id
 
 pytestmark = pytest.mark.flink
 
@@ -28,6 +28,6 @@ def test_a_run_notifies_the_critical_alerts_it_stored(tmp_path, webhook):
         critical = {r[0] for r in conn.execute("SELECT alert_id FROM fraud_alerts WHERE severity = 'CRITICAL'")}
         medium = conn.execute("SELECT COUNT(*) FROM fraud_alerts WHERE severity = 'MEDIUM'").fetchone()[0]
     assert len(critical) >= 3 and medium >= 3  # both kinds were stored
-    sent = [_alert_id(t) for t in webhook.texts]
+    sent = [alert_id(t) for t in webhook.texts]
     assert sorted(sent) == sorted(critical)  # each CRITICAL one once, no MEDIUM one
     assert "hooksecretXYZ" not in proc.stdout + proc.stderr + (data / "app.log").read_text()

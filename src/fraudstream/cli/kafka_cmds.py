@@ -196,6 +196,8 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool)
         # Started first and awaited after the producer: the two start up side by side.
         started = None if no_dashboard else _start_dashboard(ctx, settings)
         dashboard = started[0] if started else None
+        if started is not None:  # its port as chosen (0 = any free): links in notifications point there
+            settings = settings.model_copy(update={"dashboard": started[1]})
         producer = _start_producer(ctx, settings, rate)
         click.echo(
             f"Producer started: pid {producer.pid}, {rate:g} orders/s (progress in {settings.data_dir}/producer.log)"

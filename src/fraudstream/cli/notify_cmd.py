@@ -47,10 +47,11 @@ def notify_test(ctx: click.Context) -> None:
 def notify_status(ctx: click.Context, last: int) -> None:
     """Each receiver's position in the store, what waits for it, and the latest messages sent."""
     settings = resolve_settings(ctx)
+    configured = {r.name for r in receivers(settings.notify)}
     conn = connect(settings.db_path)
     try:
-        ledger.ensure_schema(conn)
-        states = ledger.receiver_states(conn)
+        # Read-only: a store no notifier ever ran on has no notify tables, and gets none here.
+        states = ledger.receiver_states(conn) if ledger.has_schema(conn) else {}
         if not states:
             click.echo("no notifications sent from this store yet")
             return
@@ -58,11 +59,12 @@ def notify_status(ctx: click.Context, last: int) -> None:
             waiting = ledger.count_pending(conn, state.position, settings.notify.severities)
             w = state.window
             window = f", window since {utc_iso(w.start_ms)}: {w.sent} sent" if w.start_ms is not None else ""
-            click.echo(f"{name}: up to store row {state.position}, {waiting} waiting{window}")
+            gone = "" if name in configured else " (not configured)"
+            click.echo(f"{name}{gone}: up to store row {state.position}, {waiting} waiting{window}")
         rows = ledger.recent_sent(conn, last)
         if rows:
             click.echo("")
         for r in rows:
-            click.echo(f"{utc_iso(r.sent_at)}  {r.receiver:<10} {r.kind:<7} {r.alerts:>5}  {clean(r.headline, 100)}")
+            click.echo(f"{utc_iso(r.sent_at)}  {r.receiver:<16} {r.kind:<7} {r.alerts:>5}  {clean(r.headline, 100)}")
     finally:
         conn.close()

@@ -87,7 +87,7 @@ def run_job(
         )
     summary = RunSummary()
     started = time.monotonic()
-    metrics_server = process_metrics.serve(settings.metrics)  # the copier's and notifications' metrics
+    metrics_server = None
     store = AlertStore(settings.db_path, settings.store.busy_timeout_ms)
     writer: BatchWriter = BatchWriter(
         store.write_batch,
@@ -116,6 +116,8 @@ def run_job(
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     notifier: Notifier | None = None
     try:
+        # Inside the try, so that the finally stops it whatever fails after.
+        metrics_server = process_metrics.serve(settings.metrics)  # the copier's and notifications' metrics
         if settings.notify.enabled:
             # Beside the store, never in the job: it reads the rows the writer or the copier committed.
             notifier = Notifier(settings).start()
@@ -161,6 +163,8 @@ def run_job(
         failures: set[int] = set()
         next_check = time.monotonic() + 2
         while not finished.wait(0.2):
+            if notifier is not None:
+                notifier.check()  # a dead receiver is said loudly, once; the run goes on
             if mirror is not None and mirror.failure is not None and not stop.is_set():
                 copier_failed = mirror.failure  # no run without its copier: stop the job too
                 stop.set()
@@ -237,13 +241,18 @@ def run_job(
         flush_error = _close_outputs(writer, mirror, store, settings.db_path, stop_gateway)
         if flush_error is not None and sys.exc_info()[1] is not None:  # another error is on its way out
             logger.error("%s", flush_error)
-        if notifier is not None:  # after the last rows are in the store: what is due goes out now
-            notifier.stop(settings.notify.timeout_s + 5)
-        summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
-        summary.seconds = time.monotonic() - started
-        if metrics_server is not None:
-            metrics_server.shutdown()
-            metrics_server.server_close()
+        try:
+            if notifier is not None:  # after the last rows are in the store: what is due goes out now
+                try:
+                    notifier.stop(settings.notify.timeout_s + 5, announce=echo)
+                except KeyboardInterrupt:  # the announced way to skip it
+                    logger.warning("notifications not sent: interrupted; the next run sends them")
+        finally:
+            summary.stored = writer.written + (mirror.stats.stored if mirror is not None else 0)
+            summary.seconds = time.monotonic() - started
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
     if flush_error is not None:  # only when nothing else failed first (that one is raised instead)
         raise StoreNotFlushed(flush_error)
     return summary

@@ -69,6 +69,12 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
 
 
+def has_schema(conn: sqlite3.Connection) -> bool:
+    """Whether a notifier ever ran on this store (read-only callers must not create tables)."""
+    sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('notify_receivers', 'notify_sent')"
+    return conn.execute(sql).fetchone()[0] == 2
+
+
 @contextmanager
 def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
     cur = conn.cursor()
@@ -141,9 +147,11 @@ def record_sent(
     state: ReceiverState,
     message: Message,
     now_ms: int,
+    kind: str | None = None,
 ) -> None:
     """One transaction: the message in the log and the receiver's new position and window,
-    moved only from `began`, where this notifier found it."""
+    moved only from `began`, where this notifier found it. `kind` "dropped": the receiver
+    refused it too often, and it is skipped, but on record."""
     w = state.window
     headline = (message.title or message.body).split("\n", 1)[0][:200]
     with _tx(conn) as cur:
@@ -160,7 +168,7 @@ def record_sent(
         cur.execute(
             "INSERT INTO notify_sent (receiver, kind, first_id, last_id, alerts, headline, sent_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (receiver, message.kind, message.first_id, message.last_id, message.count, headline, now_ms),
+            (receiver, kind or message.kind, message.first_id, message.last_id, message.count, headline, now_ms),
         )
 
 

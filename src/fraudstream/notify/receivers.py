@@ -8,15 +8,20 @@
 - `notify.urls`: any other apprise URL, given plain text that apprise adapts to the service.
 
 Receiver URLs carry secrets (a webhook's path is its key). They live only here; receivers
-are named (`webhook`, `email`, `apprise-1` ...) everywhere else, in the store, in metrics, in
-logs, and `SecretFilter` masks them in whatever apprise and urllib3 log.
+are named by a hash of their address (`webhook-1a2b3c4d`, `email-...` per recipient,
+`apprise-...`) everywhere else, in the store, in metrics, in logs: a name stays with its
+receiver when the list is reordered, and says nothing secret. `SecretFilter` masks the
+fragments `secret_fragments` finds in every URL in whatever apprise and urllib3 log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from typing import Literal
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import apprise
 
@@ -42,6 +47,31 @@ class Receiver:
     style: Style
     url: str = field(repr=False)  # secret
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    kind: Literal["webhook", "email", "apprise"] = "apprise"
+    where: str = ""  # the setting it comes from, for a one-line error
+
+
+def receiver_name(kind: str, address: str) -> str:
+    """`kind-<8 hex of sha256(address)>`: stable across reorderings, no secret in it."""
+    return f"{kind}-{hashlib.sha256(address.encode()).hexdigest()[:8]}"
+
+
+def secret_fragments(urls: Iterable[str], passwords: Iterable[str | None] = ()) -> tuple[str, ...]:
+    """What of these URLs may show up in a log line and must be masked: each URL whole, its
+    password, path, query and path segments of 8+ characters (a webhook's key is one; apprise
+    and urllib3 log the path they post to), plain and percent-decoded."""
+    out: list[str] = [p for p in passwords if p]
+    for url in urls:
+        out.append(url)
+        try:
+            parts = urlsplit(url)
+            password = parts.password
+        except ValueError:  # not a URL we can take apart: the whole of it is masked
+            continue
+        out += [password or "", parts.path, parts.query]
+        out += [seg for seg in parts.path.split("/") if len(seg) >= 8]
+    out += [quote(s, safe="") for s in list(out)] + [unquote(s) for s in list(out)]
+    return tuple(sorted({s for s in out if s and s != "/"}, key=len, reverse=True))
 
 
 def _common(settings: NotifySettings) -> dict[str, str]:
@@ -62,11 +92,16 @@ def webhook_receiver(url: str, settings: NotifySettings) -> Receiver:
     query.update(_common(settings))
     scheme = "jsons" if parts.scheme == "https" else "json"
     apprise_url = f"{scheme}://{netloc}{parts.path or '/'}?{urlencode(query)}"
-    secrets = [url, parts.path, parts.query, *[s for s in parts.path.split("/") if len(s) >= 8]]
-    return Receiver("webhook", "slack", apprise_url, tuple(s for s in secrets if s and s != "/"))
+    return Receiver(
+        receiver_name("webhook", url), "slack", apprise_url, secret_fragments([url, apprise_url]), "webhook",
+        "notify.webhook_url",
+    )  # fmt: skip
 
 
-def email_receiver(settings: NotifySettings) -> Receiver:
+def email_receivers(settings: NotifySettings) -> list[Receiver]:
+    """One receiver per recipient, each with its own position: apprise remembers which
+    recipients of a call took a message only within that call, so one refused address in a
+    shared receiver would repeat every retry to all the others."""
     if not settings.email_to:
         raise ReceiverError("notify.smtp_host is set but notify.email_to is empty: whom should email go to?")
     sender = settings.email_from or (settings.smtp_username if "@" in (settings.smtp_username or "") else None)
@@ -79,16 +114,19 @@ def email_receiver(settings: NotifySettings) -> Receiver:
             login += ":" + quote(settings.smtp_password, safe="")
         login += "@"
     host = settings.smtp_host or ""
-    query = {
-        "smtp": host,
-        "mode": "starttls" if settings.smtp_starttls else "insecure",
-        "from": sender,
-        "to": ",".join(settings.email_to),
-        **_common(settings),
-    }
-    url = f"mailto://{login}{host}:{settings.smtp_port}?{urlencode(query)}"
-    pw = settings.smtp_password
-    return Receiver("email", "plain", url, (pw, quote(pw, safe="")) if pw else ())
+    out = []
+    for address in dict.fromkeys(settings.email_to):  # a recipient listed twice is mailed once
+        query = {
+            "smtp": host,
+            "mode": "starttls" if settings.smtp_starttls else "insecure",
+            "from": sender,
+            "to": address,
+            **_common(settings),
+        }
+        url = f"mailto://{login}{host}:{settings.smtp_port}?{urlencode(query)}"
+        secrets = secret_fragments([url], [settings.smtp_password])
+        out.append(Receiver(receiver_name("email", address), "plain", url, secrets, "email", "notify.email_to"))
+    return out
 
 
 def receivers(settings: NotifySettings) -> list[Receiver]:
@@ -97,9 +135,13 @@ def receivers(settings: NotifySettings) -> list[Receiver]:
     if settings.webhook_url:
         out.append(webhook_receiver(settings.webhook_url, settings))
     if settings.smtp_host:
-        out.append(email_receiver(settings))
-    for i, url in enumerate(settings.urls, 1):
-        out.append(Receiver(f"apprise-{i}", "plain", url, (url,)))
+        out += email_receivers(settings)
+    for i, url in enumerate(dict.fromkeys(settings.urls), 1):
+        out.append(
+            Receiver(
+                receiver_name("apprise", url), "plain", url, secret_fragments([url]), "apprise", f"notify.urls item {i}"
+            )
+        )
     return out
 
 
@@ -144,12 +186,17 @@ class Sender:
         # service_timeout=0: apprise then sends in this thread rather than in its process-wide
         # pool, where a hanging receiver's abandoned calls would hold up every other receiver.
         # The URL's cto/rto bound each network wait; nothing is kept on disk.
-        asset = apprise.AppriseAsset(storage_mode="memory", service_timeout=0)
-        self._apprise = apprise.Apprise(asset=asset)
-        if not self._apprise.add(receiver.url):
+        try:
+            asset = apprise.AppriseAsset(storage_mode="memory", service_timeout=0)
+            self._apprise = apprise.Apprise(asset=asset)
+            if not self._apprise.add(receiver.url):
+                raise ReceiverError(
+                    f"receiver {receiver.name} ({receiver.where}): apprise does not accept its URL (check its form)"
+                )
+        except BaseException:
             self.close()
-            raise ReceiverError(f"receiver {receiver.name}: apprise does not accept its URL (check its form)")
-        if receiver.name == "email":
+            raise
+        if receiver.kind == "email":
             # apprise spaces a plugin's sends 5.5 s apart unless the plugin says otherwise (email
             # does not); the burst rules already bound how often we write, and a stop's drain
             # should not take half a minute for five messages.
@@ -160,6 +207,7 @@ class Sender:
         return self._filter.redact(text)
 
     def close(self) -> None:
+        """Idempotent: a worker that failed to start closes its sender too."""
         for name in LEAKY_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
 
