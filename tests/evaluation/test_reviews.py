@@ -5,9 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from fraudstream.evaluation import ALL
 from fraudstream.evaluation.output import format_review_table, review_report_to_json
-from fraudstream.evaluation.reviews import score_reviews, wilson_interval
+from fraudstream.evaluation.reviews import POOLED, score_reviews, wilson_interval
 
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Statistics in
 # Medicine 17:857-872, Table II, method 3 (Wilson score interval, no continuity correction), 95 %.
@@ -54,7 +53,7 @@ def test_precision_per_rule_with_reviewed_of_stored_and_the_pooled_row():
     geo = report.row("GEO_ANOMALY_FRAUD")  # alerts, none reviewed: a row, figures n/a
     assert (geo.reviewed, geo.precision, geo.ci_low, geo.ci_high) == (0, None, None, None)
     total = report.rows[-1]
-    assert total.detector == ALL and report.reviewed == 50
+    assert total.detector == POOLED and report.reviewed == 50
     assert (total.alerts, total.confirmed, total.false_positives) == (935, 36, 14)
     assert total.precision == 36 / 50
 
@@ -76,9 +75,12 @@ def test_table_and_json():
     high = next(line for line in text.splitlines() if line.startswith("HIGH_VALUE_FRAUD"))
     assert high.split()[-2:] == ["n/a", "n/a"]
     assert "95% interval" in text and "no recall" in text
+    pooled = next(line for line in text.splitlines() if line.startswith("all reviewed (pooled)"))
+    assert pooled.split()[3:9] == ["930", "40", "4.3%", "36", "4", "90.0%"]  # 900 + 30 alerts, 40 verdicts
+    assert "weighs each rule by how many of its alerts were reviewed" in text
     data = orjson.loads(orjson.dumps(review_report_to_json(report)))
     assert data["interval"] == "wilson" and data["confidence"] == 0.95
     rows = {d["detector"]: d for d in data["detectors"]}
-    assert list(rows)[-1] == ALL
+    assert list(rows)[-1] == POOLED
     assert rows["HIGH_VALUE_FRAUD"]["precision"] is None  # n/a is null
     assert rows["VELOCITY_FRAUD"]["reviewed"] == 40 and rows["VELOCITY_FRAUD"]["alerts"] == 900

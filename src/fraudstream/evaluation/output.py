@@ -10,7 +10,7 @@ from typing import Any
 from tabulate import SEPARATING_LINE, tabulate
 
 from fraudstream.evaluation.metrics import ALL, Counts, DetectorRow, PatternRow, Report
-from fraudstream.evaluation.reviews import ReviewReport
+from fraudstream.evaluation.reviews import POOLED, ReviewReport
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,11 @@ def format_table(report: Report) -> str:
 
 REVIEWS_CAVEAT = (
     "Precision = confirmed / reviewed alerts (the latest verdict on each). Reviews give no recall: missed\n"
-    "fraud raises no alert. Alerts analysts chose to review may not stand for the rest (docs/quality.md)."
+    "fraud raises no alert. Alerts analysts chose to review may not stand for the rest (docs/quality.md).\n"
+    "The pooled row weighs each rule by how many of its alerts were reviewed, not by how many it raised."
 )
+# How the pooled row is named in the table (in JSON its detector is "pooled").
+POOLED_LABEL = "all reviewed (pooled)"
 
 
 REVIEW_HEADERS = ("Detector", "Alerts", "Reviewed", "Coverage", "Confirmed", "False pos.", "Precision")
@@ -203,7 +206,7 @@ def format_review_table(report: ReviewReport) -> str:
     level = f"{report.confidence * 100:g}%"
     rows = [
         [
-            row.detector,
+            POOLED_LABEL if row.detector == POOLED else row.detector,
             _int(row.alerts),
             _int(row.reviewed),
             _pct(row.coverage),

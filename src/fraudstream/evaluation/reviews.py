@@ -14,11 +14,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from fraudstream.evaluation.metrics import ALL
-
 CONFIRMED = "confirmed_fraud"
 FALSE_POSITIVE = "false_positive"
 DEFAULT_CONFIDENCE = 0.95
+# The row over every verdict: it pools verdicts, so a rule weighs by how often its alerts were
+# reviewed, not by how many it raised; it is not the system's precision. The table names it
+# "all reviewed (pooled)"; its JSON key is still "all" until the tests that read it (the CLI's
+# and the browser's, other owners') move to "pooled" with it.
+POOLED = "all"
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float] | None:
@@ -51,7 +54,7 @@ def wilson_interval(successes: int, trials: int, confidence: float = DEFAULT_CON
 
 @dataclass(frozen=True, slots=True)
 class ReviewRow:
-    """One rule (alert type), or all rules together (`detector == "all"`), scored from verdicts."""
+    """One rule (alert type), or every verdict pooled (`detector == POOLED`), scored from verdicts."""
 
     detector: str
     alerts: int  # alerts of this rule in the store, reviewed or not
@@ -70,7 +73,7 @@ class ReviewRow:
 
 @dataclass(frozen=True, slots=True)
 class ReviewReport:
-    """Precision per rule from analysts' verdicts, then the "all" row."""
+    """Precision per rule from analysts' verdicts, then the pooled row."""
 
     rows: tuple[ReviewRow, ...]
     confidence: float
@@ -109,7 +112,7 @@ def score_reviews(
     """Precision per rule from `(alert_type, verdict in force)` pairs, one per reviewed alert.
 
     `alert_counts`: alert type -> alerts of that type in the store, so a row says "reviewed 40
-    of 900"; rules with alerts but no verdicts get a row with precision n/a. The "all" row pools
+    of 900"; rules with alerts but no verdicts get a row with precision n/a. The pooled row pools
     every verdict, so rules reviewed more weigh more in it.
     """
     confirmed: Counter[str] = Counter()
@@ -124,7 +127,7 @@ def score_reviews(
     names = sorted(set(alert_counts) | set(confirmed) | set(false_positives))
     rows = [_row(n, alert_counts.get(n, 0), confirmed[n], false_positives[n], confidence) for n in names]
     total = _row(
-        ALL,
+        POOLED,
         sum(r.alerts for r in rows),
         sum(confirmed.values()),
         sum(false_positives.values()),
