@@ -21,12 +21,12 @@ def test_notify_test_reaches_every_receiver_and_says_which_failed(tmp_path, webh
     assert main([*common, "notify", "test"]) == 0
     out = capsys.readouterr().out
     hook, mail = hook_name(webhook), receiver_name("email", "oncall@fraud.example")
-    assert f"{hook}: sent" in out and f"{mail}: sent" in out
+    assert f"{hook} (notify.webhook_url): sent" in out and f"{mail} (notify.email_to oncall@fraud.example): sent" in out
     assert webhook.texts[0].startswith("*fraudstream test message*")
     assert smtp.mails[0].subject == "fraudstream test message"
     webhook.fail(1)
     assert main([*common, "notify", "test"]) == 1
-    assert f"{hook}: FAILED" in capsys.readouterr().out
+    assert f"{hook} (notify.webhook_url): FAILED" in capsys.readouterr().out
     assert main(["--data-dir", str(tmp_path), "notify", "test"]) == 1
     assert "no receiver is set" in capsys.readouterr().err
 

@@ -35,7 +35,7 @@ def notify_test(ctx: click.Context) -> None:
             ok = sender.send(render_test(settings.dashboard.url, receiver.name, receiver.style))
         finally:
             sender.close()
-        click.echo(f"{receiver.name}: {'sent' if ok else 'FAILED (details in the log)'}")
+        click.echo(f"{receiver.name} ({receiver.where}): {'sent' if ok else 'FAILED (details in the log)'}")
         failed += not ok
     if failed:
         ctx.exit(1)

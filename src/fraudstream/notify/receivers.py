@@ -125,7 +125,9 @@ def email_receivers(settings: NotifySettings) -> list[Receiver]:
         }
         url = f"mailto://{login}{host}:{settings.smtp_port}?{urlencode(query)}"
         secrets = secret_fragments([url], [settings.smtp_password])
-        out.append(Receiver(receiver_name("email", address), "plain", url, secrets, "email", "notify.email_to"))
+        out.append(
+            Receiver(receiver_name("email", address), "plain", url, secrets, "email", f"notify.email_to {address}")
+        )
     return out
 
 
