@@ -53,8 +53,8 @@ def test_precision_from_verdicts_as_a_table_and_as_json(tmp_path, capsys):
     assert orjson.loads(saved.read_bytes()) == data
     rows = {r["detector"]: r for r in data["detectors"]}
     assert (rows["VELOCITY_FRAUD"]["confirmed"], rows["VELOCITY_FRAUD"]["false_positives"]) == (6, 2)
-    assert rows["all"]["alerts"] == 25 and rows["all"]["reviewed"] == 8
-    assert 0 < rows["all"]["ci_low"] < 0.75 < rows["all"]["ci_high"] < 1
+    assert rows["pooled"]["alerts"] == 25 and rows["pooled"]["reviewed"] == 8
+    assert 0 < rows["pooled"]["ci_low"] < 0.75 < rows["pooled"]["ci_high"] < 1
 
 
 def test_no_verdicts_is_one_line_that_says_how_to_review(tmp_path, capsys):

@@ -227,7 +227,7 @@ def test_a_triage_click_stores_a_verdict_that_evaluate_counts(page, served, caps
     capsys.readouterr()
     assert main(["--data-dir", str(served.settings.data_dir), "evaluate", "--reviews", "--json"]) == 0
     scored = {d["detector"]: d for d in json.loads(capsys.readouterr().out)["detectors"]}
-    assert scored["all"]["reviewed"] == 1 and scored["all"]["confirmed"] == 1
+    assert scored["pooled"]["reviewed"] == 1 and scored["pooled"]["confirmed"] == 1
     assert scored["DEVICE_SHARING_FRAUD"]["confirmed"] == 1  # u_3's newest alert: a shared device
     p.click("#detail-close")
     p.locator(f"#results tbody tr[data-alert='{alert_id}'] .badge.confirmed_fraud").wait_for(timeout=3_000)

@@ -19,9 +19,8 @@ FALSE_POSITIVE = "false_positive"
 DEFAULT_CONFIDENCE = 0.95
 # The row over every verdict: it pools verdicts, so a rule weighs by how often its alerts were
 # reviewed, not by how many it raised; it is not the system's precision. The table names it
-# "all reviewed (pooled)"; its JSON key is still "all" until the tests that read it (the CLI's
-# and the browser's, other owners') move to "pooled" with it.
-POOLED = "all"
+# "all reviewed (pooled)".
+POOLED = "pooled"
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float] | None:
