@@ -4,29 +4,39 @@ names and labels that the SQL engine's JVM counters have)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 
 import orjson
 
+from fraudstream.detectors import AlertDeduplicator
 from fraudstream.detectors.base import Alert
+from fraudstream.detectors.high_value import HighValueDetector
+from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
-from fraudstream.flink.functions import AdmitFunction, CountDeadLetters
-from fraudstream.flink.job_metrics import JobMetrics
+from fraudstream.flink.functions import MIN_WATERMARK, AdmitFunction, CountDeadLetters, DedupFunction, DetectorFunction
+from fraudstream.flink.job_metrics import JobMetrics, LatencyWindow
+from fraudstream.store.mirror import copier_lag
 
 
 class RecordingGroup:
     """PyFlink's MetricGroup, recording each counter by its path of groups."""
 
-    def __init__(self, path: tuple = (), counts: Counter | None = None) -> None:
+    def __init__(self, path: tuple = (), counts: Counter | None = None, gauges: dict | None = None) -> None:
         self.path = path
         self.counts = Counter() if counts is None else counts
+        self.gauges = {} if gauges is None else gauges  # path -> the gauge's callable
 
     def add_group(self, name: str, extra: str | None = None) -> RecordingGroup:
-        return RecordingGroup((*self.path, name if extra is None else (name, extra)), self.counts)
+        return RecordingGroup((*self.path, name if extra is None else (name, extra)), self.counts, self.gauges)
 
     def counter(self, name: str) -> RecordingCounter:
         return RecordingCounter(self.counts, (*self.path, name))
+
+    def gauge(self, name: str, value) -> None:
+        assert (*self.path, name) not in self.gauges, "a gauge registered twice"
+        self.gauges[(*self.path, name)] = value
 
 
 class RecordingCounter:
@@ -46,6 +56,66 @@ class Value:
 
     def update(self, v) -> None:
         self.v = v
+
+    def clear(self) -> None:
+        self.v = None
+
+
+class MapValue(dict):
+    """PyFlink's MapState on a dict."""
+
+    def put(self, k, v) -> None:
+        self[k] = v
+
+    def remove(self, k) -> None:
+        del self[k]
+
+
+class ListValue(Value):
+    def get(self):
+        return self.v
+
+
+class Runtime:
+    """A runtime context: keyed state of one key, and the metric group."""
+
+    def __init__(self, group: RecordingGroup) -> None:
+        self.group = group
+
+    def get_state(self, descriptor) -> Value:
+        return Value()
+
+    def get_map_state(self, descriptor) -> MapValue:
+        return MapValue()
+
+    def get_list_state(self, descriptor) -> ListValue:
+        return ListValue()
+
+    def get_metrics_group(self) -> RecordingGroup:
+        return self.group
+
+
+class Timers:
+    def __init__(self) -> None:
+        self.watermark = MIN_WATERMARK
+        self.timers: set[int] = set()
+
+    def current_watermark(self) -> int:
+        return self.watermark
+
+    def register_event_time_timer(self, t: int) -> None:
+        self.timers.add(t)
+
+    def delete_event_time_timer(self, t: int) -> None:
+        self.timers.discard(t)
+
+
+class Ctx:
+    def __init__(self) -> None:
+        self.timers = Timers()
+
+    def timer_service(self) -> Timers:
+        return self.timers
 
 
 def _order(tx: str, t: int) -> bytes:
@@ -104,3 +174,59 @@ def test_functions_used_without_flink_count_nowhere():
     fn = AdmitFunction(ParseLimits(), 5_000, raw_latin1=False)
     fn.max_seen = Value()
     assert len(list(fn.process_element(("reader-0", b"{broken"), None))) == 1
+
+
+def _plain_order(tx: str, t: int, amount: float = 300.0) -> Order:
+    return Order(tx, "u_1", "d_1", "r_1", amount, "Pune", "UPI", t)
+
+
+def test_the_detector_step_counts_valid_orders_after_its_own_late_check_and_measures_the_lag():
+    """The device-keyed step (count_valid) turns an order behind its watermark into a `late`
+    dead letter: counted as that, not also as valid. The user-keyed step (measure_lag) has
+    `event_time_lag_ms` from its first watermark on, none before."""
+    group = RecordingGroup()
+    fn = DetectorFunction([HighValueDetector(1500.0)], ParseLimits(), count_valid=True, measure_lag=True)
+    fn.open(Runtime(group))
+    ctx = Ctx()
+    assert list(fn.process_element(_plain_order("early", 50_000), ctx)) == []  # before any watermark
+    assert group.gauges == {}, "no lag before the first watermark"
+    ctx.timers.watermark = 60_000
+    late = list(fn.process_element(_plain_order("late", 60_000), ctx))  # at the watermark: late
+    assert [(tag.tag_id, d.reason) for tag, d in late] == [("dead-letters", "late")]
+    before = int(time.time() * 1000)
+    assert list(fn.process_element(_plain_order("big", 70_000, 2500.0), ctx)) == []
+    assert group.counts == {("fraudstream", "orders_valid"): 2}  # "early" and "big", not "late"
+    lag = group.gauges[("fraudstream", "event_time_lag_ms")]
+    assert before - 60_000 <= lag() <= int(time.time() * 1000) - 60_000
+    ctx.timers.watermark = 70_000
+    alerts = list(fn.on_timer(70_000, ctx))
+    assert [a.transaction_id for a in alerts] == ["big"]
+    # the alert carries when its order arrived here, for the cooldown's latency
+    assert before <= alerts[0].detected_at <= int(time.time() * 1000)
+
+    dedup = DedupFunction(AlertDeduplicator(60_000))
+    dedup.open(Runtime(group))
+    emitted = list(
+        dedup.process_element(dataclasses.replace(alerts[0], detected_at=alerts[0].detected_at - 4_000), ctx)
+    )
+    assert len(emitted) == 1 and emitted[0].detected_at >= before
+    assert group.gauges[("fraudstream", "alert_latency_ms_count")]() == 1
+    p99 = group.gauges[("fraudstream", ("quantile", "0.99"), "alert_latency_ms")]()
+    assert 4_000 <= p99 < 10_000
+
+
+def test_the_latency_window_keeps_the_newest_and_ranks_them():
+    window = LatencyWindow(size=100)
+    assert window.quantile(0.5) == 0
+    for ms in range(1, 201):
+        window.add(ms)
+    assert window.count == 200  # every latency counted, the newest 100 kept
+    assert (window.quantile(0.5), window.quantile(0.99), window.quantile(1.0)) == (150, 199, 200)
+
+
+def test_copier_lag_counts_from_the_partitions_low_offset_when_nothing_was_copied_yet():
+    """A partition whose first 40 records retention deleted: a copier that copied nothing is
+    behind by the 10 left, not by 50."""
+    assert copier_lag(low=40, high=50, position=-1, next_offset=0) == 10
+    assert copier_lag(low=40, high=50, position=45, next_offset=44) == 5
+    assert copier_lag(low=0, high=50, position=-1, next_offset=50) == 0

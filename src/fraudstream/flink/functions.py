@@ -21,11 +21,14 @@ from fraudstream.detectors.dedup import AlertDeduplicator, DedupState
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.parse import ParseLimits, dead_letter, parse_record
 from fraudstream.events.redelivery import Redelivery
-from fraudstream.flink.job_metrics import JobMetrics
+from fraudstream.flink.job_metrics import JobMetrics, LatencyWindow
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 # The orders a re-delivery check let through, for the steps keyed otherwise and the archive.
 ADMITTED = OutputTag("admitted", Types.PICKLED_BYTE_ARRAY())
+
+
+MIN_WATERMARK = -(2**63)  # Flink's watermark before the first: Long.MIN_VALUE
 
 
 def now_ms() -> int:
@@ -210,8 +213,10 @@ class DetectorFunction(KeyedProcessFunction):
     and to the `ADMITTED` side output (for the device-keyed rules and the archive).
     """
 
-    # open() gives the operator's: with `count_valid`, each order that arrives is `orders_valid`
+    # open() gives the operator's: with `count_valid`, each order that arrives in time is
+    # `orders_valid`; with `measure_lag`, the gauge `event_time_lag_ms`
     metrics = JobMetrics.unregistered()
+    watermark_seen: int | None = None
 
     def __init__(
         self,
@@ -219,8 +224,12 @@ class DetectorFunction(KeyedProcessFunction):
         limits: ParseLimits,
         redelivery: Redelivery | None = None,
         count_valid: bool = False,
+        measure_lag: bool = False,
     ) -> None:
         self.detectors = detectors
+        # Set on the user-keyed step, the first after the watermarks are taken (as the SQL
+        # engine's `redelivery`): wall clock minus the newest watermark this subtask saw.
+        self.measure_lag = measure_lag
         # Set on the device-keyed step, which receives each order the re-delivery check let
         # through once: counted on arrival, as counters bumped in on_timer are lost in
         # PyFlink's process mode (only thread mode reports them).
@@ -234,24 +243,44 @@ class DetectorFunction(KeyedProcessFunction):
             MapStateDescriptor("pending", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
         )
         self.cleanup_at = runtime_context.get_state(ValueStateDescriptor("cleanup_at", Types.LONG()))
+        # when the first order of each waiting instant arrived here (wall clock): the start of
+        # its alerts' latency, carried to the cooldown in the alert's `detected_at`
+        self.arrived = runtime_context.get_map_state(MapStateDescriptor("arrived_at", Types.LONG(), Types.LONG()))
         self.bindings = [_StateBinding(runtime_context, d) for d in self.detectors]
         self.redelivered = _StateBinding(runtime_context, self.redelivery) if self.redelivery else None
         self.metrics = JobMetrics.from_context(runtime_context)
 
+    def saw_watermark(self, watermark: int) -> None:
+        """Note the watermark for `event_time_lag_ms`; the gauge is registered at the first
+        real one (before it, Flink's watermark is Long.MIN_VALUE and a lag means nothing)."""
+        if not self.measure_lag or watermark <= MIN_WATERMARK:
+            return
+        if self.watermark_seen is None:
+            self.metrics.gauge("event_time_lag_ms", self.lag_ms)
+        self.watermark_seen = watermark
+
+    def lag_ms(self) -> int:
+        seen = self.watermark_seen
+        return 0 if seen is None else max(0, now_ms() - seen)
+
     def process_element(self, value: Order, ctx: KeyedProcessFunction.Context):
-        if self.count_valid:
-            self.metrics.count("orders_valid")
         t = value.event_time
         watermark = ctx.timer_service().current_watermark()
+        self.saw_watermark(watermark)
         if t <= watermark:  # possible after idleness, as this runs behind a shuffle
             detail = f"event_time {t} is behind the watermark {watermark}"
             yield DEAD_LETTERS, _order_dead_letter("late", detail, value, self.limits)
             return
+        if self.count_valid:  # after the late check: a late order is a dead letter, not valid
+            self.metrics.count("orders_valid")
         waiting = self.pending.get(t)
         self.pending.put(t, [value] if waiting is None else [*waiting, value])
+        if waiting is None:
+            self.arrived.put(t, now_ms())
         ctx.timer_service().register_event_time_timer(t)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        self.saw_watermark(ctx.timer_service().current_watermark())
         batch = self.pending.get(timestamp)
         if batch is None:
             if self.cleanup_at.value() == timestamp:
@@ -262,6 +291,8 @@ class DetectorFunction(KeyedProcessFunction):
                 self.cleanup_at.clear()
             return
         self.pending.remove(timestamp)
+        arrived = self.arrived.get(timestamp)
+        self.arrived.remove(timestamp)
         if self.redelivery is not None and self.redelivered is not None:
             state = self.redelivered.load()
             batch, duplicates = self.redelivery.admit(state, batch)
@@ -285,7 +316,8 @@ class DetectorFunction(KeyedProcessFunction):
                 ctx.timer_service().delete_event_time_timer(previous)
             ctx.timer_service().register_event_time_timer(cleanup)
             self.cleanup_at.update(cleanup)
-        yield from alerts
+        for alert in alerts:
+            yield alert if arrived is None else dataclasses.replace(alert, detected_at=arrived)
 
 
 class CountDeadLetters(MapFunction):
@@ -305,14 +337,17 @@ class DedupFunction(KeyedProcessFunction):
     """Cooldown per (alert_type, key). All alerts of one such key come from one upstream
     key, emitted in event-time order, so they arrive here in event-time order too."""
 
-    metrics = JobMetrics.unregistered()  # open() gives the operator's: alerts by type and severity
+    # open() gives the operator's: alerts by type and severity, and `alert_latency_ms`
+    metrics = JobMetrics.unregistered()
 
     def __init__(self, dedup: AlertDeduplicator) -> None:
         self.dedup = dedup
+        self.latency = LatencyWindow()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.last = runtime_context.get_state(ValueStateDescriptor("last_emitted", Types.LONG()))
         self.metrics = JobMetrics.from_context(runtime_context)
+        self.latency = LatencyWindow()
 
     def process_element(self, value: Alert, ctx: KeyedProcessFunction.Context):
         state = DedupState(self.last.value())
@@ -323,7 +358,12 @@ class DedupFunction(KeyedProcessFunction):
         if expires is not None:
             ctx.timer_service().register_event_time_timer(expires)
         self.metrics.alert(value)
-        yield dataclasses.replace(value, detected_at=now_ms())
+        now = now_ms()
+        if value.detected_at is not None:  # here: when its order arrived at the rules' step
+            if not self.latency.count:
+                self.metrics.latency(self.latency)  # registered at the first: none before
+            self.latency.add(max(0, now - value.detected_at))
+        yield dataclasses.replace(value, detected_at=now)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         expires = self.dedup.expires_at(DedupState(self.last.value()))

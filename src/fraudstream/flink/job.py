@@ -223,7 +223,7 @@ def _build_job(
     else:
         by_user = _detect(
             orders, [d for d in detectors if d.key_field == "user_id"], limits, "detect-by-user_id",
-            Redelivery(horizon_of(detectors)),
+            Redelivery(horizon_of(detectors)), measure_lag=True,
         )  # fmt: skip
         # Only the first copy of an order goes on: to the device's rules and to the archive.
         orders = by_user.get_side_output(ADMITTED)
@@ -296,12 +296,13 @@ def _detect(
     name: str,
     redelivery: Redelivery | None = None,
     count_valid: bool = False,
+    measure_lag: bool = False,
 ) -> DataStream:
     """The detectors that share one key, in one keyed Python operator (uid = name)."""
     key_field = detectors[0].key_field
     return (
         orders.key_by(lambda o, f=key_field: getattr(o, f), key_type=Types.STRING())
-        .process(DetectorFunction(detectors, limits, redelivery, count_valid), output_type=PICKLED)
+        .process(DetectorFunction(detectors, limits, redelivery, count_valid, measure_lag), output_type=PICKLED)
         .name(name)
         .uid(name)
     )

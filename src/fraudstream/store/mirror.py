@@ -139,6 +139,14 @@ def _dead_letter(value: bytes | None, letter_id: str) -> DeadLetter:
     return DeadLetter(**d, letter_id=letter_id)
 
 
+def copier_lag(low: int, high: int, position: int, next_offset: int) -> int:
+    """Records of a partition not in the store yet: its end minus how far the store has copied,
+    which is at least the partition's low offset (records before it are deleted by retention or
+    compaction: nothing is left to copy there, so a copier that has copied nothing yet is not
+    behind by them). `position` is the consumer's (-1 when unknown), `next_offset` the store's."""
+    return max(0, high - max(position, next_offset, low))
+
+
 class TopicMirror:
     """Keeps `store` equal to the committed contents of the alerts and dead-letter topics.
 
@@ -359,11 +367,12 @@ class TopicMirror:
         positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(assignment)}
         for tp in assignment:
             key = (tp.topic, tp.partition)
-            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high < 0:
                 continue  # not fetched yet
-            done = max(positions.get(key, -1), self.next_offsets.get(key, 0))
-            set_copier_lag(tp.topic, tp.partition, high - done)
+            set_copier_lag(
+                tp.topic, tp.partition, copier_lag(low, high, positions.get(key, -1), self.next_offsets.get(key, 0))
+            )
 
     def drain(self, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
         """Copy everything committed so far: until each partition's end is reached, or nothing
