@@ -11,7 +11,9 @@ import pytest
 from fraudstream.config import load_settings
 from fraudstream.errors import UserFacingError
 from fraudstream.flink.checkpoints import (
+    STATE_LAYOUT,
     NothingToResume,
+    OlderStateLayout,
     TransactionsExpired,
     check_restore_path,
     latest_checkpoint,
@@ -71,10 +73,14 @@ def _kafka_settings(tmp_path, **kafka):
 
 
 def _run(tmp_path, job: str, started: float, **fields) -> None:
-    """A run record as `fraudstream run` leaves it beside the checkpoints."""
+    """A run record as `fraudstream run` leaves it beside the checkpoints (this version's
+    state layout unless `fields` say otherwise; state_layout=None: a record without it)."""
     runs = tmp_path / "checkpoints" / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    (runs / f"{job}.json").write_text(json.dumps({"job_id": job, "started": started, **fields}))
+    record = {"job_id": job, "started": started, "state_layout": STATE_LAYOUT, **fields}
+    if record["state_layout"] is None:
+        del record["state_layout"]
+    (runs / f"{job}.json").write_text(json.dumps(record))
 
 
 def _resume(settings):
@@ -160,3 +166,32 @@ def test_a_run_whose_job_was_seen_to_finish_has_nothing_to_resume_even_without_a
     _run(tmp_path, "job-b", now - 50, restored_from=str(a), job_finished=True)
     with pytest.raises(NothingToResume, match="finished"):
         _resume(settings)
+
+
+def test_a_checkpoint_or_savepoint_of_an_older_state_layout_is_refused_in_one_line(tmp_path):
+    """Issue 14: the SQL engine's rows grew `appended_at`; Flink restoring an older checkpoint
+    fails every restart with a serializer trace. A record of the previous version has no
+    `state_layout` (layout 1); checkpoints from before run records existed are older still."""
+    settings = _kafka_settings(tmp_path)
+    now = time.time()
+    old = _checkpoint(tmp_path, "job-a", 3, now - 60)
+    with pytest.raises(OlderStateLayout, match="older version of the job's state layout .*without --resume"):
+        _resume(settings)  # no run records at all
+    _run(tmp_path, "job-a", now - 90, checkpointed=True, state_layout=None)
+    with pytest.raises(OlderStateLayout, match=r"chk-3 was written by an older version .*appended_at"):
+        _resume(settings)
+    with pytest.raises(OlderStateLayout, match="older version"):
+        check_restore_path(str(old))  # --from-savepoint of that checkpoint: its record lies beside it
+    # a savepoint of that run, found by the job id Flink puts in its name
+    savepoint = tmp_path / "savepoints" / "savepoint-jobaaa-0123456789ab"
+    savepoint.mkdir(parents=True)
+    (savepoint / "_metadata").write_bytes(b"x")
+    _run(tmp_path, "jobaaa42", now - 80, checkpointed=True, stopping=True, state_layout=None)
+    with pytest.raises(OlderStateLayout, match="older version"):
+        check_restore_path(str(savepoint), settings)
+    assert check_restore_path(str(savepoint)) == str(savepoint.resolve())  # no settings: cannot know
+    # this version's run resumes its own checkpoint
+    new = _checkpoint(tmp_path, "job-c", 5, now - 10)
+    _run(tmp_path, "job-c", now - 30, checkpointed=True)
+    assert _resume(settings) == str(new)
+    assert check_restore_path(str(new)) == str(new.resolve())

@@ -38,6 +38,20 @@ class NothingToResume(UserFacingError):
     """`--resume` found no completed checkpoint, or the last run left nothing to resume."""
 
 
+class OlderStateLayout(UserFacingError):
+    """The checkpoint or savepoint was written by a version whose state this one cannot read."""
+
+
+# The layout of the job's state, recorded by every run (RunRecord.state_layout): raised when a
+# version changes what its checkpoints hold so that an older one no longer restores (Flink
+# then fails every restart with a serializer trace). A record without it is layout 1.
+#   2: the SQL engine's order rows carry `appended_at`; the DataStream engine has the
+#      `count-dead-letters` step (it moves the generated ids of the steps after it) and
+#      keeps `arrived_at` beside its waiting orders.
+STATE_LAYOUT = 2
+_LAYOUT_CHANGE = "before the orders' appended_at field and the count-dead-letters step"
+
+
 class TransactionsExpired(UserFacingError):
     """The checkpoint to resume from is older than the broker keeps its open transactions."""
 
@@ -63,6 +77,8 @@ class RunRecord:
     # The transaction timeout its sinks gave the broker: what decides when the broker aborts
     # the transactions of its checkpoints (not the setting of the run that resumes).
     transaction_timeout_ms: int | None = None
+    # STATE_LAYOUT of the version that ran it; records of versions before it have none (layout 1)
+    state_layout: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -150,6 +166,7 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
             settings.kafka.group_id,
             settings.kafka.raw_topic,
             transaction_timeout_ms=settings.kafka.transaction_timeout_ms,
+            state_layout=STATE_LAYOUT,
         )
         _current.save()
 
@@ -233,14 +250,48 @@ def resume_point(settings: Settings, now: float | None = None) -> Path:
     leaves nothing to resume. Refuses a checkpoint whose transactions the broker has dropped."""
     root = local_dir(settings.checkpoint_uri)
     runs = _runs(root) if root is not None else []
-    if not runs:  # checkpoints written before runs were recorded
+    if not runs:  # checkpoints written before runs were recorded: an older layout for sure
         point = latest_checkpoint(settings)
+        check_layout(point, None)
     else:
         point = _follow(runs[-1], settings)
+        # a run restored from a point it did not write (a savepoint of no recorded run) vouches for it
+        check_layout(point, writer_of(point, runs) or runs[-1])
     if point.name.startswith("chk-"):
         owner = next((r for r in runs if r.job_id == point.parent.name), None)
         check_transactions(point, settings, now, owner.transaction_timeout_ms if owner else None)
     return point
+
+
+def writer_of(point: Path, runs: list[RunRecord]) -> RunRecord | None:
+    """The recorded run that wrote a checkpoint (`<job id>/chk-N`) or a savepoint (Flink names
+    it `savepoint-<first 6 digits of the job id>-<random>`), if any."""
+    if point.name.startswith("chk-"):
+        return next((r for r in runs if r.job_id == point.parent.name), None)
+    parts = point.name.split("-")
+    if len(parts) == 3 and parts[0] == "savepoint" and len(parts[1]) == 6:
+        found = [r for r in runs if r.job_id.startswith(parts[1])]
+        return found[-1] if found else None
+    return None
+
+
+def check_layout(point: Path, writer: RunRecord | None) -> None:
+    """Refuse a point written with another state layout than this version's, in one line
+    (Flink would fail each restart with a serializer trace). `writer` None: written before
+    runs were recorded, so an older layout."""
+    layout = writer.state_layout if writer is not None else 1
+    if layout == STATE_LAYOUT:
+        return
+    if layout < STATE_LAYOUT:
+        raise OlderStateLayout(
+            f"{point} was written by an older version of the job's state layout ({_LAYOUT_CHANGE}), "
+            "which this version cannot restore: start afresh without --resume or --from-savepoint "
+            "(--start-from committed continues from the consumer group's position)"
+        )
+    raise OlderStateLayout(
+        f"{point} was written by a newer version of the job's state layout ({layout}; this one reads "
+        f"{STATE_LAYOUT}): run it with that version, or start afresh without --resume or --from-savepoint"
+    )
 
 
 def _follow(last: RunRecord, settings: Settings) -> Path:
@@ -314,14 +365,26 @@ class RunWatcher:
             self.run.update(**changes)
 
 
-def check_restore_path(path: str) -> str:
-    """A savepoint or checkpoint given by the user: a readable answer if it is not one."""
+def check_restore_path(path: str, settings: Settings | None = None) -> str:
+    """A savepoint or checkpoint given by the user: a readable answer if it is not one, or if
+    the run that wrote it recorded an older state layout. A checkpoint's record lies beside it
+    (`<dir>/runs/<job id>.json`); a savepoint's is found with `settings` (its checkpoint dir).
+    A point of no recorded run is let through (Flink will tell)."""
     if "://" in path and not path.startswith("file://"):
         return path  # remote: Flink will tell
     local = local_dir(path) if path.startswith("file://") else Path(path).expanduser().resolve()
     assert local is not None
     if not (local / "_metadata").is_file():
         raise UserFacingError(f"{local} is not a savepoint or checkpoint (it has no _metadata file)")
+    roots = [local.parent.parent] if local.name.startswith("chk-") else []
+    root = local_dir(settings.checkpoint_uri) if settings is not None else None
+    if root is not None:
+        roots.append(root)
+    for r in dict.fromkeys(roots):
+        writer = writer_of(local, _runs(r))
+        if writer is not None:
+            check_layout(local, writer)
+            break
     return str(local)
 
 
