@@ -230,3 +230,26 @@ def test_copier_lag_counts_from_the_partitions_low_offset_when_nothing_was_copie
     assert copier_lag(low=40, high=50, position=-1, next_offset=0) == 10
     assert copier_lag(low=40, high=50, position=45, next_offset=44) == 5
     assert copier_lag(low=0, high=50, position=-1, next_offset=50) == 0
+
+
+def test_the_reporters_endpoint_is_read_from_what_it_wrote(tmp_path, caplog):
+    """What `run` prints: the URL of the port the reporter got, or one warning saying why not
+    (the reporter's own words: the Java side writes them, tests/metrics/test_prometheus_run.py
+    reads a real one)."""
+    from fraudstream.config import load_settings
+    from fraudstream.flink.reporter import endpoint, status_file
+
+    settings = load_settings(flags={"data_dir": str(tmp_path)}, environ={})
+    path = status_file(settings, "job-1")
+    path.parent.mkdir(parents=True)
+    path.write_text("port 9251\n")
+    assert endpoint(settings, "job-1", 0) == "http://127.0.0.1:9251/metrics"
+    why = "no free port for the Prometheus reporter on 127.0.0.1 (tried 9249; the last: java.net.BindException: x)"
+    path.write_text(f"error {why}\n")
+    with caplog.at_level("WARNING", logger="fraudstream.flink.reporter"):
+        assert endpoint(settings, "job-1", 0) is None
+        assert endpoint(settings, "job-2", 0.2) is None  # said nothing
+    assert [r.getMessage() for r in caplog.records][0] == f"the job's metrics are not exposed: {why}"
+    assert "said nothing within" in caplog.records[1].getMessage()
+    off = load_settings(flags={"data_dir": str(tmp_path), "metrics.enabled": "false"}, environ={})
+    assert endpoint(off, "job-1", 0) is None

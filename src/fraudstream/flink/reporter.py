@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def configure(conf: Configuration, settings: Settings) -> None:
     conf.set_string(prefix + "factory.class", FACTORY)
     conf.set_string(prefix + "host", m.host)
     conf.set_string(prefix + "port", m.job_port)
+    job_id = conf.get_string("$internal.pipeline.job-id", "")  # set by checkpoints.configure
+    if job_id:
+        conf.set_string(prefix + "status-file", str(status_file(settings, job_id)))
     from pyflink.util.java_utils import add_jars_to_context_class_loader
 
     add_jars_to_context_class_loader([j.as_uri() for j in (helper, prometheus, service)])
@@ -90,3 +94,43 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def status_file(settings: Settings, job_id: str) -> Path:
+    """Where the job's reporter writes its outcome: `port <n>` or `error <why>` (one line)."""
+    return settings.data_dir.resolve() / "flink-reporter" / f"{job_id}.status"
+
+
+def endpoint(settings: Settings, job_id: str, timeout_s: float = 10.0) -> str | None:
+    """The URL of this job's metrics (`http://host:port/metrics`), read from what its reporter
+    wrote (the port of `metrics.job_port` it got), waiting up to `timeout_s` for it. None when
+    metrics are off, or, after one warning line saying why, when the reporter failed or said
+    nothing (the details are in <data-dir>/flink-logs).
+
+    A file rather than probing the ports: the reporter is the one that knows, a probe would
+    have to tell this job's series from another run's on the next port, and a reporter that
+    failed (every port taken, the plugin missing) says why there and only there."""
+    m = settings.metrics
+    if not m.enabled:
+        return None
+    path = status_file(settings, job_id)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            line = path.read_text().strip()
+            break
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "the job's metrics: its reporter said nothing within %.0f s (see %s)",
+                    timeout_s,
+                    settings.data_dir / "flink-logs",
+                )
+                return None
+            time.sleep(0.1)
+    kind, _, rest = line.partition(" ")
+    if kind == "port" and rest.isdigit():
+        host = f"[{m.host}]" if ":" in m.host else m.host
+        return f"http://{host}:{rest}/metrics"
+    logger.warning("the job's metrics are not exposed: %s", rest if kind == "error" else line)
+    return None
