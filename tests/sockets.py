@@ -8,9 +8,15 @@ from pathlib import Path
 
 
 def listening(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket process `pid` listens on, IPv4 and IPv6."""
+    """(address, port) of every TCP socket process `pid` listens on, IPv4 and IPv6; none once
+    it has ended (a short-lived child can end between listing processes and reading this)."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        tables = [Path(f"/proc/{pid}/net/{table}").read_text() for table in ("tcp", "tcp6")]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
@@ -18,8 +24,8 @@ def listening(pid: int) -> list[tuple[str, int]]:
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
     found = []
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+    for text in tables:
+        for line in text.splitlines()[1:]:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                 address, port = fields[1].split(":")
