@@ -264,6 +264,25 @@ class DashboardSettings(_Section):
     )
     push_interval_ms: int = Field(500, ge=50, description="how often the server looks for new alerts to push")
     page_size: int = Field(50, ge=1, le=500, description="alerts per page of the search")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="more names the page may be reached by (a proxy's), beside loopback, host and public_url's host",
+    )
+    max_sse_clients: int = Field(64, ge=1, description="live-feed connections at once; more are refused with 503")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts_from_text(cls, value: Any) -> Any:
+        """`--set` and the environment give text: a comma-separated list or a JSON array."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError('expected a JSON array such as ["a", "b"]') from None
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @property
     def url(self) -> str:
@@ -271,6 +290,8 @@ class DashboardSettings(_Section):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host and not host.startswith("["):  # an IPv6 address goes in brackets in a URL
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
 

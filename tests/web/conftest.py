@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,6 +23,7 @@ with warnings.catch_warnings():  # starlette's note that it would rather use htt
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+LOCAL = "http://127.0.0.1:8050"  # a Host the dashboard answers (loopback)
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
@@ -100,10 +102,39 @@ def settings(tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     from fraudstream.web import create_app
 
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8050") as c:
+    with TestClient(create_app(settings), base_url=LOCAL) as c:
         assert c.get("/").status_code == 200  # the page sets the CSRF cookie
         yield c
 
 
 def csrf(c: TestClient) -> dict[str, str]:
-    return {"X-CSRF-Token": c.cookies.get("fraudstream_csrf") or "", "Origin": "http://127.0.0.1:8050"}
+    return {"X-CSRF-Token": c.cookies.get("fraudstream_csrf") or "", "Origin": LOCAL}
+
+
+@contextlib.contextmanager
+def serving(app: object) -> Iterator[str]:
+    """`app` served by uvicorn from a thread on a free loopback port (its base URL); stopped after."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=1)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        assert not thread.is_alive(), "the dashboard did not stop"

@@ -10,7 +10,7 @@ import pytest
 from fraudstream.store.reviews import history
 from fraudstream.store.sqlite import connect
 from tests.conftest import BASE, MIN
-from tests.web.conftest import HOSTILE, TestClient, alert, csrf, settings_for, write
+from tests.web.conftest import HOSTILE, LOCAL, TestClient, alert, csrf, settings_for, write
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -87,7 +87,8 @@ def test_an_alerts_full_record(client):
         1 for a in client.get("/api/alerts?user=u_0").json()["items"] if a["event_time"] < target["event_time"]
     )
     assert all(a["device_id"] == target["device_id"] for a in r["same_device"])
-    assert ids  # every id of the page is a real alert's
+    related = {a["alert_id"] for a in r["same_user"] + r["same_device"]}
+    assert related and related <= set(ids.values())  # every related alert is a real, stored one
 
 
 def test_triage_stores_verdicts_newest_in_force(client, settings):
@@ -194,7 +195,7 @@ def test_without_a_store_the_page_loads_and_says_so(tmp_path):
     from fraudstream.web import create_app
 
     s = settings_for(tmp_path / "empty")
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         assert c.get("/").status_code == 200
         r = c.get("/api/alerts").json()
         assert r["total"] == 0 and "no alert database" in r["store"]

@@ -11,7 +11,7 @@ import pytest
 from fraudstream.detectors import DeviceSharingDetector, HighValueDetector, VelocityDetector
 from fraudstream.web import orders as web_orders
 from tests.conftest import BASE, MIN, make_order
-from tests.web.conftest import TestClient, settings_for, write, write_archive
+from tests.web.conftest import LOCAL, TestClient, settings_for, write, write_archive
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -63,7 +63,7 @@ def record(tmp_path, alert_id: str, **overrides: object) -> dict:
     from fraudstream.web import create_app
 
     s = settings_for(tmp_path, **overrides)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         r = c.get(f"/api/alerts/{alert_id}")
         assert r.status_code == 200
         return r.json()

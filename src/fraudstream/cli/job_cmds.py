@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from fraudstream.cli.app import UserError, resolve_settings
-from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.cli.options import Command
+from fraudstream.flink.jobinfo import JobInfo
 
 
 def _call(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:

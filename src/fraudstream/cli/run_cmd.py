@@ -137,8 +137,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
 @contextmanager
 def _watching(settings: Settings) -> Iterator[None]:
     """The run's record kept up to date while it runs (see checkpoints.RunWatcher)."""
-    from fraudstream.cli.jobinfo import JobInfo
     from fraudstream.flink import checkpoints
+    from fraudstream.flink.jobinfo import JobInfo
 
     # The record appears when the job is configured (inside run_job): watch for it.
     stop = threading.Event()

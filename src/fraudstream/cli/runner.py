@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 
 from fraudstream.cli.format import alert_line, dead_letter_line, order_line
-from fraudstream.cli.jobinfo import JobInfo, process_start
 from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
 from fraudstream.detectors.base import Alert
@@ -30,6 +29,7 @@ from fraudstream.errors import UserFacingError
 from fraudstream.flink import checkpoints
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
+from fraudstream.flink.jobinfo import JobInfo, process_start
 from fraudstream.flink.sources import SourceSpec
 from fraudstream.metrics import process as process_metrics
 from fraudstream.notify import Notifier

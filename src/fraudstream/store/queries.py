@@ -1,12 +1,39 @@
-"""Read-only queries behind `fraudstream query`. Every argument is bound as a parameter."""
+"""Read-only queries behind `fraudstream query` and the dashboard. Every argument is bound as
+a parameter."""
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from fraudstream.store.sqlite import StoreMissingError
+
 COLUMNS = "alert_id, alert_type, severity, user_id, device_id, transaction_id, amount, event_time, detected_at, message"
+
+
+def open_read_only(path: Path, busy_timeout_ms: int = 2_000) -> sqlite3.Connection:
+    """A connection that cannot write (`mode=ro`): a reader such as the dashboard never takes
+    the write lock beside the copier, nor creates, migrates or switches the journal of a store.
+
+    Raises StoreMissingError when the file or its fraud_alerts table does not exist yet."""
+    if not path.exists():
+        raise StoreMissingError(f"no alert database at {path}: run 'fraudstream run' first")
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if not has_table(conn, "fraud_alerts"):
+        conn.close()
+        raise StoreMissingError(f"{path} has no fraud_alerts table: run 'fraudstream run' first")
+    return conn
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the store has `name` (a store from before triage has no alert_reviews)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -14,7 +41,7 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> l
 
 
 def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]:
-    total = conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0]
+    total = alert_count(conn)
     by_type = _rows(
         conn,
         "SELECT alert_type, COUNT(*) AS alerts FROM fraud_alerts GROUP BY alert_type ORDER BY alerts DESC, alert_type",
@@ -32,7 +59,7 @@ def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]
     last_hour = conn.execute(
         "SELECT COUNT(*) FROM fraud_alerts WHERE detected_at >= ?", (now_ms - 3_600_000,)
     ).fetchone()[0]
-    dead = _rows(conn, "SELECT reason, COUNT(*) AS records FROM dead_letters GROUP BY reason ORDER BY records DESC")
+    dead = dead_letter_counts(conn)
     return {
         "total_alerts": total,
         "by_type": by_type,
@@ -94,9 +121,11 @@ class AlertFilter:
     since: int | None = None
     until: int | None = None
     review: str | None = None  # one of REVIEW_FILTERS
+    max_id: int | None = None  # rows up to this id only: later pages of a search see its first page's rows
 
-    def where(self) -> tuple[str, tuple[Any, ...]]:
-        """The WHERE clause over `fraud_alerts a` and its bound parameters."""
+    def where(self, reviews: bool = True) -> tuple[str, tuple[Any, ...]]:
+        """The WHERE clause over `fraud_alerts a` and its bound parameters. `reviews`: whether
+        the store has alert_reviews (without it, nothing is reviewed)."""
         terms: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -114,7 +143,13 @@ class AlertFilter:
         if self.until is not None:
             terms.append("a.event_time < ?")
             params.append(self.until)
-        if self.review == "unreviewed":
+        if self.max_id is not None:
+            terms.append("a.id <= ?")
+            params.append(self.max_id)
+        if self.review is not None and not reviews:
+            if self.review != "unreviewed":
+                terms.append("0")
+        elif self.review == "unreviewed":
             terms.append("NOT EXISTS (SELECT 1 FROM alert_reviews r WHERE r.alert_id = a.alert_id)")
         elif self.review == "reviewed":
             terms.append("EXISTS (SELECT 1 FROM alert_reviews r WHERE r.alert_id = a.alert_id)")
@@ -124,16 +159,36 @@ class AlertFilter:
         return ("WHERE " + " AND ".join(terms)) if terms else "", tuple(params)
 
 
-def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
-    """One page (from 1) of the alerts that match, newest event first, and how many match."""
-    where, params = f.where()
-    total = conn.execute(f"SELECT COUNT(*) FROM fraud_alerts a {where}", params).fetchone()[0]
-    rows = _rows(
-        conn,
-        f"SELECT {FULL_COLUMNS} FROM fraud_alerts a {where} ORDER BY a.event_time DESC, a.id DESC LIMIT ? OFFSET ?",
-        (*params, page_size, (page - 1) * page_size),
-    )
-    return rows, total
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    total: int
+    max_id: int  # the newest row the page counted: give it back (AlertFilter.max_id) for the next pages
+
+
+def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int) -> Page:
+    """One page (from 1) of the alerts that match, newest event first, and how many match.
+
+    The count and the rows come from one read transaction (one snapshot), and rows stored after
+    `f.max_id` (when given) are left out: alerts arriving meanwhile do not shift the pages."""
+    in_txn = conn.in_transaction
+    if not in_txn:
+        conn.execute("BEGIN")
+    try:
+        if f.max_id is None:
+            f = replace(f, max_id=last_id(conn))
+        where, params = f.where(has_table(conn, "alert_reviews"))
+        total = conn.execute(f"SELECT COUNT(*) FROM fraud_alerts a {where}", params).fetchone()[0]
+        rows = _rows(
+            conn,
+            f"SELECT {FULL_COLUMNS} FROM fraud_alerts a {where} ORDER BY a.event_time DESC, a.id DESC LIMIT ? OFFSET ?",
+            (*params, page_size, (page - 1) * page_size),
+        )
+    finally:
+        if not in_txn:
+            conn.execute("COMMIT")
+    assert f.max_id is not None
+    return Page(rows, total, f.max_id)
 
 
 def alert(conn: sqlite3.Connection, alert_id: str) -> dict[str, Any] | None:

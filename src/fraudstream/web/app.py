@@ -25,7 +25,7 @@ from fraudstream.web.health import HealthCollector
 from fraudstream.web.metrics import DashboardMetrics
 from fraudstream.web.params import BadRequest
 from fraudstream.web.routes import JSON, Dashboard
-from fraudstream.web.security import Guard, check_bind
+from fraudstream.web.security import Guard, allowed_hosts, check_bind
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,10 @@ def create_app(settings: Settings, health: HealthCollector | None = None) -> Sta
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_Counted, routes=routes, metrics=metrics), Middleware(Guard, token=d.token)],
+        middleware=[
+            Middleware(_Counted, routes=routes, metrics=metrics),
+            Middleware(Guard, token=d.token, hosts=allowed_hosts(d.host, d.public_url, d.allowed_hosts)),
+        ],
         exception_handlers={
             BadRequest: _bad_request,
             StoreMissingError: _no_store,
@@ -75,8 +78,9 @@ async def _no_store(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
+    # SQLite's own text names files and SQL: for the log, not for whoever asked.
     logger.warning("the store could not be read: %s", exc)
-    return JSON({"error": f"the store cannot be read now: {exc}"}, status_code=503)
+    return JSON({"error": "the store cannot be read now: try again shortly"}, status_code=503)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

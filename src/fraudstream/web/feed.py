@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.store import queries
-from fraudstream.store.sqlite import StoreMissingError, connect
+from fraudstream.store.sqlite import StoreMissingError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class Feed:
     def poll(self) -> list[dict[str, Any]]:
         """The alerts stored since the last call, oldest first (at most `batch`)."""
         try:
-            conn = connect(self.db_path, busy_timeout_ms=500)
+            conn = queries.open_read_only(self.db_path, busy_timeout_ms=500)
         except StoreMissingError:
             if self.last_id is None:
                 self.last_id = 0  # every alert of a store that appears later is new

@@ -9,66 +9,31 @@ cannot be learnt is reported as unknown, with the reason.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 import time
 import urllib.request
 from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from fraudstream.config import Settings
+from fraudstream.flink.jobinfo import JobInfo
 from fraudstream.store import queries
-from fraudstream.store.sqlite import StoreMissingError, connect
+from fraudstream.store.sqlite import StoreMissingError
 
 logger = logging.getLogger(__name__)
 
 NO_WATERMARK = -(2**62)  # Flink reports Long.MIN_VALUE before the first watermark
 _SOURCE_RATE = re.compile(r"^\d+\.Source__[^.]+\.numRecordsOutPerSecond$")
 _VERTEX_RATE = re.compile(r"^\d+\.numRecordsOutPerSecond$")
-KAFKA_RETRY_S = 10.0
-RATE_WINDOW_S = 10.0
-REST_BUDGET_S = 2.5  # all of a snapshot's calls to the job's REST API, together  # alerts per second: over this much of the past  # after the broker failed to answer, ask again only this much later
-
-
-@dataclass(frozen=True)
-class JobRef:
-    """What `fraudstream run` records in <data-dir>/job.json that the page needs.
-
-    Read here rather than through `cli/jobinfo.py`, so that the web package does not import
-    the command-line package (which imports it)."""
-
-    pid: int
-    job_id: str
-    rest_port: int
-    started: int | None = None
-
-    @staticmethod
-    def read(path: Path) -> JobRef | None:
-        try:
-            data = orjson.loads(path.read_bytes())
-            return JobRef(int(data["pid"]), str(data["job_id"]), int(data["rest_port"]), data.get("started"))
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return None
-
-    def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        if self.started is None:
-            return True
-        try:  # PIDs wrap around: the same PID with another start time is another process
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return True
-        return int(stat.rsplit(")", 1)[1].split()[19]) == self.started
+KAFKA_RETRY_S = 10.0  # after the broker failed to answer, ask again only this much later
+RATE_WINDOW_S = 10.0  # alerts per second: over this much of the past
+REST_BUDGET_S = 2.5  # all of a snapshot's calls to the job's REST API, together
+# Offsets per partition a copier that has copied everything may still trail the topic's end by:
+# a transaction's commit marker takes an offset and is never a record to copy (see _copier).
+MARKER_ALLOWANCE = 1
 
 
 class HealthCollector:
@@ -90,7 +55,7 @@ class HealthCollector:
 
     def _store(self, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         try:
-            conn = connect(self.settings.db_path, busy_timeout_ms=500)
+            conn = queries.open_read_only(self.settings.db_path, busy_timeout_ms=500)
         except StoreMissingError as exc:
             self._counts.clear()
             return {"present": False, "message": f"no store yet: {exc}"}, []
@@ -125,12 +90,12 @@ class HealthCollector:
         with self._opener.open(url, timeout=min(self.rest_timeout_s, left)) as response:
             return orjson.loads(response.read())
 
-    def _job(self, now: float) -> dict[str, Any]:
-        path = self.settings.data_dir / "job.json"
-        ref = JobRef.read(path)
+    def _job(self) -> dict[str, Any]:
+        path = JobInfo.path(self.settings)
+        ref = JobInfo.read(path)
         if ref is None:
             return {"running": False, "message": "no job is running (start one with 'fraudstream run')"}
-        if not ref.alive():
+        if not ref.is_running():
             return {"running": False, "message": f"the job recorded in {path} (PID {ref.pid}) has ended"}
         base = f"http://{self.settings.pipeline.reach_host}:{ref.rest_port}/jobs/{ref.job_id}"
         try:
@@ -148,6 +113,7 @@ class HealthCollector:
             "state": job.get("state"),
         }
         vertices = job.get("vertices") or []
+        answered: dict[str, float] = {}  # when each answer came: ages count from then, not from the first call
         for name, part in (
             ("orders_per_s", self._orders_rate),
             ("watermark", self._watermark),
@@ -155,15 +121,16 @@ class HealthCollector:
         ):
             try:
                 out[name] = part(base, ref.job_id, vertices)
+                answered[name] = time.time()
             except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
                 logger.debug("job health: %s unavailable", name, exc_info=True)
                 out[name] = None
                 out.setdefault("problems", []).append(f"{name}: {exc}")
         wm = out.get("watermark")
-        out["event_time_lag_ms"] = None if wm is None else int(now * 1000) - wm
+        out["event_time_lag_ms"] = None if wm is None else int(answered["watermark"] * 1000) - wm
         cp = out.get("checkpoint")
         if cp is not None and cp.get("completed_at") is not None:
-            cp["age_ms"] = int(now * 1000) - cp["completed_at"]
+            cp["age_ms"] = int(answered["checkpoint"] * 1000) - cp["completed_at"]
         return out
 
     def _orders_rate(self, base: str, job_id: str, vertices: list[dict[str, Any]]) -> float | None:
@@ -210,6 +177,14 @@ class HealthCollector:
     # -- the copier -------------------------------------------------------------------------
 
     def _copier(self, positions: list[dict[str, Any]], now: float) -> dict[str, Any]:
+        """The copier's position against each partition's end, net of transaction markers.
+
+        The job writes Kafka in transactions; each one ends in a marker that takes an offset
+        but is no record, so a copier that has copied everything trails a partition by up to
+        MARKER_ALLOWANCE: `behind` (per partition and in total) counts what lies beyond that,
+        and `caught_up` says whether every partition is within it. An aborted transaction's
+        records (never visible to a read_committed reader) and its marker also take offsets:
+        at a partition's end they show as behind until the job commits past them."""
         if not positions:
             return {"state": "none", "message": "no Kafka copy in this store (runs without Kafka write it directly)"}
         if self._kafka_failed_at is not None and now - self._kafka_failed_at < KAFKA_RETRY_S:
@@ -236,13 +211,19 @@ class HealthCollector:
                 _low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(p["topic"], p["partition"]), timeout=self.kafka_timeout_s, cached=False
                 )
-                rows.append({**p, "end": high, "behind": max(high - p["next_offset"], 0)})
+                gap = max(high - p["next_offset"], 0)
+                rows.append({**p, "end": high, "gap": gap, "behind": max(gap - MARKER_ALLOWANCE, 0)})
         except (KafkaException, RuntimeError) as exc:
             self._kafka_failed_at = now
             self._kafka_error = f"the broker at {self.settings.kafka.bootstrap_servers} does not answer ({exc})"
             return {"state": "unknown", "message": self._kafka_error, "partitions": positions}
         self._kafka_failed_at = None
-        return {"state": "ok", "partitions": rows, "behind": sum(r["behind"] for r in rows)}
+        return {
+            "state": "ok",
+            "partitions": rows,
+            "behind": sum(r["behind"] for r in rows),
+            "caught_up": all(r["behind"] == 0 for r in rows),
+        }
 
     # -- all of it --------------------------------------------------------------------------
 
@@ -254,7 +235,7 @@ class HealthCollector:
         health = {
             "time": int(now * 1000),
             "store": store,
-            "job": self._job(now),
+            "job": self._job(),
             "copier": self._copier(positions, now),
         }
         health["collected_in_ms"] = round((time.monotonic() - started) * 1000, 1)

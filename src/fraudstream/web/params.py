@@ -78,11 +78,13 @@ def time_window(values: dict[str, str]) -> tuple[int | None, int | None]:
     return since, until
 
 
-SEARCH_PARAMS = {"user", "device", "type", "severity", "since", "until", "review", "page", "page_size"}
+SEARCH_PARAMS = {"user", "device", "type", "severity", "since", "until", "review", "page", "page_size", "before_id"}
 
 
 def search(params: Mapping[str, Sequence[str]], default_page_size: int) -> Search:
-    """GET /api/alerts?user=&device=&type=&severity=&since=&until=&review=&page=&page_size="""
+    """GET /api/alerts?user=&device=&type=&severity=&since=&until=&review=&page=&page_size=&before_id=
+
+    before_id: the first page's max_id, so that later pages count and show the same rows."""
     v = _single(params, SEARCH_PARAMS)
     alert_type = v.get("type")
     if alert_type is not None and not _TYPE.fullmatch(alert_type):
@@ -104,6 +106,7 @@ def search(params: Mapping[str, Sequence[str]], default_page_size: int) -> Searc
         since=since,
         until=until,
         review=review,
+        max_id=None if "before_id" not in v else integer("before_id", v["before_id"], 0, 0),
     )
     page = integer("page", v.get("page"), 1, 1, 1_000_000)
     page_size = integer("page_size", v.get("page_size"), default_page_size, 1, 500)

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 HEALTH_INTERVAL_S = 2.0
+# A snapshot older than two intervals means the health loop is stuck or has not run: ask anew.
+HEALTH_STALE_MS = 2 * HEALTH_INTERVAL_S * 1000
+REPLAY_MAX = 500  # alerts sent again to a page that reconnects (Last-Event-ID); older ones it misses
 RELATED = 20  # earlier alerts of the same user (and device) shown with an alert
 MAX_BUCKETS = 2_000
 MAX_BODY = 16_384
@@ -42,6 +45,9 @@ T = TypeVar("T")
 
 
 class JSON(JSONResponse):
+    """orjson, with OPT_NON_STR_KEYS: the charts' series and a rule's details may be keyed by
+    numbers (bucket starts, counts), which the standard encoder would refuse or turn to text."""
+
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
@@ -54,6 +60,9 @@ def item(row: dict[str, Any], review: reviews.Review | None) -> dict[str, Any]:
 
 
 def details(text: str | None) -> dict[str, Any]:
+    """A rule's details (the alert_data column, JSON) as an object for the page, whatever the
+    store holds: a row written by hand or by an older version may hold no JSON, or a bare value,
+    and the page must still open the alert rather than fail on it."""
     if not text:
         return {}
     try:
@@ -70,26 +79,35 @@ def _multi(request: Request) -> dict[str, list[str]]:
     return out
 
 
+def latest_reviews(conn: sqlite3.Connection, alert_ids: list[str]) -> dict[str, reviews.Review]:
+    """The verdicts in force; none in a store from before triage (no alert_reviews table)."""
+    return reviews.latest(conn, alert_ids) if queries.has_table(conn, "alert_reviews") else {}
+
+
+def review_history(conn: sqlite3.Connection, alert_id: str) -> list[reviews.Review]:
+    return reviews.history(conn, alert_id) if queries.has_table(conn, "alert_reviews") else []
+
+
 class Store:
-    """Short-lived connections to the store, one per request, made in worker threads."""
+    """Short-lived connections to the store, one per request, made in worker threads: read-only
+    for reading (no lock next to the copier, nothing created), writable for a verdict only."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._has_reviews = False
 
     def open(self) -> sqlite3.Connection:
+        return queries.open_read_only(self.path, busy_timeout_ms=2_000)
+
+    def open_for_review(self) -> sqlite3.Connection:
         conn = connect(self.path, busy_timeout_ms=2_000)
-        if not self._has_reviews:
-            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='alert_reviews'").fetchone()
-            if found is None:  # a store from before triage: add its (empty) table
-                conn.close()
-                conn = connect(self.path, create=True, busy_timeout_ms=2_000)
-            self._has_reviews = True
+        if not queries.has_table(conn, "alert_reviews"):  # a store from before triage: add its table
+            conn.close()
+            conn = connect(self.path, create=True, busy_timeout_ms=2_000)
         return conn
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, work: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
         def call() -> T:
-            conn = self.open()
+            conn = self.open_for_review() if write else self.open()
             try:
                 return work(conn)
             finally:
@@ -144,7 +162,7 @@ class Dashboard:
                 rows = await run_in_threadpool(self.feed.poll)
                 if rows:
                     ids = [r["alert_id"] for r in rows]
-                    found = await self.store.run(lambda conn: reviews.latest(conn, ids))  # noqa: B023 (awaited here)
+                    found = await self.store.run(lambda conn: latest_reviews(conn, ids))  # noqa: B023 (awaited here)
                     items = [item(r, found.get(r["alert_id"])) for r in reversed(rows)]  # newest first
                     self.metrics.pushed.inc(len(items))
                     self.feed.publish("alerts", items)
@@ -169,10 +187,16 @@ class Dashboard:
         query = params.search(_multi(request), self.settings.dashboard.page_size)
 
         def work(conn: sqlite3.Connection) -> dict[str, Any]:
-            rows, total = queries.search(conn, query.filter, query.page, query.page_size)
-            found = reviews.latest(conn, [r["alert_id"] for r in rows])
-            items = [item(r, found.get(r["alert_id"])) for r in rows]
-            return {"items": items, "page": query.page, "page_size": query.page_size, "total": total}
+            found = queries.search(conn, query.filter, query.page, query.page_size)
+            verdicts = latest_reviews(conn, [r["alert_id"] for r in found.rows])
+            items = [item(r, verdicts.get(r["alert_id"])) for r in found.rows]
+            return {
+                "items": items,
+                "page": query.page,
+                "page_size": query.page_size,
+                "total": found.total,
+                "max_id": found.max_id,
+            }
 
         try:
             return JSON(await self.store.run(work))
@@ -187,7 +211,7 @@ class Dashboard:
             row = queries.alert(conn, alert_id)
             if row is None:
                 return None
-            history = reviews.history(conn, alert_id)
+            history = review_history(conn, alert_id)
             rule = details(row["alert_data"])
             # What the store knows of the order; the archive's full record replaces it below.
             order = {k: row[k] for k in ("transaction_id", "user_id", "device_id", "amount", "event_time")}
@@ -238,7 +262,7 @@ class Dashboard:
             raise BadRequest(problem)
         review = reviews.Review(alert_id, verdict, note, reviewer.strip(), int(time.time() * 1000))  # type: ignore[arg-type]
         try:
-            await self.store.run(lambda conn: reviews.add_review(conn, review))
+            await self.store.run(lambda conn: reviews.add_review(conn, review), write=True)
         except reviews.UnknownAlert:
             return JSON({"error": f"no alert {alert_id[:100]!r}"}, status_code=404)
         self.metrics.reviews.labels(verdict).inc()
@@ -274,23 +298,56 @@ class Dashboard:
     async def health_now(self, request: Request) -> Response:
         params.no_params(_multi(request))
         snapshot = self.health
-        if snapshot is None or time.time() * 1000 - snapshot["time"] > 2_000 * HEALTH_INTERVAL_S:
+        if snapshot is None or time.time() * 1000 - snapshot["time"] > HEALTH_STALE_MS:
             snapshot = await self.refresh_health()
         return JSON(snapshot)
 
+    async def replay(self, after: int) -> list[dict[str, Any]]:
+        """The alerts stored after row `after` (at most REPLAY_MAX, the newest), newest first."""
+
+        def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = queries.after_id(conn, max(after, queries.last_id(conn) - REPLAY_MAX), REPLAY_MAX)
+            verdicts = latest_reviews(conn, [r["alert_id"] for r in rows])
+            return [item(r, verdicts.get(r["alert_id"])) for r in reversed(rows)]
+
+        try:
+            return await self.store.run(work)
+        except StoreMissingError:
+            return []
+
     async def events(self, request: Request) -> Response:
+        if len(self.feed.clients) >= self.settings.dashboard.max_sse_clients:
+            return JSON({"error": "too many live-feed connections; try again later"}, status_code=503)
         queue = self.feed.subscribe()
         hello = {"push_interval_ms": self.settings.dashboard.push_interval_ms}
+        last_event = request.headers.get("last-event-id", "").strip()
+        after = int(last_event) if last_event.isdigit() else None
 
         async def stream() -> AsyncIterator[dict[str, str]]:
+            # Each alerts event carries the id of its newest row: a page that reconnects says
+            # the last one it got (Last-Event-ID), and first receives what it missed meanwhile.
             self.metrics.sse_clients.inc()
+            sent = after
             try:
                 yield {"event": "hello", "data": orjson.dumps(hello).decode()}
+                if after is not None:
+                    missed = await self.replay(after)
+                    if missed:
+                        sent = missed[0]["id"]
+                        yield {"event": "alerts", "data": orjson.dumps(missed).decode(), "id": str(sent)}
                 if self.health is not None:
                     yield {"event": "health", "data": orjson.dumps(self.health).decode()}
                 while True:
                     event, data = await queue.get()
-                    yield {"event": event, "data": orjson.dumps(data).decode()}
+                    if event == "alerts":
+                        if sent is not None:  # not again what the replay sent
+                            data = [a for a in data if a["id"] > sent]
+                            if not data:
+                                continue
+                        sent = data[0]["id"]
+                        yield {"event": event, "data": orjson.dumps(data).decode(), "id": str(sent)}
+                    else:
+                        yield {"event": event, "data": orjson.dumps(data).decode()}
             finally:
                 self.feed.unsubscribe(queue)
                 self.metrics.sse_clients.dec()

@@ -2,8 +2,14 @@
 and headers that keep the browser from running anything the page did not ship.
 
 The token may come as `Authorization: Bearer <token>` (API clients, Prometheus) or once as
-`/?token=<token>` on the page's address, which sets an HttpOnly, SameSite=Strict session
-cookie (derived from the token, so the cookie is not the token) and redirects to `/`.
+`/?token=<token>` on the page's address, which sets an HttpOnly, SameSite=Lax session
+cookie (derived from the token, so the cookie is not the token) and redirects to `/`. Lax, not
+Strict: a notification's link (a cross-site navigation from chat or email) must arrive with
+the session; writes stay guarded by the CSRF double submit and the Origin check.
+
+Before anything else the Host header must name this dashboard (loopback, its host, its public
+URL's host or `dashboard.allowed_hosts`): otherwise a web site could rebind its own name to
+127.0.0.1 and read the alerts and post verdicts as a same-origin page.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class DashboardRefused(UserFacingError):
 
 
 def is_loopback(host: str) -> bool:
+    """Whether an address reaches this machine only. A host name other than localhost is not:
+    what it resolves to may change, so it is treated as beyond loopback (a token is needed)."""
     if host == "localhost":
         return True
     try:
@@ -87,8 +95,8 @@ def _cookies(headers: dict[bytes, bytes]) -> dict[str, str]:
     return {k: m.value for k, m in jar.items()}
 
 
-def _cookie(name: str, value: str, *, http_only: bool, secure: bool) -> str:
-    parts = [f"{name}={value}", "Path=/", "SameSite=Strict"]
+def _cookie(name: str, value: str, *, http_only: bool, secure: bool, same_site: str = "Strict") -> str:
+    parts = [f"{name}={value}", "Path=/", f"SameSite={same_site}"]
     if http_only:
         parts.append("HttpOnly")
     if secure:
@@ -96,23 +104,55 @@ def _cookie(name: str, value: str, *, http_only: bool, secure: bool) -> str:
     return "; ".join(parts)
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def host_name(value: str) -> str:
+    """A Host header's name without its port or an IPv6 address's brackets, lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value
+
+
+def allowed_hosts(host: str, public_url: str | None, more: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The names a request's Host may give: loopback, the listening host, the public URL's."""
+    names = {*LOOPBACK_NAMES, *(host_name(h) for h in more)}
+    if host.strip() not in WILDCARDS:
+        names.add(host_name(host if ":" not in host or host.startswith("[") else f"[{host}]"))
+    if public_url:
+        found = urlsplit(public_url).hostname
+        if found:
+            names.add(found.lower())
+    return frozenset(names)
+
+
 class Guard:
     """ASGI middleware in front of every route (pages, static files, API, events, metrics)."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, hosts: frozenset[str] = frozenset(LOOPBACK_NAMES)) -> None:
         self.app = app
         self.token = token or None
         self.session = session_value(token) if token else None
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if host_name(headers.get(b"host", b"").decode("latin-1")) not in self.hosts:
+            logger.warning("a request for another host refused (DNS rebinding?)")
+            await self._reply(send, 400, orjson.dumps({"error": "unknown Host"}), "application/json")
+            return
         cookies = _cookies(headers)
         path, method = scope["path"], scope["method"]
         secure = scope.get("scheme") == "https"
         extra: list[tuple[str, str]] = []
+        bearer = False
         if self.token:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             if path == "/" and method == "GET" and "token" in query:
@@ -125,10 +165,12 @@ class Guard:
                     logger.warning("a wrong access token on the page's address")
                     await self._deny(send, path, "wrong access token")
                 return
-            if not self._authorised(headers, cookies):
+            bearer = self._bearer(headers)
+            if not bearer and not _same(cookies.get(SESSION_COOKIE), self.session):
                 await self._deny(send, path, "this dashboard needs its access token")
                 return
-        if method not in ("GET", "HEAD", "OPTIONS"):
+        # A browser cannot make another site's page send an Authorization header: no CSRF there.
+        if method not in ("GET", "HEAD", "OPTIONS") and not bearer:
             problem = csrf_problem(headers, cookies)
             if problem is not None:
                 await self._reply(send, 403, orjson.dumps({"error": problem}), "application/json")
@@ -153,15 +195,13 @@ class Guard:
 
     def _session(self, secure: bool) -> str:
         assert self.session is not None
-        return _cookie(SESSION_COOKIE, self.session, http_only=True, secure=secure)
+        return _cookie(SESSION_COOKIE, self.session, http_only=True, secure=secure, same_site="Lax")
 
-    def _authorised(self, headers: dict[bytes, bytes], cookies: dict[str, str]) -> bool:
-        assert self.token is not None and self.session is not None
+    def _bearer(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.token is not None
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and _same(value.strip(), self.token):
-            return True
-        return _same(cookies.get(SESSION_COOKIE), self.session)
+        return scheme.lower() == "bearer" and _same(value.strip(), self.token)
 
     async def _deny(self, send: Send, path: str, reason: str) -> None:
         if path == "/":

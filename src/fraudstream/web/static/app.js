@@ -170,9 +170,8 @@
     } else card("h-checkpoint", "", cp ? "none yet" : "–", job.running ? "" : "no job");
     const copier = h.copier || {};
     if (copier.state === "ok") {
-      // A committed Kafka transaction ends with a marker that takes an offset: one per
-      // partition is what a copier that has copied everything still trails by.
-      const caughtUp = copier.partitions.every((p) => p.behind <= 1);
+      // The server counts "behind" net of Kafka's transaction markers (web/health.py).
+      const caughtUp = copier.caught_up;
       card("h-copier", caughtUp ? "ok" : "warn", caughtUp ? "caught up" : copier.behind + " behind",
         copier.partitions.map((p) => p.topic + "/" + p.partition + ": " + p.next_offset + " of " + p.end).join(", "));
     } else card("h-copier", copier.state === "unknown" ? "warn" : "", copier.state === "unknown" ? "unknown" : "not used", copier.message || "");
@@ -214,6 +213,7 @@
         paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }))],
       axes: [{}, { size: 40 }],
       scales: { x: { time: true } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), // the axis in UTC, like every time shown
       legend: { live: false },
     };
     charts[id] = new uPlot(opts, data, target);
@@ -224,7 +224,8 @@
     const out = new URLSearchParams();
     for (const name of ["since", "until"]) {
       const v = form.elements[name].value;
-      if (v) out.set(name, String(new Date(v).getTime()));
+      // The inputs are labelled UTC, as is every time on the page: not the browser's zone.
+      if (v) out.set(name, String(Date.parse(v + "Z")));
     }
     return out;
   }
@@ -263,6 +264,7 @@
   // -- search ---------------------------------------------------------------------------------
 
   let currentPage = 1;
+  let maxId = null; // page 1's newest row: later pages ask for rows up to it, so they do not shift
   let lastResults = [];
   let searchTimer = null;
 
@@ -279,6 +281,7 @@
       if (v) out.set(name, v);
     }
     out.set("page", String(page));
+    if (page > 1 && maxId !== null) out.set("before_id", String(maxId));
     return out;
   }
 
@@ -288,6 +291,7 @@
       const r = await getJSON("/api/alerts?" + searchParams(page).toString());
       error.textContent = r.store ? "no store yet: " + r.store : "";
       currentPage = r.page;
+      if (r.page === 1) maxId = r.max_id === undefined ? null : r.max_id;
       lastResults = r.items;
       const body = $("results").querySelector("tbody");
       clear(body);
@@ -433,6 +437,15 @@
     }
   }
 
+  // A notification's link: <dashboard>/#/alerts/<alert id>.
+  function openFromHash() {
+    const m = /^#\/alerts\/(.+)$/.exec(location.hash);
+    if (!m) return;
+    let alertId;
+    try { alertId = decodeURIComponent(m[1]); } catch (err) { return; }
+    openAlert(alertId);
+  }
+
   // -- wiring ---------------------------------------------------------------------------------
 
   function start() {
@@ -448,7 +461,9 @@
     $("confirm").addEventListener("click", () => triage("confirmed_fraud"));
     $("falsepos").addEventListener("click", () => triage("false_positive"));
     window.addEventListener("resize", () => scheduleStats());
+    window.addEventListener("hashchange", openFromHash);
     connect();
+    openFromHash();
     getJSON("/api/health").then(renderHealth).catch(() => {});
     loadStats();
     runSearch(1);

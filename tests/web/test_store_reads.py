@@ -1,0 +1,78 @@
+"""The dashboard reads the store without writing it: read-only connections (no write lock
+beside the copier, nothing created on a GET), an older store without alert_reviews, and
+search pages that hold still while alerts arrive."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from fraudstream.store import queries
+from tests.conftest import BASE, MIN
+from tests.web.conftest import LOCAL, TestClient, alert, csrf, sample, settings_for, write
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_gets_read_only_even_an_older_store_without_reviews(tmp_path):
+    from fraudstream.web import create_app
+
+    s = settings_for(tmp_path)
+    write(s.db_path, sample())
+    raw = sqlite3.connect(s.db_path)
+    raw.execute("DROP TABLE alert_reviews")  # a store from before triage
+    raw.commit()
+    with TestClient(create_app(s), base_url=LOCAL) as c:
+        assert c.get("/").status_code == 200
+        writer = sqlite3.connect(s.db_path, timeout=0)
+        writer.execute("BEGIN IMMEDIATE")  # the copier holds the write lock
+        try:
+            started = time.monotonic()
+            assert c.get("/api/alerts").json()["total"] == 41
+            assert c.get("/api/alerts?review=unreviewed").json()["total"] == 41
+            assert c.get("/api/alerts?review=reviewed").json()["total"] == 0
+            assert c.get("/api/alerts?review=confirmed_fraud").json()["total"] == 0
+            target = c.get("/api/alerts?page_size=1").json()["items"][0]
+            assert target["review"] is None
+            one = c.get(f"/api/alerts/{target['alert_id']}").json()
+            assert one["reviews"] == [] and one["alert"]["alert_id"] == target["alert_id"]
+            assert c.get("/api/stats").status_code == 200
+            assert c.get("/api/health").json()["store"]["alerts"] == 41
+            assert time.monotonic() - started < 3  # none of them waited for the write lock
+        finally:
+            writer.rollback()
+            writer.close()
+        assert not queries.has_table(raw, "alert_reviews")  # the GETs created nothing
+        body = {"verdict": "false_positive", "reviewer": "ann"}
+        r = c.post(f"/api/alerts/{target['alert_id']}/reviews", json=body, headers=csrf(c))
+        assert r.status_code == 201  # a verdict makes its table
+        assert c.get("/api/alerts?review=false_positive").json()["total"] == 1
+    assert queries.has_table(raw, "alert_reviews")
+    raw.close()
+
+
+def test_a_read_only_connection_cannot_write(tmp_path):
+    s = settings_for(tmp_path)
+    write(s.db_path, sample())
+    conn = queries.open_read_only(s.db_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("DELETE FROM fraud_alerts")
+    finally:
+        conn.close()
+
+
+def test_later_pages_do_not_shift_while_alerts_arrive(client, settings):
+    first = client.get("/api/alerts?page_size=10").json()
+    assert first["total"] == 41 and first["max_id"] == 41
+    before = client.get(f"/api/alerts?page_size=10&page=2&before_id={first['max_id']}").json()
+    # Newer alerts arrive (newest event time first in the order: they would push every page down).
+    write(settings.db_path, [alert(BASE + (90 + i) * MIN, user=f"u_new{i}") for i in range(3)])
+    after = client.get(f"/api/alerts?page_size=10&page=2&before_id={first['max_id']}").json()
+    assert after["total"] == 41 and [a["alert_id"] for a in after["items"]] == [a["alert_id"] for a in before["items"]]
+    assert after["max_id"] == first["max_id"]
+    fresh = client.get("/api/alerts?page_size=10").json()  # a new search sees them
+    assert fresh["total"] == 44 and fresh["max_id"] == 44
+    assert client.get("/api/alerts?before_id=x").status_code == 400
