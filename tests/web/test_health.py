@@ -1,18 +1,23 @@
-"""Pipeline health without a job, with a job that has ended or does not answer, and with a
-broker that does not answer: each said plainly, quickly, never a 500 or a hang."""
+"""Pipeline health with a healthy job (a fake of Flink's REST API), without a job, with a job
+that has ended or does not answer, and with a broker that does not answer: each said plainly,
+quickly, never a 500 or a hang."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
 from fraudstream.flink.jobinfo import JobInfo
 from fraudstream.store import AlertStore
-from fraudstream.web.health import HealthCollector
+from fraudstream.web.health import HealthCollector, copier_position
 from tests.conftest import BASE
 from tests.web.conftest import LOCAL, TestClient, alert, settings_for, write
 
@@ -95,3 +100,77 @@ def test_a_hanging_job_api_costs_a_timeout_not_the_page(tmp_path):
         job = HealthCollector(settings_for(tmp_path), rest_timeout_s=0.5).collect()["job"]
         assert time.monotonic() - started < 6
         assert job["state"] == "unknown" and "timed out" in job["message"]
+
+
+JOB_ID = "f" * 32
+SOURCE_RATE = ["0.Source__orders.numRecordsOutPerSecond", "1.Source__orders.numRecordsOutPerSecond"]
+
+
+@contextlib.contextmanager
+def fake_flink(slow_first_s: float = 0.0) -> Iterator[int]:
+    """A tiny HTTP server answering as Flink's REST API does for a healthy job: a source vertex
+    with two subtasks' rates, a keyed step's watermark 5 s behind the wall clock and a checkpoint
+    completed 7 s ago (both as of when it answers). `slow_first_s`: the rate answer is that late."""
+    base = f"/jobs/{JOB_ID}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (the server's name for it)
+            now_ms = int(time.time() * 1000)
+            path = self.path
+            if path == base:
+                body: object = {"state": "RUNNING", "vertices": [{"id": "src"}, {"id": "keyed"}]}
+            elif path == f"{base}/vertices/src/metrics":
+                body = [{"id": n} for n in [*SOURCE_RATE, "0.numRecordsOutPerSecond"]]
+            elif path.startswith(f"{base}/vertices/src/metrics?get="):
+                time.sleep(slow_first_s)
+                body = [{"id": SOURCE_RATE[0], "value": "12.5"}, {"id": SOURCE_RATE[1], "value": "7.5"}]
+            elif path == f"{base}/vertices/keyed/watermarks":
+                body = [{"id": "0.currentInputWatermark", "value": str(now_ms - 5_000)}]
+            elif path == f"{base}/checkpoints":
+                latest = {"id": 9, "latest_ack_timestamp": now_ms - 7_000, "end_to_end_duration": 120,
+                          "checkpointed_size": 4096}  # fmt: skip
+                body = {"counts": {"completed": 9, "failed": 1}, "latest": {"completed": latest}}
+            else:
+                self.send_error(404)
+                return
+            data = orjson.dumps(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_healthy_job(tmp_path):
+    with fake_flink(slow_first_s=0.6) as port:
+        job_file(tmp_path, os.getpid(), port)
+        job = HealthCollector(settings_for(tmp_path)).collect()["job"]
+    assert job["running"] is True and job["state"] == "RUNNING" and "problems" not in job
+    assert job["orders_per_s"] == 20.0  # both subtasks of the source
+    # Ages count from each answer: the slow rate answer before them adds nothing.
+    assert 4_900 <= job["event_time_lag_ms"] <= 5_400
+    cp = job["checkpoint"]
+    assert cp["id"] == 9 and cp["completed"] == 9 and cp["failed"] == 1 and cp["size_bytes"] == 4096
+    assert 6_900 <= cp["age_ms"] <= 7_400
+
+
+def test_the_copier_counts_behind_net_of_transaction_markers():
+    positions = [{"topic": "alerts", "partition": 0, "next_offset": 10}, {"topic": "alerts", "partition": 1,
+                 "next_offset": 4}]  # fmt: skip
+    done = copier_position(positions, [11, 4])  # a commit marker after the last copied record; an empty one
+    assert done["caught_up"] is True and done["behind"] == 0 and [p["gap"] for p in done["partitions"]] == [1, 0]
+    late = copier_position(positions, [15, 4])  # four records and their marker not copied yet
+    assert late["caught_up"] is False and late["behind"] == 4 and late["partitions"][0]["behind"] == 4

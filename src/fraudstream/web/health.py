@@ -36,6 +36,28 @@ REST_BUDGET_S = 2.5  # all of a snapshot's calls to the job's REST API, together
 MARKER_ALLOWANCE = 1
 
 
+def copier_position(positions: list[dict[str, Any]], ends: list[int]) -> dict[str, Any]:
+    """The copier's position against each partition's end, net of transaction markers.
+
+    The job writes Kafka in transactions; each one ends in a marker that takes an offset but is
+    no record, so a copier that has copied everything trails a partition by up to
+    MARKER_ALLOWANCE (the marker of the last, or the still open, transaction): `behind` (per
+    partition and in total) counts what lies beyond that, `gap` the raw difference, and
+    `caught_up` says whether every partition is within the allowance. An aborted transaction's
+    records (never visible to a read_committed reader) and its abort marker take offsets too:
+    at a partition's end they show as behind until the job commits something past them."""
+    rows = []
+    for p, end in zip(positions, ends, strict=True):
+        gap = max(end - p["next_offset"], 0)
+        rows.append({**p, "end": end, "gap": gap, "behind": max(gap - MARKER_ALLOWANCE, 0)})
+    return {
+        "state": "ok",
+        "partitions": rows,
+        "behind": sum(r["behind"] for r in rows),
+        "caught_up": all(r["behind"] == 0 for r in rows),
+    }
+
+
 class HealthCollector:
     """Gathers one health snapshot per `collect()` (blocking, bounded by its timeouts)."""
 
@@ -177,14 +199,6 @@ class HealthCollector:
     # -- the copier -------------------------------------------------------------------------
 
     def _copier(self, positions: list[dict[str, Any]], now: float) -> dict[str, Any]:
-        """The copier's position against each partition's end, net of transaction markers.
-
-        The job writes Kafka in transactions; each one ends in a marker that takes an offset
-        but is no record, so a copier that has copied everything trails a partition by up to
-        MARKER_ALLOWANCE: `behind` (per partition and in total) counts what lies beyond that,
-        and `caught_up` says whether every partition is within it. An aborted transaction's
-        records (never visible to a read_committed reader) and its marker also take offsets:
-        at a partition's end they show as behind until the job commits past them."""
         if not positions:
             return {"state": "none", "message": "no Kafka copy in this store (runs without Kafka write it directly)"}
         if self._kafka_failed_at is not None and now - self._kafka_failed_at < KAFKA_RETRY_S:
@@ -206,24 +220,18 @@ class HealthCollector:
                     },
                 )
                 self._consumer = Consumer(conf)
-            rows = []
+            ends = []
             for p in positions:
                 _low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(p["topic"], p["partition"]), timeout=self.kafka_timeout_s, cached=False
                 )
-                gap = max(high - p["next_offset"], 0)
-                rows.append({**p, "end": high, "gap": gap, "behind": max(gap - MARKER_ALLOWANCE, 0)})
+                ends.append(high)
         except (KafkaException, RuntimeError) as exc:
             self._kafka_failed_at = now
             self._kafka_error = f"the broker at {self.settings.kafka.bootstrap_servers} does not answer ({exc})"
             return {"state": "unknown", "message": self._kafka_error, "partitions": positions}
         self._kafka_failed_at = None
-        return {
-            "state": "ok",
-            "partitions": rows,
-            "behind": sum(r["behind"] for r in rows),
-            "caught_up": all(r["behind"] == 0 for r in rows),
-        }
+        return copier_position(positions, ends)
 
     # -- all of it --------------------------------------------------------------------------
 
