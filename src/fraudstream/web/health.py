@@ -98,8 +98,9 @@ class HealthCollector:
                 "dead_letters": queries.dead_letter_counts(conn),
             }
             return store, queries.source_positions(conn)
-        except sqlite3.Error as exc:
-            return {"present": True, "message": f"the store cannot be read: {exc}"}, []
+        except sqlite3.Error:  # SQLite's text is for the log, not the page
+            logger.warning("pipeline health: the store could not be read", exc_info=True)
+            return {"present": True, "message": "the store cannot be read now"}, []
         finally:
             conn.close()
 

@@ -144,9 +144,11 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if host_name(headers.get(b"host", b"").decode("latin-1")) not in self.hosts:
-            logger.warning("a request for another host refused (DNS rebinding?)")
-            await self._reply(send, 400, orjson.dumps({"error": "unknown Host"}), "application/json")
+        host = host_name(headers.get(b"host", b"").decode("latin-1"))
+        if host not in self.hosts:
+            logger.warning("a request for host %r refused (not one of this dashboard's names)", host[:100])
+            reason = f"this dashboard does not answer to Host {host[:100]!r}: add it to dashboard.allowed_hosts"
+            await self._reply(send, 400, orjson.dumps({"error": reason}), "application/json")
             return
         cookies = _cookies(headers)
         path, method = scope["path"], scope["method"]
