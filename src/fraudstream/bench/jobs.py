@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 import psutil
 
-from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.config import KafkaSettings
+from fraudstream.flink.jobinfo import JobInfo
 from fraudstream.kafka.clients import connect_admin, partition_count
 
 logger = logging.getLogger(__name__)

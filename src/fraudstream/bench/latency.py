@@ -25,8 +25,8 @@ import orjson
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from fraudstream.bench.jobs import kafka_flags, rest_get
-from fraudstream.cli.jobinfo import JobInfo
 from fraudstream.config import GeneratorSettings, KafkaSettings
+from fraudstream.flink.jobinfo import JobInfo
 from fraudstream.generator import generator_from_settings
 from fraudstream.generator.pacing import Pacer
 from fraudstream.kafka.clients import client_config, connect_admin, partition_count

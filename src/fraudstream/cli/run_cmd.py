@@ -186,7 +186,7 @@ def _restore_point(settings: Settings, spec: Any, resume: bool, savepoint: str |
     if resume:
         return str(checkpoints.resume_point(settings))
     if savepoint:
-        return checkpoints.check_restore_path(savepoint)
+        return checkpoints.check_restore_path(savepoint, settings)
     return None
 
 

@@ -26,7 +26,7 @@ from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
 from fraudstream.detectors.base import Alert
 from fraudstream.errors import UserFacingError
-from fraudstream.flink import checkpoints
+from fraudstream.flink import checkpoints, reporter
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.jobinfo import JobInfo, process_start
@@ -157,6 +157,9 @@ def run_job(
                 finished.set()
 
         threading.Thread(target=wait_for_job, name="job-results", daemon=True).start()
+        metrics_url = reporter.endpoint(settings, job_id, timeout_s=10.0)  # None: off, or one warning logged
+        if metrics_url is not None:
+            echo(f"job metrics: {metrics_url}")
         if mirror is not None:
             copier = threading.Thread(target=mirror.follow, args=(mirror_stop,), name="store-mirror", daemon=True)
             copier.start()

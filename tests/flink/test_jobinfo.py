@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from fraudstream.cli.jobinfo import JobInfo, process_start
+from fraudstream.flink.jobinfo import JobInfo, process_start
 
 
 def test_a_live_run_is_recognised_and_round_trips_through_the_file(tmp_path):
