@@ -54,6 +54,20 @@ def _json_object(value: Any, example: str) -> Any:
     return value
 
 
+def _json_list(value: Any) -> Any:
+    """`--set` and the environment give text: a list setting takes a comma-separated value or a
+    JSON array there."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError('expected a JSON array such as ["a", "b"]') from None
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -273,16 +287,7 @@ class DashboardSettings(_Section):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _hosts_from_text(cls, value: Any) -> Any:
-        """`--set` and the environment give text: a comma-separated list or a JSON array."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    return json.loads(text)
-                except json.JSONDecodeError:
-                    raise ValueError('expected a JSON array such as ["a", "b"]') from None
-            return [item.strip() for item in text.split(",") if item.strip()]
-        return value
+        return _json_list(value)
 
     @property
     def url(self) -> str:
@@ -330,16 +335,7 @@ class NotifySettings(_Section):
     @field_validator("urls", "email_to", "severities", mode="before")
     @classmethod
     def _list_from_text(cls, value: Any) -> Any:
-        """`--set` and the environment give text: a comma-separated list or a JSON array."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    return json.loads(text)
-                except json.JSONDecodeError:
-                    raise ValueError('expected a JSON array such as ["a", "b"]') from None
-            return [item.strip() for item in text.split(",") if item.strip()]
-        return value
+        return _json_list(value)
 
     @property
     def enabled(self) -> bool:
