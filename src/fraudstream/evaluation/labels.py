@@ -182,18 +182,23 @@ def _archive_records(dataset: Any, columns: list[str], scan_filter: Any) -> Iter
     """Rows of the archive as records: the original JSON in `raw`, overlaid by the typed columns."""
     for batch in dataset.to_batches(columns=columns, filter=scan_filter, batch_size=_BATCH_ROWS):
         for row in batch.to_pylist():
-            raw = row.pop("raw", None)
-            record: dict[str, Any] = {}
-            if raw:
-                try:
-                    decoded = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    decoded = None
-                if isinstance(decoded, dict):
-                    record = decoded
-            # The columns are what the job admitted (e.g. order_id already renamed), so they win.
-            record.update({k: v for k, v in row.items() if v is not None})
-            yield record
+            yield archived_record(row)
+
+
+def archived_record(row: dict[str, Any]) -> dict[str, Any]:
+    """An archived order as received: the original JSON in `raw` (its extra fields), overlaid by
+    the typed columns, which are what the job admitted (e.g. order_id already renamed), so they win."""
+    raw = row.pop("raw", None)
+    record: dict[str, Any] = {}
+    if raw:
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, dict):
+            record = decoded
+    record.update({k: v for k, v in row.items() if v is not None})
+    return record
 
 
 def open_order_archive(directory: str | Path) -> tuple[Path, Any]:

@@ -9,8 +9,7 @@ found it (a second notifier on the same store fails instead of repeating message
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -18,6 +17,7 @@ import orjson
 from fraudstream.errors import UserFacingError
 from fraudstream.notify.burst import Window
 from fraudstream.notify.message import Message, StoredAlert
+from fraudstream.store.sqlite import write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notify_receivers (
@@ -75,24 +75,10 @@ def has_schema(conn: sqlite3.Connection) -> bool:
     return conn.execute(sql).fetchone()[0] == 2
 
 
-@contextmanager
-def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
-    cur = conn.cursor()
-    cur.execute("BEGIN IMMEDIATE")
-    try:
-        yield cur
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
-    finally:
-        cur.close()
-
-
 def load_state(conn: sqlite3.Connection, receiver: str, now_ms: int) -> ReceiverState:
     """The receiver's stored state; a receiver seen for the first time starts at the store's
     end (alerts stored before it was set up are history, not news) and is recorded at once."""
-    with _tx(conn) as cur:
+    with write_transaction(conn) as cur:
         row = cur.execute(
             "SELECT position, window_start, window_sent, window_summarised FROM notify_receivers WHERE receiver = ?",
             (receiver,),
@@ -154,7 +140,7 @@ def record_sent(
     refused it too often, and it is skipped, but on record."""
     w = state.window
     headline = (message.title or message.body).split("\n", 1)[0][:200]
-    with _tx(conn) as cur:
+    with write_transaction(conn) as cur:
         cur.execute(
             "UPDATE notify_receivers SET position = ?, window_start = ?, window_sent = ?, window_summarised = ?,"
             " updated_at = ? WHERE receiver = ? AND position = ?",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import orjson
@@ -119,6 +119,26 @@ def connect(path: Path, create: bool = False, busy_timeout_ms: int = 30_000) -> 
     return conn
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """One write transaction that takes the lock at its start (waiting up to the busy timeout),
+    so a batch and the positions it moves commit together or not at all."""
+    cur = conn.cursor()
+    try:
+        cur.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        cur.close()
+        raise
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    finally:
+        cur.close()
+
+
 class AlertStore:
     """Writes alerts and dead letters. Inserting an alert twice is a no-op (replays are safe).
 
@@ -205,22 +225,8 @@ class AlertStore:
                         "this store; stop it (one copier per store)"
                     )
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
-        except BaseException:
-            cur.close()
-            raise
-        try:
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
+    def _tx(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return write_transaction(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import orjson
-
 from fraudstream.config import Settings
+from fraudstream.evaluation.labels import archived_record
 
 logger = logging.getLogger(__name__)
 
@@ -91,22 +90,6 @@ def archive_folder(settings: Settings) -> Path | str:
     if uri.scheme != "file":
         return f"the dashboard reads only a local archive, not {uri.scheme}://"
     return Path(unquote(uri.path)) / "orders"
-
-
-def record(row: dict[str, Any]) -> dict[str, Any]:
-    """An archived order as received: the original JSON in `raw` (its extra fields), overlaid by
-    the typed columns, which are what the job admitted."""
-    raw = row.pop("raw", None)
-    out: dict[str, Any] = {}
-    if raw:
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            decoded = None
-        if isinstance(decoded, dict):
-            out = decoded
-    out.update({k: v for k, v in row.items() if v is not None})
-    return out
 
 
 def _query(con: Any, files: list[str], where: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -196,7 +179,7 @@ def _for_alert(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) ->
         if r["transaction_id"] in seen:  # the archive holds each order once; a copy is shown once
             continue
         seen.add(r["transaction_id"])
-        matched.append(record(r))
+        matched.append(archived_record(r))
     trigger = next(
         (r for r in matched if r["transaction_id"] == row["transaction_id"] and r.get("user_id") == row["user_id"]),
         None,
