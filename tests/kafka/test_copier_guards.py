@@ -25,6 +25,9 @@ from tests.kafka.conftest import free_port, report, send
 from tests.kafka.test_store_mirror import ALERTS, DEAD, copy_all, mirror_settings, publish, stored_rows
 from tests.store.test_sqlite import alerts
 
+# Seconds a test against the broker: `make test` runs them, `make check` does not.
+pytestmark = pytest.mark.slow
+
 
 def _dead_rows(db) -> list[tuple[str, str | None]]:
     with sqlite3.connect(db) as conn:
@@ -80,7 +83,7 @@ def test_a_topic_deleted_and_created_again_is_refused_not_skipped(kafka, tmp_pat
     store.close()
 
 
-@pytest.mark.slow  # starts a second broker
+# starts a second broker (slow, as the whole file)
 def test_a_store_copied_from_another_cluster_is_refused(kafka, tmp_path):
     """A wiped or different broker with the same topic names (another cluster id): refused."""
     publish(kafka)

@@ -12,6 +12,7 @@ import sys
 import time
 
 import orjson
+import pytest
 
 from fraudstream.config import Settings
 from fraudstream.events.model import DeadLetter
@@ -19,6 +20,9 @@ from fraudstream.store import AlertStore
 from fraudstream.store.mirror import TopicMirror
 from tests.kafka.conftest import report, send
 from tests.store.test_sqlite import alerts
+
+# Seconds a test against the broker: `make test` runs them, `make check` does not.
+pytestmark = pytest.mark.slow
 
 ALERTS = alerts(60)
 DEAD = [DeadLetter(reason="invalid_json", detail=f"bad {i}", raw="{", seen_at=1) for i in range(7)]
