@@ -253,3 +253,37 @@ def test_the_reporters_endpoint_is_read_from_what_it_wrote(tmp_path, caplog):
     assert "said nothing within" in caplog.records[1].getMessage()
     off = load_settings(flags={"data_dir": str(tmp_path), "metrics.enabled": "false"}, environ={})
     assert endpoint(off, "job-1", 0) is None
+
+
+class _Conf:
+    """The two calls `reporter.configure` makes of Flink's Configuration, on a dict."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = dict(values)
+
+    def get_string(self, key: str, default: str) -> str:
+        return self.values.get(key, default)
+
+    def set_string(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+def test_a_missing_reporter_jar_is_said_once_and_run_does_not_wait_for_the_reporter(tmp_path, caplog):
+    """Without our jar the reporter never starts: `endpoint` must say so at once (one warning),
+    not wait its timeout for a status the reporter will never write."""
+    import time
+
+    from fraudstream.config import load_settings
+    from fraudstream.flink.reporter import configure, endpoint
+
+    settings = load_settings(flags={"data_dir": str(tmp_path), "broker.jars_dir": str(tmp_path / "nojars")}, environ={})
+    conf = _Conf({"$internal.pipeline.job-id": "job-9"})
+    with caplog.at_level("WARNING", logger="fraudstream.flink.reporter"):
+        configure(conf, settings)  # type: ignore[arg-type]
+        started = time.monotonic()
+        assert endpoint(settings, "job-9", 10.0) is None
+        waited = time.monotonic() - started
+    assert waited < 1.0
+    assert not any(k.startswith("metrics.reporter.") for k in conf.values)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "fraudstream-flink.jar not found" in messages[0], messages

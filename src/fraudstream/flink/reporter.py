@@ -55,12 +55,16 @@ def configure(conf: Configuration, settings: Settings) -> None:
     if not m.enabled:
         return
     helper = jars_dir(settings.broker.jars_dir) / "flink" / "fraudstream-flink.jar"
+    job_id = conf.get_string("$internal.pipeline.job-id", "")  # set by checkpoints.configure
     try:
         prometheus = flink_prometheus_jar()
         if not helper.is_file():
             raise FileNotFoundError(f"{helper} not found (run 'make jars')")
     except FileNotFoundError as exc:
-        logger.warning("the job's metrics are not exposed: %s", exc)
+        if job_id:  # said once, by `endpoint`, which would otherwise wait for the reporter in vain
+            _write_if_changed(status_file(settings, job_id), f"error {exc}\n".encode())
+        else:
+            logger.warning("the job's metrics are not exposed: %s", exc)
         return
     service = settings.data_dir.resolve() / "flink-reporter" / "fraudstream-reporter-service.jar"
     _write_if_changed(service, _service_jar())
@@ -68,7 +72,6 @@ def configure(conf: Configuration, settings: Settings) -> None:
     conf.set_string(prefix + "factory.class", FACTORY)
     conf.set_string(prefix + "host", m.host)
     conf.set_string(prefix + "port", m.job_port)
-    job_id = conf.get_string("$internal.pipeline.job-id", "")  # set by checkpoints.configure
     if job_id:
         conf.set_string(prefix + "status-file", str(status_file(settings, job_id)))
     from pyflink.util.java_utils import add_jars_to_context_class_loader
