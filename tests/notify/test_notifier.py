@@ -274,7 +274,7 @@ def test_a_refused_email_recipient_is_dropped_after_max_attempts_and_blocks_no_o
     smtp.handler.refuse.add(SECOND)
     settings = settings_for(tmp_path, smtp=smtp, **{"notify.max_attempts": 3, "notify.retry_max_backoff_ms": 100})
     bad = receiver_name("email", SECOND)
-    failed_before = sample(bad, "failed")
+    failed_before, dropped_before = sample(bad, "failed"), sample(bad, "dropped")
     with running(settings):
         store.write_batch([make_alert(1)])
         assert wait_until(lambda: smtp.handler.refused >= 3, timeout=8)
@@ -287,6 +287,7 @@ def test_a_refused_email_recipient_is_dropped_after_max_attempts_and_blocks_no_o
     rows = [r for r in sent_rows(tmp_path / "fraud_alerts.db") if r[0] == bad]
     assert [(kind, last) for _, kind, _, last, _ in rows] == [("dropped", 1), ("dropped", 2)]  # and moved on
     assert sample(bad, "failed") - failed_before == 6
+    assert sample(bad, "dropped") - dropped_before == 2  # the alerts of the two dropped messages
     dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert len(dropped) == 2 and all(
         r.levelno == logging.WARNING and SMTP_PASSWORD not in r.getMessage() for r in dropped

@@ -66,3 +66,19 @@ def test_live_feed_connections_are_capped(tmp_path):
         assert r.status_code == 503 and "too many" in r.json()["error"]
         for q in held:
             feed.unsubscribe(q)
+
+
+@pytest.mark.timeout(30)
+def test_a_new_event_source_asks_with_after_and_a_bad_one_is_a_400(tmp_path):
+    """A browser's EventSource gives up for good on a 503 or 401; the page then makes a new one,
+    which cannot send Last-Event-ID: `?after=` says the same."""
+    s = settings_for(tmp_path, **{"dashboard.push_interval_ms": 100})
+    write(s.db_path, sample())  # rows 1..41
+    with serving(create_app(s)) as url, httpx.Client(base_url=url, timeout=5) as c:
+        with c.stream("GET", "/api/events?after=39") as r:
+            assert r.status_code == 200
+            (missed,) = events(r, 1)
+        assert missed["id"] == "41" and [a["id"] for a in orjson.loads(missed["data"])] == [41, 40]
+        bad = c.get("/api/events?after=-1")
+        assert bad.status_code == 400 and "after" in bad.json()["error"]
+        assert c.get("/api/events?since=1").status_code == 400  # no other parameter

@@ -31,7 +31,7 @@ COPIER_LAG = Gauge(
 )
 NOTIFICATIONS = Counter(
     "fraudstream_notifications",
-    "Notification messages per receiver and result (sent, failed, suppressed)",
+    "Notifications per receiver and result: messages sent or failed, alerts suppressed or dropped",
     ["receiver", "result"],
     registry=REGISTRY,
 )

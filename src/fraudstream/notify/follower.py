@@ -143,6 +143,7 @@ class ReceiverWorker:
                     if attempts >= n.max_attempts:  # this one message must not block the receiver
                         if not self._record(message, new, kind="dropped"):
                             return
+                        NOTIFICATIONS.labels(name, "dropped").inc(len(step.alerts))
                         attempts, backoff = 0, 0.5
                         logger.warning(
                             "receiver %s refused a %s %d times: dropped it (store rows %d-%d, in notify_sent)",

@@ -136,3 +136,15 @@ def stats(params: Mapping[str, Sequence[str]]) -> StatsQuery:
 
 def no_params(params: Mapping[str, Sequence[str]]) -> None:
     _single(params, set())
+
+
+def feed_after(params: Mapping[str, Sequence[str]]) -> int | None:
+    """`after`: the newest alert row a page's live feed had, when the page makes a new
+    EventSource (a browser's gives up for good on a 503 or 401, and a new one cannot send
+    Last-Event-ID)."""
+    given = _single(params, {"after"}).get("after")
+    if given is None:
+        return None
+    if not given.isdigit() or len(given) > 18:
+        raise BadRequest("after must be an alert row id (digits)")
+    return int(given)

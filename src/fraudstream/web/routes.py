@@ -316,16 +316,18 @@ class Dashboard:
             return []
 
     async def events(self, request: Request) -> Response:
+        last_event = request.headers.get("last-event-id", "").strip()
+        after = int(last_event) if last_event.isdigit() else params.feed_after(_multi(request))
         if len(self.feed.clients) >= self.settings.dashboard.max_sse_clients:
             return JSON({"error": "too many live-feed connections; try again later"}, status_code=503)
-        queue = self.feed.subscribe()
         hello = {"push_interval_ms": self.settings.dashboard.push_interval_ms}
-        last_event = request.headers.get("last-event-id", "").strip()
-        after = int(last_event) if last_event.isdigit() else None
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             # Each alerts event carries the id of its newest row: a page that reconnects says
-            # the last one it got (Last-Event-ID), and first receives what it missed meanwhile.
+            # the last one it got (Last-Event-ID, or `after` from a new EventSource), and first
+            # receives what it missed meanwhile. Subscribed here, not before the response: a
+            # client gone before the stream starts must not keep a place under the cap.
+            queue = self.feed.subscribe()
             self.metrics.sse_clients.inc()
             sent = after
             try:

@@ -128,12 +128,20 @@
     if (lastResults.some((r) => r.alert_id === review.alert_id)) runSearch(currentPage);
   }
 
+  let feedLastId = null; // the newest alert row the feed got: a new connection asks for what followed
+
   function connect() {
-    const source = new EventSource("/api/events");
+    const source = new EventSource(feedLastId === null ? "/api/events" : "/api/events?after=" + encodeURIComponent(feedLastId));
     const conn = $("conn");
     source.addEventListener("open", () => { conn.textContent = "live"; conn.className = "conn up"; });
-    source.addEventListener("error", () => { conn.textContent = "reconnecting…"; conn.className = "conn down"; });
+    source.addEventListener("error", () => {
+      conn.textContent = "reconnecting…"; conn.className = "conn down";
+      // The browser retries by itself after a dropped connection, but gives up for good on an
+      // answer that is not a stream (503: too many feeds, 401, a restart's 502): start anew.
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+    });
     source.addEventListener("alerts", (e) => {
+      if (/^\d+$/.test(e.lastEventId)) feedLastId = e.lastEventId;
       addToFeed(JSON.parse(e.data));
       scheduleStats();
       if (currentPage === 1) scheduleSearch();
