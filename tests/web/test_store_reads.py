@@ -45,11 +45,19 @@ def test_gets_read_only_even_an_older_store_without_reviews(tmp_path):
             writer.rollback()
             writer.close()
         assert not queries.has_table(raw, "alert_reviews")  # the GETs created nothing
+        raw.execute("DROP INDEX idx_alerts_device")  # a store from before the device index, too
+        raw.commit()
+        before = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
         body = {"verdict": "false_positive", "reviewer": "ann"}
         r = c.post(f"/api/alerts/{target['alert_id']}/reviews", json=body, headers=csrf(c))
         assert r.status_code == 201  # a verdict makes its table
         assert c.get("/api/alerts?review=false_positive").json()["total"] == 1
     assert queries.has_table(raw, "alert_reviews")
+    # the verdict added its table and index, and left the copier's schema work to the copier
+    assert {r[0] for r in raw.execute("SELECT name FROM sqlite_master")} - before == {
+        "alert_reviews",
+        "idx_reviews_alert",
+    }
     raw.close()
 
 

@@ -75,12 +75,24 @@ CREATE TABLE IF NOT EXISTS alert_reviews (
 CREATE INDEX IF NOT EXISTS idx_reviews_alert ON alert_reviews(alert_id, id);
 CREATE INDEX IF NOT EXISTS idx_alerts_device ON fraud_alerts(device_id);
 """
+# The triage table alone: what a verdict on a store from before triage adds (the dashboard
+# writes nothing else, and must not take on the copier's schema work).
+REVIEWS_SCHEMA = SCHEMA[
+    SCHEMA.index("CREATE TABLE IF NOT EXISTS alert_reviews") : SCHEMA.index(
+        "CREATE INDEX IF NOT EXISTS idx_alerts_device"
+    )
+]
 
 # Stores written by earlier versions: columns they lack, added in place (existing rows keep
 # NULL: a dead letter without a key, as before).
 MIGRATIONS = (("dead_letters", "letter_id", "TEXT"),)
 # After the migrations, as it needs their columns. NULLs never collide in a UNIQUE index.
 INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS idx_dead_letter_id ON dead_letters(letter_id);"
+
+
+def ensure_reviews(conn: sqlite3.Connection) -> None:
+    """Add the triage table to a store that predates it (nothing else is created or changed)."""
+    conn.executescript(REVIEWS_SCHEMA)
 
 
 class StoreMissingError(Exception):

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from fraudstream.config import Settings
 from fraudstream.store import queries, reviews
-from fraudstream.store.sqlite import StoreMissingError, connect
+from fraudstream.store.sqlite import StoreMissingError, connect, ensure_reviews
 from fraudstream.web import orders, params
 from fraudstream.web.feed import Feed
 from fraudstream.web.health import HealthCollector
@@ -101,8 +101,7 @@ class Store:
     def open_for_review(self) -> sqlite3.Connection:
         conn = connect(self.path, busy_timeout_ms=2_000)
         if not queries.has_table(conn, "alert_reviews"):  # a store from before triage: add its table
-            conn.close()
-            conn = connect(self.path, create=True, busy_timeout_ms=2_000)
+            ensure_reviews(conn)
         return conn
 
     async def run(self, work: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
