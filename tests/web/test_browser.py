@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from fraudstream.store import AlertStore
 from fraudstream.store.reviews import reviewed_alerts
 from fraudstream.store.sqlite import connect
 from tests.conftest import BASE, MIN, make_order
-from tests.web.conftest import HOSTILE, alert, sample, settings_for, write, write_archive
+from tests.web.conftest import HOSTILE, alert, sample, serving, settings_for, write, write_archive
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
@@ -58,32 +56,14 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
     """The dashboard served by uvicorn from a thread, on a free loopback port."""
-    import uvicorn
-
     from fraudstream.web import create_app
 
     data = tmp_path_factory.mktemp("dashboard")
     s = settings_for(data, **{"dashboard.push_interval_ms": 200, "dashboard.page_size": PAGE_SIZE})
     write(s.db_path, sample())
     write_archive(data, archived_orders())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(s), log_config=None, access_log=False, timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.05)
-        yield Served(f"http://127.0.0.1:{port}", s)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        assert not thread.is_alive(), "the dashboard did not stop"
+    with serving(create_app(s)) as url:
+        yield Served(url, s)
 
 
 @pytest.fixture(scope="module")
