@@ -68,6 +68,17 @@ def _json_list(value: Any) -> Any:
     return value
 
 
+# Addresses that mean "every interface" to a listener; this machine's own clients reach such a
+# listener on loopback.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def reach_from_here(host: str) -> str:
+    """Where a client on this machine reaches a listener bound to `host`: a wildcard binds
+    loopback too; any other address is the only one that answers."""
+    return "127.0.0.1" if host in WILDCARD_HOSTS else host
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -119,7 +130,7 @@ class PipelineSettings(_Section):
     def reach_host(self) -> str:
         """Where this machine's own clients (savepoint, the run's failure watch) reach the job:
         a wildcard binds loopback too; any other address is the only one that answers."""
-        return "127.0.0.1" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host
+        return reach_from_here(self.bind_host)
 
 
 class CheckpointSettings(_Section):
@@ -294,7 +305,7 @@ class DashboardSettings(_Section):
         """Where notifications link to (the configured public URL, else the listening address)."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = reach_from_here(self.host)
         if ":" in host and not host.startswith("["):  # an IPv6 address goes in brackets in a URL
             host = f"[{host}]"
         return f"http://{host}:{self.port}"

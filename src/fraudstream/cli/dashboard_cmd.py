@@ -14,6 +14,7 @@ import click
 
 from fraudstream.cli.app import UserError, resolve_settings
 from fraudstream.cli.options import Command
+from fraudstream.config import WILDCARD_HOSTS
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def dashboard(ctx: click.Context, host: str | None, port: int | None, token: str
     )
     click.echo(f"Dashboard: {d.url}/" + (" (open it once with ?token=<access token>)" if d.token else ""))
     click.echo(f"  listening on {d.host}:{d.port}, store {settings.db_path}; Ctrl-C stops it", err=True)
-    if d.host in ("0.0.0.0", "::", "") and not d.allowed_hosts and not d.public_url:
+    if d.host in WILDCARD_HOSTS and not d.allowed_hosts and not d.public_url:
         click.echo(
             "  it answers only to loopback names: set dashboard.allowed_hosts (or public_url) to the names "
             "other machines reach it by",

@@ -17,10 +17,9 @@ from typing import Any
 
 from pyflink.common import Configuration
 
-from fraudstream.config import Settings
+from fraudstream.config import WILDCARD_HOSTS, Settings
 
 logger = logging.getLogger(__name__)
-_WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def configure_network(conf: Configuration, settings: Settings) -> None:
@@ -62,7 +61,7 @@ def _bind_worker_pool(host: str) -> None:
             beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
             server.start()
             atexit.register(functools.partial(server.stop, 1))
-            reach = "127.0.0.1" if host in _WILDCARDS else bind
+            reach = "127.0.0.1" if host in WILDCARD_HOSTS else bind  # bracketed, for an IPv6 address
             servers[host] = f"{reach}:{port}"
             logger.info("Python worker pool listening on %s:%d", bind, port)
         self._worker_address = servers[host]

@@ -26,6 +26,7 @@ import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fraudstream.config import WILDCARD_HOSTS
 from fraudstream.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,6 @@ def _cookie(name: str, value: str, *, http_only: bool, secure: bool, same_site: 
 
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def host_name(value: str) -> str:
@@ -121,7 +121,7 @@ def host_name(value: str) -> str:
 def allowed_hosts(host: str, public_url: str | None, more: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
     """The names a request's Host may give: loopback, the listening host, the public URL's."""
     names = {*LOOPBACK_NAMES, *(host_name(h) for h in more)}
-    if host.strip() not in WILDCARDS:
+    if host.strip() not in WILDCARD_HOSTS:
         names.add(host_name(host if ":" not in host or host.startswith("[") else f"[{host}]"))
     if public_url:
         found = urlsplit(public_url).hostname
