@@ -364,6 +364,47 @@ class MetricsSettings(_Section):
     )
 
 
+class FeatureSettings(_Section):
+    """Bounds on the behavioural features' state (fraudstream.features; docs/model.md)."""
+
+    history_ms: int = Field(30 * 86_400_000, gt=0, description="a user silent this long starts a new history")
+    recent_ms: int = Field(3_600_000, gt=0, description="the window of orders_last_hour")
+    recent_max: int = Field(64, ge=1, le=10_000, description="order times kept for orders_last_hour")
+    max_devices: int = Field(8, ge=1, le=1_000, description="devices remembered per user (least recent evicted)")
+    max_cities: int = Field(8, ge=1, le=1_000, description="cities remembered per user (least recent evicted)")
+    device_window_ms: int = Field(86_400_000, gt=0, description="the window of device_users_24h")
+    device_users_max: int = Field(32, ge=1, le=10_000, description="users remembered per device")
+
+
+class ModelSettings(_Section):
+    """The learned risk model (`fraudstream train`; docs/model.md). Unset path = rules only."""
+
+    path: Path | None = Field(None, description="a model file written by 'fraudstream train'; unset = no model")
+    takeover_risk: float = Field(0.9, ge=0, le=1, description="an order at or above this risk raises ACCOUNT_TAKEOVER")
+    high_risk: float = Field(0.97, ge=0, le=1, description="ACCOUNT_TAKEOVER is HIGH from this risk")
+    critical_risk: float = Field(0.995, ge=0, le=1, description="ACCOUNT_TAKEOVER is CRITICAL from this risk")
+    explain_top: int = Field(3, ge=1, le=20, description="features named in an alert as the ones that raised its risk")
+    batch_size: int = Field(512, ge=1, le=65_536, description="orders scored in one call of the model (the JVM)")
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> ModelSettings:
+        if not self.takeover_risk <= self.high_risk <= self.critical_risk:
+            raise ValueError("model.takeover_risk <= model.high_risk <= model.critical_risk must hold")
+        return self
+
+
+class AlertSettings(_Section):
+    """What happens to rule alerts once a model scores their orders."""
+
+    min_risk: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="a rule alert whose order's risk is below this is held back (stored and marked, "
+        "not notified); 0 = none held back; no effect without a model",
+    )
+
+
 # Settings whose values are secrets (or carry them, as webhook and apprise URLs do): masked
 # wherever settings are shown or logged.
 SECRETS = (
@@ -388,6 +429,9 @@ class Settings(_Section):
     dashboard: DashboardSettings = DashboardSettings()
     notify: NotifySettings = NotifySettings()
     metrics: MetricsSettings = MetricsSettings()
+    features: FeatureSettings = FeatureSettings()
+    model: ModelSettings = ModelSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _transactions_outlive_checkpoints(self) -> Settings:

@@ -37,6 +37,11 @@ class Alert:
     message: str
     details: dict[str, Any] = field(default_factory=dict)
     detected_at: int | None = None  # wall-clock ms when the pipeline emitted it
+    # The learned model's risk for the alert's order (None: no model ran); a rule alert whose
+    # order looked normal for its customer (risk below alerts.min_risk) is held back: stored
+    # and marked, not notified.
+    risk: float | None = None
+    held_back: bool = False
 
     @property
     def dedup_key(self) -> str:
@@ -56,6 +61,8 @@ class Alert:
             "message": self.message,
             "details": self.details,
             "detected_at": self.detected_at,
+            "risk": self.risk,
+            "held_back": self.held_back,
         }
 
 

@@ -1,0 +1,79 @@
+"""Which features there are, in the order a model reads them, and the bounds on their state.
+
+The definitions are in `docs/model.md` ("Features"); `FeatureSpec` carries every number they
+depend on, so the Python reference and the JVM's copy are configured from one object
+(`FeatureSpec.to_json` is what the JVM receives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from fraudstream.config import FeatureSettings
+from fraudstream.events.geo import CITY_COORDS, distance_table
+
+# The order of the model's input vector. A model file names these; one whose list differs
+# is refused at start-up (fraudstream.model.file).
+FEATURES: tuple[str, ...] = (
+    "amount",  # this order's amount (INR)
+    "prior_orders",  # the user's orders before this one in the kept history
+    "amount_to_usual",  # amount / the user's mean amount (1 with no history)
+    "amount_z",  # (amount - mean) / (std + 0.1 * mean + 1) (0 with no history)
+    "account_age_h",  # hours since the user's first order in the kept history (0 for the first)
+    "since_prev_h",  # hours since the user's previous order (history_ms in hours for the first)
+    "orders_last_hour",  # the user's orders in the hour before this one
+    "device_orders",  # the user's earlier orders from this device (0 = a device new to them)
+    "city_orders",  # the user's earlier orders from this city (0 = a city new to them)
+    "km_from_usual",  # km from the user's usual city (0 with no history, -1 if a city is unknown)
+    "device_users_24h",  # other users seen on this device in the 24 hours before this order
+)
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The bounds of the features' state, and the city distances (whole km)."""
+
+    history_ms: int = 30 * 24 * HOUR_MS
+    recent_ms: int = HOUR_MS
+    recent_max: int = 64
+    max_devices: int = 8
+    max_cities: int = 8
+    device_window_ms: int = 24 * HOUR_MS
+    device_users_max: int = 32
+    distances: dict[str, dict[str, int]] = field(default_factory=lambda: distance_table(CITY_COORDS))
+
+    @classmethod
+    def from_settings(cls, cfg: FeatureSettings) -> FeatureSpec:
+        return cls(
+            history_ms=cfg.history_ms,
+            recent_ms=cfg.recent_ms,
+            recent_max=cfg.recent_max,
+            max_devices=cfg.max_devices,
+            max_cities=cfg.max_cities,
+            device_window_ms=cfg.device_window_ms,
+            device_users_max=cfg.device_users_max,
+        )
+
+    def horizon_ms(self) -> int:
+        """How long after a key's newest order its feature state can still matter."""
+        return max(self.history_ms, self.device_window_ms)
+
+    def to_json(self) -> str:
+        """Everything the JVM's copy of the features needs, as one JSON object."""
+        return orjson.dumps(
+            {
+                "features": list(FEATURES),
+                "history_ms": self.history_ms,
+                "recent_ms": self.recent_ms,
+                "recent_max": self.recent_max,
+                "max_devices": self.max_devices,
+                "max_cities": self.max_cities,
+                "device_window_ms": self.device_window_ms,
+                "device_users_max": self.device_users_max,
+                "distances": self.distances,
+            }
+        ).decode()

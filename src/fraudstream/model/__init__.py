@@ -1,0 +1,1 @@
+"""The learned risk model: training (`train`), the model file (`file`) and scoring (`score`)."""
