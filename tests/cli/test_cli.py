@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -138,6 +139,33 @@ def test_query_commands(db, capsys):
     assert "invalid_json" in out
     code, out, _ = run_cli(capsys, "query", "--db", str(db), "user", "u_7")
     assert "m0" in out and "m2" in out
+    assert "risk" not in out and "held" not in out  # a store without the model lists as before
+
+
+def test_query_shows_the_models_risk_and_filters_held_back_alerts(tmp_path, capsys):
+    path = tmp_path / "alerts.db"
+    store = AlertStore(path)
+    v = VelocityDetector(threshold=0)
+    marks = [(0.031, True), (0.912, False), (None, False)]
+    alerts = [v.make_alert(make_order(BASE + i, user="u_7"), f"m{i}", {}) for i in range(3)]
+    store.write_batch([replace(a, risk=r, held_back=h) for a, (r, h) in zip(alerts, marks, strict=True)])
+    store.close()
+    code, out, _ = run_cli(capsys, "query", "--db", str(path), "all")
+    header, rule, *rows = out.splitlines()[1:]
+    assert code == 0 and header.split()[:9] == [
+        "alert_type", "severity", "user_id", "device_id", "transaction_id", "amount", "risk", "held", "back"
+    ]  # fmt: skip
+    assert [r.split()[6:8] for r in rows] == [["-", "2026-01-01"], ["0.912", "2026-01-01"], ["0.031", "yes"]]
+    code, out, _ = run_cli(capsys, "query", "--db", str(path), "--json", "all", "--no-held-back")
+    assert [(r["risk"], r["held_back"]) for r in orjson.loads(out)] == [(None, False), (0.912, False)]
+    code, out, _ = run_cli(capsys, "query", "--db", str(path), "--json", "user", "u_7", "--held-back")
+    assert [r["transaction_id"] for r in orjson.loads(out)] == [alerts[0].transaction_id]
+    code, out, _ = run_cli(capsys, "query", "--db", str(path), "--json", "type", "velocity_fraud", "--min-risk", "0.5")
+    assert [r["risk"] for r in orjson.loads(out)] == [0.912]
+    code, out, _ = run_cli(capsys, "query", "--db", str(path), "stats")
+    assert "Held back (looked normal for the customer, not notified): 1" in out
+    code, _, err = run_cli(capsys, "query", "--db", str(path), "all", "--min-risk", "2")
+    assert code == 2 and "--min-risk" in err
 
 
 @pytest.mark.parametrize(

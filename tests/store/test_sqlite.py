@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -167,3 +168,66 @@ def test_offsets_only_move_from_where_the_batch_began(tmp_path):
     assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 1
     store.write_batch([second], {("alerts", 0): (10, 12)})
     assert store.stored_offsets("alerts") == {0: 12}
+
+
+def scored(n: int) -> list:
+    """Alerts with the model's marks: risk 0.1, 0.3, ... (every other one without a model's
+    risk), the lowest held back."""
+    out = []
+    for i, a in enumerate(alerts(n)):
+        risk = None if i % 2 else round(0.1 + 0.2 * i, 2)
+        out.append(dataclasses.replace(a, risk=risk, held_back=risk is not None and risk < 0.2))
+    return out
+
+
+def test_risk_and_held_back_are_stored_and_filtered(tmp_path):
+    store = AlertStore(tmp_path / "a.db")
+    batch = scored(6)  # risks 0.1 (held back), -, 0.5, -, 0.9, -
+    store.write_batch(batch)
+    conn = connect(tmp_path / "a.db")
+    rows = queries.recent(conn, 10)
+    assert {r["transaction_id"]: (r["risk"], r["held_back"]) for r in rows} == {
+        a.transaction_id: (a.risk, a.held_back) for a in batch
+    }
+    assert [r["risk"] for r in queries.recent(conn, 10, held_back=True)] == [0.1]
+    assert len(queries.recent(conn, 10, held_back=False)) == 5
+    assert sorted(r["risk"] for r in queries.for_user(conn, "u_1", 10, min_risk=0.5)) == [0.5, 0.9]
+    assert queries.stats(conn, BASE)["held_back"] == 1
+    page = queries.search(conn, queries.AlertFilter(min_risk=0.3, held_back=False), 1, 10)
+    assert page.total == 2 and {r["risk"] for r in page.rows} == {0.5, 0.9}
+    by_risk = queries.search(conn, queries.AlertFilter(), 1, 10, sort="risk").rows
+    assert [r["risk"] for r in by_risk] == [0.9, 0.5, 0.1, None, None, None]
+    newest = queries.search(conn, queries.AlertFilter(), 1, 10).rows
+    assert [r["event_time"] for r in newest] == sorted((a.event_time for a in batch), reverse=True)
+    plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM fraud_alerts WHERE risk >= 0.5"))
+    assert "idx_alerts_risk" in plan
+    conn.close()
+    store.close()
+
+
+def test_an_older_store_gains_the_risk_columns_and_reads_without_them_until_then(tmp_path):
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+        conn.execute(
+            "INSERT INTO fraud_alerts (alert_id, alert_type, severity, user_id, event_time) "
+            "VALUES ('old', 'VELOCITY_FRAUD', 'HIGH', 'u_1', ?)",
+            (BASE,),
+        )
+    reader = queries.open_read_only(path)  # a reader cannot migrate: it reads no risk, none held back
+    assert [(r["risk"], r["held_back"]) for r in queries.recent(reader, 5)] == [(None, False)]
+    assert queries.recent(reader, 5, held_back=True) == [] and queries.recent(reader, 5, min_risk=0.0) == []
+    assert len(queries.recent(reader, 5, held_back=False)) == 1
+    assert queries.search(reader, queries.AlertFilter(min_risk=0.5), 1, 10).total == 0
+    assert queries.search(reader, queries.AlertFilter(), 1, 10, sort="risk").rows[0]["risk"] is None
+    assert queries.alert(reader, "old")["held_back"] is False and queries.stats(reader, BASE)["held_back"] == 0
+    reader.close()
+    store = AlertStore(path)  # the writer migrates it
+    store.write_batch(scored(1))
+    cols = {r[1]: r for r in store.conn.execute("PRAGMA table_info(fraud_alerts)")}
+    assert cols["risk"][2] == "REAL" and cols["held_back"][3] == 1  # NOT NULL
+    rows = store.conn.execute("SELECT alert_id, risk, held_back FROM fraud_alerts ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [("old", None, 0), (scored(1)[0].alert_id, 0.1, 1)]
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"idx_alerts_risk", "idx_alerts_held_back"} <= indexes
+    store.close()

@@ -20,11 +20,19 @@ def iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def risk_text(risk: float | None, held_back: bool) -> str:
+    """The learned model's marks as a line shows them ("" without a model): `risk=0.912`,
+    and `held-back` for a rule alert whose order looked normal for its customer."""
+    if risk is None and not held_back:
+        return ""
+    return ("" if risk is None else f" risk={risk:.3f}") + (" held-back" if held_back else "")
+
+
 def alert_line(a: Alert) -> str:
     return (
         f"ALERT {esc(a.severity):<8} {esc(a.alert_type):<20} {esc(a.message)} "
         f"[user={esc(a.user_id)} device={esc(a.device_id)} txn={esc(a.transaction_id)} amount=₹{a.amount:,.2f} "
-        f"at={iso(a.event_time)}Z id={esc(a.alert_id)}]"
+        f"at={iso(a.event_time)}Z{risk_text(a.risk, a.held_back)} id={esc(a.alert_id)}]"
     )
 
 

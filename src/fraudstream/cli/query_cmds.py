@@ -83,6 +83,25 @@ def _limit(ctx: click.Context, default: int = _ROWS) -> int:
     return shared_value(ctx, "limit", default)
 
 
+def _risk_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The listings' filters on the learned model's marks (docs/commands.md)."""
+    f = click.option(
+        "--min-risk",
+        type=click.FloatRange(0, 1),
+        metavar="R",
+        help="Only alerts whose order's risk is at least R (alerts without a risk are left out).",
+    )(f)
+    return click.option(
+        "--held-back/--no-held-back",
+        default=None,
+        help="Only the alerts held back as normal for their customer (risk under alerts.min_risk), or none of them.",
+    )(f)
+
+
+def _risk_filter(held_back: bool | None, min_risk: float | None) -> dict[str, Any]:
+    return {"held_back": held_back, "min_risk": min_risk}
+
+
 def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int], list[dict[str, Any]]]) -> None:
     from tabulate import tabulate
 
@@ -96,6 +115,9 @@ def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int
     if not rows:
         click.echo("   (none)")
         return
+    # The model's columns only when a shown alert has a risk or is held back: a store without
+    # a model lists as before.
+    scored = any(r.get("risk") is not None or r.get("held_back") for r in rows)
     shown = []
     for r in rows:
         r = dict(r)
@@ -105,6 +127,15 @@ def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int
         if r.get("amount") is not None:
             r["amount"] = f"{r['amount']:,.2f}"
         r.pop("alert_id", None)
+        risk, held = r.pop("risk", None), r.pop("held_back", None)
+        if scored:
+            out: dict[str, Any] = {}
+            for k, v in r.items():
+                out[k] = v
+                if k == "amount":
+                    out["risk"] = "-" if risk is None else f"{risk:.3f}"
+                    out["held back"] = "yes" if held else ""
+            r = out
         shown.append({k: esc(v) if isinstance(v, str) else v for k, v in r.items()})
     click.echo(tabulate(shown, headers="keys", tablefmt="simple"))
 
@@ -132,6 +163,8 @@ def query_stats(ctx: click.Context) -> None:
         click.echo(f"\n{title}:")
         for r in data[key]:
             click.echo(f"   {esc(str(r[label])):<22} {r[count]}")
+    if data["held_back"]:
+        click.echo(f"\nHeld back (looked normal for the customer, not notified): {data['held_back']}")
     click.echo(f"\nAlerts detected in the last hour: {data['alerts_last_hour']}")
     if data["dead_letters"]:
         click.echo("\nDead letters by reason:")
@@ -141,42 +174,50 @@ def query_stats(ctx: click.Context) -> None:
 
 
 @query.command("all")
+@_risk_options
 @click.pass_context
-def query_all(ctx: click.Context) -> None:
+def query_all(ctx: click.Context, held_back: bool | None, min_risk: float | None) -> None:
     """Most recent alerts (by event time)."""
     from fraudstream.store import queries
 
-    _show(ctx, "Recent alerts", queries.recent)
+    risk = _risk_filter(held_back, min_risk)
+    _show(ctx, "Recent alerts", lambda conn, limit: queries.recent(conn, limit, **risk))
 
 
 @query.command("user")
 @click.argument("user_id")
+@_risk_options
 @click.pass_context
-def query_user(ctx: click.Context, user_id: str) -> None:
+def query_user(ctx: click.Context, user_id: str, held_back: bool | None, min_risk: float | None) -> None:
     """Alerts of one user."""
     from fraudstream.store import queries
 
-    _show(ctx, f"Alerts for user {user_id}", lambda conn, limit: queries.for_user(conn, user_id, limit))
+    risk = _risk_filter(held_back, min_risk)
+    _show(ctx, f"Alerts for user {user_id}", lambda conn, limit: queries.for_user(conn, user_id, limit, **risk))
 
 
 @query.command("high")
+@_risk_options
 @click.pass_context
-def query_high(ctx: click.Context) -> None:
+def query_high(ctx: click.Context, held_back: bool | None, min_risk: float | None) -> None:
     """HIGH and CRITICAL alerts."""
     from fraudstream.store import queries
 
-    _show(ctx, "HIGH and CRITICAL alerts", queries.high_priority)
+    risk = _risk_filter(held_back, min_risk)
+    _show(ctx, "HIGH and CRITICAL alerts", lambda conn, limit: queries.high_priority(conn, limit, **risk))
 
 
 @query.command("type")
 @click.argument("alert_type")
+@_risk_options
 @click.pass_context
-def query_type(ctx: click.Context, alert_type: str) -> None:
-    """Alerts of one type (VELOCITY_FRAUD, HIGH_VALUE_FRAUD, ...)."""
+def query_type(ctx: click.Context, alert_type: str, held_back: bool | None, min_risk: float | None) -> None:
+    """Alerts of one type (VELOCITY_FRAUD, HIGH_VALUE_FRAUD, ACCOUNT_TAKEOVER, ...)."""
     from fraudstream.store import queries
 
     kind = alert_type.upper()
-    _show(ctx, f"{kind} alerts", lambda conn, limit: queries.of_type(conn, kind, limit))
+    risk = _risk_filter(held_back, min_risk)
+    _show(ctx, f"{kind} alerts", lambda conn, limit: queries.of_type(conn, kind, limit, **risk))
 
 
 @query.command("dead")

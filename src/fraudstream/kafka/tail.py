@@ -43,6 +43,13 @@ def alert_from_json(value: bytes | None) -> Alert:
             raise ValueError(f"'{name}' is not {'a number' if name == 'amount' else 'an integer'}")
     if not isinstance(data.get("details", {}), dict):
         raise ValueError("'details' is not an object")
+    risk = data.get("risk")
+    if risk is not None:
+        if isinstance(risk, bool) or not isinstance(risk, int | float) or not 0 <= risk <= 1:
+            raise ValueError("'risk' is not a number from 0 to 1 or null")
+        data["risk"] = float(risk)
+    if not isinstance(data.get("held_back", False), bool):
+        raise ValueError("'held_back' is not true or false")
     try:
         return Alert(**data)
     except TypeError as exc:  # a field Alert does not have

@@ -73,7 +73,9 @@ class Unstorable(ValueError):
 
 _INT64 = 2**63
 _ALERT_TEXT = ("alert_id", "alert_type", "severity", "key", "user_id", "device_id", "transaction_id", "message")
-_ALERT_FIELDS = frozenset((*_ALERT_TEXT, "amount", "event_time", "details", "detected_at"))
+_ALERT_FIELDS = frozenset((*_ALERT_TEXT, "amount", "event_time", "details", "detected_at", "risk", "held_back"))
+# Written by a job without the model (or before it) as absent: no risk, not held back.
+_ALERT_OPTIONAL = frozenset(("details", "detected_at", "risk", "held_back"))
 _DEAD_FIELDS = frozenset(("reason", "detail", "raw", "seen_at", "event_time"))
 
 
@@ -112,7 +114,7 @@ def _is_time(value: object) -> bool:
 
 def _alert(value: bytes | None) -> Alert:
     """An alert as the job writes it, every field of the type the store and console expect."""
-    d = _object(value, _ALERT_FIELDS, frozenset(("details", "detected_at")))
+    d = _object(value, _ALERT_FIELDS, _ALERT_OPTIONAL)
     for name in _ALERT_TEXT:
         if not isinstance(d[name], str):
             raise _wrong(name, "a string", d[name])
@@ -124,6 +126,13 @@ def _alert(value: bytes | None) -> Alert:
         raise _wrong("details", "an object", d["details"])
     if d.get("detected_at") is not None and not _is_time(d["detected_at"]):
         raise _wrong("detected_at", "epoch milliseconds", d["detected_at"])
+    risk = d.get("risk")
+    if risk is not None:
+        if isinstance(risk, bool) or not isinstance(risk, int | float) or not 0 <= risk <= 1:
+            raise _wrong("risk", "a number from 0 to 1 or null", risk)
+        d["risk"] = float(risk)
+    if not isinstance(d.get("held_back", False), bool):
+        raise _wrong("held_back", "true or false", d["held_back"])
     return Alert(**d)
 
 

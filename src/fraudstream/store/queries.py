@@ -11,6 +11,10 @@ from typing import Any
 from fraudstream.store.sqlite import StoreMissingError
 
 COLUMNS = "alert_id, alert_type, severity, user_id, device_id, transaction_id, amount, event_time, detected_at, message"
+# The learned model's columns; a store from before them (which a read-only reader cannot
+# migrate) reads as alerts without a risk, none held back.
+RISK_COLUMNS = "risk, held_back"
+NO_RISK_COLUMNS = "NULL AS risk, 0 AS held_back"
 
 
 def open_read_only(path: Path, busy_timeout_ms: int = 2_000) -> sqlite3.Connection:
@@ -36,8 +40,21 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
     return found.fetchone() is not None
 
 
+def has_risk(conn: sqlite3.Connection) -> bool:
+    """Whether the store has the risk columns (a store from before the model has not)."""
+    return any(r[1] == "risk" for r in conn.execute("PRAGMA table_info(fraud_alerts)"))
+
+
+def risk_columns(conn: sqlite3.Connection) -> str:
+    return RISK_COLUMNS if has_risk(conn) else NO_RISK_COLUMNS
+
+
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(sql, params).fetchall()]
+    rows = [dict(r) for r in conn.execute(sql, params).fetchall()]
+    for r in rows:
+        if "held_back" in r:  # SQLite's 0/1 as what it means
+            r["held_back"] = bool(r["held_back"])
+    return rows
 
 
 def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]:
@@ -60,8 +77,10 @@ def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]
         "SELECT COUNT(*) FROM fraud_alerts WHERE detected_at >= ?", (now_ms - 3_600_000,)
     ).fetchone()[0]
     dead = dead_letter_counts(conn)
+    held = conn.execute("SELECT COUNT(*) FROM fraud_alerts WHERE held_back").fetchone()[0] if has_risk(conn) else 0
     return {
         "total_alerts": total,
+        "held_back": held,
         "by_type": by_type,
         "by_severity": by_severity,
         "top_users": top_users,
@@ -70,25 +89,61 @@ def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]
     }
 
 
-def _alerts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...], limit: int) -> list[dict[str, Any]]:
-    sql = f"SELECT {COLUMNS} FROM fraud_alerts {where} ORDER BY event_time DESC, id DESC LIMIT ?"
-    return _rows(conn, sql, (*params, limit))
+def _alerts(
+    conn: sqlite3.Connection,
+    where: str,
+    params: tuple[Any, ...],
+    limit: int,
+    held_back: bool | None = None,
+    min_risk: float | None = None,
+) -> list[dict[str, Any]]:
+    """Alerts matching `where` (over `fraud_alerts a`), newest event first, with their risk.
+    `held_back`: only held-back (True) or only other (False) alerts; `min_risk`: only alerts
+    whose order's risk is at least that (an alert without a risk has none)."""
+    risk = has_risk(conn)
+    terms, extra = _risk_terms(risk, held_back, min_risk)
+    if terms:
+        where = (where + " AND " if where else "WHERE ") + " AND ".join(terms)
+    sql = (
+        f"SELECT {COLUMNS}, {RISK_COLUMNS if risk else NO_RISK_COLUMNS} FROM fraud_alerts a {where}"
+        " ORDER BY event_time DESC, id DESC LIMIT ?"
+    )
+    return _rows(conn, sql, (*params, *extra, limit))
 
 
-def recent(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    return _alerts(conn, "", (), limit)
+def _risk_terms(risk: bool, held_back: bool | None, min_risk: float | None) -> tuple[list[str], list[Any]]:
+    """The conditions on the risk columns; on a store without them nothing has a risk or is held back."""
+    terms: list[str] = []
+    params: list[Any] = []
+    if held_back is not None:
+        if risk:
+            terms.append("a.held_back = ?")
+            params.append(int(held_back))
+        elif held_back:
+            terms.append("0")
+    if min_risk is not None:
+        if risk:
+            terms.append("a.risk >= ?")
+            params.append(min_risk)
+        else:
+            terms.append("0")
+    return terms, params
 
 
-def for_user(conn: sqlite3.Connection, user_id: str, limit: int) -> list[dict[str, Any]]:
-    return _alerts(conn, "WHERE user_id = ?", (user_id,), limit)
+def recent(conn: sqlite3.Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
+    return _alerts(conn, "", (), limit, **risk)
 
 
-def high_priority(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    return _alerts(conn, "WHERE severity IN ('HIGH', 'CRITICAL')", (), limit)
+def for_user(conn: sqlite3.Connection, user_id: str, limit: int, **risk: Any) -> list[dict[str, Any]]:
+    return _alerts(conn, "WHERE user_id = ?", (user_id,), limit, **risk)
 
 
-def of_type(conn: sqlite3.Connection, alert_type: str, limit: int) -> list[dict[str, Any]]:
-    return _alerts(conn, "WHERE alert_type = ?", (alert_type,), limit)
+def high_priority(conn: sqlite3.Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
+    return _alerts(conn, "WHERE severity IN ('HIGH', 'CRITICAL')", (), limit, **risk)
+
+
+def of_type(conn: sqlite3.Connection, alert_type: str, limit: int, **risk: Any) -> list[dict[str, Any]]:
+    return _alerts(conn, "WHERE alert_type = ?", (alert_type,), limit, **risk)
 
 
 def dead_letters(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
@@ -105,6 +160,13 @@ SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 REVIEW_FILTERS = ("unreviewed", "reviewed", "confirmed_fraud", "false_positive")
 # Every column of an alert row, for the dashboard (alert_data is its rule's details, JSON).
 FULL_COLUMNS = f"id, {COLUMNS}, alert_data"
+SORTS = ("time", "risk")  # the search's orders: newest event first, or riskiest first
+
+
+def full_columns(conn: sqlite3.Connection) -> str:
+    return f"{FULL_COLUMNS}, {risk_columns(conn)}"
+
+
 # The verdict in force on alert `a`: the newest of its reviews (see store/reviews.py).
 _VERDICT = "(SELECT r.verdict FROM alert_reviews r WHERE r.alert_id = a.alert_id ORDER BY r.id DESC LIMIT 1)"
 
@@ -122,10 +184,13 @@ class AlertFilter:
     until: int | None = None
     review: str | None = None  # one of REVIEW_FILTERS
     max_id: int | None = None  # rows up to this id only: later pages of a search see its first page's rows
+    held_back: bool | None = None  # only held-back alerts (True), or none of them (False)
+    min_risk: float | None = None  # only alerts whose order's risk is at least this
 
-    def where(self, reviews: bool = True) -> tuple[str, tuple[Any, ...]]:
+    def where(self, reviews: bool = True, risk: bool = True) -> tuple[str, tuple[Any, ...]]:
         """The WHERE clause over `fraud_alerts a` and its bound parameters. `reviews`: whether
-        the store has alert_reviews (without it, nothing is reviewed)."""
+        the store has alert_reviews (without it, nothing is reviewed); `risk`: whether it has
+        the risk columns (without them, nothing has a risk or is held back)."""
         terms: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -156,6 +221,9 @@ class AlertFilter:
         elif self.review is not None:
             terms.append(f"{_VERDICT} = ?")
             params.append(self.review)
+        more, more_params = _risk_terms(risk, self.held_back, self.min_risk)
+        terms += more
+        params += more_params
         return ("WHERE " + " AND ".join(terms)) if terms else "", tuple(params)
 
 
@@ -166,22 +234,30 @@ class Page:
     max_id: int  # the newest row the page counted: give it back (AlertFilter.max_id) for the next pages
 
 
-def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int) -> Page:
-    """One page (from 1) of the alerts that match, newest event first, and how many match.
+def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int, sort: str = "time") -> Page:
+    """One page (from 1) of the alerts that match, newest event first (`sort` "risk": riskiest
+    first, alerts without a risk last, then newest first), and how many match.
 
     The count and the rows come from one read transaction (one snapshot), and rows stored after
     `f.max_id` (when given) are left out: alerts arriving meanwhile do not shift the pages."""
+    if sort not in SORTS:
+        raise ValueError(f"not a sort: {sort}")
     in_txn = conn.in_transaction
     if not in_txn:
         conn.execute("BEGIN")
     try:
         if f.max_id is None:
             f = replace(f, max_id=last_id(conn))
-        where, params = f.where(has_table(conn, "alert_reviews"))
+        risk = has_risk(conn)
+        where, params = f.where(has_table(conn, "alert_reviews"), risk)
         total = conn.execute(f"SELECT COUNT(*) FROM fraud_alerts a {where}", params).fetchone()[0]
+        order = "a.event_time DESC, a.id DESC"
+        if sort == "risk" and risk:
+            order = "a.risk IS NULL, a.risk DESC, " + order
         rows = _rows(
             conn,
-            f"SELECT {FULL_COLUMNS} FROM fraud_alerts a {where} ORDER BY a.event_time DESC, a.id DESC LIMIT ? OFFSET ?",
+            f"SELECT {FULL_COLUMNS}, {RISK_COLUMNS if risk else NO_RISK_COLUMNS} FROM fraud_alerts a {where}"
+            f" ORDER BY {order} LIMIT ? OFFSET ?",
             (*params, page_size, (page - 1) * page_size),
         )
     finally:
@@ -192,7 +268,7 @@ def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int) 
 
 
 def alert(conn: sqlite3.Connection, alert_id: str) -> dict[str, Any] | None:
-    found = _rows(conn, f"SELECT {FULL_COLUMNS} FROM fraud_alerts WHERE alert_id = ?", (alert_id,))
+    found = _rows(conn, f"SELECT {full_columns(conn)} FROM fraud_alerts WHERE alert_id = ?", (alert_id,))
     return found[0] if found else None
 
 
@@ -204,7 +280,7 @@ def earlier(conn: sqlite3.Connection, column: str, value: str | None, row: dict[
         return []
     return _rows(
         conn,
-        f"SELECT {FULL_COLUMNS} FROM fraud_alerts WHERE {column} = ? AND id != ?"
+        f"SELECT {full_columns(conn)} FROM fraud_alerts WHERE {column} = ? AND id != ?"
         " AND (event_time < ? OR (event_time = ? AND id < ?)) ORDER BY event_time DESC, id DESC LIMIT ?",
         (value, row["id"], row["event_time"], row["event_time"], row["id"], limit),
     )
@@ -212,7 +288,8 @@ def earlier(conn: sqlite3.Connection, column: str, value: str | None, row: dict[
 
 def after_id(conn: sqlite3.Connection, last_id: int, limit: int) -> list[dict[str, Any]]:
     """Alerts stored after row `last_id`, oldest first: what the live feed has not shown yet."""
-    return _rows(conn, f"SELECT {FULL_COLUMNS} FROM fraud_alerts WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+    sql = f"SELECT {full_columns(conn)} FROM fraud_alerts WHERE id > ? ORDER BY id LIMIT ?"
+    return _rows(conn, sql, (last_id, limit))
 
 
 def last_id(conn: sqlite3.Connection) -> int:

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS fraud_alerts (
     message TEXT,
     event_time INTEGER,
     detected_at INTEGER,
-    alert_data TEXT
+    alert_data TEXT,
+    risk REAL,
+    held_back INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS idx_alerts_user ON fraud_alerts(user_id);
 CREATE INDEX IF NOT EXISTS idx_alerts_type ON fraud_alerts(alert_type);
@@ -84,10 +86,21 @@ REVIEWS_SCHEMA = SCHEMA[
 ]
 
 # Stores written by earlier versions: columns they lack, added in place (existing rows keep
-# NULL: a dead letter without a key, as before).
-MIGRATIONS = (("dead_letters", "letter_id", "TEXT"),)
-# After the migrations, as it needs their columns. NULLs never collide in a UNIQUE index.
-INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS idx_dead_letter_id ON dead_letters(letter_id);"
+# NULL or the default: a dead letter without a key, an alert without a risk and not held back,
+# as before).
+MIGRATIONS = (
+    ("dead_letters", "letter_id", "TEXT"),
+    ("fraud_alerts", "risk", "REAL"),
+    ("fraud_alerts", "held_back", "INTEGER NOT NULL DEFAULT 0"),
+)
+# After the migrations, as they need their columns. NULLs never collide in a UNIQUE index.
+# (held_back, event_time): the dashboard's search with held-back alerts hidden or alone, newest
+# first; risk: its minimum-risk filter.
+INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS idx_dead_letter_id ON dead_letters(letter_id);
+CREATE INDEX IF NOT EXISTS idx_alerts_held_back ON fraud_alerts(held_back, event_time);
+CREATE INDEX IF NOT EXISTS idx_alerts_risk ON fraud_alerts(risk);
+"""
 
 
 def ensure_reviews(conn: sqlite3.Connection) -> None:
@@ -193,13 +206,13 @@ class AlertStore:
             if alerts:
                 cur.executemany(
                     "INSERT OR IGNORE INTO fraud_alerts (alert_id, alert_type, user_id, device_id,"
-                    " transaction_id, severity, amount, message, event_time, detected_at, alert_data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " transaction_id, severity, amount, message, event_time, detected_at, alert_data,"
+                    " risk, held_back) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             a.alert_id, a.alert_type, a.user_id, a.device_id, a.transaction_id,
                             a.severity, a.amount, a.message, a.event_time, a.detected_at,
-                            orjson.dumps(a.details).decode(),
+                            orjson.dumps(a.details).decode(), a.risk, int(a.held_back),
                         )
                         for a in alerts
                     ],
