@@ -150,10 +150,12 @@ class CheckpointSettings(_Section):
 
 # The fraud patterns the generator plays and their default shares among fraud episodes.
 DEFAULT_PATTERN_SHARES: dict[str, float] = {
-    "velocity_burst": 0.25,
-    "account_farm": 0.25,
-    "high_value": 0.25,
-    "city_hopping": 0.25,
+    "velocity_burst": 0.2,
+    "account_farm": 0.2,
+    "high_value": 0.2,
+    "city_hopping": 0.2,
+    "account_takeover": 0.1,
+    "promo_abuse": 0.1,
 }
 
 

@@ -160,3 +160,26 @@ def test_with_fraud_each_rule_is_mostly_right_but_not_perfect():
     for rule, c in hits.items():
         precision = c[True] / (c[True] + c[False])
         assert 0.85 < precision < 1, (rule, c)
+
+
+def test_big_honest_orders_come_from_the_customers_own_devices_and_cities():
+    """A party order is big but otherwise the customer's usual: their own device (or second
+    or household one) and their home city, or the city of a trip they are on (a trip starts
+    with an honest order there and lasts at most 72 hours). Only fraud uses new devices."""
+    gen = OrderGenerator(seed=47, users=5_000)
+    events = list(gen.orders(60_000))
+    previous = {}  # user -> their latest honest order
+    parties = away = 0
+    for e in events:
+        if e["behavior"] != "normal":
+            continue
+        i = int(e["user_id"].removeprefix("u_")) - 1
+        assert e["device_id"] in gen._devices.get(i, (f"d_{i + 1}", None))
+        away += e["city"] != gen._home[i]
+        if e["amount"] > 1_400:  # above any everyday basket: a party
+            parties += 1
+            if e["city"] != gen._home[i]:  # on a trip: the order before was there too
+                before = previous[e["user_id"]]
+                assert before["city"] == e["city"] and e["event_time"] - before["event_time"] <= 72 * 60 * MIN
+        previous[e["user_id"]] = e
+    assert parties > 60 and away > 100  # trips happen, so the city check can bite

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 
-from fraudstream.config import DetectorSettings
+from fraudstream.config import DEFAULT_PATTERN_SHARES, DetectorSettings
 from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.detectors.replay import replay
 from fraudstream.events import parse_record
@@ -48,8 +48,8 @@ def test_an_actor_keeps_one_pattern_and_the_shape_of_one_episode(events):
         users = {e["user_id"] for e in evs}
         devices = {e["device_id"] for e in evs}
         assert len(devices) == 1  # one actor, one device ...
-        if kind != "account_farm":
-            assert len(users) == 1  # ... and one account, except for a farm of accounts
+        if kind not in ("account_farm", "promo_abuse"):
+            assert len(users) == 1  # ... and one account, except for farms of accounts
 
 
 def test_actor_ids_are_unique_per_episode(events):
@@ -57,8 +57,9 @@ def test_actor_ids_are_unique_per_episode(events):
     actor_of_user = {}
     actor_of_device = {}
     for e in events:
-        if e["behavior"] in ("velocity_burst", "city_hopping", "account_farm"):
+        if e["behavior"] in ("velocity_burst", "city_hopping", "account_farm", "promo_abuse"):
             assert actor_of_user.setdefault(e["user_id"], e["fraud_actor"]) == e["fraud_actor"]
+        if e["behavior"] not in ("normal", "high_value"):  # a quiet takeover's device is new too
             assert actor_of_device.setdefault(e["device_id"], e["fraud_actor"]) == e["fraud_actor"]
 
 
@@ -66,7 +67,7 @@ def test_fresh_accounts_are_fresh_and_taken_over_accounts_exist(events):
     normal_users = {e["user_id"] for e in events if e["behavior"] == "normal"}
     assert all(_index(u) <= USERS for u in normal_users)
     for e in events:
-        if e["behavior"] == "high_value":
+        if e["behavior"] in ("high_value", "account_takeover"):
             assert _index(e["user_id"]) <= USERS
         elif e["behavior"] != "normal":
             assert _index(e["user_id"]) > USERS and e["user_id"] not in normal_users
@@ -76,16 +77,16 @@ def _actor_patterns(events) -> Counter:
     return Counter(e["behavior"] for e in {e["fraud_actor"]: e for e in events if "fraud_actor" in e}.values())
 
 
-def test_equal_pattern_shares_by_default(events):
+def test_default_pattern_shares(events):
     counts = _actor_patterns(events)
     total = sum(counts.values())
-    assert set(counts) == set(PATTERNS)
+    assert set(counts) == set(PATTERNS) == set(DEFAULT_PATTERN_SHARES)
     for p in PATTERNS:
-        assert abs(counts[p] / total - 0.25) < 0.03, counts
+        assert abs(counts[p] / total - DEFAULT_PATTERN_SHARES[p]) < 0.03, counts
 
 
 def test_pattern_shares_set_the_mix_of_episodes_and_zero_or_missing_turns_one_off():
-    shares = {"velocity_burst": 3, "account_farm": 1, "high_value": 0}  # city_hopping missing
+    shares = {"velocity_burst": 3, "account_farm": 1, "high_value": 0}  # the others missing
     events = list(OrderGenerator(seed=12, pattern_shares=shares).orders(50_000))
     counts = _actor_patterns(events)
     total = sum(counts.values())

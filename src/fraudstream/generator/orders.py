@@ -23,7 +23,8 @@ Fraud comes in episodes, one fraud actor each, whose orders are scheduled on the
 event-time clock and interleaved with honest traffic. A new episode starts whenever the
 fraud emitted so far falls below ``fraud_ratio`` of all events, so the share holds from
 the first events on. Its pattern is drawn by ``pattern_shares`` (relative shares among
-episodes; a missing pattern or share 0 turns it off):
+episodes, by default 0.2 for each of the first four and 0.1 for each of the last two; a
+missing pattern or share 0 turns it off):
 
 - ``velocity_burst``: a fresh account and device; a burst of 3-9 orders 10 s-2 min apart
   (log-uniform), and for 30% of actors a second burst 20-90 minutes later;
@@ -32,7 +33,18 @@ episodes; a missing pattern or share 0 turns it off):
 - ``high_value``: a taken-over existing account (on the attacker's new device 60% of the
   time) places one or, 35% of the time, two orders of INR 1,600-9,000 (log-uniform);
 - ``city_hopping``: a fresh account ordering from 2-4 cities, each over 400 km from the
-  previous one, 2-30 minutes apart (log-uniform).
+  previous one, 2-30 minutes apart (log-uniform);
+- ``account_takeover``, quiet: an honest customer with a history (at least 3 orders emitted
+  so far; early in a stream, before anyone has 3, one of the most-ordered) is taken over
+  from the attacker's fresh device, in a city that is neither the customer's home nor their
+  trip city 80% of the time (else where the customer is). 2-4 orders 15-90 minutes apart
+  (log-uniform; under the velocity rule) from that one city (the geo rule sees no hop),
+  each 3-6x the customer's basket and at most INR 1,449 (under the high-value rule; only
+  customers whose basket allows that are chosen), paid with the customer's usual method
+  half the time, else a card. The rules catch almost none of these;
+- ``promo_abuse``: first-order promotions farmed slowly: 4-10 fresh accounts on one fresh
+  device in one city, each placing exactly one order of INR 200-600, 35-150 minutes apart,
+  so the device-sharing rule (users on a device within 30 minutes) never sees two at once.
 
 Live streams. Given a ``clock`` (``start_time = "now"`` with a rate above 0 in the
 settings, the default of an unseeded paced run), the generator runs on the wall clock
@@ -64,7 +76,7 @@ from itertools import accumulate
 from statistics import NormalDist
 from typing import Any
 
-from fraudstream.config import GeneratorSettings
+from fraudstream.config import DEFAULT_PATTERN_SHARES, GeneratorSettings
 
 # name, relative share of customers living there, latitude, longitude
 _CITY_TABLE = (
@@ -85,7 +97,7 @@ _CITY_TABLE = (
 )
 CITIES = tuple(row[0] for row in _CITY_TABLE)
 PAYMENT_METHODS = ("UPI", "Credit Card", "Debit Card", "Wallet", "Net Banking", "Cash on Delivery")
-PATTERNS = ("velocity_burst", "account_farm", "high_value", "city_hopping")
+PATTERNS = ("velocity_burst", "account_farm", "high_value", "city_hopping", "account_takeover", "promo_abuse")
 BEHAVIORS = ("normal", *PATTERNS)
 SEEDED_START = "2026-01-01T00:00:00+00:00"
 LIVE_START = "now"  # generator.start_time of a stream on the wall clock
@@ -153,6 +165,21 @@ PARTY_P = 0.002
 PARTY_AMOUNT = (1_200.0, 3_500.0)
 _NOISE_P = TRIP_P + GROUP_P + PARTY_P
 
+# Quiet fraud
+TAKEOVER_HISTORY = 3  # honest orders a taken-over customer has placed before, at least
+TAKEOVER_ORDERS = (2, 4)
+TAKEOVER_GAP_MS = (15 * _MIN, 90 * _MIN)  # log-uniform
+TAKEOVER_TIMES_BASKET = (3.0, 6.0)
+TAKEOVER_MAX_AMOUNT = 1_449.0  # under the high-value rule's INR 1,500, rounding included
+TAKEOVER_AWAY_P = 0.8
+TAKEOVER_IDLE_MS = _HOUR  # the victim has not ordered for this long (if one can be found)
+TAKEOVER_LOCKOUT_MS = 2 * _HOUR  # the owner is locked out until this long after the last order
+_VICTIM_TRIES = 20
+_TAKEOVER_MAX_BASKET = TAKEOVER_MAX_AMOUNT / TAKEOVER_TIMES_BASKET[0]
+PROMO_ACCOUNTS = (4, 10)
+PROMO_GAP_MS = (35 * _MIN, 150 * _MIN)
+PROMO_AMOUNT = (200.0, 600.0)
+
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -188,7 +215,7 @@ def _start_ms(start_time: str | None, seeded: bool) -> int:
 
 def _pattern_weights(shares: Mapping[str, float] | None) -> list[float]:
     if shares is None:
-        return [1.0] * len(PATTERNS)
+        shares = DEFAULT_PATTERN_SHARES
     unknown = sorted(set(shares) - set(PATTERNS))
     if unknown:
         raise ValueError(f"unknown pattern(s) {', '.join(unknown)}: use {', '.join(PATTERNS)}")
@@ -244,6 +271,13 @@ class OrderGenerator:
         self._next_device = users + 1
         self._devices = self._special_devices(users)  # i -> (main device, second device or None)
         self._trips: dict[int, tuple[str, int]] = {}  # i -> (city, until event time)
+        # Honest orders emitted per customer, and the customers a quiet takeover may pick:
+        # _history[k] lists those who reached k + 1 orders (in that order; no RNG is drawn,
+        # so a stream without takeovers is the same as before they existed).
+        self._orders_of = [0] * users
+        self._last_order = [0] * users  # event time of each customer's latest honest order
+        self._history: list[list[int]] = [[] for _ in range(TAKEOVER_HISTORY)]
+        self._locked: dict[int, int] = {}  # taken-over customer -> locked out until event time
         self._next_account = users + 1
         self._heap: list[tuple[int, int, dict[str, Any]]] = []
         self._seq = 0
@@ -308,6 +342,14 @@ class OrderGenerator:
     def _normal(self) -> dict[str, Any]:
         rand = self.rng.random
         i = int(rand() * self.n_users)
+        locked = self._locked
+        for _ in range(_VICTIM_TRIES):  # a taken-over customer cannot order (bounded: tiny populations)
+            if i not in locked:
+                break
+            if self.clock < locked[i]:
+                i = int(rand() * self.n_users)
+            else:
+                del locked[i]
         city = self._home[i]
         trips = self._trips
         trip = trips.get(i)
@@ -338,12 +380,24 @@ class OrderGenerator:
                 amount = self.rng.uniform(*PARTY_AMOUNT)
         user = f"u_{i + 1}"
         payment = self._payment[i]
+        self._count(i)
         offset = 0
         for _ in range(extras):  # the rest of a group order, a few minutes
             offset += self.rng.randint(*GROUP_GAP_MS)
             extra = min(_MAX_AMOUNT, max(_MIN_AMOUNT, basket * _SPREAD[int(rand() * _QUANTILES)]))
             self._schedule(offset, self._order(user, device, city, extra, payment, "normal"), fraud=False)
         return self._order(user, device, city, amount, payment, "normal")
+
+    def _count(self, i: int) -> None:
+        """One more honest order emitted for customer i."""
+        n = self._orders_of[i] = self._orders_of[i] + 1
+        self._last_order[i] = self.clock
+        if n <= TAKEOVER_HISTORY and self._basket[i] <= _TAKEOVER_MAX_BASKET:
+            self._history[n - 1].append(i)
+
+    def _current_city(self, i: int) -> str:
+        trip = self._trips.get(i)
+        return trip[0] if trip is not None and self.clock < trip[1] else self._home[i]
 
     def _trip(self, i: int) -> str:
         home = self._home[i]
@@ -370,14 +424,7 @@ class OrderGenerator:
         kind = PATTERNS[bisect(self._pattern_cum, rng.random() * self._pattern_cum[-1])]
         self._episodes += 1
         actor = f"{kind}-{self._episodes:06d}"
-        if kind == "velocity_burst":
-            self._velocity_burst(kind, actor)
-        elif kind == "account_farm":
-            self._account_farm(kind, actor)
-        elif kind == "high_value":
-            self._high_value(kind, actor)
-        else:
-            self._city_hopping(kind, actor)
+        getattr(self, f"_{kind}")(kind, actor)
 
     def _velocity_burst(self, kind: str, actor: str) -> None:
         rng = self.rng
@@ -432,6 +479,58 @@ class OrderGenerator:
                 visited.append(city)
             self._fraud(offset, actor, self._order(uid, did, city, rng.uniform(150, 900), payment, kind))
 
+    def _account_takeover(self, kind: str, actor: str) -> None:
+        rng = self.rng
+        i = self._victim()
+        basket = self._basket[i]
+        did = self._fresh_device()
+        city = here = self._current_city(i)
+        if rng.random() < TAKEOVER_AWAY_P:
+            while city in (here, self._home[i]):
+                city = self._city()
+        offset = 0.0
+        for k in range(rng.randint(*TAKEOVER_ORDERS)):
+            if k:
+                offset += self._log_uniform(*TAKEOVER_GAP_MS)
+            most = min(TAKEOVER_TIMES_BASKET[1], TAKEOVER_MAX_AMOUNT / basket)
+            times = rng.uniform(min(TAKEOVER_TIMES_BASKET[0], most), most)
+            payment = self._payment[i] if rng.random() < 0.5 else rng.choice(("Credit Card", "Debit Card"))
+            self._fraud(offset, actor, self._order(f"u_{i + 1}", did, city, basket * times, payment, kind))
+        self._locked[i] = max(self._locked.get(i, 0), self.clock + int(offset) + TAKEOVER_LOCKOUT_MS)
+
+    def _victim(self) -> int:
+        """A customer with the longest history up to TAKEOVER_HISTORY orders that a few
+        random picks find (early in a stream, anyone), whose basket leaves room under
+        TAKEOVER_MAX_AMOUNT, not taken over already, and idle for TAKEOVER_IDLE_MS if a pick
+        finds one (an order just before the attacker's, in another city, would be a hop)."""
+        rng = self.rng
+        for known in reversed(self._history):
+            fallback = None
+            for _ in range(_VICTIM_TRIES if known else 0):
+                i = known[int(rng.random() * len(known))]
+                if i not in self._locked:
+                    if self.clock - self._last_order[i] >= TAKEOVER_IDLE_MS:
+                        return i
+                    fallback = i if fallback is None else fallback
+            if fallback is not None:
+                return fallback
+        for _ in range(_VICTIM_TRIES):
+            i = int(rng.random() * self.n_users)
+            if i not in self._locked and self._basket[i] <= _TAKEOVER_MAX_BASKET:
+                break
+        return i  # in a tiny population perhaps not: amounts are capped all the same
+
+    def _promo_abuse(self, kind: str, actor: str) -> None:
+        rng = self.rng
+        did, city = self._fresh_device(), self._city()
+        offset = 0
+        for k in range(rng.randint(*PROMO_ACCOUNTS)):
+            if k:
+                offset += rng.randint(*PROMO_GAP_MS)
+            payment = rng.choice(("UPI", "Wallet", "Cash on Delivery"))
+            order = self._order(self._fresh_account(), did, city, rng.uniform(*PROMO_AMOUNT), payment, kind)
+            self._fraud(offset, actor, order)
+
     # ---- the stream -------------------------------------------------------------------
 
     def next_order(self) -> dict[str, Any]:
@@ -451,6 +550,8 @@ class OrderGenerator:
             stamp = self.clock if live else min(max(at, self._last_time), self.clock)
             if "fraud_actor" in event:
                 self.fraud_emitted += 1
+            else:  # the rest of a group order
+                self._count(int(event["user_id"][2:]) - 1)
         elif self.fraud_emitted < self.fraud_ratio * (self.emitted + 1):
             # Held on emitted (not committed) fraud, so the share is right from the start.
             self._start_episode()
