@@ -49,6 +49,26 @@ def sample() -> list[Alert]:
     return out
 
 
+def takeover(t: int, user: str = "u_ato", risk: float = 0.97, reasons: list[dict] | None = None) -> Alert:
+    """An ACCOUNT_TAKEOVER as `detectors.risk` makes it: a new device and city, 3.5x the usual amount."""
+    from fraudstream.detectors.risk import RiskAlerts
+
+    s = load_settings(None, {})
+    order = make_order(t, user=user, device="d_new", amount=1400.0)
+    found = reasons or [
+        {"feature": "device_orders", "value": 0.0, "usual": 14.0, "raised_by": 0.41},
+        {"feature": "amount_to_usual", "value": 3.5, "usual": 1.0, "raised_by": 0.22},
+        {"feature": "city_orders", "value": 0.0, "usual": 11.0, "raised_by": 0.18},
+    ]
+    a = RiskAlerts(s.model, s.alerts, model_version="test-1").takeover(order, risk, found)  # type: ignore[arg-type]
+    return replace(a, detected_at=t + 1_000)
+
+
+def scored(a: Alert, risk: float, min_risk: float = 0.02) -> Alert:
+    """A rule alert with its order's risk, held back below `min_risk` (as `RiskAlerts.mark`)."""
+    return replace(a, risk=risk, held_back=risk < min_risk)
+
+
 def write(path: Path, alerts: list[Alert]) -> None:
     store = AlertStore(path)
     try:

@@ -23,7 +23,7 @@ from fraudstream.store import AlertStore
 from fraudstream.store.reviews import reviewed_alerts
 from fraudstream.store.sqlite import connect
 from tests.conftest import BASE, MIN, make_order
-from tests.web.conftest import HOSTILE, alert, sample, serving, settings_for, write, write_archive
+from tests.web.conftest import HOSTILE, alert, sample, scored, serving, settings_for, takeover, write, write_archive
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
@@ -138,11 +138,36 @@ def test_loads_draws_charts_and_shows_a_new_alert_live(page, served):
     print(f"stored -> on the page: {shown_after:.2f} s")
     assert page.errors == [] and page.dialogs == []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    served.add(*[alert(BASE + (51 + i) * MIN, user=f"u_{i}", device="d_9", kind="velocity") for i in range(3)])
-    p.locator("#feed li").nth(3).wait_for(timeout=2_000)
+    served.add(*[
+        scored(alert(BASE + (51 + i) * MIN, user=f"u_{i}", device="d_9", kind="velocity"), 0.4 + 0.25 * i)
+        for i in range(3)
+    ])  # fmt: skip
+    # The model's marks: a rule alert held back as normal for its customer, a takeover with its risk.
+    served.add(scored(alert(BASE + 55 * MIN, user="u_party", kind="high_value", amount=2000.0), 0.004))
+    served.add(takeover(BASE + 56 * MIN))
+    p.locator("#feed li").nth(5).wait_for(timeout=2_000)
+    held = p.locator("#feed li", has_text="u_party")
+    assert "held" in held.get_attribute("class") and "held back: looked normal for this customer" in held.inner_text()
+    assert "0.97" in p.locator("#feed li", has_text="u_ato").locator(".risk").inner_text()
+    assert p.locator("#feed li", has_text="u_live").locator(".risk").inner_text() == "risk —"
     # The charts catch up (at most every 3 s): the new device is among the top ones.
     expect(p.locator("#top-devices li", has_text="d_9")).to_have_count(1, timeout=6_000)
+    assert "ACCOUNT_TAKEOVER" in p.locator("#chart-type .u-legend").inner_text()
     p.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    p.uncheck("#feed-held")
+    expect(held).to_be_hidden()
+    p.check("#feed-held")
+    p.locator("#feed li", has_text="u_ato").click()
+    p.wait_for_selector("#detail:not([hidden])")
+    reasons = p.locator("#d-reasons tbody tr").all_inner_texts()
+    assert [r.split("\t")[0] for r in reasons] == [
+        "a device new to them",
+        "3.5x their usual amount",
+        "a city new to them",
+    ]
+    assert "0.97" in p.locator("#d-risk").inner_text() and "reasons" not in p.locator("#d-details").inner_text()
+    p.click("#detail-close")
+    assert page.errors == []
 
 
 def test_search_and_paging(page, served):

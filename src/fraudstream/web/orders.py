@@ -43,6 +43,9 @@ _WINDOWS = {
     "GEO_ANOMALY_FRAUD": ("user_id", "geo_window_ms"),
     "DEVICE_SHARING_FRAUD": ("device_id", "device_sharing_window_ms"),
 }
+# ACCOUNT_TAKEOVER has no window (the model reads the user's whole bounded history): the user's
+# orders of the two days before show the analyst what was usual for them (devices, cities, amounts).
+_HISTORY = {"ACCOUNT_TAKEOVER": ("user_id", 48 * HOUR_MS)}
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,15 @@ def window_for(settings: Settings, row: dict[str, Any], rule: dict[str, Any]) ->
 
     The window the rule ran with (its details' `window_ms`) wins over today's settings."""
     found = _WINDOWS.get(row["alert_type"])
-    if found is None:
+    if found is not None:
+        key, setting = found
+        window_ms = rule.get("window_ms")
+        if not isinstance(window_ms, int) or isinstance(window_ms, bool) or window_ms <= 0:
+            window_ms = getattr(settings.detectors, setting)
+    elif row["alert_type"] in _HISTORY:
+        key, window_ms = _HISTORY[row["alert_type"]]
+    else:
         return None
-    key, setting = found
-    window_ms = rule.get("window_ms")
-    if not isinstance(window_ms, int) or isinstance(window_ms, bool) or window_ms <= 0:
-        window_ms = getattr(settings.detectors, setting)
     t = int(row["event_time"])
     after = t - window_ms
     truncated = (t // HOUR_MS) - (after + 1) // HOUR_MS + 1 > MAX_HOURS

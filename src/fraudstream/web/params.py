@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from fraudstream.store.queries import REVIEW_FILTERS, SEVERITIES, AlertFilter
+from fraudstream.store.queries import REVIEW_FILTERS, SEVERITIES, SORTS, AlertFilter
 
 MAX_TEXT = 200  # characters of a user or device id searched for
 _TYPE = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -18,11 +18,16 @@ class BadRequest(ValueError):
     """A query parameter that cannot be used; the message says why."""
 
 
+# held_back=: "hide" the alerts held back as normal for their customer, or show "only" them.
+HELD_BACK = {"hide": False, "only": True}
+
+
 @dataclass(frozen=True)
 class Search:
     filter: AlertFilter
     page: int
     page_size: int
+    sort: str = "time"
 
 
 def _single(params: Mapping[str, Sequence[str]], allowed: set[str]) -> dict[str, str]:
@@ -47,6 +52,19 @@ def integer(name: str, text: str | None, default: int, low: int, high: int | Non
         raise BadRequest(f"{name} must be a whole number, not {text[:40]!r}") from None
     if value < low or (high is not None and value > high):
         raise BadRequest(f"{name} must be between {low} and {high}" if high is not None else f"{name} must be >= {low}")
+    return value
+
+
+def fraction(name: str, text: str | None) -> float | None:
+    """A number from 0 to 1 (a risk), or None when absent."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number from 0 to 1, not {text[:40]!r}") from None
+    if not 0 <= value <= 1:  # NaN fails this too
+        raise BadRequest(f"{name} must be a number from 0 to 1")
     return value
 
 
@@ -78,14 +96,26 @@ def time_window(values: dict[str, str]) -> tuple[int | None, int | None]:
     return since, until
 
 
-SEARCH_PARAMS = {"user", "device", "type", "severity", "since", "until", "review", "page", "page_size", "before_id"}
+SEARCH_PARAMS = {
+    "user", "device", "type", "severity", "since", "until", "review", "page", "page_size", "before_id",
+    "min_risk", "held_back", "sort",
+}  # fmt: skip
 
 
 def search(params: Mapping[str, Sequence[str]], default_page_size: int) -> Search:
-    """GET /api/alerts?user=&device=&type=&severity=&since=&until=&review=&page=&page_size=&before_id=
+    """GET /api/alerts?user=&device=&type=&severity=&since=&until=&review=&min_risk=&held_back=
+    &sort=&page=&page_size=&before_id=
 
-    before_id: the first page's max_id, so that later pages count and show the same rows."""
+    min_risk: alerts whose order's risk is at least this (0-1); held_back: hide|only; sort:
+    time (newest first) or risk (riskiest first); before_id: the first page's max_id, so that
+    later pages count and show the same rows."""
     v = _single(params, SEARCH_PARAMS)
+    held = v.get("held_back")
+    if held is not None and held not in HELD_BACK:
+        raise BadRequest(f"held_back must be one of {', '.join(HELD_BACK)}")
+    sort = v.get("sort", "time")
+    if sort not in SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(SORTS)}")
     alert_type = v.get("type")
     if alert_type is not None and not _TYPE.fullmatch(alert_type):
         raise BadRequest("type must be an alert type such as VELOCITY_FRAUD")
@@ -107,10 +137,12 @@ def search(params: Mapping[str, Sequence[str]], default_page_size: int) -> Searc
         until=until,
         review=review,
         max_id=None if "before_id" not in v else integer("before_id", v["before_id"], 0, 0),
+        held_back=None if held is None else HELD_BACK[held],
+        min_risk=fraction("min_risk", v.get("min_risk")),
     )
     page = integer("page", v.get("page"), 1, 1, 1_000_000)
     page_size = integer("page_size", v.get("page_size"), default_page_size, 1, 500)
-    return Search(found, page, page_size)
+    return Search(found, page, page_size, sort)
 
 
 @dataclass(frozen=True)

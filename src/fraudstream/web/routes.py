@@ -23,6 +23,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fraudstream.config import Settings
+from fraudstream.detectors.risk import describe
+from fraudstream.features.spec import FEATURES
 from fraudstream.store import queries, reviews
 from fraudstream.store.sqlite import StoreMissingError, connect, ensure_reviews
 from fraudstream.web import orders, params
@@ -39,6 +41,7 @@ HEALTH_INTERVAL_S = 2.0
 HEALTH_STALE_MS = 2 * HEALTH_INTERVAL_S * 1000
 REPLAY_MAX = 500  # alerts sent again to a page that reconnects (Last-Event-ID); older ones it misses
 RELATED = 20  # earlier alerts of the same user (and device) shown with an alert
+REASON_NUMBERS = ("value", "usual", "raised_by")
 MAX_BUCKETS = 2_000
 MAX_BODY = 16_384
 T = TypeVar("T")
@@ -70,6 +73,28 @@ def details(text: str | None) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"unparsed": text}
     return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def risk_reasons(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """An ACCOUNT_TAKEOVER's reasons (the features that raised its order's risk), each with
+    the analyst's words for it (`detectors.risk.describe`). Only well-formed ones: the details
+    may come from any producer on the alerts topic."""
+    found = rule.get("reasons")
+    if not isinstance(found, list):
+        return []
+    out = []
+    for r in found:
+        if not isinstance(r, dict) or not isinstance(r.get("feature"), str):
+            continue
+        if not all(isinstance(r.get(k), int | float) and not isinstance(r.get(k), bool) for k in REASON_NUMBERS):
+            continue
+        reason = {"feature": r["feature"], **{k: r[k] for k in REASON_NUMBERS}}
+        if r["feature"] in FEATURES:
+            text = describe(reason)  # type: ignore[arg-type]
+        else:  # not through describe(), which would read a foreign name as a format string
+            text = f"{r['feature']} {r['value']:g}"
+        out.append({**reason, "text": text})
+    return out
 
 
 def _multi(request: Request) -> dict[str, list[str]]:
@@ -186,7 +211,7 @@ class Dashboard:
         query = params.search(_multi(request), self.settings.dashboard.page_size)
 
         def work(conn: sqlite3.Connection) -> dict[str, Any]:
-            found = queries.search(conn, query.filter, query.page, query.page_size)
+            found = queries.search(conn, query.filter, query.page, query.page_size, query.sort)
             verdicts = latest_reviews(conn, [r["alert_id"] for r in found.rows])
             items = [item(r, verdicts.get(r["alert_id"])) for r in found.rows]
             return {
@@ -220,6 +245,7 @@ class Dashboard:
                 "row": row,
                 "alert": item(row, history[0] if history else None),
                 "details": rule,
+                "reasons": risk_reasons(rule),
                 "order": order,
                 "reviews": [r.to_dict() for r in history],
                 "same_user": [item(r, None) for r in queries.earlier(conn, "user_id", row["user_id"], row, RELATED)],

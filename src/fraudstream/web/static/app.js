@@ -10,8 +10,10 @@
   const COLOURS = {
     CRITICAL: "#c62828", HIGH: "#ef6c00", MEDIUM: "#b58900", LOW: "#607d8b",
     VELOCITY_FRAUD: "#1565c0", HIGH_VALUE_FRAUD: "#b58900", GEO_ANOMALY_FRAUD: "#6a1b9a", DEVICE_SHARING_FRAUD: "#c62828",
+    ACCOUNT_TAKEOVER: "#00897b",
   };
-  const SPARE = ["#00838f", "#5d4037", "#ad1457", "#558b2f", "#455a64"];
+  const SPARE = ["#5d4037", "#ad1457", "#558b2f", "#455a64", "#f06292"];
+  const HELD_NOTE = "held back: looked normal for this customer";
   const VERDICT_TEXT = { confirmed_fraud: "confirmed fraud", false_positive: "false positive" };
 
   const $ = (id) => document.getElementById(id);
@@ -88,12 +90,27 @@
       VERDICT_TEXT[review.verdict] || review.verdict);
   }
 
+  // The learned model's risk for the alert's order, 0.00-1.00 with a small bar; "—" without one.
+  function riskBadge(risk, long) {
+    if (typeof risk !== "number" || !isFinite(risk)) {
+      return el("span", { class: "risk none", title: "no risk: the model did not score this order" }, "risk —");
+    }
+    const r = Math.min(1, Math.max(0, risk));
+    const bar = el("span", { class: "bar" });
+    bar.style.width = Math.round(r * 100) + "%"; // CSSOM, which the page's CSP allows
+    return el("span", { class: "risk " + (r >= 0.7 ? "r-high" : r >= 0.3 ? "r-mid" : "r-low"),
+      title: "risk " + r.toFixed(3) + ": the learned model's, for this order" },
+      el("span", { class: "track" }, bar), long ? "risk " + r.toFixed(3) : r.toFixed(2));
+  }
+
   function alertItem(a, fresh) {
-    const li = el("li", { class: "sev-" + a.severity + (fresh ? " fresh" : ""), alert: a.alert_id },
+    const li = el("li", { class: "sev-" + a.severity + (fresh ? " fresh" : "") + (a.held_back ? " held" : ""), alert: a.alert_id },
       el("span", { class: "sev t-" + a.severity }, a.severity),
       el("span", { class: "who" }, a.alert_type, " · user ", a.user_id, " · device ", a.device_id),
       reviewBadge(a.review),
-      el("span", { class: "msg" }, fmtTime(a.event_time), " · ", fmtAmount(a.amount), " · ", a.message));
+      riskBadge(a.risk),
+      el("span", { class: "msg" }, fmtTime(a.event_time), " · ", fmtAmount(a.amount), " · ", a.message),
+      a.held_back ? el("span", { class: "held-note" }, HELD_NOTE) : null);
     li.addEventListener("click", () => openAlert(a.alert_id));
     return li;
   }
@@ -284,10 +301,11 @@
   function searchParams(page) {
     const form = $("search");
     const out = filterRange();
-    for (const name of ["user", "device", "type", "severity", "review"]) {
+    for (const name of ["user", "device", "type", "severity", "review", "min_risk", "held_back"]) {
       const v = form.elements[name].value.trim();
       if (v) out.set(name, v);
     }
+    if (form.elements.sort.value === "risk") out.set("sort", "risk");
     out.set("page", String(page));
     if (page > 1 && maxId !== null) out.set("before_id", String(maxId));
     return out;
@@ -304,15 +322,16 @@
       const body = $("results").querySelector("tbody");
       clear(body);
       for (const a of r.items) {
-        const tr = el("tr", { class: "sev-" + a.severity, alert: a.alert_id },
+        const tr = el("tr", { class: "sev-" + a.severity + (a.held_back ? " held" : ""), alert: a.alert_id },
           el("td", {}, fmtTime(a.event_time)),
           el("td", { class: "sev t-" + a.severity }, a.severity),
           el("td", {}, a.alert_type),
           el("td", {}, a.user_id),
           el("td", {}, a.device_id),
-          el("td", {}, fmtAmount(a.amount)),
+          el("td", { class: "num" }, fmtAmount(a.amount)),
+          el("td", {}, riskBadge(a.risk)),
           el("td", {}, reviewBadge(a.review)),
-          el("td", {}, a.message));
+          el("td", {}, a.message, a.held_back ? el("div", { class: "held-note" }, HELD_NOTE) : null));
         tr.addEventListener("click", () => openAlert(a.alert_id));
         body.append(tr);
       }
@@ -383,6 +402,22 @@
     $("d-orders").hidden = !orders.items.length;
   }
 
+  function fmtNumber(v) {
+    return Number(v).toLocaleString("en-IN", { maximumFractionDigits: 2 });
+  }
+
+  // ACCOUNT_TAKEOVER: the features that raised the order's risk, in words (the server's), each
+  // with its value, the value usual for honest orders, and how much the risk falls without it.
+  function fillReasons(reasons) {
+    const body = $("d-reasons").querySelector("tbody");
+    clear(body);
+    for (const x of reasons) {
+      body.append(el("tr", {}, el("td", { title: x.feature }, x.text), el("td", {}, fmtNumber(x.value)),
+        el("td", {}, fmtNumber(x.usual)), el("td", {}, "+" + Number(x.raised_by).toFixed(3))));
+    }
+    $("d-reasons-box").hidden = !reasons.length;
+  }
+
   async function openAlert(alertId) {
     openId = alertId;
     $("d-triage-msg").textContent = "";
@@ -402,7 +437,13 @@
       }
       order.push(["detected", fmtTime(a.detected_at)], ["alert id", a.alert_id]);
       kv($("d-order"), order);
-      kv($("d-details"), Object.entries(r.details).map(([k, v]) => [k.replace(/_/g, " "), detailText(v)]));
+      const risk = $("d-risk");
+      clear(risk);
+      risk.append(riskBadge(a.risk, true));
+      if (a.held_back) risk.append(el("span", { class: "held-note" }, HELD_NOTE + " (stored, not notified)"));
+      fillReasons(r.reasons || []);
+      const shown = Object.entries(r.details).filter(([k]) => !(k === "reasons" && (r.reasons || []).length));
+      kv($("d-details"), shown.map(([k, v]) => [k.replace(/_/g, " "), detailText(v)]));
       fillOrders(r.orders, r.archive, o.transaction_id);
       const history = $("d-reviews");
       clear(history);
@@ -466,6 +507,14 @@
     $("next").addEventListener("click", () => runSearch(currentPage + 1));
     $("detail-close").addEventListener("click", () => { $("detail").hidden = true; openId = null; });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("detail").hidden = true; });
+    const held = $("feed-held");
+    held.checked = localStorage.getItem("fraudstream.feed.hideHeld") !== "1";
+    const showHeld = () => {
+      $("feed").classList.toggle("hide-held", !held.checked);
+      localStorage.setItem("fraudstream.feed.hideHeld", held.checked ? "0" : "1");
+    };
+    held.addEventListener("change", showHeld);
+    showHeld();
     $("confirm").addEventListener("click", () => triage("confirmed_fraud"));
     $("falsepos").addEventListener("click", () => triage("false_positive"));
     window.addEventListener("resize", () => scheduleStats());
