@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 JARS   := jvm/lib/.fetched
 # fraudstream's own Flink classes (jvm/src), compiled against PyFlink's Flink and the connector.
 HELPER := jvm/lib/flink/fraudstream-flink.jar
-HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java)
+HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java jvm/src/io/fraudstream/flink/*/*.java)
 
 .PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop
 
@@ -44,9 +44,9 @@ $(JARS): jvm/pom.xml jvm/archive/pom.xml | maven
 $(HELPER): $(JARS) $(STAMP) $(HELPER_SRC)
 	rm -rf jvm/build && mkdir -p jvm/build
 	javac --release 17 -nowarn -d jvm/build \
-	  -cp "$$($(BIN)/python -c 'import glob, os, pyflink; lib = os.path.join(os.path.dirname(pyflink.__file__), "lib"); print(":".join(glob.glob(os.path.join(lib, p))[0] for p in ("flink-dist-*.jar", "flink-table-api-java-uber-*.jar")))'):$$(ls jvm/lib/flink/flink-sql-connector-kafka-*.jar)" \
+	  -cp "$$($(BIN)/python -c 'import glob, os, pyflink; lib = os.path.join(os.path.dirname(pyflink.__file__), "lib"); print(":".join(glob.glob(os.path.join(lib, p))[0] for p in ("flink-dist-*.jar", "flink-table-api-java-uber-*.jar")))'):$$(ls jvm/lib/flink/flink-sql-connector-kafka-*.jar):$$(ls jvm/lib/onnx/onnxruntime-*.jar)" \
 	  $(HELPER_SRC)
-	jar cf $@ -C jvm/build .
+	jar cf $@.tmp -C jvm/build . && mv $@.tmp $@
 
 # The versions the suite passed with (constraints.txt); a change there reinstalls.
 $(STAMP): pyproject.toml constraints.txt

@@ -43,3 +43,8 @@ def flink_connector_jars(configured: Path | None) -> list[Path]:
 def archive_jars(configured: Path | None) -> list[Path]:
     """Flink's Parquet format and the Hadoop classes it needs, for the raw-event archive."""
     return _jars(configured, "parquet", "Parquet archive jars")
+
+
+def onnx_jars(configured: Path | None) -> list[Path]:
+    """ONNX Runtime's Java library, which scores the risk model in the job (model.path set)."""
+    return _jars(configured, "onnx", "ONNX Runtime jar")

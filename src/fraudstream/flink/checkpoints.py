@@ -48,8 +48,15 @@ class OlderStateLayout(UserFacingError):
 #   2: the SQL engine's order rows carry `appended_at`; the DataStream engine has the
 #      `count-dead-letters` step (it moves the generated ids of the steps after it) and
 #      keeps `arrived_at` beside its waiting orders.
-STATE_LAYOUT = 2
-_LAYOUT_CHANGE = "before the orders' appended_at field and the count-dead-letters step"
+#   3: the SQL engine's order rows carry the model's `risk` and `reasons` (NULL without a
+#      model), in the OVER windows' state, and a `no-model` step or the scoring steps come
+#      before them.
+STATE_LAYOUT = 3
+# What changed after each older layout (the first change a point of that layout misses).
+_LAYOUT_CHANGES = {
+    1: "before the orders' appended_at field and the count-dead-letters step",
+    2: "before the orders' risk and reasons columns",
+}
 
 
 class TransactionsExpired(UserFacingError):
@@ -284,7 +291,7 @@ def check_layout(point: Path, writer: RunRecord | None) -> None:
         return
     if layout < STATE_LAYOUT:
         raise OlderStateLayout(
-            f"{point} was written by an older version of the job's state layout ({_LAYOUT_CHANGE}), "
+            f"{point} was written by an older version of the job's state layout ({_LAYOUT_CHANGES[layout]}), "
             "which this version cannot restore: start afresh without --resume or --from-savepoint "
             "(--start-from committed continues from the consumer group's position)"
         )

@@ -31,6 +31,7 @@ from pyflink.datastream.data_stream import CloseableIterator
 import fraudstream
 from fraudstream.config import KafkaSettings, Settings
 from fraudstream.detectors import AlertDeduplicator, build_detectors
+from fraudstream.errors import UserFacingError
 from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
 from fraudstream.events.redelivery import Redelivery, horizon_of
@@ -48,7 +49,8 @@ from fraudstream.flink.functions import (
 )
 from fraudstream.flink.gateway import start_gateway
 from fraudstream.flink.sources import SourceSpec, raw_lines
-from fraudstream.jars import archive_jars, flink_connector_jars
+from fraudstream.jars import archive_jars, flink_connector_jars, onnx_jars
+from fraudstream.model.file import ModelFile
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
@@ -105,6 +107,8 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
         jars += flink_connector_jars(settings.broker.jars_dir)
     if settings.archive.enabled and settings.pipeline.engine != "reference":
         jars += archive_jars(settings.broker.jars_dir)
+    if settings.model.path is not None and settings.pipeline.engine == "sql":
+        jars += onnx_jars(settings.broker.jars_dir)  # the risk model is scored in the JVM
     if jars:
         conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
         # The connector's admin-client thread logs once more after a job ends; with the leak
@@ -135,16 +139,44 @@ def one_jvm_thread() -> Iterator[None]:
             gc.enable()
 
 
+class ModelNotHere(UserFacingError):
+    """A model given to an engine that does not score orders."""
+
+
+def load_model(settings: Settings) -> ModelFile | None:
+    """The risk model of the run (model.path), checked before anything starts: a missing,
+    corrupt or incompatible file, or one ONNX Runtime cannot load, is one line."""
+    path = settings.model.path
+    if path is None:
+        return None
+    if settings.pipeline.engine != "sql":
+        raise ModelNotHere(
+            f"the model runs in the sql engine; --engine {settings.pipeline.engine} has no scoring step: "
+            "run with --engine sql, or without a model (unset model.path)"
+        )
+    from fraudstream.model.file import load
+    from fraudstream.model.score import Scorer
+
+    model = load(Path(path))
+    Scorer(model)  # ONNX Runtime can load it: said here in a line, not by a failing task later
+    return model
+
+
 def build_job(
     settings: Settings,
     spec: SourceSpec,
     env: StreamExecutionEnvironment | None = None,
     restore_from: str | None = None,
+    scored: bool = False,
 ) -> JobGraph:
     """The job graph. Stateful operators carry fixed uids, so a checkpoint or savepoint of one
-    run restores into the next even when thresholds or other settings changed."""
+    run restores into the next even when thresholds or other settings changed.
+
+    `scored` (tests): with a model, the output also carries ("scored", (transaction_id,
+    features, risk, reasons)) for each order the model scored."""
+    model = load_model(settings)
     with one_jvm_thread():
-        return _build_job(settings, spec, env, restore_from)
+        return _build_job(settings, spec, env, restore_from, model, scored)
 
 
 def _build_job(
@@ -152,6 +184,8 @@ def _build_job(
     spec: SourceSpec,
     env: StreamExecutionEnvironment | None,
     restore_from: str | None,
+    model: ModelFile | None = None,
+    scored: bool = False,
 ) -> JobGraph:
     env = env or make_environment(settings, restore_from)
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
@@ -176,7 +210,7 @@ def _build_job(
         from fraudstream.flink import sql_engine
 
         charset = {"kafka": None, "file": "ISO-8859-1", "generator": "UTF-8"}[spec.kind]
-        streams = sql_engine.detect(env, settings, lines, readers, charset, max_future)
+        streams = sql_engine.detect(env, settings, lines, readers, charset, max_future, model)
         return _outputs(
             env,
             settings,
@@ -186,6 +220,7 @@ def _build_job(
             streams.orders,
             on_finished,
             streams.archive_rows,
+            streams.scored if scored else None,
         )
     # PyFlink builds key_by and the watermark step from hidden operators that take the
     # environment's default parallelism; they must run one per reader, or partitions merge
@@ -264,10 +299,12 @@ def _outputs(
     orders: DataStream | None,
     on_finished: Callable[[], None] | None,
     archive_rows: DataStream | None = None,
+    scored: DataStream | None = None,
 ) -> JobGraph:
     """Where alerts, dead letters and (with --verbose) orders go, whichever engine made them.
 
-    `archive_rows`: the admitted orders as archive rows, for the raw-event archive."""
+    `archive_rows`: the admitted orders as archive rows, for the raw-event archive; `scored`:
+    the scoring step's rows, for tests."""
     tagged = []
     if archive_rows is not None and settings.archive.enabled:
         attach_archive(env, settings, archive_rows, dead_streams[0].union(*dead_streams[1:]))
@@ -282,6 +319,8 @@ def _outputs(
         tagged += [s.map(lambda d: ("dead", d), output_type=PICKLED) for s in dead_streams]
     if orders is not None:
         tagged.append(orders.map(lambda o: ("order", o), output_type=PICKLED))
+    if scored is not None:
+        tagged.append(scored.map(lambda r: ("scored", (r[0], list(r[1]), r[2], r[3])), output_type=PICKLED))
     output = tagged[0].union(*tagged[1:]) if tagged else None
     return JobGraph(env, output, on_finished)
 

@@ -20,6 +20,17 @@ rules' candidates cross. The rules are the same definitions as the Python detect
 
 The alert itself (its text and details) stays in Python, in the detectors' own code, so both
 engines emit identical alerts; the cooldown is the same rule in Java (`Cooldown.java`).
+
+With a model (model.path), every order is scored before the rules see it, in the JVM too:
+
+    -> key by device: DeviceFeatures -> key by user: UserFeatures (the behavioural features in
+       keyed state, `fraudstream.features.history` line by line in Java, each key's orders in
+       sort_key order once the watermark passes them)
+    -> RiskScorer (chained: ONNX Runtime on batches of model.batch_size; reasons for the risky)
+
+and `admitted` gains `risk` and `reasons` (NULL without a model, so the SQL and its state are
+the same either way). ACCOUNT_TAKEOVER is one more candidate branch (risk >= takeover_risk),
+through the same cooldown; every candidate carries its order's risk, which marks rule alerts.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.functions import MapFunction, RuntimeContext
@@ -37,12 +49,18 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from fraudstream.config import Settings
 from fraudstream.detectors import build_detectors
 from fraudstream.detectors.base import Alert, Detector
+from fraudstream.detectors.risk import ALERT_TYPE as TAKEOVER
+from fraudstream.detectors.risk import RiskAlerts
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.redelivery import horizon_of
+from fraudstream.features.spec import FeatureSpec
 from fraudstream.flink.functions import now_ms
 from fraudstream.flink.job_metrics import JobMetrics
+from fraudstream.model.file import ModelFile
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
+# What every candidate ends with: when its order entered the pipeline, and the order's risk.
+_TAIL = "appended_at, risk, reasons"
 _ORDER_COLUMNS = "transaction_id, user_id, device_id, restaurant_id, amount, city, payment_method, event_time, behavior"
 
 
@@ -52,6 +70,8 @@ class SqlStreams:
     dead_letters: DataStream  # DeadLetter
     orders: DataStream | None  # Order, for --verbose only (each one crosses into Python)
     archive_rows: DataStream  # the orders the rules saw, as rows with the record as received (`raw`, archive on)
+    # With a model: each order's (transaction_id, features, risk, reasons) as Java rows, for tests
+    scored: DataStream | None = None
 
 
 def interval(ms: int) -> str:
@@ -70,8 +90,9 @@ def _window(key: str, window_ms: int) -> str:
     )
 
 
-def candidates_sql(detectors: list[Detector]) -> str:
-    """One SELECT per rule over the `orders` view, as (alert_type, key, order..., n, m, appended_at)."""
+def candidates_sql(detectors: list[Detector], takeover_risk: float | None = None) -> str:
+    """One SELECT per rule over the `orders` view, as (alert_type, key, order..., n, m, appended_at,
+    risk, reasons); with `takeover_risk`, one more for ACCOUNT_TAKEOVER (the orders that risky)."""
     branches = []
     for d in detectors:
         t = d.alert_type
@@ -79,7 +100,7 @@ def candidates_sql(detectors: list[Detector]) -> str:
             src = f"(SELECT *, COUNT(*) OVER ({_window('user_id', d.window_ms)}) AS n FROM orders)"
             branches.append(
                 f"SELECT '{t}' AS alert_type, user_id AS k, {_ORDER_COLUMNS}, n, "
-                f"CAST(NULL AS MAP<STRING, BIGINT>) AS m, appended_at FROM {src} WHERE n > {int(d.threshold)}"
+                f"CAST(NULL AS MAP<STRING, BIGINT>) AS m, {_TAIL} FROM {src} WHERE n > {int(d.threshold)}"
             )
         elif t == "DEVICE_SHARING_FRAUD":
             src = (
@@ -87,13 +108,13 @@ def candidates_sql(detectors: list[Detector]) -> str:
                 f"OVER ({_window('device_id', d.window_ms)}) AS a FROM orders) AS s"
             )
             branches.append(
-                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, appended_at FROM {src} "
+                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, {_TAIL} FROM {src} "
                 f"WHERE s.a.n > {int(d.threshold)}"
             )
         elif t == "HIGH_VALUE_FRAUD":
             branches.append(
                 f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>), "
-                f"appended_at FROM orders WHERE amount > {float(d.threshold)!r}"
+                f"{_TAIL} FROM orders WHERE amount > {float(d.threshold)!r}"
             )
         elif t == "GEO_ANOMALY_FRAUD":
             src = (
@@ -102,11 +123,16 @@ def candidates_sql(detectors: list[Detector]) -> str:
             )
             # s.a.m holds the row's own city whenever it is among the s.a.n cities before it.
             branches.append(
-                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, appended_at FROM {src} "
+                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, {_TAIL} FROM {src} "
                 "WHERE s.a.n > 1 OR (s.a.n = 1 AND s.a.m[city] IS NULL)"
             )
         else:
             raise ValueError(f"the sql engine has no rule for {t}: run it with --engine datastream")
+    if takeover_risk is not None:
+        branches.append(
+            f"SELECT '{TAKEOVER}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>), "
+            f"{_TAIL} FROM orders WHERE risk >= {float(takeover_risk)!r}"
+        )
     return "\nUNION ALL\n".join(branches)
 
 
@@ -143,19 +169,31 @@ def alert_from_candidate(detector: Detector, order: Order, n: int | None, m: dic
     return detector.alert(order)  # type: ignore[attr-defined]
 
 
-class CandidateAlert(MapFunction):
-    """The alert a rule candidate stands for, with the text and details the detector's own
-    code gives it (the cooldown has already run, in the JVM). Counts the alerts by type and
-    severity (`fraudstream_alerts`)."""
+def alert_from_scored_candidate(detectors: dict[str, Detector], risk: RiskAlerts | None, value: Any) -> Alert:
+    """The alert a candidate row stands for (see `candidates_sql`): an ACCOUNT_TAKEOVER from the
+    order's risk and reasons, or a rule's alert marked with its order's risk (with a model)."""
+    order = order_from_row(value, 2)
+    if value[0] == TAKEOVER:
+        assert risk is not None, "an ACCOUNT_TAKEOVER candidate without a model"
+        return risk.takeover(order, value[14], orjson.loads(value[15]) if value[15] else [])
+    alert = alert_from_candidate(detectors[value[0]], order, value[11], value[12])
+    return risk.mark(alert, value[14]) if risk is not None else alert
 
-    def __init__(self, detectors: list[Detector]) -> None:
+
+class CandidateAlert(MapFunction):
+    """The alert a candidate stands for, with the text and details the detector's (or
+    RiskAlerts') own code gives it (the cooldown has already run, in the JVM). Counts the
+    alerts by type and severity (`fraudstream_alerts`)."""
+
+    def __init__(self, detectors: list[Detector], risk: RiskAlerts | None = None) -> None:
         self.detectors = {d.alert_type: d for d in detectors}
+        self.risk = risk
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.metrics = JobMetrics.from_context(runtime_context)
 
     def map(self, value: Any) -> Alert:
-        alert = alert_from_candidate(self.detectors[value[0]], order_from_row(value, 2), value[11], value[12])
+        alert = alert_from_scored_candidate(self.detectors, self.risk, value)
         self.metrics.alert(alert)
         return dataclasses.replace(alert, detected_at=now_ms())
 
@@ -171,10 +209,12 @@ def detect(
     readers: int,
     raw_charset: str | None,
     max_future_ms: int,
+    model: ModelFile | None = None,
 ) -> SqlStreams:
     """The SQL engine's part of the job, from raw records to deduplicated alerts.
 
     `lines` carries byte arrays (Kafka) or text (`raw_charset` names how text stands for bytes).
+    `model`: the risk model (loaded from settings.model.path), or None for the rules alone.
     """
     jvm = get_gateway().jvm
     helper = jvm.io.fraudstream.flink
@@ -221,11 +261,13 @@ def detect(
         .map(_dead_letter, output_type=PICKLED)
     )
 
+    j_scored, scored = _score(helper, settings, j_timely, model)
+
     t_env = StreamTableEnvironment.create(env)
     t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
     t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
     admitted = t_env.from_data_stream(
-        DataStream(j_timely),
+        DataStream(j_scored),
         Schema.new_builder()
         .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
         .watermark("rowtime", "SOURCE_WATERMARK()")
@@ -235,9 +277,10 @@ def detect(
     # The windows keep whole rows in state: the record as received stays out of them.
     # appended_at (when the order entered the pipeline) rides along for the alert latency metric.
     t_env.create_temporary_view(
-        "orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, appended_at, rowtime FROM admitted")
+        "orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, appended_at, risk, reasons, rowtime FROM admitted")
     )
-    candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors)))._j_data_stream
+    takeover_risk = settings.model.takeover_risk if model is not None else None
+    candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors, takeover_risk)))._j_data_stream
     row_type = candidates.getType()
     cooled = (
         candidates.keyBy(helper.Cooldown.Key())
@@ -245,6 +288,43 @@ def detect(
         .name("cooldown")
         .uid("sql-cooldown")
     )
-    alerts = DataStream(cooled).map(CandidateAlert(detectors), output_type=PICKLED).name("alert-text")
+    risk = RiskAlerts(settings.model, settings.alerts, model.version) if model is not None else None
+    alerts = DataStream(cooled).map(CandidateAlert(detectors, risk), output_type=PICKLED).name("alert-text")
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
-    return SqlStreams(alerts, dead, echo, DataStream(j_timely))
+    return SqlStreams(alerts, dead, echo, DataStream(j_timely), scored)
+
+
+def _score(helper: Any, settings: Settings, j_timely: Any, model: ModelFile | None) -> tuple[Any, DataStream | None]:
+    """The admitted orders with `risk` and `reasons` (Java rows, ScoredRows.scoredType), and,
+    with a model, the scoring step's tap for tests. Features are computed in keyed state in the
+    JVM (DeviceFeatures, then UserFeatures: a device's users feed the user's features), the
+    model is applied in batches by RiskScorer, chained after them."""
+    rows = helper.ScoredRows
+    if model is None:
+        j_scored = j_timely.map(helper.NoRisk(), rows.scoredType()).name("no-model")
+        return j_scored, None
+    spec = FeatureSpec.from_settings(settings.features).to_json()
+    gateway = get_gateway()
+    names = gateway.new_array(gateway.jvm.String, len(model.features))
+    for i, name in enumerate(model.features):
+        names[i] = name
+    baseline = gateway.new_array(gateway.jvm.double, len(model.baseline))
+    for i, value in enumerate(model.baseline):
+        baseline[i] = float(value)
+    m = settings.model
+    scorer = helper.RiskScorer(bytearray(model.onnx), names, baseline, m.batch_size, m.takeover_risk, m.explain_top)
+    j_devices = (
+        j_timely.keyBy(helper.DeviceFeatures.DeviceKey())
+        .process(helper.DeviceFeatures(spec), rows.withDeviceUsers())
+        .name("device-features")
+        .uid("sql-device-features")
+    )
+    j_scored = (
+        j_devices.keyBy(helper.Redelivery.UserKey())
+        .process(helper.UserFeatures(spec), rows.withFeatures())
+        .name("user-features")
+        .uid("sql-user-features")
+        .transform("score", rows.scoredType(), scorer)
+        .uid("sql-score")
+    )
+    return j_scored, DataStream(j_scored.getSideOutput(helper.RiskScorer.SCORED))

@@ -1,0 +1,84 @@
+package io.fraudstream.flink;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+
+/**
+ * A keyed step that takes each key's orders in {@code Order.sort_key} order (event time,
+ * transaction id, user, device), whatever their arrival order: an order waits for the watermark
+ * to pass its event time, then the orders of that instant are taken sorted. Event-time timers
+ * of other kinds (state expiry) reach {@link #expire}, called before the orders of that instant.
+ */
+public abstract class InEventTimeOrder extends KeyedProcessFunction<String, Row, Row> {
+    private static final long serialVersionUID = 1L;
+    private static final Comparator<Row> SORT_KEY = Comparator
+            .comparing((Row r) -> OrderTimestamps.eventTime(r))
+            .thenComparing(r -> (String) r.getField(0))
+            .thenComparing(r -> (String) r.getField(1))
+            .thenComparing(r -> (String) r.getField(2));
+
+    private final RowTypeInfo inputType;
+    protected transient MapState<Long, List<Row>> pending;
+
+    protected InEventTimeOrder(RowTypeInfo inputType) {
+        this.inputType = inputType;
+    }
+
+    @Override
+    public void open(OpenContext openContext) throws Exception {
+        pending = getRuntimeContext().getMapState(
+                new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(inputType)));
+    }
+
+    @Override
+    public void processElement(Row order, Context ctx, Collector<Row> out) throws Exception {
+        long t = OrderTimestamps.eventTime(order);
+        List<Row> waiting = pending.get(t);
+        if (waiting == null) {
+            waiting = new ArrayList<>(1);
+            ctx.timerService().registerEventTimeTimer(t);
+        }
+        waiting.add(order);
+        pending.put(t, waiting);
+    }
+
+    @Override
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
+        expire(timestamp, ctx);
+        List<Row> batch = pending.get(timestamp);
+        if (batch == null) {
+            return;
+        }
+        pending.remove(timestamp);
+        if (batch.size() > 1) {
+            batch.sort(SORT_KEY);
+        }
+        take(timestamp, batch, ctx, out);
+    }
+
+    /** Drop the state that is past keeping at {@code timestamp}. */
+    protected abstract void expire(long timestamp, OnTimerContext ctx) throws Exception;
+
+    /** The orders of one instant, in sort_key order. */
+    protected abstract void take(long timestamp, List<Row> orders, OnTimerContext ctx, Collector<Row> out)
+            throws Exception;
+
+    /** Move the key's expiry timer from {@code previous} (if any) to {@code next}, never deleting
+     * an instant at which orders still wait (a timer is one per key and instant). */
+    protected void moveTimer(OnTimerContext ctx, Long previous, long next) throws Exception {
+        if (previous != null && previous != next && !pending.contains(previous)) {
+            ctx.timerService().deleteEventTimeTimer(previous);
+        }
+        ctx.timerService().registerEventTimeTimer(next);
+    }
+}
