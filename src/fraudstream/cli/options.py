@@ -117,3 +117,15 @@ def _record(ctx: click.Context, names: list[str]) -> None:
 def shared_value(ctx: click.Context, name: str, default: Any = None) -> Any:
     """A shared option's value, wherever on the command line it was given."""
     return ctx.meta.get(_VALUES, {}).get(name, default)
+
+
+def model_option() -> click.Option:
+    """`--model PATH`: the risk model a job scores every order with (model.path); for `run` and `demo`."""
+    from pathlib import Path
+
+    return click.Option(
+        ["--model", "model_path"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A model file written by 'fraudstream train': score every order and raise ACCOUNT_TAKEOVER "
+        "(sql engine only) [model.path, unset: rules only].",
+    )

@@ -13,7 +13,7 @@ import click
 import orjson
 
 from fraudstream.cli.app import UserError, pin_stream, resolve_settings
-from fraudstream.cli.options import Command
+from fraudstream.cli.options import Command, model_option
 from fraudstream.config import GeneratorSettings, Settings
 
 logger = logging.getLogger("fraudstream.cli")
@@ -108,6 +108,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         "kafka.group_id": opts["group_id"],
         "kafka.start_from": opts["start_from"],
         "kafka.bounded": opts["bounded"],
+        "model.path": opts["model_path"],
     }
     settings = pin_stream(resolve_settings(ctx, **flags))
     try:
@@ -116,6 +117,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         raise UserError(str(exc)) from None
     configure_logging(settings)
     _check_restore_options(spec, settings, opts["resume"], opts["from_savepoint"])
+    _check_model(settings)
     if spec.kind == "kafka" and settings.kafka.bounded and settings.kafka.start_from == "latest":
         raise click.UsageError("--bounded with --start-from latest would read nothing: use earliest or committed")
     if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
@@ -132,6 +134,9 @@ def run(ctx: click.Context, **opts: Any) -> None:
     with _watching(settings):
         summary = run_job(settings, spec, click.echo, restore_from)
     summarize(summary, settings)
+
+
+run.params.append(model_option())
 
 
 @contextmanager
@@ -163,6 +168,16 @@ def _watching(settings: Settings) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(5)
+
+
+def _check_model(settings: Settings) -> None:
+    """A missing, corrupt or incompatible model file, or a model with an engine that cannot
+    score, is one line before Flink starts."""
+    if settings.model.path is None:
+        return
+    from fraudstream.flink.job import load_model
+
+    load_model(settings)
 
 
 def _check_restore_options(spec: Any, settings: Settings, resume: bool, savepoint: str | None) -> None:
@@ -237,6 +252,13 @@ def banner(s: Settings, restore_from: str | None = None) -> str:
         f"{d.device_sharing_window_ms / 60000:g} min",
         f"   High value          : amount above ₹{d.high_value_threshold:,.2f}",
         f"   Geo anomaly         : another city within {d.geo_window_ms / 60000:g} min",
+        "   Risk model          : "
+        + (
+            f"{s.model.path} (ACCOUNT_TAKEOVER from risk {s.model.takeover_risk:g}; rule alerts below "
+            f"risk {s.alerts.min_risk:g} held back)"
+            if s.model.path is not None
+            else "none (rules only; --model FILE to score orders)"
+        ),
         f"   Alert cooldown      : {d.dedup_cooldown_ms / 60000:g} min per alert type and user/device",
         f"   Out-of-orderness    : {p.out_of_orderness_ms} ms",
         f"   Flink               : local mini-cluster, {p.engine} engine, {p.execution_mode} mode, "

@@ -1,0 +1,62 @@
+"""`fraudstream run --model FILE`: a model that cannot be used is one line before Flink starts."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+
+import orjson
+import pytest
+
+from fraudstream.cli.main import main
+from fraudstream.features.spec import FEATURES
+
+
+def _run(capsys, tmp_path, *args):
+    code = main(["--data-dir", str(tmp_path / "data"), "run", "--count", "5", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _model_zip(path, features, onnx=b"not an onnx graph"):
+    meta = {"format": 1, "version": "v1", "features": list(features), "baseline": [0.0] * len(features)}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("model.json", orjson.dumps(meta))
+        z.writestr("model.onnx", onnx)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        ("missing", r"model file .*missing\.zip not found: train one with 'fraudstream train'"),
+        ("corrupt", r"model file .*corrupt\.zip is corrupt or not a model file"),
+        ("other features", r"was trained on other features \(lacks amount_to_usual.*has unknown velocity\)"),
+        ("not onnx", r"model v1 cannot be loaded by ONNX Runtime"),
+    ],
+)
+def test_an_unusable_model_is_refused_in_one_line(tmp_path, capsys, case, said):
+    if case == "missing":
+        path = tmp_path / "missing.zip"
+    elif case == "corrupt":
+        path = tmp_path / "corrupt.zip"
+        path.write_bytes(b"PK\x03\x04 half a zip")
+    elif case == "other features":
+        path = _model_zip(tmp_path / "other.zip", [f for f in FEATURES if f != "amount_to_usual"] + ["velocity"])
+    else:
+        path = _model_zip(tmp_path / "notonnx.zip", FEATURES)
+    code, out, err = _run(capsys, tmp_path, "--model", str(path))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search(said, lines[0]), err
+    assert "Traceback" not in err and "fraudstream: real-time" not in out  # refused before the banner
+
+
+def test_a_model_with_an_engine_that_cannot_score_is_refused(tmp_path, capsys):
+    path = _model_zip(tmp_path / "m.zip", FEATURES)
+    code, _, err = _run(capsys, tmp_path, "--engine", "datastream", "--model", str(path))
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "fraudstream: error: the model runs in the sql engine; --engine datastream has no scoring step: "
+        "run with --engine sql, or without a model (unset model.path)"
+    ]
