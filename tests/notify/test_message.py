@@ -86,3 +86,8 @@ def test_a_burst_summary_counts_and_names_the_top_device():
     assert mixed.body.splitlines()[0] == (
         "*2 more alerts (1 CRITICAL, 1 HIGH)* in the last 5 minutes, 2 on device `d_8`, 2 on user `u_1`"
     )
+
+
+def test_the_models_risk_is_said_when_it_scored_the_order():
+    assert "Risk: 0.912 (the model's, for this order)" in render_alert(stored(1, risk=0.9123), DASH).body
+    assert "Risk" not in render_alert(stored(2), DASH).body  # no model: as before

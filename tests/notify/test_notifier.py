@@ -336,3 +336,27 @@ def test_a_worker_that_cannot_start_leaves_no_log_filter_behind(tmp_path, webhoo
     with pytest.raises(Exception, match="no alert database"):
         Notifier(settings)
     assert filters() == before
+
+
+def test_held_back_alerts_are_not_notified_and_takeovers_are_with_their_risk(tmp_path, store, webhook):
+    """A rule alert the model held back (its order looked normal for the customer) is stored and
+    never sent, nor counted as waiting; an ACCOUNT_TAKEOVER is sent like any alert of its
+    severity, its risk in the message; the position moves past what was held back."""
+    settings = settings_for(tmp_path, webhook, **{"notify.severities": "HIGH,CRITICAL"})
+    store.write_batch([make_alert(1)])  # before the notifier: history, not news
+    takeover = make_alert(
+        3, severity="HIGH", alert_type="ACCOUNT_TAKEOVER", device="d_new", risk=0.9712,
+        message="User u_3's order looks like someone else's (risk 0.971): a device new to them",
+        details={"risk": 0.9712, "reasons": [], "threshold": 0.9},
+    )  # fmt: skip
+    with running(settings) as notifier:
+        store.write_batch([make_alert(2, risk=0.004, held_back=True), takeover, make_alert(4, risk=0.6)])
+        assert wait_until(lambda: len(webhook.texts) >= 2)
+        time.sleep(0.3)  # nothing else comes
+        assert notifier.pending() == 0
+    first, second = (t.splitlines() for t in webhook.texts)
+    assert len(webhook.texts) == 2 and first[0] == "*HIGH ACCOUNT_TAKEOVER* · user `u_3`"
+    assert "Risk: 0.971 (the model's, for this order)" in first
+    assert "Risk: 0.600 (the model's, for this order)" in second and "a00004" in second[-1]
+    assert not any("a00002" in t for t in webhook.texts)
+    assert [r[2:] for r in sent_rows(tmp_path / "fraud_alerts.db")] == [(3, 3, 1), (4, 4, 1)]

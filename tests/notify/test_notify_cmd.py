@@ -37,11 +37,12 @@ def test_notify_status_shows_positions_recent_messages_and_receivers_no_longer_s
     with running(settings_for(tmp_path, webhook)):
         store.write_batch([make_alert(1), make_alert(2, severity="MEDIUM"), make_alert(3)])
         assert wait_until(lambda: len(webhook.texts) == 2)
-    store.write_batch([make_alert(4)])
+    store.write_batch([make_alert(4), make_alert(5, risk=0.003, held_back=True)])
     flags = ["--data-dir", str(tmp_path), "--set", f"notify.webhook_url={webhook.url()}"]
     assert main([*flags, "notify", "status"]) == 0
     out = capsys.readouterr().out
-    assert f"{hook_name(webhook)}: up to store row 3, 1 waiting" in out
+    assert f"{hook_name(webhook)}: up to store row 3, 1 waiting" in out  # the held-back one never waits
+    assert "held back as normal for their customer (stored, never notified): 1 alert(s)" in out
     assert out.count("CRITICAL DEVICE_SHARING_FRAUD") == 2
     assert main(["--data-dir", str(tmp_path), "notify", "status"]) == 0  # the webhook no longer set
     assert f"{hook_name(webhook)} (not configured): up to store row 3" in capsys.readouterr().out

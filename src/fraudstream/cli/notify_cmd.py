@@ -61,6 +61,9 @@ def notify_status(ctx: click.Context, last: int) -> None:
             window = f", window since {utc_iso(w.start_ms)}: {w.sent} sent" if w.start_ms is not None else ""
             gone = "" if name in configured else " (not configured)"
             click.echo(f"{name}{gone}: up to store row {state.position}, {waiting} waiting{window}")
+        held = ledger.count_held_back(conn, settings.notify.severities)
+        if held:
+            click.echo(f"held back as normal for their customer (stored, never notified): {held} alert(s)")
         rows = ledger.recent_sent(conn, last)
         if rows:
             click.echo("")

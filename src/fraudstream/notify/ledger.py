@@ -17,6 +17,7 @@ import orjson
 from fraudstream.errors import UserFacingError
 from fraudstream.notify.burst import Window
 from fraudstream.notify.message import Message, StoredAlert
+from fraudstream.store.queries import has_risk
 from fraudstream.store.sqlite import write_transaction
 
 SCHEMA = """
@@ -93,15 +94,26 @@ def load_state(conn: sqlite3.Connection, receiver: str, now_ms: int) -> Receiver
     return ReceiverState(row[0], Window(row[1], row[2], bool(row[3])))
 
 
+def _notified(conn: sqlite3.Connection, severities: Sequence[str]) -> tuple[str, str]:
+    """The condition on alerts that are notified (of these severities, not held back by the
+    model as normal for their customer), and the risk column; a store from before the model
+    has neither column, and nothing in it is held back."""
+    marks = ",".join("?" * len(severities))
+    if has_risk(conn):
+        return f"severity IN ({marks}) AND NOT held_back", "risk"
+    return f"severity IN ({marks})", "NULL"
+
+
 def pending(
     conn: sqlite3.Connection, position: int, severities: Sequence[str], limit: int = 10_000
 ) -> list[StoredAlert]:
-    """Stored (so committed) alerts of the notified severities beyond `position`, oldest first."""
+    """Stored (so committed) alerts of the notified severities beyond `position`, oldest first;
+    held-back alerts are skipped (the position moves past them with the next message)."""
     if not severities:
         return []
-    marks = ",".join("?" * len(severities))
+    notified, risk = _notified(conn, severities)
     rows = conn.execute(
-        f"SELECT {_ALERT_COLUMNS} FROM fraud_alerts WHERE id > ? AND severity IN ({marks}) ORDER BY id LIMIT ?",
+        f"SELECT {_ALERT_COLUMNS}, {risk} FROM fraud_alerts WHERE id > ? AND {notified} ORDER BY id LIMIT ?",
         (position, *severities, limit),
     ).fetchall()
     return [_alert(r) for r in rows]
@@ -110,9 +122,19 @@ def pending(
 def count_pending(conn: sqlite3.Connection, position: int, severities: Sequence[str]) -> int:
     if not severities:
         return 0
-    marks = ",".join("?" * len(severities))
-    sql = f"SELECT COUNT(*) FROM fraud_alerts WHERE id > ? AND severity IN ({marks})"
+    notified, _ = _notified(conn, severities)
+    sql = f"SELECT COUNT(*) FROM fraud_alerts WHERE id > ? AND {notified}"
     return conn.execute(sql, (position, *severities)).fetchone()[0]
+
+
+def count_held_back(conn: sqlite3.Connection, severities: Sequence[str]) -> int:
+    """Alerts of the notified severities that were never notified because the model held them
+    back (their order looked normal for the customer); they are in the store, marked."""
+    if not severities or not has_risk(conn):
+        return 0
+    marks = ",".join("?" * len(severities))
+    sql = f"SELECT COUNT(*) FROM fraud_alerts WHERE held_back AND severity IN ({marks})"
+    return conn.execute(sql, tuple(severities)).fetchone()[0]
 
 
 def _alert(row: Sequence[object]) -> StoredAlert:
@@ -123,6 +145,7 @@ def _alert(row: Sequence[object]) -> StoredAlert:
     return StoredAlert(
         id=row[0], alert_id=row[1], alert_type=row[2], severity=row[3], user_id=row[4], device_id=row[5],
         amount=row[6], message=row[7], event_time=row[8], details=details if isinstance(details, dict) else {},
+        risk=row[10],
     )  # type: ignore[arg-type]  # fmt: skip
 
 

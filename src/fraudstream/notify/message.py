@@ -37,6 +37,7 @@ class StoredAlert:
     message: str | None
     event_time: int | None
     details: Mapping[str, Any] = field(default_factory=dict)
+    risk: float | None = None  # the learned model's risk for the order (None: no model scored it)
 
     @property
     def subject(self) -> tuple[str, str | None]:
@@ -106,7 +107,7 @@ def _word(value: object, style: Style, limit: int) -> str:
 
 def render_alert(alert: StoredAlert, dashboard_url: str, style: Style = "plain") -> Message:
     """One alert as a message that reads on a phone: who and what in the title, then amount,
-    city, time, the rule's words and the link."""
+    city, time, the model's risk (when it scored the order), the rule's words and the link."""
     who, key = alert.subject
     head = f"{_word(alert.severity, style, 20)} {_word(alert.alert_type, style, 40)}"
     title = f"{_title(head, style)} · {who} {_value(key, style, 60)}"
@@ -117,6 +118,8 @@ def render_alert(alert: StoredAlert, dashboard_url: str, style: Style = "plain")
     if city:
         lines.append(f"City: {_value(city, style)}")
     lines.append(f"Time: {utc_iso(alert.event_time)}")
+    if isinstance(alert.risk, int | float) and not isinstance(alert.risk, bool):
+        lines.append(f"Risk: {alert.risk:.3f} (the model's, for this order)")
     lines.append(f"User: {_value(alert.user_id, style)} · Device: {_value(alert.device_id, style)}")
     if alert.message:
         lines.append(f"Rule: {_value(alert.message, style, MESSAGE_MAX_CHARS)}")
