@@ -35,13 +35,15 @@ missing pattern or share 0 turns it off):
 - ``city_hopping``: a fresh account ordering from 2-4 cities, each over 400 km from the
   previous one, 2-30 minutes apart (log-uniform);
 - ``account_takeover``, quiet: an honest customer with a history (at least 3 orders emitted
-  so far; early in a stream, before anyone has 3, one of the most-ordered) is taken over
-  from the attacker's fresh device, in a city that is neither the customer's home nor their
-  trip city 80% of the time (else where the customer is). 2-4 orders 15-90 minutes apart
-  (log-uniform; under the velocity rule) from that one city (the geo rule sees no hop),
-  each 3-6x the customer's basket and at most INR 1,449 (under the high-value rule; only
-  customers whose basket allows that are chosen), paid with the customer's usual method
-  half the time, else a card. The rules catch almost none of these;
+  so far, and idle for an hour if a few random picks find one; in a stream's first hours,
+  before that, one with fewer) is taken over from the attacker's fresh device, in a city
+  that is neither the customer's home nor their trip city 80% of the time (else where the
+  customer is). 2-4 orders 15-90 minutes apart (log-uniform; under the velocity rule) from
+  that one city, each 3-6x the customer's basket and at most INR 1,449 (under the
+  high-value rule; only customers whose basket allows that are chosen), paid with the
+  customer's usual method half the time, else a card. The attacker changes the password:
+  the owner places no order from the episode's start until 2 hours after its last order,
+  so the geo rule sees no hop between owner and attacker. The rules catch almost none;
 - ``promo_abuse``: first-order promotions farmed slowly: 4-10 fresh accounts on one fresh
   device in one city, each placing exactly one order of INR 200-600, 35-150 minutes apart,
   so the device-sharing rule (users on a device within 30 minutes) never sees two at once.
