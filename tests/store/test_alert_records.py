@@ -47,3 +47,11 @@ def test_a_mark_of_the_wrong_kind_is_refused_with_its_reason(fields, reason):
         _alert(record(**fields))
     with pytest.raises(ValueError, match=f"'{reason}' is not"):
         alert_from_json(record(**fields))
+
+
+def test_a_console_line_shows_the_marks_only_when_there_are_some():
+    from fraudstream.cli.format import alert_line
+
+    line = alert_line(dataclasses.replace(ALERT, risk=0.0421, held_back=True))
+    assert "Z risk=0.042 held-back id=" in line
+    assert "risk" not in alert_line(ALERT) and "held" not in alert_line(ALERT)
