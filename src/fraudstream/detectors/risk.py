@@ -48,7 +48,7 @@ def describe(reason: Reason) -> str:
         "km_from_usual": "{:,.0f} km from their usual city",
         "device_users_24h": "{:.0f} other users on this device in 24 h",
     }
-    return words.get(f, f + " {:g}").format(v)
+    return words[f].format(v) if f in words else f"{f} {v:g}"  # a name is never a format string
 
 
 class RiskAlerts:
