@@ -167,6 +167,7 @@ def test_no_inputs_at_all():
         "DEVICE_SHARING_FRAUD",
         "HIGH_VALUE_FRAUD",
         "GEO_ANOMALY_FRAUD",
+        "ACCOUNT_TAKEOVER",
         ALL,
     ]
     overall = report.overall

@@ -15,6 +15,9 @@ from fraudstream.evaluation.labels import LoadStats, epoch_ms, in_window
 logger = logging.getLogger(__name__)
 
 _ALERT_COLUMNS = ("alert_id", "alert_type", "user_id", "device_id", "transaction_id", "event_time", "detected_at")
+# Read when the store has them (a store from before the model has not): the order's risk, and
+# whether the alert was held back (alerts.min_risk).
+_RISK_COLUMNS = ("risk", "held_back")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ class AlertRecord:
     device_id: str | None = None
     event_time: int | None = None
     detected_at: int | None = None
+    risk: float | None = None  # the model's risk for the triggering order (None: no model)
+    held_back: bool = False  # stored but not delivered: its order looked normal (alerts.min_risk)
 
 
 def _text(value: Any) -> str | None:
@@ -35,6 +40,23 @@ def _text(value: Any) -> str | None:
         return None
     text = str(value)
     return text if text.strip() else None
+
+
+def _risk(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        risk = float(value)
+    except (TypeError, ValueError):
+        return None
+    return risk if 0.0 <= risk <= 1.0 else None
+
+
+def _flag(value: Any) -> bool:
+    """held_back as the store (0/1), the topic's JSON (true/false) or a text file gives it."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value) if isinstance(value, bool | int | float) else False
 
 
 def iter_alerts(
@@ -71,6 +93,8 @@ def iter_alerts(
             device_id=_text(record.get("device_id")),
             event_time=event_time,
             detected_at=epoch_ms(record.get("detected_at")),
+            risk=_risk(record.get("risk")),
+            held_back=_flag(record.get("held_back")),
         )
 
 
@@ -112,7 +136,9 @@ def load_alerts_sqlite(
             raise EvaluationInputError(f"{path} is not a readable SQLite database: {exc}") from exc
         if found is None:
             raise AlertStoreMissingError(f"{path} has no fraud_alerts table")
-        rows = conn.execute(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM fraud_alerts ORDER BY rowid")
+        present = {row[1] for row in conn.execute("PRAGMA table_info(fraud_alerts)")}
+        columns = [*_ALERT_COLUMNS, *(c for c in _RISK_COLUMNS if c in present)]
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM fraud_alerts ORDER BY rowid")
         return load_alerts((dict(row) for row in rows), start_ms, end_ms, stats)
     finally:
         conn.close()

@@ -24,7 +24,11 @@ order, or an order not among the labelled events) it is FALSE. Alerts whose orde
 the labelled events are also counted as "unmatched": many of them mean that events and alerts
 cover different periods. An order is honest when its behavior is missing or "normal".
 Detector targets: VELOCITY_FRAUD -> velocity_burst, DEVICE_SHARING_FRAUD -> account_farm,
-HIGH_VALUE_FRAUD -> high_value, GEO_ANOMALY_FRAUD -> city_hopping; other alert types have none.
+HIGH_VALUE_FRAUD -> high_value, GEO_ANOMALY_FRAUD -> city_hopping, ACCOUNT_TAKEOVER (the
+learned model's) -> account_takeover; other alert types have none.
+Held-back alerts (a rule alert whose order's risk was under alerts.min_risk: stored, not
+delivered) are scored as not raised: every figure below is of the alerts as delivered; how many
+were held back, and how many of those were true, is reported beside them.
 - Precision = true alerts / alerts.
 - Actor recall: per detector, actors of its target pattern it caught / actors of that pattern;
   overall, actors caught by any detector / all actors.
@@ -44,6 +48,7 @@ DETECTOR_PATTERNS: dict[str, str] = {
     "DEVICE_SHARING_FRAUD": "account_farm",
     "HIGH_VALUE_FRAUD": "high_value",
     "GEO_ANOMALY_FRAUD": "city_hopping",
+    "ACCOUNT_TAKEOVER": "account_takeover",
 }
 ALL = "all"
 
@@ -72,6 +77,8 @@ class DetectorRow:
     ttd_actors: int  # actors (any pattern) whose time to detect is in the two figures below
     ttd_median_s: float | None
     ttd_p95_s: float | None
+    held_back: int = 0  # alerts held back (not among `alerts`): alerts.min_risk
+    held_back_true: int = 0  # ... of which true by the matching rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,8 @@ class Counts:
     events_missing_actor: int = 0
     unreadable_alerts: int = 0
     invalid_alerts: int = 0
+    held_back_alerts: int = 0  # not among `alerts` (as delivered); see DetectorRow.held_back
+    held_back_true: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,8 @@ class _Tally:
     true_alerts: int = 0
     false_alerts: int = 0
     unmatched_alerts: int = 0
+    held_back: int = 0
+    held_back_true: int = 0
 
 
 def actor_key(event: LabelledEvent | None) -> ActorKey | None:
@@ -242,6 +253,8 @@ def _row(
         ttd_actors=len(ttd_ms),
         ttd_median_s=None if median_ms is None else median_ms / 1000,
         ttd_p95_s=None if p95_ms is None else p95_ms / 1000,
+        held_back=tally.held_back,
+        held_back_true=tally.held_back_true,
     )
 
 
@@ -269,6 +282,11 @@ def evaluate(
         order = stream.by_tx.get(alert.transaction_id) if alert.transaction_id is not None else None
         key = actor_key(order)
         is_true = key is not None
+        if alert.held_back:
+            for tally in (tallies.setdefault(alert.alert_type, _Tally()), overall):
+                tally.held_back += 1
+                tally.held_back_true += is_true
+            continue
         for tally in (tallies.setdefault(alert.alert_type, _Tally()), overall):
             tally.alerts += 1
             tally.true_alerts += is_true
@@ -334,5 +352,7 @@ def evaluate(
         events_missing_actor=ev.missing_actor,
         unreadable_alerts=al.unreadable,
         invalid_alerts=al.invalid,
+        held_back_alerts=overall.held_back,
+        held_back_true=overall.held_back_true,
     )
     return Report(rows=tuple(rows), patterns=tuple(patterns), counts=counts)

@@ -115,6 +115,8 @@ def format_table(report: Report) -> str:
         ("Fraud events without fraud_actor", c.events_missing_actor),
         ("Unreadable alert records", c.unreadable_alerts),
         ("Invalid alert records", c.invalid_alerts),
+        ("Held-back alerts (stored, not delivered; not in the figures)", c.held_back_alerts),
+        ("Held-back alerts that were true", c.held_back_true if c.held_back_alerts else 0),
     ]
     summary += [[label, _int(value)] for label, value in skipped if value]
     patterns = [
@@ -137,6 +139,7 @@ def format_table(report: Report) -> str:
             _num(row.false_per_1k_honest, 2),
             _num(row.ttd_median_s, 1),
             _num(row.ttd_p95_s, 1),
+            *([_int(row.held_back), _int(row.held_back_true)] if c.held_back_alerts else []),
         ]
         for row in report.rows
     ]
@@ -155,6 +158,7 @@ def format_table(report: Report) -> str:
         "False/1k honest",
         "TTD p50 s",
         "TTD p95 s",
+        *(["Held back", "Held back true"] if c.held_back_alerts else []),
     ]
     parts = [
         tabulate(summary, tablefmt="plain", colalign=("left", "right")),
@@ -170,7 +174,7 @@ def format_table(report: Report) -> str:
             headers=headers,
             tablefmt="simple",
             disable_numparse=True,
-            colalign=("left", "left", *["right"] * 12),
+            colalign=("left", "left", *["right"] * (len(headers) - 2)),
         ),
     ]
     return "\n\n".join(parts)
