@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import zipfile
 
 import orjson
 import pytest
 
 from fraudstream.cli.main import main
+from fraudstream.config import load_settings
 from fraudstream.features.spec import FEATURES
+from fraudstream.flink.checkpoints import STATE_LAYOUT, OtherSteps, resume_point
 
 
 def _run(capsys, tmp_path, *args):
@@ -60,3 +64,23 @@ def test_a_model_with_an_engine_that_cannot_score_is_refused(tmp_path, capsys):
         "fraudstream: error: the model runs in the sql engine; --engine datastream has no scoring step: "
         "run with --engine sql, or without a model (unset model.path)"
     ]
+
+
+@pytest.mark.parametrize("scored", [True, False])
+def test_resume_across_a_model_change_is_refused_in_one_line(tmp_path, scored):
+    """A run with the model's steps left a checkpoint; resuming it without them (or the
+    reverse) would make Flink fail to map its state: refused before Flink starts."""
+    point = tmp_path / "checkpoints" / "job-a" / "chk-4"
+    point.mkdir(parents=True)
+    (point / "_metadata").write_bytes(b"x")
+    runs = tmp_path / "checkpoints" / "runs"
+    runs.mkdir()
+    record = {"job_id": "job-a", "started": time.time() - 30, "checkpointed": True, "state_layout": STATE_LAYOUT}
+    (runs / "job-a.json").write_text(json.dumps({**record, "scored": scored}))
+    flags = {"data_dir": str(tmp_path), "pipeline.source": "kafka"}
+    model = {"model.path": str(tmp_path / "m.zip")}
+    other = load_settings(flags={**flags, **({} if scored else model)}, environ={})
+    with pytest.raises(OtherSteps, match=("with" if scored else "without") + " a risk model, and this run is"):
+        resume_point(other)
+    same = load_settings(flags={**flags, **(model if scored else {})}, environ={})
+    assert resume_point(same) == point

@@ -59,6 +59,16 @@ _LAYOUT_CHANGES = {
 }
 
 
+class OtherSteps(UserFacingError):
+    """The checkpoint or savepoint was written by a run with (without) the risk model's steps,
+    and this run is without (with) them: Flink cannot map the state onto the other graph."""
+
+
+def scores(settings: Settings) -> bool:
+    """Whether the job scores orders with a model (which adds steps and their state)."""
+    return settings.model.path is not None and settings.pipeline.engine == "sql"
+
+
 class TransactionsExpired(UserFacingError):
     """The checkpoint to resume from is older than the broker keeps its open transactions."""
 
@@ -86,6 +96,8 @@ class RunRecord:
     transaction_timeout_ms: int | None = None
     # STATE_LAYOUT of the version that ran it; records of versions before it have none (layout 1)
     state_layout: int = 1
+    # The job scored orders with a model (model.path set): its graph has the scoring steps
+    scored: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -174,6 +186,7 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
             settings.kafka.raw_topic,
             transaction_timeout_ms=settings.kafka.transaction_timeout_ms,
             state_layout=STATE_LAYOUT,
+            scored=scores(settings),
         )
         _current.save()
 
@@ -263,7 +276,7 @@ def resume_point(settings: Settings, now: float | None = None) -> Path:
     else:
         point = _follow(runs[-1], settings)
         # a run restored from a point it did not write (a savepoint of no recorded run) vouches for it
-        check_layout(point, writer_of(point, runs) or runs[-1])
+        check_layout(point, writer_of(point, runs) or runs[-1], settings)
     if point.name.startswith("chk-"):
         owner = next((r for r in runs if r.job_id == point.parent.name), None)
         check_transactions(point, settings, now, owner.transaction_timeout_ms if owner else None)
@@ -282,12 +295,20 @@ def writer_of(point: Path, runs: list[RunRecord]) -> RunRecord | None:
     return None
 
 
-def check_layout(point: Path, writer: RunRecord | None) -> None:
+def check_layout(point: Path, writer: RunRecord | None, settings: Settings | None = None) -> None:
     """Refuse a point written with another state layout than this version's, in one line
     (Flink would fail each restart with a serializer trace). `writer` None: written before
-    runs were recorded, so an older layout."""
+    runs were recorded, so an older layout. With `settings`: also a point of a run with the
+    model's steps for a run without them, or the reverse."""
     layout = writer.state_layout if writer is not None else 1
     if layout == STATE_LAYOUT:
+        if settings is not None and writer is not None and writer.scored != scores(settings):
+            had, has = ("with", "without") if writer.scored else ("without", "with")
+            raise OtherSteps(
+                f"{point} was written by a run {had} a risk model, and this run is {has} one: their steps "
+                "differ, so its state does not restore here; run with the same --model (model.path) "
+                "as that run, or start afresh without --resume or --from-savepoint"
+            )
         return
     if layout < STATE_LAYOUT:
         raise OlderStateLayout(
@@ -390,7 +411,7 @@ def check_restore_path(path: str, settings: Settings | None = None) -> str:
     for r in dict.fromkeys(roots):
         writer = writer_of(local, _runs(r))
         if writer is not None:
-            check_layout(local, writer)
+            check_layout(local, writer, settings)
             break
     return str(local)
 
