@@ -399,7 +399,7 @@ class AlertSettings(_Section):
     """What happens to rule alerts once a model scores their orders."""
 
     min_risk: float = Field(
-        0.02,
+        0.5,  # chosen by `fraudstream model evaluate`'s sweep (docs/model.md, "min_risk")
         ge=0,
         le=1,
         description="a rule alert whose order's risk is below this is held back (stored and marked, "

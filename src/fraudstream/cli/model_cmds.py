@@ -202,7 +202,11 @@ def _shares(text: str | None) -> dict[str, float] | None:
                    "city_hopping=0.1,account_takeover=0.3,promo_abuse=0.2].")  # fmt: skip
 @click.option("--train-seed", type=int, help="Without MODEL: seed of the stream a fresh model is trained on [7].")
 @click.option("--train-count", type=click.IntRange(1_000), help="Without MODEL: orders it is trained on [100,000].")
-@click.option("--algorithm", type=click.Choice(_ALGORITHMS), help="Without MODEL: what to train [hgb].")
+@click.option(
+    "--algorithm",
+    type=click.Choice((*_ALGORITHMS, "isolation")),
+    help="Without MODEL: what to train [hgb]; isolation: an isolation forest, without labels.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--json-out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the JSON to this file.")
 @click.pass_context
@@ -315,7 +319,7 @@ def evidence_text(result: Any, takeover_risk: float, best: float | None) -> str:
             disable_numparse=True,
             colalign=("right",) * 5,
         ),  # fmt: skip
-        "Best min_risk by the sweep (meets precision and false-alert targets, most recall): "
+        "Best min_risk by the sweep (the precision target met, false alerts 10 % under theirs, most recall): "
         + ("none meets them" if best is None else f"{best:g}"),
     ]
     return "\n".join(lines)

@@ -53,6 +53,7 @@ CONFIGS = ("rules", "model", "rules+model")
 MIN_QUIET_CAUGHT = 0.8
 MIN_PRECISION = 0.95
 MAX_FALSE_PER_1K = 1.5
+HEADROOM = 0.9  # min_risk's default keeps false alerts 10 % under the target on the docs' stream
 
 Progress = Callable[[str], None]
 
@@ -75,12 +76,15 @@ def stream(seed: int, count: int, shares: Mapping[str, float] | None = None) -> 
 def train_on_stream(
     seed: int, count: int, settings: Settings, algorithm: str = "hgb", progress: Progress | None = None
 ) -> ModelFile:
-    """A fresh model from a generated stream (the generator's default mix, its labels)."""
+    """A fresh model from a generated stream (the generator's default mix, its labels;
+    "isolation": an isolation forest that ignores them)."""
     say = progress or (lambda _m: None)
     say(f"training a model ({algorithm}) on {count:,} generated orders, seed {seed}")
     _, orders = stream(seed, count)
     spec = FeatureSpec.from_settings(settings.features)
-    return train(orders, spec, algorithm=algorithm, threshold=settings.model.takeover_risk, progress=progress).model
+    labels, algorithm = ("none", "hgb") if algorithm == "isolation" else ("generator", algorithm)
+    threshold = settings.model.takeover_risk
+    return train(orders, spec, labels=labels, algorithm=algorithm, threshold=threshold, progress=progress).model
 
 
 def records(alerts: Iterable[Alert], min_risk: float | None = None) -> list[AlertRecord]:
@@ -225,11 +229,12 @@ def evidence(
 
 
 def best_min_risk(ev: Evidence) -> float | None:
-    """The sweep's value that meets the precision and false-alert targets with the most actor
-    recall (then the fewest false alerts); None when none meets them."""
+    """The sweep's value that meets the precision and false-alert targets, the latter with
+    HEADROOM (another seed or mix varies), with the most actor recall (then the fewest false
+    alerts); None when none does."""
     ok = [
         (m, f) for m, f in ev.sweep
-        if (f.precision or 0) >= MIN_PRECISION and (f.false_per_1k_honest or 0) <= MAX_FALSE_PER_1K
+        if (f.precision or 0) >= MIN_PRECISION and (f.false_per_1k_honest or 0) <= MAX_FALSE_PER_1K * HEADROOM
     ]  # fmt: skip
     if not ok:
         return None
