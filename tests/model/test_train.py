@@ -66,13 +66,17 @@ def test_verify_refuses_a_file_that_scores_otherwise(tmp_path: Path) -> None:
         verify(path, result)
 
 
-def test_the_baseline_is_the_median_of_honest_training_orders() -> None:
+def test_the_baseline_is_the_median_of_honest_returning_customers_orders() -> None:
     result = trained()
     rows = Rows.of(training_stream()[1], FeatureSpec.from_settings(Settings().features))
     cut = result.model.meta["period"]["training_orders"]
-    honest = np.asarray([(o.behavior or "normal") == "normal" for o in rows.orders[:cut]])
-    expected = np.median(rows.x[:cut][honest], axis=0)
-    assert result.model.baseline == tuple(float(v) for v in expected)
+    picked = [
+        f for o, f in zip(rows.orders[:cut], rows.x[:cut], strict=True)
+        if (o.behavior or "normal") == "normal" and f[FEATURES.index("prior_orders")] >= 1
+    ]  # fmt: skip
+    assert result.model.baseline == tuple(float(v) for v in np.median(np.asarray(picked), axis=0))
+    usual = dict(zip(FEATURES, result.model.baseline, strict=True))
+    assert usual["device_orders"] >= 1 and usual["city_orders"] >= 1  # a device and a city they know
 
 
 def test_the_held_out_orders_are_the_newest() -> None:

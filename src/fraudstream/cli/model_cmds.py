@@ -110,7 +110,7 @@ def train(ctx: click.Context, archive: Path | None, start: str | None, end: str 
     else:
         click.echo(describe(trained.model.describe()))
     click.echo(f"Model written to {path}", err=as_json)
-    click.echo(f"Use it: fraudstream --set model.path={path} run", err=as_json)
+    click.echo(f"Use it: fraudstream run --model {path}", err=as_json)
 
 
 @click.group(cls=Group)
@@ -156,7 +156,7 @@ def describe(data: dict[str, Any]) -> str:
     rows = [
         [name, _num(base, 2)] for name, base in zip(data.get("features", []), data.get("baseline", []), strict=False)
     ]
-    lines.append(tabulate(rows, headers=["Feature", "Baseline (median, honest)"], tablefmt="simple",
+    lines.append(tabulate(rows, headers=["Feature", "Baseline (usual: median, honest returning customers)"], tablefmt="simple",
                           disable_numparse=True, colalign=("left", "right")))  # fmt: skip
     patterns = ev.get("patterns") or {}
     if patterns:
@@ -319,7 +319,7 @@ def evidence_text(result: Any, takeover_risk: float, best: float | None) -> str:
             disable_numparse=True,
             colalign=("right",) * 5,
         ),  # fmt: skip
-        "Best min_risk by the sweep (the precision target met, false alerts 10 % under theirs, most recall): "
+        "Best min_risk by the sweep (the precision target met, false alerts at most half theirs, most recall): "
         + ("none meets them" if best is None else f"{best:g}"),
     ]
     return "\n".join(lines)

@@ -47,13 +47,13 @@ SHARES: dict[str, float] = {
     "promo_abuse": 0.2,
 }
 QUIET = "account_takeover"
-SWEEP = (0.0, 0.02, 0.1, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+SWEEP = (0.0, 0.02, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
 CONFIGS = ("rules", "model", "rules+model")
 # The issue's targets.
 MIN_QUIET_CAUGHT = 0.8
 MIN_PRECISION = 0.95
 MAX_FALSE_PER_1K = 1.5
-HEADROOM = 0.9  # min_risk's default keeps false alerts 10 % under the target on the docs' stream
+HEADROOM = 0.5  # min_risk's default keeps false alerts at half the target: on other seeds they vary by half again
 
 Progress = Callable[[str], None]
 

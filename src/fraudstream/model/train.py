@@ -376,8 +376,7 @@ def train(
     else:
         anomaly_k = None
     onnx_bytes = export(model, fit_x, anomaly_k)
-    honest = rows.x[:cut][y[:cut] == 0] if labels != "none" else rows.x[:cut]
-    baseline = tuple(float(v) for v in np.median(honest if len(honest) else rows.x[:cut], axis=0))
+    baseline = baseline_of(rows.x[:cut], y[:cut] if labels != "none" else None)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     version = f"m-{stamp}-{hashlib.sha256(onnx_bytes).hexdigest()[:8]}"
     draft = ModelFile(version, FEATURES, baseline, onnx_bytes, {})
@@ -419,6 +418,20 @@ def train(
         "evaluation": evaluation,
     }
     return Trained(ModelFile(version, FEATURES, baseline, onnx_bytes, meta), held_x)
+
+
+def baseline_of(x: np.ndarray, y: np.ndarray | None) -> tuple[float, ...]:
+    """Each feature's usual value, what explanations compare with: its median over the honest
+    orders of customers with a history (prior_orders >= 1). A first order's features are the
+    same for everyone (no device or city seen yet), so in an archive that starts from nothing
+    they would make "a device new to them" the usual and never a reason. Fallbacks: every
+    honest order, then every order."""
+    honest = x if y is None else x[y == 0]
+    returning = honest[honest[:, FEATURES.index("prior_orders")] >= 1]
+    for pick in (returning, honest, x):
+        if len(pick):
+            return tuple(float(v) for v in np.median(pick, axis=0))
+    return tuple(0.0 for _ in FEATURES)
 
 
 def _fit(model: Any, x: np.ndarray, y: np.ndarray, labels: str, prior: float | None) -> None:
