@@ -25,7 +25,7 @@ def _jars(configured: Path | None, part: str, what: str) -> list[Path]:
     if not found:
         raise MissingJarsError(
             f"{what} not found in {folder}: run 'make jars' (needs Maven: apt-get install maven) "
-            "or point broker.jars_dir at a folder with kafka/ and flink/ inside"
+            "or point broker.jars_dir at a folder with the kafka/, flink/, parquet/ and onnx/ that it fetches"
         )
     return found
 

@@ -7,6 +7,7 @@ import re
 import time
 import zipfile
 
+import numpy as np
 import orjson
 import pytest
 
@@ -28,6 +29,24 @@ def _model_zip(path, features, onnx=b"not an onnx graph"):
         z.writestr("model.json", orjson.dumps(meta))
         z.writestr("model.onnx", onnx)
     return path
+
+
+def _first_two_columns() -> bytes:
+    """A valid ONNX graph with the model's input and output (its "probabilities" are the first
+    two features): quicker to make than a trained model."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, values):
+        return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["probabilities"])],
+        "first-two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, len(FEATURES)])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        [const("starts", [0]), const("ends", [2]), const("axes", [1])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10).SerializeToString()
 
 
 @pytest.mark.parametrize(
@@ -84,3 +103,12 @@ def test_resume_across_a_model_change_is_refused_in_one_line(tmp_path, scored):
         resume_point(other)
     same = load_settings(flags={**flags, **(model if scored else {})}, environ={})
     assert resume_point(same) == point
+
+
+def test_a_model_without_the_jvms_onnx_runtime_is_refused_in_one_line(tmp_path, capsys):
+    """An older `make jars` fetched no ONNX Runtime jar: said before Flink starts."""
+    model = _model_zip(tmp_path / "m.zip", FEATURES, _first_two_columns())
+    code, _, err = _run(capsys, tmp_path, "--set", f"broker.jars_dir={tmp_path / 'jars'}", "--model", str(model))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "ONNX Runtime jar not found in" in lines[0] and "run 'make jars'" in lines[0], err

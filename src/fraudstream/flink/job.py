@@ -145,7 +145,7 @@ class ModelNotHere(UserFacingError):
 
 def load_model(settings: Settings) -> ModelFile | None:
     """The risk model of the run (model.path), checked before anything starts: a missing,
-    corrupt or incompatible file, or one ONNX Runtime cannot load, is one line."""
+    corrupt or incompatible file, one ONNX Runtime cannot load, or no ONNX Runtime jar, is one line."""
     path = settings.model.path
     if path is None:
         return None
@@ -159,6 +159,7 @@ def load_model(settings: Settings) -> ModelFile | None:
 
     model = load(Path(path))
     Scorer(model)  # ONNX Runtime can load it: said here in a line, not by a failing task later
+    onnx_jars(settings.broker.jars_dir)  # and the JVM's ONNX Runtime is there (make jars)
     return model
 
 
