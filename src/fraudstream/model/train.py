@@ -98,7 +98,7 @@ def archived_orders(
         if bound is not None:
             where = term(bound) if where is None else where & term(bound)
     orders: list[Order] = []
-    rejected = 0
+    rejected = told = 0
     try:
         for batch in dataset.to_batches(columns=names, filter=where, batch_size=65_536):
             for row in batch.to_pylist():
@@ -107,10 +107,13 @@ def archived_orders(
                     orders.append(order)
                 else:
                     rejected += 1
-            if progress is not None:
-                progress(f"{len(orders):,} orders read")
+            if progress is not None and len(orders) >= told + 100_000:
+                told = len(orders)
+                progress(f"{told:,} orders read")
     except (OSError, ValueError) as exc:
         raise TrainingError(f"cannot read the archive at {folder}: {exc}") from None
+    if progress is not None:
+        progress(f"{len(orders):,} orders read from {len(dataset.files):,} files")
     if rejected:
         logger.warning("%d archived record(s) no longer parse as orders; left out", rejected)
     if not orders:
