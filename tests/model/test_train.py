@@ -181,3 +181,29 @@ def test_broken_model_files_are_one_line(tmp_path: Path) -> None:
             load(path)
     with pytest.raises(ModelFileError, match="cannot be loaded by ONNX Runtime"):
         Scorer(load(bad_onnx))
+
+
+def test_training_on_analysts_verdicts_leaves_unreviewed_alerts_out() -> None:
+    from fraudstream.detectors import AlertDeduplicator, build_detectors
+    from fraudstream.detectors.replay import replay
+
+    settings = Settings()
+    orders = training_stream()[1][:6_000]
+    alerts = replay(
+        orders, build_detectors(settings.detectors), AlertDeduplicator(settings.detectors.dedup_cooldown_ms)
+    )
+    fraud = {o.transaction_id for o in orders if (o.behavior or "normal") != "normal"}
+    alerted = [a.transaction_id for a in alerts]
+    reviewed = alerted[::2]  # analysts judged every other alert, rightly
+    verdicts = {tx: "confirmed_fraud" if tx in fraud else "false_positive" for tx in reviewed}
+    result = train(orders, FeatureSpec.from_settings(settings.features), labels="reviews",
+                   verdicts=(verdicts, alerted))  # fmt: skip
+    meta = result.model.meta
+    assert meta["labels"] == "reviews"
+    confirmed = sum(1 for v in verdicts.values() if v == "confirmed_fraud")
+    assert meta["period"]["fraud_orders"] == confirmed
+    unreviewed = len(set(alerted) - set(reviewed))
+    assert meta["evaluation"]["labelled"] < meta["evaluation"]["orders"]  # unreviewed alerts left out
+    assert unreviewed > 0
+    with pytest.raises(TrainingError, match="review some alerts"):
+        train(orders, FeatureSpec(), labels="reviews", verdicts=({}, alerted))

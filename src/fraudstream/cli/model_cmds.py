@@ -71,7 +71,7 @@ def train(ctx: click.Context, archive: Path | None, start: str | None, end: str 
     Replays the archived orders of the period through the behavioural features (the values
     the job computes), labels each order, fits, holds the newest orders out to evaluate the
     model, exports it to ONNX and checks that the written file scores those orders exactly
-    as evaluated. Use the file with --set model.path=FILE (docs/model.md).
+    as evaluated. Then: fraudstream run --model FILE (docs/model.md).
 
     \b
     Example:
