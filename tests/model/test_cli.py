@@ -10,11 +10,11 @@ import pytest
 
 from fraudstream.cli.main import main
 from fraudstream.features.spec import FEATURES
-from fraudstream.model.file import load
+from fraudstream.model.file import ModelFile, load, save
 from fraudstream.model.score import Scorer
 from tests.evaluation.test_loaders import write_archive
 
-from .streams import training_stream
+from .streams import trained, training_stream
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -74,10 +74,15 @@ def test_broken_model_files_are_one_line_at_the_command(tmp_path: Path, capsys: 
     with zipfile.ZipFile(old, "w") as z:
         z.writestr("model.json", orjson.dumps({"format": 0, "version": "m-old"}))
         z.writestr("model.onnx", b"")
-    for path, said in ((tmp_path / "missing.zip", "not found"), (not_zip, "corrupt"), (old, "has format 0")):
+    m = trained().model
+    bad_graph = tmp_path / "graph.zip"
+    save(bad_graph, ModelFile(m.version, m.features, m.baseline, b"not a graph", m.meta))
+    cases = ((tmp_path / "missing.zip", "not found"), (not_zip, "corrupt"), (old, "has format 0"),
+             (bad_graph, "cannot be loaded by ONNX Runtime"))  # fmt: skip
+    for path, said in cases:
         code, out, err = run_cli(capsys, "model", "show", str(path))
         assert code == 1 and out == ""
-        assert err.startswith("fraudstream: error: model file") and said in err
+        assert err.startswith("fraudstream: error: model") and said in err
         assert err.strip().count("\n") == 0
     code, _, err = run_cli(capsys, "model", "evaluate", str(tmp_path / "missing.zip"))
     assert code == 1 and "not found" in err

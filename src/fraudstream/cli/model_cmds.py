@@ -128,8 +128,10 @@ def show(file: Path, as_json: bool) -> None:
     """What a model file holds: its version, when and on what it was trained, its features and
     their baselines, the libraries, and its own evaluation."""
     from fraudstream.model.file import load
+    from fraudstream.model.score import Scorer
 
     model = load(file)  # a missing, corrupt or incompatible file: one line (ModelFileError)
+    Scorer(model)  # ... and so is a graph ONNX Runtime cannot load, as when a job starts
     data = model.describe()
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else describe(data))
 
