@@ -37,7 +37,7 @@ def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     name, value = mark.split("=")
     proc = subprocess.run(
         [sys.executable, "-m", "fraudstream", "--data-dir", str(tmp_path / "data"), "bench", "--quick",
-         "--orders", "12000", "--users", "3000", "--engine", "sql", "--latency-rate", "200", "--latency-seconds", "12",
+         "--orders", "12000", "--users", "3000", "--engine", "sql", "--engine", "sql-model", "--latency-rate", "200", "--latency-seconds", "12",
          "--out", str(out)],
         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env={**os.environ, name: value},
     )  # fmt: skip
@@ -46,14 +46,15 @@ def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     assert data["kafka_ceiling"]["records"] == 12_000
     assert data["python_ceiling"]["alerts"] > 0
     runs = {r["engine"]: r for r in data["runs"]}
-    assert set(runs) == {"sql"}  # the other engines' runs are the same code with another --engine
-    assert runs["sql"]["finished"] and runs["sql"]["exit_code"] == 0
+    assert set(runs) == {"sql", "sql-model"}  # the other engines' runs are the same code with another --engine
+    assert all(runs[e]["finished"] and runs[e]["exit_code"] == 0 for e in runs)
     assert all(r["events_per_s"] > 0 and r["peak_rss_mb"].get("Flink JVM", 0) > 0 for r in runs.values())
     assert "checkpoint_ms" in runs["sql"]  # empty when the run ends before its first checkpoint
     (latency,) = data["latency"]
     assert latency["engine"] == "sql" and latency["alerts"] > 0 and latency["p99_ms"] >= latency["p50_ms"] > 0
     table = (out / "bench.md").read_text()
     assert "| Kafka ceiling" in table and "| Python ceiling" in table and "SQL engine" in table
+    assert "with the risk model" in table and "keeps" in table  # the model's cost, as a ratio
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the private broker and every job process are gone (found by the mark their environment
     # inherited, so processes of tests running beside this one do not count)
