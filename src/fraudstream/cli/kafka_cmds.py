@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from fraudstream.cli.app import global_options, resolve_settings, sigterm_as_interrupt
-from fraudstream.cli.options import Command, Group
-from fraudstream.cli.run_cmd import banner, summarize
+from fraudstream.cli.options import Command, Group, model_option
+from fraudstream.cli.run_cmd import banner, check_model, summarize
 from fraudstream.config import SECRETS, DashboardSettings, KafkaSettings, Settings
 
 # How long the demo waits for its dashboard to answer: the web stack's imports and the first
@@ -166,7 +166,7 @@ def alerts_tail(
 @click.option("--keep-broker", is_flag=True, help="Leave the broker running afterwards.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the dashboard.")
 @click.pass_context
-def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool) -> None:
+def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool, model_path: Path | None) -> None:
     """Everything at once: local broker, producer, dashboard and the job on Kafka; Ctrl-C stops all.
 
     The dashboard's address is printed before the job starts (dashboard.host and
@@ -178,8 +178,9 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool)
     from fraudstream.cli.runner import run_job
     from fraudstream.flink.sources import SourceSpec
 
-    settings = resolve_settings(ctx)
+    settings = resolve_settings(ctx, **{"model.path": model_path})
     configure_logging(settings)
+    check_model(settings)  # a bad model file is one line before anything starts
     broker = _broker(settings)
     started_broker = broker.pid() is None
     producer = dashboard = None
@@ -223,6 +224,9 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool)
                 click.echo(f"Kafka broker left running (pid {broker.pid()}); 'fraudstream kafka stop' stops it")
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+demo.params.append(model_option())
 
 
 def _child(ctx: click.Context, settings: Settings) -> tuple[list[str], dict[str, str]]:

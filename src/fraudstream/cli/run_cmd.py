@@ -117,7 +117,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         raise UserError(str(exc)) from None
     configure_logging(settings)
     _check_restore_options(spec, settings, opts["resume"], opts["from_savepoint"])
-    _check_model(settings)
+    check_model(settings)
     if spec.kind == "kafka" and settings.kafka.bounded and settings.kafka.start_from == "latest":
         raise click.UsageError("--bounded with --start-from latest would read nothing: use earliest or committed")
     if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
@@ -170,7 +170,7 @@ def _watching(settings: Settings) -> Iterator[None]:
         thread.join(5)
 
 
-def _check_model(settings: Settings) -> None:
+def check_model(settings: Settings) -> None:
     """A missing, corrupt or incompatible model file, or a model with an engine that cannot
     score, is one line before Flink starts."""
     if settings.model.path is None:
