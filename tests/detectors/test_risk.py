@@ -41,3 +41,10 @@ def test_reasons_in_words() -> None:
         "4.3x their usual amount"
     )
     assert describe({"feature": "odd{0}", "value": 2.0, "usual": 0.0, "raised_by": 0.1}) == "odd{0} 2"
+    assert describe({"feature": "prior_orders", "value": 0.0, "usual": 3.0, "raised_by": 0.1}) == "their first order"
+    assert describe({"feature": "since_prev_h", "value": 0.25, "usual": 20.0, "raised_by": 0.1}) == (
+        "15 min after their previous order"
+    )
+    assert describe({"feature": "account_age_h", "value": 30.0, "usual": 90.0, "raised_by": 0.1}) == (
+        "an account first seen 30.0 h before"
+    )

@@ -346,7 +346,7 @@ def test_held_back_alerts_are_not_notified_and_takeovers_are_with_their_risk(tmp
     store.write_batch([make_alert(1)])  # before the notifier: history, not news
     takeover = make_alert(
         3, severity="HIGH", alert_type="ACCOUNT_TAKEOVER", device="d_new", risk=0.9712,
-        message="User u_3's order looks like someone else's (risk 0.971): a device new to them",
+        message="Risk 0.971 for user u_3's order, unlike their history: a device new to them",
         details={"risk": 0.9712, "reasons": [], "threshold": 0.9},
     )  # fmt: skip
     with running(settings) as notifier:

@@ -35,12 +35,21 @@ def describe(reason: Reason) -> str:
         return "a device new to them"
     if f == "city_orders" and v == 0:
         return "a city new to them"
+    if f == "prior_orders" and v == 0:
+        return "their first order"
+    if f in ("account_age_h", "since_prev_h") and v < 1:
+        minutes = f"{v * 60:.0f} min"
+        return (
+            f"an account first seen {minutes} before"
+            if f == "account_age_h"
+            else f"{minutes} after their previous order"
+        )
     words = {
         "amount": "an order of ₹{:,.2f}",
         "prior_orders": "{:.0f} earlier orders",
         "amount_to_usual": "{:.1f}x their usual amount",
         "amount_z": "an amount {:.1f} spreads from their usual",
-        "account_age_h": "first seen {:.1f} h before",
+        "account_age_h": "an account first seen {:.1f} h before",
         "since_prev_h": "{:.1f} h since their previous order",
         "orders_last_hour": "{:.0f} orders in the hour before",
         "device_orders": "{:.0f} earlier orders from this device",
@@ -87,7 +96,7 @@ class RiskAlerts:
             transaction_id=order.transaction_id,
             amount=order.amount,
             event_time=order.event_time,
-            message=f"User {order.user_id}'s order looks like someone else's (risk {risk:.3f}): {said}",
+            message=f"Risk {risk:.3f} for user {order.user_id}'s order, unlike their history: {said}",
             details=details,
             risk=risk,
         )
