@@ -9,6 +9,7 @@ model's own evaluation.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +49,17 @@ class ModelFile:
 
 def save(path: Path, model: ModelFile) -> None:
     """Write the file (through a temporary name, so a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr(_JSON, orjson.dumps(model.describe(), option=orjson.OPT_INDENT_2))
-        z.writestr(_ONNX, model.onnx)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr(_JSON, orjson.dumps(model.describe(), option=orjson.OPT_INDENT_2))
+            z.writestr(_ONNX, model.onnx)
+        tmp.replace(path)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise ModelFileError(f"cannot write the model file {path}: {exc.strerror or exc}") from None
 
 
 def load(path: Path) -> ModelFile:
@@ -73,7 +79,10 @@ def load(path: Path) -> ModelFile:
             f"model file {path} has format {meta.get('format')!r}, this fraudstream reads format {FORMAT}: "
             "train a new one with 'fraudstream train'"
         )
-    features = tuple(meta.get("features") or ())
+    raw_features = meta.get("features")
+    if not isinstance(raw_features, list) or not all(isinstance(f, str) for f in raw_features):
+        raise ModelFileError(f"model file {path} is corrupt: its features are not a list of names")
+    features = tuple(raw_features)
     if features != FEATURES:
         missing = [f for f in FEATURES if f not in features]
         extra = [f for f in features if f not in FEATURES]
@@ -83,8 +92,15 @@ def load(path: Path) -> ModelFile:
         ) or "orders them differently"  # fmt: skip
         raise ModelFileError(f"model file {path} was trained on other features ({what}): train a new one")
     baseline = meta.get("baseline")
-    if not isinstance(baseline, list) or len(baseline) != len(FEATURES):
-        raise ModelFileError(f"model file {path} is corrupt: its baseline does not match its features")
+    if (
+        not isinstance(baseline, list)
+        or len(baseline) != len(FEATURES)
+        or not all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in baseline)
+    ):
+        raise ModelFileError(f"model file {path} is corrupt: its baseline is not one finite number per feature")
+    for name in ("period", "evaluation", "libraries", "features_spec"):
+        if name in meta and not isinstance(meta[name], dict):
+            raise ModelFileError(f"model file {path} is corrupt: its {name} is not an object")
     version = meta.get("version")
     if not isinstance(version, str) or not version:
         raise ModelFileError(f"model file {path} is corrupt: it has no version")
