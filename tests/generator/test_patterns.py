@@ -137,20 +137,25 @@ def test_quiet_takeovers_strike_a_customer_with_a_history_from_a_new_device(quie
     honest_before = Counter()  # honest orders of each user so far
     seen_devices = defaultdict(set)  # devices each user ordered from so far
     regulars = 0  # customers with 3 honest orders so far
+    last_honest = {}  # user -> event time of their latest honest order
     at_start = {}  # actor -> (the victim's earlier honest orders, regulars then, devices seen)
+    idle = {}  # actor -> the victim had not ordered for an hour (or never had)
     for e in events:
         actor = e.get("fraud_actor")
         if e["behavior"] == "account_takeover" and actor not in at_start:
             at_start[actor] = (honest_before[e["user_id"]], regulars, set(seen_devices[e["user_id"]]))
+            idle[actor] = e["event_time"] - last_honest.get(e["user_id"], -(10**15)) >= 60 * MIN
         if e["behavior"] == "normal":
             honest_before[e["user_id"]] += 1
             regulars += honest_before[e["user_id"]] == 3
+            last_honest[e["user_id"]] = e["event_time"]
         seen_devices[e["user_id"]].add(e["device_id"])
     counts, away, usual_payment, gaps, amounts = [], [], [], [], []
     for evs in by_kind["account_takeover"]:
         i = _index(evs[0]["user_id"])
         history, regulars, devices = at_start[evs[0]["fraud_actor"]]
-        assert i < USERS and (history >= 3 or regulars < 100)  # 3 orders, but for the first hours
+        # 3 orders, or an idle customer with fewer rather than one who just ordered; anyone in the first hours
+        assert i < USERS and (history >= 3 or idle[evs[0]["fraud_actor"]] or regulars < 100)
         assert len({e["device_id"] for e in evs}) == 1 and evs[0]["device_id"] not in devices
         assert evs[0]["device_id"] not in gen._devices.get(i, (f"d_{i + 1}", None))
         assert len({e["city"] for e in evs}) == 1  # never a hop for the geo rule
@@ -164,7 +169,9 @@ def test_quiet_takeovers_strike_a_customer_with_a_history_from_a_new_device(quie
         counts.append(len(evs))
         gaps += _gaps(evs)
     histories = [at_start[evs[0]["fraud_actor"]][0] for evs in by_kind["account_takeover"]]
-    assert sum(h >= 3 for h in histories) / len(histories) > 0.9  # all but the first two hours
+    assert sum(h >= 3 for h in histories) / len(histories) > 0.9  # all but the first hours
+    # an owner who ordered minutes before would be a hop for the geo rule: the first hour only
+    assert sum(not v for v in idle.values()) / len(idle) < 0.05
     assert set(counts) == {2, 3, 4}
     assert 15 * MIN - 5_000 <= min(gaps) < 20 * MIN and 75 * MIN < max(gaps) <= 90 * MIN + 5_000
     assert 0.7 < sum(away) / len(away) < 0.9  # 80% from a city new to the customer

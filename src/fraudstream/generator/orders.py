@@ -501,21 +501,22 @@ class OrderGenerator:
         self._locked[i] = max(self._locked.get(i, 0), self.clock + int(offset) + TAKEOVER_LOCKOUT_MS)
 
     def _victim(self) -> int:
-        """A customer with the longest history up to TAKEOVER_HISTORY orders that a few
-        random picks find (early in a stream, anyone), whose basket leaves room under
-        TAKEOVER_MAX_AMOUNT, not taken over already, and idle for TAKEOVER_IDLE_MS if a pick
-        finds one (an order just before the attacker's, in another city, would be a hop)."""
+        """A customer idle for TAKEOVER_IDLE_MS (an order just before the attacker's, in
+        another city, would be a hop), with the longest history up to TAKEOVER_HISTORY orders
+        that a few random picks find, whose basket leaves room under TAKEOVER_MAX_AMOUNT and
+        not taken over already. Only when no pick at any history length is idle (early in a
+        stream): the busy one with the longest history, else anyone."""
         rng = self.rng
+        fallback = None
         for known in reversed(self._history):
-            fallback = None
             for _ in range(_VICTIM_TRIES if known else 0):
                 i = known[int(rng.random() * len(known))]
                 if i not in self._locked:
                     if self.clock - self._last_order[i] >= TAKEOVER_IDLE_MS:
                         return i
                     fallback = i if fallback is None else fallback
-            if fallback is not None:
-                return fallback
+        if fallback is not None:
+            return fallback
         for _ in range(_VICTIM_TRIES):
             i = int(rng.random() * self.n_users)
             if i not in self._locked and self._basket[i] <= _TAKEOVER_MAX_BASKET:
