@@ -97,3 +97,63 @@ def test_evaluate_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixt
     model.write_bytes(b"")
     code, _, err = run_cli(capsys, "model", "evaluate", str(model), "--train-seed", "3")
     assert code == 1 and "--train-seed: only without MODEL" in err
+
+
+def test_an_unwritable_output_is_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    under_a_file = str(tmp_path / "file" / "out.json")
+    code, out, err = run_cli(capsys, "model", "evaluate", "--json-out", under_a_file)
+    assert code == 1 and out == "" and err.strip().count("\n") == 0
+    assert "cannot write --json-out" in err and "is not a folder" in err
+    code, _, err = run_cli(capsys, "model", "evaluate", "--json-out", str(tmp_path))
+    assert code == 2 and "is a directory" in err and err.strip().count("\n") == 0
+    (tmp_path / "data" / "archive").mkdir(parents=True)  # an archive it never reads: refused before
+    code, out, err = run_cli(capsys, "--data-dir", str(tmp_path / "data"), "train", "-o", under_a_file)
+    assert code == 1 and out == "" and err.strip().count("\n") == 0
+    assert "cannot write the model file" in err
+
+
+def test_shares_are_laid_over_the_default_mix(capsys: pytest.CaptureFixture[str]) -> None:
+    from fraudstream.cli.model_cmds import _shares
+    from fraudstream.model import evaluate as ev
+
+    assert _shares(None, ev.SHARES) == ev.SHARES
+    assert _shares("account_takeover=0", ev.SHARES) == {**ev.SHARES, "account_takeover": 0.0}
+    assert _shares('{"promo_abuse": 1}', ev.SHARES) == {**ev.SHARES, "promo_abuse": 1.0}
+    zero = ",".join(f"{p}=0" for p in ev.SHARES)
+    code, _, err = run_cli(capsys, "model", "evaluate", "--shares", zero)
+    assert code == 1 and "at least one pattern needs a share above 0" in err
+
+
+def test_model_show_prints_what_an_odd_model_json_holds() -> None:
+    from fraudstream.cli.model_cmds import describe
+
+    base = {"format": 1, "version": "v1", "features": list(FEATURES), "baseline": [0.5] * len(FEATURES)}
+    odd = [
+        {},
+        {"period": {}, "evaluation": {}},
+        {"period": {"orders": "many", "fraud_orders": "x"}, "evaluation": {"auc": "high", "patterns": {"p": 3}}},
+        {"evaluation": {"patterns": {"p": {"orders": 4}}, "precision": None}, "params": [], "libraries": "x"},
+        {"features": "x", "baseline": None, "training_data": []},
+    ]
+    for change in odd:
+        text = describe(base | change)
+        assert text.startswith("Model v1 (file format 1)")
+    assert "many orders" in describe(base | odd[2]) and "AUC high" in describe(base | odd[2])
+    assert "?/4" in describe(base | odd[3])
+
+
+def test_evaluate_tells_a_stream_the_model_was_trained_on() -> None:
+    from fraudstream.model import evaluate as ev
+
+    model = trained().model
+    sample = model.meta["training_data"]["id_sample"]
+    assert len(sample) == 256 and sample == sorted(sample)
+    said = ev.trained_on(model, 99, training_stream()[1])
+    assert said is not None and "256 of the 256 sampled training orders are in it" in said
+    assert ev.trained_on(model, 99, ev.stream(6, 2_000)[1]) is None
+    seeded = ModelFile(model.version, model.features, model.baseline, model.onnx,
+                       {**model.meta, "training_data": {"generator_seed": 6}})  # fmt: skip
+    assert "same seed (6)" in (ev.trained_on(seeded, 6, ev.stream(6, 2_000)[1]) or "")
+    odd = ModelFile(model.version, model.features, model.baseline, model.onnx, {"training_data": [1]})
+    assert ev.trained_on(odd, 6, training_stream()[1]) is None

@@ -25,6 +25,22 @@ def _progress(started: float) -> Any:
     return say
 
 
+def writable_folder(path: Path, what: str) -> None:
+    """Refuse, before any work, a file that cannot be written there: its nearest existing
+    folder must be a folder we may write in (one line, not a traceback after minutes)."""
+    import os
+
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {what} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {what} {path}: {parent} is not writable")
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f} %"
 
@@ -88,6 +104,7 @@ def train(ctx: click.Context, archive: Path | None, start: str | None, end: str 
     started = time.monotonic()
     say = _progress(started)
     folder = (archive or Path(settings.archive.path or settings.data_dir / "archive")).expanduser()
+    writable_folder(output or settings.data_dir / "models" / "m.zip", "the model file")
     verdicts = read_verdicts(db or settings.db_path) if labels == "reviews" else None
     orders = archived_orders(folder, _time(start, "--from"), _time(end, "--to"), say)
     trained = fit(
@@ -102,7 +119,7 @@ def train(ctx: click.Context, archive: Path | None, start: str | None, end: str 
         source=str(folder),
     )
     path = output or settings.data_dir / "models" / f"{trained.model.version}.zip"
-    save(path, trained.model)
+    save(path, trained.model)  # an OSError is one line (ModelFileError)
     verify(path, trained)
     say("the written file scores the held-out orders exactly as evaluated")
     if as_json:
@@ -136,42 +153,70 @@ def show(file: Path, as_json: bool) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else describe(data))
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> str:
+    """A count as 1,234; anything else as it is ('?' when missing): model.json may be odd."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "?" if value is None else str(value)
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    return _num(value, digits) if isinstance(value, int | float) and not isinstance(value, bool) else _count(value)
+
+
+def _share(value: Any) -> str:
+    return _pct(value) if isinstance(value, int | float) and not isinstance(value, bool) else _count(value)
+
+
 def describe(data: dict[str, Any]) -> str:
-    """model.json for a person."""
-    period = data.get("period") or {}
-    ev = data.get("evaluation") or {}
+    """model.json for a person: what is there, '?' for what is missing or odd (never a traceback)."""
+    period, ev = _obj(data.get("period")), _obj(data.get("evaluation"))
+    source = _obj(data.get("training_data"))
+    fraud = period.get("fraud_orders")
     lines = [
         f"Model {data.get('version')} (file format {data.get('format')})",
         f"Trained at   {data.get('trained_at', 'n/a')}, {data.get('algorithm', '?')} "
-        f"({(data.get('params') or {}).get('class', '?')}), labels: {data.get('labels', '?')}",
-        f"Period       {period.get('from', '?')} .. {period.get('to', '?')}: {period.get('orders', 0):,} orders"
-        + (f", {period['fraud_orders']:,} labelled fraud" if period.get("fraud_orders") is not None else "")
-        + (f" (from {period['source']})" if period.get("source") else ""),
-        f"Held out     {ev.get('from', '?')} .. {ev.get('to', '?')}: {ev.get('orders', 0):,} orders, "
-        f"{ev.get('fraud_orders', 0):,} fraud",
-        f"Evaluation   AUC {_num(ev.get('auc'), 4)}; at risk >= {ev.get('threshold')}: precision "
-        f"{_pct(ev.get('precision'))}, recall {_pct(ev.get('recall'))}, "
-        f"{_num(ev.get('false_per_1k_honest'))} false per 1,000 honest orders",
-        "Libraries    " + ", ".join(f"{k} {v}" for k, v in (data.get("libraries") or {}).items()),
+        f"({_obj(data.get('params')).get('class', '?')}), labels: {data.get('labels', '?')}",
+        f"Period       {period.get('from', '?')} .. {period.get('to', '?')}: {_count(period.get('orders'))} orders"
+        + (f", {_count(fraud)} labelled fraud" if fraud is not None else "")
+        + (f" (from {period['source']})" if period.get("source") else "")
+        + (f", generator seed {source['generator_seed']}" if source.get("generator_seed") is not None else ""),
+        f"Held out     {ev.get('from', '?')} .. {ev.get('to', '?')}: {_count(ev.get('orders'))} orders, "
+        f"{_count(ev.get('fraud_orders'))} fraud",
+        f"Evaluation   AUC {_number(ev.get('auc'), 4)}; at risk >= {_count(ev.get('threshold'))}: precision "
+        f"{_share(ev.get('precision'))}, recall {_share(ev.get('recall'))}, "
+        f"{_number(ev.get('false_per_1k_honest'))} false per 1,000 honest orders",
+        "Libraries    " + ", ".join(f"{k} {v}" for k, v in _obj(data.get("libraries")).items()),
         "",
     ]
+    features, baseline = data.get("features"), data.get("baseline")
     rows = [
-        [name, _num(base, 2)] for name, base in zip(data.get("features", []), data.get("baseline", []), strict=False)
-    ]
+        [str(name), _number(base)]
+        for name, base in zip(features if isinstance(features, list) else [],
+                              baseline if isinstance(baseline, list) else [], strict=False)
+    ]  # fmt: skip
     lines.append(tabulate(rows, headers=["Feature", "Baseline (usual: median, honest returning customers)"], tablefmt="simple",
                           disable_numparse=True, colalign=("left", "right")))  # fmt: skip
-    patterns = ev.get("patterns") or {}
+    patterns = _obj(ev.get("patterns"))
     if patterns:
-        prow = [[p, f"{v['flagged']:,}/{v['orders']:,}", _pct(v["recall"])] for p, v in patterns.items()]
+        prow = []
+        for p, v in patterns.items():
+            v = _obj(v)
+            prow.append([p, f"{_count(v.get('flagged'))}/{_count(v.get('orders'))}", _share(v.get("recall"))])
         lines += ["", tabulate(prow, headers=["Pattern (held out)", "Orders flagged", "Recall"], tablefmt="simple",
                                disable_numparse=True, colalign=("left", "right", "right"))]  # fmt: skip
     return "\n".join(lines)
 
 
-def _shares(text: str | None) -> dict[str, float] | None:
-    """--shares: name=share,... or a JSON object; checked like generator.pattern_shares."""
+def _shares(text: str | None, defaults: dict[str, float]) -> dict[str, float]:
+    """--shares: name=share,... or a JSON object, laid over `defaults` (a pattern not named keeps
+    its share); the result is checked like generator.pattern_shares."""
     if text is None:
-        return None
+        return dict(defaults)
     from pydantic import ValidationError
 
     from fraudstream.config import GeneratorSettings
@@ -189,6 +234,16 @@ def _shares(text: str | None) -> dict[str, float] | None:
                 raise UserError(
                     f"--shares expects name=share,... such as account_takeover=3,velocity_burst=1, got '{part}'"
                 )
+    if not isinstance(value, str):
+        value = {**defaults, **value}
+    else:
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise UserError("--shares: not a JSON object") from None
+        if not isinstance(parsed, dict):
+            raise UserError("--shares: not a JSON object")
+        value = {**defaults, **parsed}
     try:
         return GeneratorSettings(pattern_shares=value).pattern_shares
     except ValidationError as exc:
@@ -200,8 +255,12 @@ def _shares(text: str | None) -> dict[str, float] | None:
 @click.option("--seed", type=int, help="Seed of the generated stream evaluated on [11].")
 @click.option("--count", type=click.IntRange(1_000), help="Orders in that stream [100,000].")
 @click.option("--shares", metavar="NAME=SHARE,...",
-              help="Pattern mix of that stream [velocity_burst=0.1,account_farm=0.15,high_value=0.15,"
-                   "city_hopping=0.1,account_takeover=0.3,promo_abuse=0.2].")  # fmt: skip
+              help="Pattern shares laid over that stream's default mix (velocity_burst=0.1,account_farm=0.15,"
+                   "high_value=0.15,city_hopping=0.1,account_takeover=0.3,promo_abuse=0.2): a pattern not "
+                   "named keeps its default share; =0 leaves a pattern out.")  # fmt: skip
+@click.option("--validation-seed", type=int,
+              help="Seed of the stream (same count and mix) the min_risk sweep runs on, so the table reports "
+                   "a min_risk chosen without seeing its stream [12].")  # fmt: skip
 @click.option("--train-seed", type=int, help="Without MODEL: seed of the stream a fresh model is trained on [7].")
 @click.option("--train-count", type=click.IntRange(1_000), help="Without MODEL: orders it is trained on [100,000].")
 @click.option(
@@ -213,7 +272,7 @@ def _shares(text: str | None) -> dict[str, float] | None:
 @click.option("--json-out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the JSON to this file.")
 @click.pass_context
 def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, count: int | None, shares: str | None,
-                   train_seed: int | None, train_count: int | None, algorithm: str | None,
+                   validation_seed: int | None, train_seed: int | None, train_count: int | None, algorithm: str | None,
                    as_json: bool, json_out: Path | None) -> None:  # fmt: skip
     """Rules alone, the model alone and rules with the model, on a stream the model was not trained on.
 
@@ -229,8 +288,10 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
     from fraudstream.model.file import load
 
     settings = resolve_settings(ctx)
+    if json_out is not None:
+        writable_folder(json_out, "--json-out")
     say = _progress(time.monotonic())
-    mix = _shares(shares) or ev.SHARES
+    mix = _shares(shares, ev.SHARES)
     if model is not None:
         given = [n for n, v in (("--train-seed", train_seed), ("--train-count", train_count),
                                 ("--algorithm", algorithm)) if v is not None]  # fmt: skip
@@ -246,14 +307,22 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
             say,
         )
     seed = ev.SEED if seed is None else seed
+    validation_seed = ev.VALIDATION_SEED if validation_seed is None else validation_seed
+    if validation_seed == seed:
+        raise UserError(f"--validation-seed {validation_seed} is the evaluated stream's seed: choose another")
     count = count or ev.COUNT
     say(f"generating {count:,} orders, seed {seed}, mix {_mix_text(mix)}")
     events, orders = ev.stream(seed, count, mix)
-    say("replaying: rules alone, model alone, rules with the model, and the min_risk sweep")
-    result = ev.evidence(events, orders, settings, model_file)
+    if model is not None and (why := ev.trained_on(model_file, seed, orders)):
+        click.echo(f"fraudstream: warning: {why}", err=True)
+    say(f"generating the validation stream for the min_risk sweep: {count:,} orders, seed {validation_seed}")
+    validation = ev.stream(validation_seed, count, mix)
+    say("replaying: rules alone, model alone, rules with the model, and the min_risk sweep (validation stream)")
+    result = ev.evidence(events, orders, settings, model_file, validation=validation)
     data = {
         **result.to_json(),
         "stream": {"seed": seed, "count": count, "shares": mix},
+        "validation_stream": {"seed": validation_seed, "count": count, "shares": mix},
         "takeover_risk": settings.model.takeover_risk,
         "best_min_risk": ev.best_min_risk(result),
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -262,8 +331,11 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
         data["training"] = {"seed": ev.TRAIN_SEED if train_seed is None else train_seed,
                             "count": train_count or ev.TRAIN_COUNT, "algorithm": algorithm or "hgb"}  # fmt: skip
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        try:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            raise UserError(f"cannot write --json-out {json_out}: {exc.strerror or exc}") from None
         click.echo(f"JSON written to {json_out}", err=True)
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())

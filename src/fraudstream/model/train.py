@@ -11,6 +11,7 @@ evaluation written into the file is computed from the ONNX graph's own scores, t
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,6 +48,10 @@ LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy")
 # stream holds 20 % fraud, a real platform's orders far less, and a risk of 0.9 should mean
 # 9 in 10 at a realistic share rather than at the training data's.
 FRAUD_PRIOR = 0.02
+# The model file keeps the hashes of a sample of the orders it was trained on (the smallest
+# SAMPLE_SIZE, so the same orders always give the same sample), for `model evaluate` to tell
+# a stream that holds them: figures on a model's own training orders are no evidence.
+SAMPLE_SIZE = 256
 Progress = Callable[[str], None]
 
 
@@ -277,6 +282,16 @@ def _digest(scores: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(scores, dtype=np.float64).tobytes()).hexdigest()
 
 
+def id_hash(transaction_id: str) -> str:
+    return hashlib.sha256(transaction_id.encode()).hexdigest()[:16]
+
+
+def id_sample(transaction_ids: Iterable[str], size: int = SAMPLE_SIZE) -> list[str]:
+    """The `size` smallest hashes of the ids: a uniform sample of them that any stream holding
+    the same orders holds too."""
+    return heapq.nsmallest(size, {id_hash(t) for t in transaction_ids})
+
+
 def holdout_evaluation(orders: Sequence[Order], y: np.ndarray, risk: np.ndarray, threshold: float) -> dict[str, Any]:
     """The model's own figures on held-out orders: AUC, and at `threshold` precision, recall,
     false alarms per 1,000 honest orders and recall per pattern (orders, from the generator's
@@ -330,9 +345,11 @@ def train(
     progress: Progress | None = None,
     source: str | None = None,
     now: datetime | None = None,
+    generator_seed: int | None = None,
 ) -> Trained:
     """Fit a model on `orders` (labels: LABEL_SOURCES; `verdicts` for "reviews", from
-    `read_verdicts`) and return its model file, evaluated on the newest `holdout` share."""
+    `read_verdicts`) and return its model file, evaluated on the newest `holdout` share.
+    `generator_seed`: the seed of the generated stream the orders are, when known."""
     say = progress or (lambda _msg: None)
     if labels not in LABEL_SOURCES:
         raise ValueError(f"unknown label source {labels!r}: use {', '.join(LABEL_SOURCES)}")
@@ -417,6 +434,10 @@ def train(
         "algorithm": kind,
         "params": params_of(model),
         "features_spec": {k: v for k, v in spec.__dict__.items() if k != "distances"},
+        "training_data": {
+            **({"generator_seed": generator_seed} if generator_seed is not None else {}),
+            "id_sample": id_sample(o.transaction_id for o in rows.orders),
+        },
         "libraries": libraries(),
         "evaluation": evaluation,
     }
