@@ -31,14 +31,15 @@ def orders_of(events: list[dict]) -> list[Order]:
 def tiny_model(path: Path, seed: int = 11, count: int = 6_000, users: int = 400) -> ModelFile:
     """Train, export and save a small model; returns what was saved."""
     from skl2onnx import to_onnx
-    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fraudstream.model.train import estimator
 
     orders = orders_of(list(OrderGenerator(seed=seed, users=users).orders(count)))
     rows = list(feature_rows(orders, FeatureSpec()))
     x = np.asarray([f for _, f in rows], dtype=np.float64)
     y = np.asarray([(o.behavior or "normal") != "normal" for o, _ in rows], dtype=np.int64)
     assert 0 < y.sum() < len(y), "the stream needs both honest and fraudulent orders"
-    m = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=15, random_state=0).fit(x, y)
+    m = estimator("hgb").fit(x, y)  # the trees `fraudstream train` fits (100 rounds, leaves of 100, ...)
     onnx = to_onnx(
         m, x[:1].astype(np.float32), options={id(m): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3}
     )

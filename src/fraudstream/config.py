@@ -367,14 +367,17 @@ class MetricsSettings(_Section):
 
 
 class FeatureSettings(_Section):
-    """Bounds on the behavioural features' state (fraudstream.features; docs/model.md)."""
+    """Bounds on the behavioural features' state (fraudstream.features; docs/model.md). The
+    windows stop at ten years, so the JVM's `last time + window + 1` cannot overflow a long."""
 
-    history_ms: int = Field(30 * 86_400_000, gt=0, description="a user silent this long starts a new history")
-    recent_ms: int = Field(3_600_000, gt=0, description="the window of orders_last_hour")
+    history_ms: int = Field(
+        30 * 86_400_000, gt=0, le=3650 * 86_400_000, description="a user silent this long starts a new history"
+    )
+    recent_ms: int = Field(3_600_000, gt=0, le=3650 * 86_400_000, description="the window of orders_last_hour")
     recent_max: int = Field(64, ge=1, le=10_000, description="order times kept for orders_last_hour")
     max_devices: int = Field(8, ge=1, le=1_000, description="devices remembered per user (least recent evicted)")
     max_cities: int = Field(8, ge=1, le=1_000, description="cities remembered per user (least recent evicted)")
-    device_window_ms: int = Field(86_400_000, gt=0, description="the window of device_users_24h")
+    device_window_ms: int = Field(86_400_000, gt=0, le=3650 * 86_400_000, description="the window of device_users_24h")
     device_users_max: int = Field(32, ge=1, le=10_000, description="users remembered per device")
 
 

@@ -48,3 +48,26 @@ def test_reasons_in_words() -> None:
     assert describe({"feature": "account_age_h", "value": 30.0, "usual": 90.0, "raised_by": 0.1}) == (
         "an account first seen 30.0 h before"
     )
+
+
+def test_a_reason_that_is_not_a_number_is_said_not_failed() -> None:
+    """The JVM writes a non-finite value as null: the alert's text still forms."""
+    assert describe({"feature": "amount_to_usual", "value": None, "usual": 1.0, "raised_by": 0.1}) == (  # type: ignore[typeddict-item]
+        "amount_to_usual None"
+    )
+    assert describe({"feature": "amount_z", "value": float("inf"), "usual": 0.0, "raised_by": 0.1}) == "amount_z inf"
+
+
+def test_held_back_alerts_have_a_cooldown_chain_of_their_own() -> None:
+    """A held-back alert must not silence a risky one on the same key: the risky one is delivered."""
+    from fraudstream.detectors import AlertDeduplicator
+    from fraudstream.detectors.replay import deduplicate
+
+    ra = RiskAlerts(ModelSettings(), AlertSettings(min_risk=0.5))
+    rule = HighValueDetector(1000.0)
+    later = Order("t2", "u1", "d9", "r1", 1400.0, "Delhi", "UPI", ORDER.event_time + 120_000)
+    held, risky = ra.mark(rule.alert(ORDER), 0.1), ra.mark(rule.alert(later), 0.95)
+    assert held.held_back and not risky.held_back and held.dedup_key != risky.dedup_key
+    kept = deduplicate([held, risky], AlertDeduplicator(600_000))
+    assert [a.transaction_id for a in kept] == ["t1", "t2"]
+    assert rule.alert(ORDER).dedup_key == "HIGH_VALUE_FRAUD|u1"  # without a model: the rule's key, as before

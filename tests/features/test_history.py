@@ -155,3 +155,11 @@ def test_the_features_of_a_generated_stream_equal_a_brute_force_oracle() -> None
     for tx, f in zip(ids, got, strict=True):
         for name in FEATURES:
             assert math.isclose(f[name], expected[tx][name], rel_tol=1e-9, abs_tol=1e-9), (tx, name)
+
+
+def test_every_feature_is_finite_after_a_tiny_amount() -> None:
+    """A valid 1e-309 (a subnormal) then 1,000 once gave amount_to_usual = inf: the rupee's
+    floor keeps it, and every other feature, a finite number."""
+    rows = vector([order(H, amount=1e-309), order(2 * H, amount=1000.0), order(3 * H, amount=1.7e308)])
+    assert all(math.isfinite(v) for f in rows for v in f.values()), rows
+    assert rows[1]["amount_to_usual"] == 1000.0  # amount / max(mean, 1)

@@ -45,7 +45,10 @@ class Alert:
 
     @property
     def dedup_key(self) -> str:
-        return f"{self.alert_type}|{self.key}"
+        """The cooldown's chain. A held-back alert has its own, so that it never silences a
+        delivered one (without a model nothing is held back and the key is the rule's)."""
+        key = f"{self.alert_type}|{self.key}"
+        return f"held|{key}" if self.held_back else key
 
     def to_dict(self) -> dict[str, Any]:
         return {

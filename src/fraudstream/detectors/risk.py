@@ -8,6 +8,7 @@ engine, so the text and details cannot differ between them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
@@ -31,6 +32,8 @@ class Reason(TypedDict):
 def describe(reason: Reason) -> str:
     """A reason in an analyst's words."""
     f, v = reason["feature"], reason["value"]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return f"{f} {v!r}"  # not a number (null in the JSON): said as it is, never a failed format
     if f == "device_orders" and v == 0:
         return "a device new to them"
     if f == "city_orders" and v == 0:

@@ -90,7 +90,9 @@ def user_step(spec: FeatureSpec, state: UserHistory, order: Order, device_users:
         recent.pop(0)
     if h.n:
         std = math.sqrt(h.m2 / h.n)
-        to_usual = amount / h.mean if h.mean > 0 else 1.0
+        # floors of one rupee keep both finite whatever the amounts (a mean of 1e-309 would
+        # give inf): every feature is a finite number, in Python as in the JVM
+        to_usual = amount / max(h.mean, 1.0)
         z = (amount - h.mean) / (std + 0.1 * h.mean + 1.0)
         age_h = (t - h.first_time) / HOUR_MS
         since_h = (t - h.last_time) / HOUR_MS

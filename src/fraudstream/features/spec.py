@@ -19,7 +19,7 @@ from fraudstream.events.geo import CITY_COORDS, distance_table
 FEATURES: tuple[str, ...] = (
     "amount",  # this order's amount (INR)
     "prior_orders",  # the user's orders before this one in the kept history
-    "amount_to_usual",  # amount / the user's mean amount (1 with no history)
+    "amount_to_usual",  # amount / max(the user's mean amount, 1) (1 with no history)
     "amount_z",  # (amount - mean) / (std + 0.1 * mean + 1) (0 with no history)
     "account_age_h",  # hours since the user's first order in the kept history (0 for the first)
     "since_prev_h",  # hours since the user's previous order (history_ms in hours for the first)
@@ -31,19 +31,20 @@ FEATURES: tuple[str, ...] = (
 )
 
 HOUR_MS = 3_600_000
+_DEFAULTS = FeatureSettings()  # the one source of the bounds' default numbers
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
     """The bounds of the features' state, and the city distances (whole km)."""
 
-    history_ms: int = 30 * 24 * HOUR_MS
-    recent_ms: int = HOUR_MS
-    recent_max: int = 64
-    max_devices: int = 8
-    max_cities: int = 8
-    device_window_ms: int = 24 * HOUR_MS
-    device_users_max: int = 32
+    history_ms: int = _DEFAULTS.history_ms
+    recent_ms: int = _DEFAULTS.recent_ms
+    recent_max: int = _DEFAULTS.recent_max
+    max_devices: int = _DEFAULTS.max_devices
+    max_cities: int = _DEFAULTS.max_cities
+    device_window_ms: int = _DEFAULTS.device_window_ms
+    device_users_max: int = _DEFAULTS.device_users_max
     distances: dict[str, dict[str, int]] = field(default_factory=lambda: distance_table(CITY_COORDS))
 
     @classmethod

@@ -154,13 +154,34 @@ def load_model(settings: Settings) -> ModelFile | None:
             f"the model runs in the sql engine; --engine {settings.pipeline.engine} has no scoring step: "
             "run with --engine sql, or without a model (unset model.path)"
         )
-    from fraudstream.model.file import load
+    from fraudstream.features.spec import FeatureSpec
+    from fraudstream.model.file import check_spec, load
     from fraudstream.model.score import Scorer
 
+    try:
+        stat = Path(path).stat()
+        seen = (
+            str(Path(path).resolve()),
+            stat.st_mtime_ns,
+            stat.st_size,
+            settings.features.model_dump_json() + str(settings.broker.jars_dir),
+        )
+    except OSError:
+        seen = None  # load() says what is wrong with the path
+    if seen is not None and seen in _checked_models:
+        return _checked_models[seen]  # checked at start-up already (run_cmd), not loaded twice
     model = load(Path(path))
+    check_spec(model, FeatureSpec.from_settings(settings.features))  # trained on features like this run's
     Scorer(model)  # ONNX Runtime can load it: said here in a line, not by a failing task later
     onnx_jars(settings.broker.jars_dir)  # and the JVM's ONNX Runtime is there (make jars)
+    if seen is not None:
+        _checked_models.clear()
+        _checked_models[seen] = model
     return model
+
+
+# The model file last checked, by (path, mtime, size, features and jars settings): read once per start-up.
+_checked_models: dict[tuple[str, int, int, str], ModelFile] = {}
 
 
 def build_job(
@@ -211,7 +232,7 @@ def _build_job(
         from fraudstream.flink import sql_engine
 
         charset = {"kafka": None, "file": "ISO-8859-1", "generator": "UTF-8"}[spec.kind]
-        streams = sql_engine.detect(env, settings, lines, readers, charset, max_future, model)
+        streams = sql_engine.detect(env, settings, lines, readers, charset, max_future, model, scored)
         return _outputs(
             env,
             settings,

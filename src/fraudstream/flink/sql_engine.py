@@ -210,11 +210,13 @@ def detect(
     raw_charset: str | None,
     max_future_ms: int,
     model: ModelFile | None = None,
+    tap: bool = False,
 ) -> SqlStreams:
     """The SQL engine's part of the job, from raw records to deduplicated alerts.
 
     `lines` carries byte arrays (Kafka) or text (`raw_charset` names how text stands for bytes).
     `model`: the risk model (loaded from settings.model.path), or None for the rules alone.
+    `tap` (tests): with a model, `scored` carries every order's features, risk and reasons.
     """
     jvm = get_gateway().jvm
     helper = jvm.io.fraudstream.flink
@@ -261,7 +263,7 @@ def detect(
         .map(_dead_letter, output_type=PICKLED)
     )
 
-    j_scored, scored = _score(helper, settings, j_timely, model)
+    j_scored, scored = _score(helper, settings, j_timely, model, tap)
 
     t_env = StreamTableEnvironment.create(env)
     t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
@@ -283,7 +285,7 @@ def detect(
     candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors, takeover_risk)))._j_data_stream
     row_type = candidates.getType()
     cooled = (
-        candidates.keyBy(helper.Cooldown.Key())
+        candidates.keyBy(helper.Cooldown.Key(float(settings.alerts.min_risk)))
         .process(helper.Cooldown(settings.detectors.dedup_cooldown_ms, row_type), row_type)
         .name("cooldown")
         .uid("sql-cooldown")
@@ -294,9 +296,11 @@ def detect(
     return SqlStreams(alerts, dead, echo, DataStream(j_timely), scored)
 
 
-def _score(helper: Any, settings: Settings, j_timely: Any, model: ModelFile | None) -> tuple[Any, DataStream | None]:
+def _score(
+    helper: Any, settings: Settings, j_timely: Any, model: ModelFile | None, tap: bool = False
+) -> tuple[Any, DataStream | None]:
     """The admitted orders with `risk` and `reasons` (Java rows, ScoredRows.scoredType), and,
-    with a model, the scoring step's tap for tests. Features are computed in keyed state in the
+    with a model and `tap`, the scoring step's tap for tests. Features are computed in keyed state in the
     JVM (DeviceFeatures, then UserFeatures: a device's users feed the user's features), the
     model is applied in batches by RiskScorer, chained after them."""
     rows = helper.ScoredRows
@@ -312,7 +316,9 @@ def _score(helper: Any, settings: Settings, j_timely: Any, model: ModelFile | No
     for i, value in enumerate(model.baseline):
         baseline[i] = float(value)
     m = settings.model
-    scorer = helper.RiskScorer(bytearray(model.onnx), names, baseline, m.batch_size, m.takeover_risk, m.explain_top)
+    scorer = helper.RiskScorer(
+        bytearray(model.onnx), names, baseline, m.batch_size, m.takeover_risk, m.explain_top, tap
+    )
     j_devices = (
         j_timely.keyBy(helper.DeviceFeatures.DeviceKey())
         .process(helper.DeviceFeatures(spec), rows.withDeviceUsers())
@@ -327,4 +333,4 @@ def _score(helper: Any, settings: Settings, j_timely: Any, model: ModelFile | No
         .transform("score", rows.scoredType(), scorer)
         .uid("sql-score")
     )
-    return j_scored, DataStream(j_scored.getSideOutput(helper.RiskScorer.SCORED))
+    return j_scored, DataStream(j_scored.getSideOutput(helper.RiskScorer.SCORED)) if tap else None

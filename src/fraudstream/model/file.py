@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from fraudstream.errors import UserFacingError
-from fraudstream.features.spec import FEATURES
+from fraudstream.features.spec import FEATURES, FeatureSpec
 
 FORMAT = 1
 _JSON, _ONNX = "model.json", "model.onnx"
@@ -106,3 +106,19 @@ def load(path: Path) -> ModelFile:
         raise ModelFileError(f"model file {path} is corrupt: it has no version")
     rest = {k: v for k, v in meta.items() if k not in ("format", "version", "features", "baseline")}
     return ModelFile(version, features, tuple(float(b) for b in baseline), onnx, rest)
+
+
+def check_spec(model: ModelFile, spec: FeatureSpec) -> None:
+    """The features' bounds the model was trained with (model.json's `features_spec`) are this
+    run's: features computed under other bounds are not what the model learned from. A file
+    that records none (made by hand or by an older train) is taken as it is."""
+    recorded = model.meta.get("features_spec")
+    if not isinstance(recorded, dict):
+        return
+    differing = sorted(k for k, v in recorded.items() if getattr(spec, k, None) != v)
+    if differing:
+        said = ", ".join(f"features.{k}={recorded[k]!r} (this run: {getattr(spec, k, None)!r})" for k in differing)
+        raise ModelFileError(
+            f"model {model.version} was trained with {said}: train again with this run's settings, "
+            "or set the same features.* as the training"
+        )

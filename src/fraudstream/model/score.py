@@ -37,6 +37,25 @@ class Scorer:
         self.model = model
         self.baseline = np.asarray(model.baseline, dtype=np.float32)
         self.explain_top = explain_top
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        """Score the baseline once: a graph that reads other input or gives other output than
+        [N, 11] float32 in, [N, 2] probabilities in [0, 1] out is one line here, at start-up,
+        not a task failing on the first batch."""
+        try:
+            (out,) = self.session.run(["probabilities"], {self.input: self.baseline[None, :]})
+        except Exception as exc:  # ONNX Runtime's own exception types
+            raise ModelFileError(
+                f"model {self.model.version} cannot score its {len(self.model.features)} features: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+        shape = getattr(out, "shape", None)
+        if shape != (1, 2) or not np.all((out >= 0) & (out <= 1)):
+            raise ModelFileError(
+                f"model {self.model.version} gives probabilities of shape {shape}, not (1, 2) in [0, 1]: "
+                "not a two-class risk model (train one with 'fraudstream train')"
+            )
 
     def score(self, rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """Risk per row (float64 holding the float32 probability of class 1)."""

@@ -27,7 +27,8 @@ import org.apache.flink.util.Collector;
  *
  * <p>Candidate rows: alert_type, key, then the order columns (transaction_id at 2, user_id 3,
  * device_id 4, ..., event_time at 9), then the rule's facts (n at 11, m at 12), then the order's
- * {@code appended_at} (13, {@link OrderAdmission#APPENDED_AT}).
+ * {@code appended_at} (13, {@link OrderAdmission#APPENDED_AT}), its risk (14, null without a model)
+ * and reasons (15).
  *
  * <p>Metric ({@link JobMetrics}): {@code alert_latency_ms}, a histogram of the wall clock at an
  * alert's emission here minus its order's {@code appended_at}: from the order's Kafka timestamp
@@ -40,6 +41,8 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
     static final int DEVICE_ID = 4;
     static final int EVENT_TIME = 9;
     static final int APPENDED_AT = 13;
+    static final int RISK = 14;
+    static final String TAKEOVER = "ACCOUNT_TAKEOVER";
 
     private final long cooldownMs;
     private final TypeInformation<Row> rowType;
@@ -52,13 +55,24 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
         this.rowType = rowType;
     }
 
-    /** The key: alert type and the user or device the alert is about. */
+    /** The key: alert type and the user or device the alert is about; a rule alert held back
+     * (its order's risk below {@code minRisk}) has a chain of its own, "held|" first, so that it
+     * never silences a delivered one (Python: {@code Alert.dedup_key}). Without a model the risk
+     * is null and the key is what it always was. */
     public static class Key implements KeySelector<Row, String> {
         private static final long serialVersionUID = 1L;
+        private final double minRisk;
+
+        public Key(double minRisk) {
+            this.minRisk = minRisk;
+        }
 
         @Override
         public String getKey(Row candidate) {
-            return candidate.getField(0) + "|" + candidate.getField(1);
+            String key = candidate.getField(0) + "|" + candidate.getField(1);
+            Object risk = candidate.getArity() > RISK ? candidate.getField(RISK) : null;
+            boolean held = risk instanceof Double r && r < minRisk && !TAKEOVER.equals(candidate.getField(0));
+            return held ? "held|" + key : key;
         }
     }
 
@@ -109,7 +123,7 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
 
     private static final Comparator<Row> ORDER = Comparator
             .comparing((Row r) -> (Long) r.getField(EVENT_TIME))
-            .thenComparing(r -> (String) r.getField(TRANSACTION_ID))
-            .thenComparing(r -> (String) r.getField(USER_ID))
-            .thenComparing(r -> (String) r.getField(DEVICE_ID));
+            .thenComparing(r -> (String) r.getField(TRANSACTION_ID), ValueTimes::compareCodePoints)
+            .thenComparing(r -> (String) r.getField(USER_ID), ValueTimes::compareCodePoints)
+            .thenComparing(r -> (String) r.getField(DEVICE_ID), ValueTimes::compareCodePoints);
 }

@@ -56,10 +56,16 @@ public class DeviceFeatures extends InEventTimeOrder {
     }
 
     @Override
-    protected void expire(long timestamp, OnTimerContext ctx) throws Exception {
+    protected void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception {
         DeviceHistory h = history.value();
-        if (h != null && !h.users.isEmpty() && timestamp >= expiry(h)) {
+        if (h == null || h.users.isEmpty()) {
+            return;
+        }
+        long expiry = expiry(h);
+        if (timestamp >= expiry) {
             history.clear(); // every user is out of the window: what device_step would drop
+        } else if (!ordersWaiting) {
+            ctx.timerService().registerEventTimeTimer(expiry); // timed by an older, shorter window
         }
     }
 

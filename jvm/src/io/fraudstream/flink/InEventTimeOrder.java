@@ -15,17 +15,18 @@ import org.apache.flink.util.Collector;
 
 /**
  * A keyed step that takes each key's orders in {@code Order.sort_key} order (event time,
- * transaction id, user, device), whatever their arrival order: an order waits for the watermark
- * to pass its event time, then the orders of that instant are taken sorted. Event-time timers
- * of other kinds (state expiry) reach {@link #expire}, called before the orders of that instant.
+ * transaction id, user, device; ids in code-point order, as Python compares strings), whatever
+ * their arrival order: an order waits for the watermark to pass its event time, then the
+ * orders of that instant are taken sorted. Event-time timers of other kinds (state expiry)
+ * reach {@link #expire}, called before the orders of that instant.
  */
 public abstract class InEventTimeOrder extends KeyedProcessFunction<String, Row, Row> {
     private static final long serialVersionUID = 1L;
     private static final Comparator<Row> SORT_KEY = Comparator
             .comparing((Row r) -> OrderTimestamps.eventTime(r))
-            .thenComparing(r -> (String) r.getField(0))
-            .thenComparing(r -> (String) r.getField(1))
-            .thenComparing(r -> (String) r.getField(2));
+            .thenComparing(r -> (String) r.getField(0), ValueTimes::compareCodePoints)
+            .thenComparing(r -> (String) r.getField(1), ValueTimes::compareCodePoints)
+            .thenComparing(r -> (String) r.getField(2), ValueTimes::compareCodePoints);
 
     private final RowTypeInfo inputType;
     protected transient MapState<Long, List<Row>> pending;
@@ -54,8 +55,8 @@ public abstract class InEventTimeOrder extends KeyedProcessFunction<String, Row,
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
-        expire(timestamp, ctx);
         List<Row> batch = pending.get(timestamp);
+        expire(timestamp, batch != null, ctx);
         if (batch == null) {
             return;
         }
@@ -66,8 +67,11 @@ public abstract class InEventTimeOrder extends KeyedProcessFunction<String, Row,
         take(timestamp, batch, ctx, out);
     }
 
-    /** Drop the state that is past keeping at {@code timestamp}. */
-    protected abstract void expire(long timestamp, OnTimerContext ctx) throws Exception;
+    /** Drop the state that is past keeping at {@code timestamp}. {@code ordersWaiting}: the timer
+     * is also the instant of orders (which {@link #take} then folds in and moves the expiry timer
+     * for); without, a state still kept was timed by an older spec (a resume with a longer
+     * history), and the step registers its expiry under the current one, or it would never go. */
+    protected abstract void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception;
 
     /** The orders of one instant, in sort_key order. */
     protected abstract void take(long timestamp, List<Row> orders, OnTimerContext ctx, Collector<Row> out)

@@ -32,7 +32,8 @@ import io.fraudstream.flink.model.RiskModel;
 public class RiskScorer extends AbstractStreamOperator<Row> implements OneInputStreamOperator<Row, Row>, BoundedOneInput {
     private static final long serialVersionUID = 1L;
     private static final ObjectMapper JSON = new ObjectMapper();
-    /** Each order's id, features, risk and reasons, for tests (no consumer, no cost). */
+    /** Each order's id, features, risk and reasons, for tests: built only when the scorer was made
+     * with {@code tap} on (a side output nobody reads still costs a row per order). */
     public static final OutputTag<Row> SCORED = new OutputTag<>("scored", ScoredRows.tapType());
 
     private final byte[] onnx;
@@ -41,6 +42,7 @@ public class RiskScorer extends AbstractStreamOperator<Row> implements OneInputS
     private final int batchSize;
     private final double takeoverRisk;
     private final int explainTop;
+    private final boolean tap;
 
     private transient RiskModel model;
     private transient float[] inputs;
@@ -49,7 +51,7 @@ public class RiskScorer extends AbstractStreamOperator<Row> implements OneInputS
     private transient Counter scored;
 
     public RiskScorer(byte[] onnx, String[] names, double[] baseline, int batchSize, double takeoverRisk,
-            int explainTop) {
+            int explainTop, boolean tap) {
         if (names.length != FeatureSteps.COUNT || baseline.length != FeatureSteps.COUNT) {
             throw new IllegalArgumentException("the model reads " + names.length + " features; this build computes "
                     + FeatureSteps.COUNT);
@@ -60,6 +62,7 @@ public class RiskScorer extends AbstractStreamOperator<Row> implements OneInputS
         this.batchSize = batchSize;
         this.takeoverRisk = takeoverRisk;
         this.explainTop = explainTop;
+        this.tap = tap;
     }
 
     @Override
@@ -146,18 +149,26 @@ public class RiskScorer extends AbstractStreamOperator<Row> implements OneInputS
         }
         for (int j = 0; j < n; j++) {
             Row row = rows.get(j);
-            double[] features = (double[]) row.getField(ScoredRows.FEATURES);
             StreamRecord<Row> out = new StreamRecord<>(ScoredRows.extended(row, risk[j], reasons[j]));
-            StreamRecord<Row> tap = new StreamRecord<>(Row.of(row.getField(0), features, risk[j], reasons[j]));
             if (timestamps[j] != Long.MIN_VALUE) {
                 out.setTimestamp(timestamps[j]);
-                tap.setTimestamp(timestamps[j]);
             }
             output.collect(out);
-            output.collect(SCORED, tap);
+            if (tap) {
+                StreamRecord<Row> tapped = new StreamRecord<>(Row.of(row.getField(0), row.getField(ScoredRows.FEATURES), risk[j], reasons[j]));
+                if (timestamps[j] != Long.MIN_VALUE) {
+                    tapped.setTimestamp(timestamps[j]);
+                }
+                output.collect(SCORED, tapped);
+            }
         }
         scored.inc(n);
         rows.clear();
+    }
+
+    /** A number JSON can hold: a non-finite one is null (Jackson would write "Infinity" as a string). */
+    private static Double finite(double value) {
+        return Double.isFinite(value) ? value : null;
     }
 
     private String json(List<RiskModel.Reason> reasons, double[] features) throws Exception {
@@ -165,9 +176,9 @@ public class RiskScorer extends AbstractStreamOperator<Row> implements OneInputS
         for (RiskModel.Reason r : reasons) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("feature", names[r.feature()]);
-            m.put("value", features[r.feature()]);
-            m.put("usual", baseline[r.feature()]);
-            m.put("raised_by", r.raisedBy());
+            m.put("value", finite(features[r.feature()]));
+            m.put("usual", finite(baseline[r.feature()]));
+            m.put("raised_by", finite(r.raisedBy()));
             out.add(m);
         }
         return JSON.writeValueAsString(out);

@@ -16,7 +16,8 @@ import io.fraudstream.flink.features.UserHistory;
  * Keyed by user, after {@link DeviceFeatures}: each order's feature vector from the user's
  * history ({@code features/history.py user_step}), in sort_key order. A user silent for
  * {@code history_ms} starts again: the state goes at a timer {@code history_ms} + 1 ms after
- * their newest order (the order-time timers are never moved).
+ * their newest order (the order-time timers are never moved; one timed by an older, shorter
+ * history_ms is moved to the current expiry when it fires).
  */
 public class UserFeatures extends InEventTimeOrder {
     private static final long serialVersionUID = 1L;
@@ -42,10 +43,15 @@ public class UserFeatures extends InEventTimeOrder {
     }
 
     @Override
-    protected void expire(long timestamp, OnTimerContext ctx) throws Exception {
+    protected void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception {
         UserHistory h = history.value();
-        if (h != null && h.n != 0 && timestamp - h.lastTime >= spec.historyMs) {
+        if (h == null || h.n == 0) {
+            return;
+        }
+        if (timestamp - h.lastTime >= spec.historyMs) {
             history.clear();
+        } else if (!ordersWaiting) {
+            ctx.timerService().registerEventTimeTimer(h.lastTime + spec.historyMs + 1);
         }
     }
 

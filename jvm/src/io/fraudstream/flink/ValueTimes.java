@@ -53,7 +53,7 @@ public class ValueTimes {
     }
 
     /** Python's string order (code points), not Java's (UTF-16 units): both sides pick the same values. */
-    static int compareCodePoints(String a, String b) {
+    public static int compareCodePoints(String a, String b) {
         int i = 0;
         int j = 0;
         while (i < a.length() && j < b.length()) {

@@ -4,6 +4,8 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 
+import io.fraudstream.flink.ValueTimes;
+
 /**
  * The behavioural features, line by line as {@code fraudstream/features/history.py} computes them
  * (the same double arithmetic, in the same order), so the job and training agree exactly. Each
@@ -16,13 +18,14 @@ public final class FeatureSteps {
     private FeatureSteps() {
     }
 
-    /** The least recently seen name (equal times: the first name), as Python's {@code _evict_oldest}. */
+    /** The least recently seen name (equal times: the first name in code-point order, Python's string
+     * order), as Python's {@code _evict_oldest}. */
     private static String oldest(Map<String, ?> seen, java.util.function.ToLongFunction<Object> lastOf) {
         String found = null;
         long foundLast = 0;
         for (Map.Entry<String, ?> e : seen.entrySet()) {
             long last = lastOf.applyAsLong(e.getValue());
-            if (found == null || last < foundLast || (last == foundLast && e.getKey().compareTo(found) < 0)) {
+            if (found == null || last < foundLast || (last == foundLast && ValueTimes.compareCodePoints(e.getKey(), found) < 0)) {
                 found = e.getKey();
                 foundLast = last;
             }
@@ -54,7 +57,7 @@ public final class FeatureSteps {
         for (Map.Entry<String, long[]> e : h.cities.entrySet()) {
             long[] c = e.getValue();
             if (found == null || c[0] > best[0] || (c[0] == best[0] && (c[1] > best[1]
-                    || (c[1] == best[1] && e.getKey().compareTo(found) < 0)))) {
+                    || (c[1] == best[1] && ValueTimes.compareCodePoints(e.getKey(), found) < 0)))) {
                 found = e.getKey();
                 best = c;
             }
@@ -99,7 +102,7 @@ public final class FeatureSteps {
         long km;
         if (h.n != 0) {
             double std = Math.sqrt(h.m2 / h.n);
-            toUsual = h.mean > 0 ? amount / h.mean : 1.0;
+            toUsual = amount / Math.max(h.mean, 1.0); // a rupee's floor: finite, as in Python
             z = (amount - h.mean) / (std + 0.1 * h.mean + 1.0);
             ageH = (double) (t - h.firstTime) / FeatureSpec.HOUR_MS;
             sinceH = (double) (t - h.lastTime) / FeatureSpec.HOUR_MS;
