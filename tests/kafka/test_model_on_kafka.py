@@ -79,6 +79,10 @@ def test_a_killed_run_with_a_model_resumes_to_exactly_the_offline_alerts(kafka, 
             assert time.monotonic() < deadline, "no alert stored"
             time.sleep(0.1)
         kill_hard(proc)
+    # the kill landed mid-stream: fewer alerts committed (and stored) than the first part's orders give
+    stored_at_kill = _stored_alerts(db)
+    first_part = replay_with_model(orders_of(orders[:FIRST]), settings, scorer)
+    assert 0 < stored_at_kill < len(first_part), (stored_at_kill, len(first_part))
     # the second part's orders get their features from the state the first part left
     send(kafka, [(None, o["user_id"].encode(), orjson.dumps(o)) for o in orders[FIRST:]])
 
@@ -95,5 +99,5 @@ def test_a_killed_run_with_a_model_resumes_to_exactly_the_offline_alerts(kafka, 
     report(
         f"run with a model killed after a checkpoint; {MORE} more orders; `run --bounded --resume` | "
         f"{FIRST + MORE} orders, {len(expected)} alerts ({sum(a.alert_type == 'ACCOUNT_TAKEOVER' for a in expected)} "
-        "ACCOUNT_TAKEOVER) | lost 0, duplicated 0; every alert's risk, held_back and details = the offline reference's"
+        f"ACCOUNT_TAKEOVER), {stored_at_kill} of the first part's {len(first_part)} stored at the kill | lost 0, duplicated 0; every alert's risk, held_back and details = the offline reference's"
     )
