@@ -160,6 +160,7 @@ def test_the_features_of_a_generated_stream_equal_a_brute_force_oracle() -> None
 def test_every_feature_is_finite_after_a_tiny_amount() -> None:
     """A valid 1e-309 (a subnormal) then 1,000 once gave amount_to_usual = inf: the rupee's
     floor keeps it, and every other feature, a finite number."""
-    rows = vector([order(H, amount=1e-309), order(2 * H, amount=1000.0), order(3 * H, amount=1.7e308)])
+    amounts = [1e-309, 1000.0, 1.7e308, 1.7e308, 5.0]  # then a spread that overflows to inf: z stays finite
+    rows = vector([order((i + 1) * H, amount=a) for i, a in enumerate(amounts)])
     assert all(math.isfinite(v) for f in rows for v in f.values()), rows
     assert rows[1]["amount_to_usual"] == 1000.0  # amount / max(mean, 1)
