@@ -157,3 +157,13 @@ def test_evaluate_tells_a_stream_the_model_was_trained_on() -> None:
     assert "same seed (6)" in (ev.trained_on(seeded, 6, ev.stream(6, 2_000)[1]) or "")
     odd = ModelFile(model.version, model.features, model.baseline, model.onnx, {"training_data": [1]})
     assert ev.trained_on(odd, 6, training_stream()[1]) is None
+
+
+def test_evaluate_refuses_a_model_trained_with_other_features(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.zip"
+    save(path, trained().model)
+    code, out, err = run_cli(capsys, "--set", "features.recent_max=10", "model", "evaluate", str(path))
+    assert code == 1 and out == "" and err.strip().count("\n") == 0
+    assert "was trained with features.recent_max=64 (this run: 10)" in err

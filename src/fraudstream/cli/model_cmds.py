@@ -285,7 +285,6 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
     model.takeover_risk=..., alerts.min_risk=...).
     """
     from fraudstream.model import evaluate as ev
-    from fraudstream.model.file import load
 
     settings = resolve_settings(ctx)
     if json_out is not None:
@@ -297,7 +296,7 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
                                 ("--algorithm", algorithm)) if v is not None]  # fmt: skip
         if given:
             raise UserError(f"{', '.join(given)}: only without MODEL (they train a fresh model)")
-        model_file = load(model)
+        model_file = ev.given_model(model, settings)  # missing, corrupt, other features.*: one line
     else:
         model_file = ev.train_on_stream(
             ev.TRAIN_SEED if train_seed is None else train_seed,
@@ -340,14 +339,14 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(evidence_text(result, settings.model.takeover_risk, data["best_min_risk"]))
+        click.echo(evidence_text(result, settings.model.takeover_risk, data["best_min_risk"], validation_seed))
 
 
 def _mix_text(mix: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in mix.items())
 
 
-def evidence_text(result: Any, takeover_risk: float, best: float | None) -> str:
+def evidence_text(result: Any, takeover_risk: float, best: float | None, validation_seed: int | None = None) -> str:
     """The evidence table (Markdown, as docs/model.md shows it), the targets and the sweep."""
     names = list(result.configs)
     header = ["", *(f"{n} (min_risk {result.min_risk:g})" if n == "rules+model" else n for n in names)]
@@ -382,7 +381,7 @@ def evidence_text(result: Any, takeover_risk: float, best: float | None) -> str:
             disable_numparse=True,
         ),  # fmt: skip
         "",
-        "alerts.min_risk sweep (rules with the model):",
+        f"alerts.min_risk sweep (rules with the model) on the validation stream, seed {validation_seed}:",
         tabulate(
             [
                 [f"{m:g}", f"{f.held_back:,}", _pct(f.precision), _pct(f.actor_recall), _num(f.false_per_1k_honest)]
@@ -393,7 +392,8 @@ def evidence_text(result: Any, takeover_risk: float, best: float | None) -> str:
             disable_numparse=True,
             colalign=("right",) * 5,
         ),  # fmt: skip
-        "Best min_risk by the sweep (the precision target met, false alerts at most half theirs, most recall): "
+        "Best min_risk by the sweep (the precision target met, false alerts at most half theirs; of the values "
+        "within 2 points of the most recall, the fewest false alerts): "
         + ("none meets them" if best is None else f"{best:g}"),
     ]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ from fraudstream.events import parse_record
 from fraudstream.events.model import Order
 from fraudstream.features.spec import FeatureSpec
 from fraudstream.generator import generator_from_settings
-from fraudstream.model.file import ModelFile
+from fraudstream.model.file import ModelFile, check_spec, load
 from fraudstream.model.offline import replay_with_model
 from fraudstream.model.score import Scorer
 from fraudstream.model.train import id_hash, train
@@ -57,6 +58,10 @@ MIN_QUIET_CAUGHT = 0.8
 MIN_PRECISION = 0.95
 MAX_FALSE_PER_1K = 1.5
 HEADROOM = 0.5  # min_risk's default keeps false alerts at half the target: on other seeds they vary by half again
+# ... and a value is not chosen for less than this much more actor recall than a higher one:
+# other seeds and smaller training streams move false alerts between neighbouring values far
+# more than the validation stream shows (docs/model.md, "min_risk").
+RECALL_TIE = 0.02
 
 Progress = Callable[[str], None]
 
@@ -90,6 +95,14 @@ def train_on_stream(
     return train(
         orders, spec, labels=labels, algorithm=algorithm, threshold=threshold, progress=progress, generator_seed=seed
     ).model
+
+
+def given_model(path: Path, settings: Settings) -> ModelFile:
+    """A model file to evaluate: loaded, and refused in one line when it was trained with other
+    features.* than these settings' (its figures would be of features it never learned)."""
+    model = load(path)
+    check_spec(model, FeatureSpec.from_settings(settings.features))
+    return model
 
 
 def trained_on(model: ModelFile, seed: int, orders: Sequence[Order]) -> str | None:
@@ -134,7 +147,8 @@ def caught(events: Sequence[LabelledEvent], alerts: Iterable[AlertRecord]) -> se
 
 @dataclass(frozen=True)
 class Figures:
-    """One configuration's figures (the parts of a Report the table shows)."""
+    """One configuration's figures (the parts of a Report the table shows), with the counts
+    they are ratios of, so that streams can be pooled (`pooled`)."""
 
     alerts: int
     held_back: int
@@ -142,13 +156,39 @@ class Figures:
     actor_recall: float | None
     false_per_1k_honest: float | None
     patterns: dict[str, float | None]
+    counts: dict[str, int] = field(default_factory=dict)  # true/false alerts, actors (caught), honest orders
+    pattern_actors: dict[str, tuple[int, int]] = field(default_factory=dict)  # pattern -> (actors, caught)
 
     @classmethod
     def of(cls, report: Report, patterns: Sequence[str]) -> Figures:
         recall = {p.pattern: p.actor_recall for p in report.patterns}
         o = report.overall
+        counts = {"true_alerts": o.true_alerts, "false_alerts": o.false_alerts, "actors": o.actors or 0,
+                  "actors_caught": o.actors_caught or 0, "honest_orders": report.counts.honest_orders}  # fmt: skip
         return cls(o.alerts, report.counts.held_back_alerts, o.precision, o.actor_recall, o.false_per_1k_honest,
-                   {p: recall.get(p) for p in patterns})  # fmt: skip
+                   {p: recall.get(p) for p in patterns}, counts,
+                   {p.pattern: (p.actors, p.actors_caught) for p in report.patterns})  # fmt: skip
+
+    @classmethod
+    def pooled(cls, figures: Sequence[Figures]) -> Figures:
+        """The figures of several streams' alerts, actors and honest orders counted together."""
+
+        def total(key: str) -> int:
+            return sum(f.counts.get(key, 0) for f in figures)
+
+        alerts, honest = sum(f.alerts for f in figures), total("honest_orders")
+        names = list(dict.fromkeys(p for f in figures for p in f.patterns))
+        actors = {p: tuple(sum(f.pattern_actors.get(p, (0, 0))[i] for f in figures) for i in (0, 1)) for p in names}
+        return cls(
+            alerts,
+            sum(f.held_back for f in figures),
+            total("true_alerts") / alerts if alerts else None,
+            total("actors_caught") / total("actors") if total("actors") else None,
+            1000 * total("false_alerts") / honest if honest else None,
+            {p: (c / a if a else None) for p, (a, c) in actors.items()},
+            {k: total(k) for k in ("true_alerts", "false_alerts", "actors", "actors_caught", "honest_orders")},
+            {p: (a, c) for p, (a, c) in actors.items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -196,6 +236,22 @@ class Evidence:
             "targets": [{"target": t, "measured": m, "goal": g, "met": ok} for t, m, g, ok in self.targets()],
             "min_risk_sweep": [{"min_risk": m, **f.__dict__} for m, f in self.sweep],
         }
+
+
+def pooled(results: Sequence[Evidence]) -> Evidence:
+    """Several streams' evidence as one: every count summed, every ratio of the sums (one
+    small stream's false alerts vary by a third from seed to seed; a pool of them less)."""
+    first = results[0]
+    return Evidence(
+        model=", ".join(dict.fromkeys(r.model for r in results)),
+        configs={name: Figures.pooled([r.configs[name] for r in results]) for name in first.configs},
+        quiet_actors=sum(r.quiet_actors for r in results),
+        quiet_unseen=sum(r.quiet_unseen for r in results),
+        quiet_unseen_caught=sum(r.quiet_unseen_caught for r in results),
+        sweep=[],
+        min_risk=first.min_risk,
+        counts={k: sum(r.counts.get(k, 0) for r in results) for k in first.counts},
+    )
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
@@ -258,13 +314,15 @@ def evidence(
 
 
 def best_min_risk(ev: Evidence) -> float | None:
-    """The sweep's value that meets the precision and false-alert targets, the latter with
-    HEADROOM (another seed or mix varies), with the most actor recall (then the fewest false
-    alerts); None when none does."""
+    """The sweep's value (on the validation stream) that meets the precision and false-alert
+    targets, the latter with HEADROOM: of those within RECALL_TIE of the most actor recall,
+    the one with the fewest false alerts (then the highest); None when none meets them."""
     ok = [
         (m, f) for m, f in ev.sweep
         if (f.precision or 0) >= MIN_PRECISION and (f.false_per_1k_honest or 0) <= MAX_FALSE_PER_1K * HEADROOM
     ]  # fmt: skip
     if not ok:
         return None
-    return max(ok, key=lambda mf: (mf[1].actor_recall or 0, -(mf[1].false_per_1k_honest or 0), -mf[0]))[0]
+    most = max(f.actor_recall or 0 for _, f in ok)
+    near = [(m, f) for m, f in ok if (f.actor_recall or 0) >= most - RECALL_TIE]
+    return min(near, key=lambda mf: (mf[1].false_per_1k_honest or 0, -mf[0]))[0]
