@@ -97,6 +97,8 @@ def test_evaluate_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixt
     model.write_bytes(b"")
     code, _, err = run_cli(capsys, "model", "evaluate", str(model), "--train-seed", "3")
     assert code == 1 and "--train-seed: only without MODEL" in err
+    code, _, err = run_cli(capsys, "model", "evaluate", "--seed", "3", "--validation-seed", "3")
+    assert code == 1 and "--validation-seed 3 is the evaluated stream's seed" in err
 
 
 def test_an_unwritable_output_is_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -260,7 +260,7 @@ def _shares(text: str | None, defaults: dict[str, float]) -> dict[str, float]:
                    "named keeps its default share; =0 leaves a pattern out.")  # fmt: skip
 @click.option("--validation-seed", type=int,
               help="Seed of the stream (same count and mix) the min_risk sweep runs on, so the table reports "
-                   "a min_risk chosen without seeing its stream [12].")  # fmt: skip
+                   "a min_risk chosen without seeing its stream [12; 13 when --seed is 12].")  # fmt: skip
 @click.option("--train-seed", type=int, help="Without MODEL: seed of the stream a fresh model is trained on [7].")
 @click.option("--train-count", type=click.IntRange(1_000), help="Without MODEL: orders it is trained on [100,000].")
 @click.option(
@@ -306,8 +306,9 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
             say,
         )
     seed = ev.SEED if seed is None else seed
-    validation_seed = ev.VALIDATION_SEED if validation_seed is None else validation_seed
-    if validation_seed == seed:
+    if validation_seed is None:  # 12, or the next seed when 12 is the evaluated one
+        validation_seed = ev.VALIDATION_SEED if seed != ev.VALIDATION_SEED else seed + 1
+    elif validation_seed == seed:
         raise UserError(f"--validation-seed {validation_seed} is the evaluated stream's seed: choose another")
     count = count or ev.COUNT
     say(f"generating {count:,} orders, seed {seed}, mix {_mix_text(mix)}")
