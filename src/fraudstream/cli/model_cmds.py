@@ -291,6 +291,11 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
         writable_folder(json_out, "--json-out")
     say = _progress(time.monotonic())
     mix = _shares(shares, ev.SHARES)
+    seed = ev.SEED if seed is None else seed
+    if validation_seed is None:  # 12, or the next seed when 12 is the evaluated one
+        validation_seed = ev.VALIDATION_SEED if seed != ev.VALIDATION_SEED else seed + 1
+    elif validation_seed == seed:
+        raise UserError(f"--validation-seed {validation_seed} is the evaluated stream's seed: choose another")
     if model is not None:
         given = [n for n, v in (("--train-seed", train_seed), ("--train-count", train_count),
                                 ("--algorithm", algorithm)) if v is not None]  # fmt: skip
@@ -305,11 +310,6 @@ def evaluate_model(ctx: click.Context, model: Path | None, seed: int | None, cou
             algorithm or "hgb",
             say,
         )
-    seed = ev.SEED if seed is None else seed
-    if validation_seed is None:  # 12, or the next seed when 12 is the evaluated one
-        validation_seed = ev.VALIDATION_SEED if seed != ev.VALIDATION_SEED else seed + 1
-    elif validation_seed == seed:
-        raise UserError(f"--validation-seed {validation_seed} is the evaluated stream's seed: choose another")
     count = count or ev.COUNT
     say(f"generating {count:,} orders, seed {seed}, mix {_mix_text(mix)}")
     events, orders = ev.stream(seed, count, mix)
