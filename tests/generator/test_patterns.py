@@ -218,6 +218,7 @@ def test_promo_abuse_is_fresh_accounts_one_order_each_on_one_device_slowly(quiet
     assert 200 <= min(amounts) < 220 and 580 < max(amounts) <= 600
 
 
+@pytest.mark.slow  # a model fit or a replay of the rules: make test, not make check
 def test_the_rules_catch_almost_no_quiet_fraud(quiet):
     """Replayed through the four rules at their defaults, the quiet patterns stay quiet, while
     the loud ones in the same stream are caught as usual."""

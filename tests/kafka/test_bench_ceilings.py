@@ -21,6 +21,10 @@ from fraudstream.kafka.producer import user_key
 from tests.kafka.conftest import consume, send
 from tests.oracle import expected_alerts
 
+pytestmark = (
+    pytest.mark.slow
+)  # a broker and the ceilings over it (about 14 s): make test runs them, make check does not
+
 N = 5_000
 ORDERS = list(generator_from_settings(GeneratorSettings(seed=41, count=N)).orders(N))
 VALUES = [orjson.dumps(o) for o in ORDERS]

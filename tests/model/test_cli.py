@@ -74,9 +74,8 @@ def test_broken_model_files_are_one_line_at_the_command(tmp_path: Path, capsys: 
     with zipfile.ZipFile(old, "w") as z:
         z.writestr("model.json", orjson.dumps({"format": 0, "version": "m-old"}))
         z.writestr("model.onnx", b"")
-    m = trained().model
-    bad_graph = tmp_path / "graph.zip"
-    save(bad_graph, ModelFile(m.version, m.features, m.baseline, b"not a graph", m.meta))
+    bad_graph = tmp_path / "graph.zip"  # well-formed model.json, no graph: nothing to train
+    save(bad_graph, ModelFile("m-bad", FEATURES, (0.0,) * len(FEATURES), b"not a graph"))
     cases = ((tmp_path / "missing.zip", "not found"), (not_zip, "corrupt"), (old, "has format 0"),
              (bad_graph, "cannot be loaded by ONNX Runtime"))  # fmt: skip
     for path, said in cases:
@@ -145,6 +144,7 @@ def test_model_show_prints_what_an_odd_model_json_holds() -> None:
     assert "?/4" in describe(base | odd[3])
 
 
+@pytest.mark.slow  # trains a model
 def test_evaluate_tells_a_stream_the_model_was_trained_on() -> None:
     from fraudstream.model import evaluate as ev
 
@@ -161,6 +161,7 @@ def test_evaluate_tells_a_stream_the_model_was_trained_on() -> None:
     assert ev.trained_on(odd, 6, training_stream()[1]) is None
 
 
+@pytest.mark.slow  # trains a model
 def test_evaluate_refuses_a_model_trained_with_other_features(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,10 @@ from fraudstream.model.train import (
 
 from .streams import trained, training_stream
 
+pytestmark = (
+    pytest.mark.slow
+)  # most of these fit a model (a few seconds each under load): make test runs them, make check does not
+
 BASE = 1_767_225_600_000
 
 
