@@ -45,6 +45,7 @@ def test_reasons_in_words() -> None:
     assert describe({"feature": "since_prev_h", "value": 0.25, "usual": 20.0, "raised_by": 0.1}) == (
         "15 min after their previous order"
     )
+    assert describe({"feature": "account_age_h", "value": 0.0, "usual": 90.0, "raised_by": 0.1}) == "a new account"
     assert describe({"feature": "account_age_h", "value": 30.0, "usual": 90.0, "raised_by": 0.1}) == (
         "an account first seen 30.0 h before"
     )

@@ -40,6 +40,8 @@ def describe(reason: Reason) -> str:
         return "a city new to them"
     if f == "prior_orders" and v == 0:
         return "their first order"
+    if f == "account_age_h" and v == 0:
+        return "a new account"
     if f in ("account_age_h", "since_prev_h") and v < 1:
         minutes = f"{v * 60:.0f} min"
         return (
