@@ -26,15 +26,15 @@ REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability.txt"
 # The slowest files, started first: with parallel workers (`make test`), a file runs on one
 # worker, and a long one starting last would leave the other worker idle at the end.
 SLOW_FIRST = (
-    "tests/kafka/test_bench.py",
     "tests/kafka/test_recovery.py",
-    "tests/kafka/test_model_on_kafka.py",
     "tests/kafka/test_job_on_kafka.py",
     "tests/kafka/test_resume.py",
     "tests/kafka/test_future_on_kafka.py",
     "tests/flink/test_cli_run.py",
     "tests/kafka/test_demo.py",
     "tests/kafka/test_sasl.py",
+    "tests/kafka/test_bench.py",
+    "tests/kafka/test_model_on_kafka.py",
     "tests/flink/test_model_job.py",
     "tests/flink/test_job.py",
     "tests/flink/test_security_run.py",
