@@ -4,7 +4,6 @@ twice: the features' keyed state and the scoring step recover like the rules' st
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from fraudstream.model.file import load
 from fraudstream.model.offline import replay_with_model
 from fraudstream.model.score import Scorer
 from tests.kafka.conftest import consume, kafka_flags, kill_hard, report, send
+from tests.kafka.runs import stored_alerts
 from tests.lines import in_own_session
 from tests.modelkit import orders_of, tiny_model
 
@@ -41,14 +41,6 @@ def _command(k: KafkaSettings, data: Path, model: Path, *extra: str) -> list[str
     sets = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
     return [*EXE, "--data-dir", str(data), *kafka_flags(k), *sets,
             "run", "--source", "kafka", "--model", str(model), *extra]  # fmt: skip
-
-
-def _stored_alerts(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM fraud_alerts").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def _fields(a) -> bytes:
@@ -74,13 +66,13 @@ def test_a_killed_run_with_a_model_resumes_to_exactly_the_offline_alerts(kafka, 
 
     with in_own_session(_command(kafka, data, model, "--start-from", "earliest"), stderr=subprocess.PIPE) as (proc, _):
         deadline = time.monotonic() + 240
-        while _stored_alerts(db) == 0:  # a checkpoint completed (the copier stores committed alerts)
+        while stored_alerts(db) == 0:  # a checkpoint completed (the copier stores committed alerts)
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "no alert stored"
             time.sleep(0.1)
         kill_hard(proc)
     # the kill landed mid-stream: fewer alerts committed (and stored) than the first part's orders give
-    stored_at_kill = _stored_alerts(db)
+    stored_at_kill = stored_alerts(db)
     first_part = replay_with_model(orders_of(orders[:FIRST]), settings, scorer)
     assert 0 < stored_at_kill < len(first_part), (stored_at_kill, len(first_part))
     # the second part's orders get their features from the state the first part left

@@ -6,7 +6,6 @@ what the next `--resume` does then. The raw topic is read `read_committed`.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from fraudstream.kafka.clients import client_config, end_offsets
 from fraudstream.kafka.tail import alert_from_json
 from tests.archive import archived
 from tests.kafka.conftest import consume, kafka_flags, kill_hard, report, send
+from tests.kafka.runs import stored_alerts
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts
 
@@ -42,14 +42,6 @@ def _command(k: KafkaSettings, data: Path, *extra: str) -> list[str]:
 
 def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]:
     return [(None, o["user_id"].encode(), orjson.dumps(o)) for o in orders]
-
-
-def _stored_alerts(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM fraud_alerts").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def _until(what: str, check, proc: subprocess.Popen, timeout_s: float = 240) -> None:
@@ -104,7 +96,7 @@ def test_bounded_resume_reads_what_arrived_since_and_the_next_resume_replays_not
     db = data / "fraud_alerts.db"
 
     with in_own_session(_command(kafka, data, "--start-from", "earliest"), stderr=subprocess.PIPE) as (proc, _):
-        _until("alerts stored (a checkpoint completed)", lambda: _stored_alerts(db) > 0, proc)
+        _until("alerts stored (a checkpoint completed)", lambda: stored_alerts(db) > 0, proc)
         time.sleep(1.5)  # another checkpoint or so
         assert proc.poll() is None
         kill_hard(proc)
@@ -119,7 +111,7 @@ def test_bounded_resume_reads_what_arrived_since_and_the_next_resume_replays_not
     assert "Job finished" in out
     assert "/chk-" in out  # "Starting from: .../chk-N" (A's)
     assert _committed(kafka) == end
-    assert _stored_alerts(db) == len(expected)
+    assert stored_alerts(db) == len(expected)
 
     # B's checkpoints are gone (it finished), A's is the newest on disk: not to be replayed
     resumed = subprocess.run(

@@ -7,7 +7,7 @@ depend on, so the Python reference and the JVM's copy are configured from one ob
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import orjson
 
@@ -49,32 +49,12 @@ class FeatureSpec:
 
     @classmethod
     def from_settings(cls, cfg: FeatureSettings) -> FeatureSpec:
-        return cls(
-            history_ms=cfg.history_ms,
-            recent_ms=cfg.recent_ms,
-            recent_max=cfg.recent_max,
-            max_devices=cfg.max_devices,
-            max_cities=cfg.max_cities,
-            device_window_ms=cfg.device_window_ms,
-            device_users_max=cfg.device_users_max,
-        )
+        return cls(**cfg.model_dump())
 
-    def horizon_ms(self) -> int:
-        """How long after a key's newest order its feature state can still matter."""
-        return max(self.history_ms, self.device_window_ms)
+    def bounds(self) -> dict[str, int]:
+        """The state bounds by setting name (features.*), as a model file records them."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "distances"}
 
     def to_json(self) -> str:
         """Everything the JVM's copy of the features needs, as one JSON object."""
-        return orjson.dumps(
-            {
-                "features": list(FEATURES),
-                "history_ms": self.history_ms,
-                "recent_ms": self.recent_ms,
-                "recent_max": self.recent_max,
-                "max_devices": self.max_devices,
-                "max_cities": self.max_cities,
-                "device_window_ms": self.device_window_ms,
-                "device_users_max": self.device_users_max,
-                "distances": self.distances,
-            }
-        ).decode()
+        return orjson.dumps({"features": list(FEATURES), **self.bounds(), "distances": self.distances}).decode()

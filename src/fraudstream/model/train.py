@@ -433,7 +433,7 @@ def train(
         "fraud_prior": prior if labels != "none" else None,
         "algorithm": kind,
         "params": params_of(model),
-        "features_spec": {k: v for k, v in spec.__dict__.items() if k != "distances"},
+        "features_spec": spec.bounds(),
         "training_data": {
             **({"generator_seed": generator_seed} if generator_seed is not None else {}),
             "id_sample": id_sample(o.transaction_id for o in rows.orders),
