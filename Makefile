@@ -28,12 +28,14 @@ maven:
 
 jars: java $(JARS) $(HELPER)
 
-# The suite drives a real headless Chromium (the dashboard) and a real Prometheus server
-# (the metrics); Debian's packages, installed when missing, as Java and Maven are.
+# The suite drives a real headless Chromium (the dashboard), a real Prometheus server (the
+# metrics) and a real PostgreSQL server (the shared store); Debian's packages, installed when
+# missing, as Java and Maven are. (Debian keeps PostgreSQL's programs in /usr/lib/postgresql.)
 tools:
-	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium and prometheus for the tests (needs root and apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus; }
+	@command -v chromium >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium, prometheus and postgresql for the tests (needs root and apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus postgresql; }
 
 $(JARS): jvm/pom.xml jvm/archive/pom.xml | maven
 	rm -rf jvm/lib

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -100,6 +101,11 @@ class DetectorSettings(_Section):
     )
 
 
+# The steps of the job whose parallelism can be set on their own (pipeline.step_parallelism):
+# the re-delivery check, the features, the rules, the cooldown, the alerts' text (Python), the sinks.
+STEPS = ("redelivery", "features", "rules", "cooldown", "alert-text", "sinks")
+
+
 class PipelineSettings(_Section):
     source: str = Field("generator", description="'generator', 'file:PATH' or 'kafka'")
     out_of_orderness_ms: int = Field(5_000, ge=0)
@@ -119,12 +125,47 @@ class PipelineSettings(_Section):
         "and no reader's newest event time runs past the clock plus this (0 = no limit: synthetic future-dated input)",
     )
     verbose: bool = False
+    max_parallelism: int = Field(
+        128,
+        ge=1,
+        le=32_768,
+        description="key groups of every keyed step: the most a restored job can be rescaled to; fixed by a "
+        "job's first run (Flink's default, 128, is what earlier runs used), so never change it for a running job",
+    )
+    step_parallelism: dict[str, int] = Field(
+        default_factory=dict,
+        description="parallelism of single steps, overriding `parallelism` (steps: "
+        + ", ".join(STEPS)
+        + "); the sources always run one reader per raw-topic partition",
+    )
     rest_port: int = Field(0, ge=0, le=65535, description="REST port of the local job (savepoints); 0 = any free port")
     bind_host: str = Field(
         "127.0.0.1",
         description="address the local job's servers listen on (Flink's BLOB, data and REST servers, "
         "the Python workers' gRPC pool); 0.0.0.0 opens them to other machines",
     )
+
+    @field_validator("step_parallelism")
+    @classmethod
+    def _known_steps(cls, value: dict[str, int]) -> dict[str, int]:
+        for step, n in value.items():
+            if step not in STEPS:
+                raise ValueError(f"unknown step '{step}': use {', '.join(STEPS)}")
+            if not isinstance(n, int) or n < 1:
+                raise ValueError(f"the parallelism of '{step}' must be a whole number >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _within_max_parallelism(self) -> PipelineSettings:
+        top = max([self.parallelism, *self.step_parallelism.values()])
+        if top > self.max_parallelism:
+            raise ValueError(f"parallelism {top} exceeds pipeline.max_parallelism ({self.max_parallelism})")
+        return self
+
+    def parallelism_of(self, step: str) -> int:
+        """The parallelism of one step of the job (see STEPS)."""
+        assert step in STEPS, step
+        return self.step_parallelism.get(step, self.parallelism)
 
     @property
     def reach_host(self) -> str:
@@ -191,6 +232,11 @@ class GeneratorSettings(_Section):
 
 
 class StoreSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="a PostgreSQL database shared by a team, postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
+        "(secret: prefer FRAUDSTREAM_STORE__URL or a ~/.pgpass file); unset = SQLite at db_path",
+    )
     db_path: Path | None = Field(None, description="unset = <data_dir>/fraud_alerts.db")
     batch_size: int = Field(100, ge=1)
     flush_interval_ms: int = Field(500, ge=1)
@@ -201,6 +247,13 @@ class StoreSettings(_Section):
     retry_max_backoff_ms: int = Field(
         10_000, gt=0, description="failed writes are retried, waiting up to this between tries"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://USER@HOST:PORT/DB URL (unset for SQLite)")
+        return value
 
 
 class ArchiveSettings(_Section):
@@ -398,6 +451,46 @@ class ModelSettings(_Section):
         return self
 
 
+class ClusterSettings(_Section):
+    """Where the job runs: Flink's embedded mini-cluster (the default), or a Flink cluster,
+    and the local standalone cluster `fraudstream cluster start` runs on this machine."""
+
+    jobmanager: str | None = Field(
+        None,
+        description="HOST:PORT of a Flink 2.2 cluster's REST endpoint to submit the job to; "
+        "unset = the embedded mini-cluster",
+    )
+    python: str | None = Field(
+        None,
+        description="the Python the cluster's workers run (python.executable; it has apache-flink installed); "
+        "unset = this interpreter, right for `fraudstream cluster start` on this machine",
+    )
+    python_path: str | None = Field(
+        None,
+        description="the site-packages of that Python, for thread mode (python.pythonpath); unset = this "
+        "interpreter's, right for `fraudstream cluster start`",
+    )
+    # The local standalone cluster (`fraudstream cluster start`).
+    dir: Path | None = Field(None, description="its configuration, logs and pid files; unset = <data_dir>/cluster")
+    host: str = Field("127.0.0.1", description="address its JobManager and TaskManagers listen on")
+    rest_port: int = Field(8081, ge=1, le=65535, description="its REST endpoint and web UI")
+    taskmanagers: int = Field(1, ge=1, le=16, description="TaskManagers started by `cluster start`")
+    slots: int = Field(2, ge=1, le=64, description="task slots per TaskManager")
+    jobmanager_memory: str = Field("1024m", description="jobmanager.memory.process.size")
+    taskmanager_memory: str = Field("1536m", description="taskmanager.memory.process.size")
+    start_timeout_s: float = Field(90.0, gt=0, description="how long `cluster start` waits for the TaskManagers")
+
+    @field_validator("jobmanager")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.removeprefix("http://").rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT (the cluster's REST endpoint, e.g. 127.0.0.1:8081)")
+        return f"{host}:{port}"
+
+
 class AlertSettings(_Section):
     """What happens to rule alerts once a model scores their orders."""
 
@@ -437,6 +530,7 @@ class Settings(_Section):
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
     alerts: AlertSettings = AlertSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @model_validator(mode="after")
     def _transactions_outlive_checkpoints(self) -> Settings:
@@ -480,6 +574,8 @@ class Settings(_Section):
         if data["kafka"]["sasl_password"] is not None:
             data["kafka"]["sasl_password"] = "***"
         data["broker"]["sasl_users"] = dict.fromkeys(data["broker"]["sasl_users"], "***")
+        if data["store"]["url"]:
+            data["store"]["url"] = redact_url(data["store"]["url"])
         for section, key in SECRETS:
             if data[section][key]:
                 data[section][key] = (
@@ -492,6 +588,16 @@ class Settings(_Section):
         data = self.model_dump()
         _apply_dotted(data, overrides)
         return _validate(data, "override")
+
+
+def redact_url(url: str) -> str:
+    """A URL with its password masked (postgresql://user:***@host/db), for logs and screens."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
 def _uri(configured: str | None, default: Path) -> str:
