@@ -15,6 +15,7 @@ import click
 from fraudstream import __version__
 from fraudstream.cli import (
     bench_cmd,
+    cluster_cmds,
     config_cmds,
     dashboard_cmd,
     job_cmds,
@@ -25,6 +26,7 @@ from fraudstream.cli import (
     quality_cmds,
     query_cmds,
     run_cmd,
+    store_cmds,
 )
 from fraudstream.cli.app import GLOBAL_OPTIONS, GLOBAL_OPTIONS_TITLE
 from fraudstream.cli.options import Group
@@ -73,6 +75,8 @@ for command in (
     bench_cmd.bench,
     dashboard_cmd.dashboard,
     notify_cmd.notify_group,
+    cluster_cmds.cluster_group,
+    store_cmds.store_group,
 ):
     cli.add_command(command)
 
