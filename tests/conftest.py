@@ -22,6 +22,9 @@ os.environ.setdefault("FRAUDSTREAM_METRICS__PROCESS_PORT", "0")
 # docs/reliability.md: every `make test` writes it anew.
 REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability.txt"
 
+# A real PostgreSQL server, for the tests of the shared store (tests/postgres.py).
+pytest_plugins = ["tests.postgres"]
+
 
 # The slowest files, started first: with parallel workers (`make test`), a file runs on one
 # worker, and a long one starting last would leave the other worker idle at the end.

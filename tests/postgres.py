@@ -1,0 +1,49 @@
+"""A real PostgreSQL server for the tests (Debian's package; never a mock): one per test
+session, started on a free port in a folder of its own, stopped at the end.
+
+`postgres_server` is the server; `postgres_url` a fresh, empty database of it for one test
+(CREATE DATABASE takes a few milliseconds), so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fraudstream.store.server import LocalPostgres
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    # Under /tmp, not pytest's tmp_path: as root the server runs as the postgres user, who
+    # cannot traverse root's private folders.
+    root = Path(tempfile.mkdtemp(prefix="fraudstream-pg-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    server = LocalPostgres(root / "pg", _free_port())
+    server.start()
+    yield server
+    pid = server.pid()
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    if pid is not None:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """The URL of a new, empty database for this test alone (store.url)."""
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
