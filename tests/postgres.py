@@ -47,3 +47,12 @@ def postgres_server() -> Iterator[LocalPostgres]:
 def postgres_url(postgres_server: LocalPostgres) -> str:
     """The URL of a new, empty database for this test alone (store.url)."""
     return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_flags(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Settings overrides for a fresh store of each kind: the same test runs on SQLite and on
+    PostgreSQL (`load_settings(flags={**store_flags, ...})`)."""
+    if request.param == "sqlite":
+        return {"store.db_path": str(tmp_path / "fraud_alerts.db")}
+    return {"store.url": request.getfixturevalue("postgres_url"), "store.db_path": str(tmp_path / "unused.db")}
