@@ -205,6 +205,18 @@ class Connection:
         finally:
             cur.close()
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (an explicit BEGIN, or `transaction()`)."""
+        if self.dialect == "sqlite":
+            return self.raw.in_transaction
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    @property
+    def broken(self) -> bool:
+        """A PostgreSQL connection that was lost (the server restarted): open another."""
+        return self.dialect == "postgresql" and (self.raw.closed or self.raw.broken)
+
     def commit(self) -> None:
         self.raw.commit()
 
@@ -281,5 +293,11 @@ def _connect_postgresql(loc: Location, read_only: bool, busy_timeout_ms: int) ->
         )
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first.removeprefix("connection failed: ")
+        if exc.sqlstate == "3D000" or ("database" in first and "does not exist" in first):
+            raise StoreMissingError(
+                f"the PostgreSQL store {loc} does not exist: create the database (createdb, or"
+                " 'fraudstream store postgres start' for a local one), then 'fraudstream store migrate'"
+            ) from None
         raise StoreUnreachable(f"cannot connect to the PostgreSQL store {loc}: {first}") from None
     return Connection(raw, "postgresql", loc)

@@ -1,14 +1,15 @@
-"""Copies committed alerts and dead letters from Kafka into SQLite, exactly once.
+"""Copies committed alerts and dead letters from Kafka into the store (SQLite or PostgreSQL),
+exactly once.
 
 Why the store is fed from the topics, and not written from inside the Flink job: the job's
 Kafka sinks are transactional, so the topics hold exactly the alerts of the checkpoints
 that completed, however often the job crashed and replayed. Copying those (read_committed)
 and storing, in the same SQLite transaction as the rows, the offset up to which they were
-copied, makes the store an exact image of the topics: a crash of this copier between two
+copied (the same database transaction, on either database), makes the store an exact image of the topics: a crash of this copier between two
 batches repeats nothing and skips nothing, because the rows and the position commit or
 roll back together. A writer inside the job could only be tied to checkpoints by
-idempotent replays, which leave no key for dead letters, and would have to run where the
-SQLite file is; this copier can run beside any cluster.
+idempotent replays, which leave no key for dead letters, and would have to reach the store
+from every task; this copier can run beside any cluster (`fraudstream store follow`).
 
 What keeps that image exact, beyond the shared transaction:
 - Each copied dead letter is keyed by its place in its topic (`letter_id`,
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -48,8 +48,9 @@ from fraudstream.events.model import DeadLetter
 from fraudstream.events.parse import MAX_EVENT_TIME
 from fraudstream.kafka.clients import client_config
 from fraudstream.metrics.process import count_stored, set_copier_lag
+from fraudstream.store import db
+from fraudstream.store.alert_store import AlertStore
 from fraudstream.store.lock import CopierLock
-from fraudstream.store.sqlite import AlertStore
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class TopicMirror:
         on_dead: Callable[[DeadLetter], None] = lambda d: None,
         batch_size: int | None = None,
     ) -> None:
-        self.lock = CopierLock(store.path)
+        self.lock = CopierLock(store.location)
         self.lock.acquire()  # before reading any position: they are this copier's from now on
         try:
             self._start(settings, store, on_alert, on_dead, batch_size)
@@ -200,7 +201,7 @@ class TopicMirror:
             client_config(
                 k,
                 **{
-                    # No group offsets are used: the position lives in SQLite.
+                    # No group offsets are used: the position lives in the store.
                     "group.id": f"fraudstream-store-{os.getpid()}",
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
@@ -225,7 +226,7 @@ class TopicMirror:
             self.consumer.close()
             raise
         self.consumer.assign(assignment)
-        logger.info("copying %s into %s from %s", ", ".join(self.kinds), store.path, _describe(assignment))
+        logger.info("copying %s into %s from %s", ", ".join(self.kinds), store.location, _describe(assignment))
 
     def _topic_ids(self, settings: Settings) -> dict[str, str]:
         """Each topic's id (KIP-516), where the broker gives one; without, only the cluster is checked."""
@@ -254,13 +255,13 @@ class TopicMirror:
                 what = ""
             if what:
                 raise SourceChanged(
-                    f"{self.store.path} was copied from another topic named {topic}: the broker's {topic} is {what}, "
+                    f"{self.store.location} was copied from another topic named {topic}: the broker's {topic} is {what}, "
                     "and the stored positions would skip its records; give this run a new store "
-                    "(--data-dir or store.db_path), or move the old one away"
+                    "(--data-dir, store.db_path or store.url), or move the old one away"
                 )
         elif copied:
             logger.warning(
-                "%s has positions for %s from before topics were identified; recording them", self.store.path, topic
+                "%s has positions for %s from before topics were identified; recording them", self.store.location, topic
             )
         if known != (topic_id, cluster_id):  # recorded with the next batch (its write is retried)
             self.identities[topic] = (topic_id, cluster_id)
@@ -333,7 +334,8 @@ class TopicMirror:
     ) -> bool:
         """Write one batch with its offsets, retrying with backoff until it lands or `give_up` is set.
 
-        Only what may pass is retried (a lock held too long, a disk error: OperationalError);
+        Only what may pass is retried (a lock held too long, a disk error, a PostgreSQL server
+        restarting: `db.TRANSIENT`);
         anything else (an offset conflict, a corrupt file) would fail forever, so it is raised."""
         delay = 0.25
         while True:
@@ -341,14 +343,18 @@ class TopicMirror:
                 self.store.write_batch(records, offsets, self.identities)
                 self.identities = {}
                 return True
-            except sqlite3.OperationalError as exc:
+            except db.TRANSIENT as exc:
                 self.stats.failed_writes += 1
                 logger.warning(
-                    "writing %d records to %s failed (%s); retrying in %.2fs", len(records), self.store.path, exc, delay
+                    "writing %d records to %s failed (%s); retrying in %.2fs",
+                    len(records),
+                    self.store.location,
+                    exc,
+                    delay,
                 )
             if give_up is not None and give_up.wait(delay):
                 logger.error(
-                    "gave up writing %d records to %s; the next run copies them", len(records), self.store.path
+                    "gave up writing %d records to %s; the next run copies them", len(records), self.store.location
                 )
                 return False
             if give_up is None:

@@ -1,5 +1,9 @@
-"""Read-only queries behind `fraudstream query` and the dashboard. Every argument is bound as
-a parameter."""
+"""Read-only queries behind `fraudstream query` and the dashboard, on SQLite or PostgreSQL
+(`fraudstream.store.db.Connection`). Every argument is bound as a parameter.
+
+Portable SQL only: booleans compared as `held_back = 1` (an INTEGER on both), `1 = 0` for
+false, every selected column grouped or aggregated, tables and columns found through
+`Connection.has_table` / `columns`."""
 
 from __future__ import annotations
 
@@ -8,48 +12,64 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fraudstream.store.sqlite import StoreMissingError
+from fraudstream.config import Settings
+from fraudstream.store import db
+from fraudstream.store.db import Connection, Location, StoreMissingError
+from fraudstream.store.schema import check_version
+
+__all__ = ["StoreMissingError", "open_read_only"]
 
 COLUMNS = "alert_id, alert_type, severity, user_id, device_id, transaction_id, amount, event_time, detected_at, message"
 # The learned model's columns; a store from before them (which a read-only reader cannot
 # migrate) reads as alerts without a risk, none held back.
 RISK_COLUMNS = "risk, held_back"
 NO_RISK_COLUMNS = "NULL AS risk, 0 AS held_back"
+_FALSE = "1 = 0"
 
 
-def open_read_only(path: Path, busy_timeout_ms: int = 2_000) -> sqlite3.Connection:
-    """A connection that cannot write (`mode=ro`): a reader such as the dashboard never takes
-    the write lock beside the copier, nor creates, migrates or switches the journal of a store.
+def open_read_only(where: Path | Location | Settings, busy_timeout_ms: int = 2_000) -> Connection:
+    """A connection that cannot write (SQLite `mode=ro`, PostgreSQL read-only transactions): a
+    reader such as the dashboard never takes the write lock beside the copier, nor creates,
+    migrates or switches the journal of a store.
 
-    Raises StoreMissingError when the file or its fraud_alerts table does not exist yet."""
-    if not path.exists():
-        raise StoreMissingError(f"no alert database at {path}: run 'fraudstream run' first")
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    if not has_table(conn, "fraud_alerts"):
+    Raises StoreMissingError when the database or its fraud_alerts table does not exist yet,
+    SchemaTooNew (one line) for a store migrated by a newer fraudstream, and StoreUnreachable
+    for a PostgreSQL server that cannot be reached."""
+    if isinstance(where, Settings):
+        where = Location.of(where)
+    elif not isinstance(where, Location):
+        where = Location("sqlite", path=Path(where))
+    conn = db.connect(where, read_only=True, busy_timeout_ms=busy_timeout_ms)
+    try:
+        if not conn.has_table("fraud_alerts"):
+            raise StoreMissingError(f"{where} has no fraud_alerts table: run 'fraudstream run' first")
+        check_version(conn)
+    except BaseException:
         conn.close()
-        raise StoreMissingError(f"{path} has no fraud_alerts table: run 'fraudstream run' first")
+        raise
     return conn
 
 
-def has_table(conn: sqlite3.Connection, name: str) -> bool:
+def _connection(conn: Connection | sqlite3.Connection) -> Connection:
+    """A bare sqlite3 connection (a caller not ported yet) as a Connection."""
+    return conn if isinstance(conn, Connection) else Connection(conn, "sqlite", Location("sqlite"))
+
+
+def has_table(conn: Connection | Connection, name: str) -> bool:
     """Whether the store has `name` (a store from before triage has no alert_reviews)."""
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return found.fetchone() is not None
+    return _connection(conn).has_table(name)
 
 
-def has_risk(conn: sqlite3.Connection) -> bool:
+def has_risk(conn: Connection | Connection) -> bool:
     """Whether the store has the risk columns (a store from before the model has not)."""
-    return any(r[1] == "risk" for r in conn.execute("PRAGMA table_info(fraud_alerts)"))
+    return "risk" in _connection(conn).columns("fraud_alerts")
 
 
-def risk_columns(conn: sqlite3.Connection) -> str:
+def risk_columns(conn: Connection) -> str:
     return RISK_COLUMNS if has_risk(conn) else NO_RISK_COLUMNS
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     rows = [dict(r) for r in conn.execute(sql, params).fetchall()]
     for r in rows:
         if "held_back" in r:  # SQLite's 0/1 as what it means
@@ -57,7 +77,7 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> l
     return rows
 
 
-def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]:
+def stats(conn: Connection, now_ms: int, top: int = 5) -> dict[str, Any]:
     total = alert_count(conn)
     by_type = _rows(
         conn,
@@ -77,7 +97,7 @@ def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]
         "SELECT COUNT(*) FROM fraud_alerts WHERE detected_at >= ?", (now_ms - 3_600_000,)
     ).fetchone()[0]
     dead = dead_letter_counts(conn)
-    held = conn.execute("SELECT COUNT(*) FROM fraud_alerts WHERE held_back").fetchone()[0] if has_risk(conn) else 0
+    held = conn.execute("SELECT COUNT(*) FROM fraud_alerts WHERE held_back = 1").fetchone()[0] if has_risk(conn) else 0
     return {
         "total_alerts": total,
         "held_back": held,
@@ -90,7 +110,7 @@ def stats(conn: sqlite3.Connection, now_ms: int, top: int = 5) -> dict[str, Any]
 
 
 def _alerts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     where: str,
     params: tuple[Any, ...],
     limit: int,
@@ -120,33 +140,33 @@ def _risk_terms(risk: bool, held_back: bool | None, min_risk: float | None) -> t
             terms.append("a.held_back = ?")
             params.append(int(held_back))
         elif held_back:
-            terms.append("0")
+            terms.append(_FALSE)
     if min_risk is not None:
         if risk:
             terms.append("a.risk >= ?")
             params.append(min_risk)
         else:
-            terms.append("0")
+            terms.append(_FALSE)
     return terms, params
 
 
-def recent(conn: sqlite3.Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
+def recent(conn: Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
     return _alerts(conn, "", (), limit, **risk)
 
 
-def for_user(conn: sqlite3.Connection, user_id: str, limit: int, **risk: Any) -> list[dict[str, Any]]:
+def for_user(conn: Connection, user_id: str, limit: int, **risk: Any) -> list[dict[str, Any]]:
     return _alerts(conn, "WHERE user_id = ?", (user_id,), limit, **risk)
 
 
-def high_priority(conn: sqlite3.Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
+def high_priority(conn: Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
     return _alerts(conn, "WHERE severity IN ('HIGH', 'CRITICAL')", (), limit, **risk)
 
 
-def of_type(conn: sqlite3.Connection, alert_type: str, limit: int, **risk: Any) -> list[dict[str, Any]]:
+def of_type(conn: Connection, alert_type: str, limit: int, **risk: Any) -> list[dict[str, Any]]:
     return _alerts(conn, "WHERE alert_type = ?", (alert_type,), limit, **risk)
 
 
-def dead_letters(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+def dead_letters(conn: Connection, limit: int) -> list[dict[str, Any]]:
     return _rows(
         conn,
         "SELECT id, reason, detail, event_time, seen_at, raw FROM dead_letters ORDER BY id DESC LIMIT ?",
@@ -163,7 +183,7 @@ FULL_COLUMNS = f"id, {COLUMNS}, alert_data"
 SORTS = ("time", "risk")  # the search's orders: newest event first, or riskiest first
 
 
-def full_columns(conn: sqlite3.Connection) -> str:
+def full_columns(conn: Connection) -> str:
     return f"{FULL_COLUMNS}, {risk_columns(conn)}"
 
 
@@ -213,7 +233,7 @@ class AlertFilter:
             params.append(self.max_id)
         if self.review is not None and not reviews:
             if self.review != "unreviewed":
-                terms.append("0")
+                terms.append(_FALSE)
         elif self.review == "unreviewed":
             terms.append("NOT EXISTS (SELECT 1 FROM alert_reviews r WHERE r.alert_id = a.alert_id)")
         elif self.review == "reviewed":
@@ -234,7 +254,7 @@ class Page:
     max_id: int  # the newest row the page counted: give it back (AlertFilter.max_id) for the next pages
 
 
-def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int, sort: str = "time") -> Page:
+def search(conn: Connection, f: AlertFilter, page: int, page_size: int, sort: str = "time") -> Page:
     """One page (from 1) of the alerts that match, newest event first (`sort` "risk": riskiest
     first, alerts without a risk last, then newest first), and how many match.
 
@@ -243,8 +263,8 @@ def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int, 
     if sort not in SORTS:
         raise ValueError(f"not a sort: {sort}")
     in_txn = conn.in_transaction
-    if not in_txn:
-        conn.execute("BEGIN")
+    if not in_txn:  # PostgreSQL's default (read committed) takes a snapshot per statement
+        conn.execute("BEGIN" if conn.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ")
     try:
         if f.max_id is None:
             f = replace(f, max_id=last_id(conn))
@@ -267,12 +287,12 @@ def search(conn: sqlite3.Connection, f: AlertFilter, page: int, page_size: int, 
     return Page(rows, total, f.max_id)
 
 
-def alert(conn: sqlite3.Connection, alert_id: str) -> dict[str, Any] | None:
+def alert(conn: Connection, alert_id: str) -> dict[str, Any] | None:
     found = _rows(conn, f"SELECT {full_columns(conn)} FROM fraud_alerts WHERE alert_id = ?", (alert_id,))
     return found[0] if found else None
 
 
-def earlier(conn: sqlite3.Connection, column: str, value: str | None, row: dict[str, Any], limit: int) -> list[dict]:
+def earlier(conn: Connection, column: str, value: str | None, row: dict[str, Any], limit: int) -> list[dict]:
     """Alerts of the same user or device (`column`) before `row` (by event time, then id), newest first."""
     if column not in ("user_id", "device_id"):
         raise ValueError(f"not a key column: {column}")
@@ -286,21 +306,21 @@ def earlier(conn: sqlite3.Connection, column: str, value: str | None, row: dict[
     )
 
 
-def after_id(conn: sqlite3.Connection, last_id: int, limit: int) -> list[dict[str, Any]]:
+def after_id(conn: Connection, last_id: int, limit: int) -> list[dict[str, Any]]:
     """Alerts stored after row `last_id`, oldest first: what the live feed has not shown yet."""
     sql = f"SELECT {full_columns(conn)} FROM fraud_alerts WHERE id > ? ORDER BY id LIMIT ?"
     return _rows(conn, sql, (last_id, limit))
 
 
-def last_id(conn: sqlite3.Connection) -> int:
+def last_id(conn: Connection) -> int:
     return conn.execute("SELECT COALESCE(MAX(id), 0) FROM fraud_alerts").fetchone()[0]
 
 
-def alert_count(conn: sqlite3.Connection) -> int:
+def alert_count(conn: Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0]
 
 
-def time_range(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+def time_range(conn: Connection) -> tuple[int | None, int | None]:
     """The first and last event time in the store (None, None when it is empty)."""
     row = conn.execute("SELECT MIN(event_time), MAX(event_time) FROM fraud_alerts").fetchone()
     return row[0], row[1]
@@ -318,7 +338,7 @@ def choose_bucket(span_ms: int, target: int = 60) -> int:
     return BUCKETS_MS[-1]
 
 
-def counts_over_time(conn: sqlite3.Connection, column: str, bucket_ms: int, since: int, until: int) -> list[dict]:
+def counts_over_time(conn: Connection, column: str, bucket_ms: int, since: int, until: int) -> list[dict]:
     """(bucket start, value of `column`, alerts) per event-time bucket in [since, until)."""
     if column not in ("alert_type", "severity"):
         raise ValueError(f"not a countable column: {column}")
@@ -330,7 +350,7 @@ def counts_over_time(conn: sqlite3.Connection, column: str, bucket_ms: int, sinc
     )
 
 
-def top_keys(conn: sqlite3.Connection, column: str, top: int, since: int | None, until: int | None) -> list[dict]:
+def top_keys(conn: Connection, column: str, top: int, since: int | None, until: int | None) -> list[dict]:
     """The users or devices (`column`) with the most alerts in [since, until), most first."""
     if column not in ("user_id", "device_id"):
         raise ValueError(f"not a key column: {column}")
@@ -343,16 +363,16 @@ def top_keys(conn: sqlite3.Connection, column: str, top: int, since: int | None,
     )
 
 
-def dead_letter_counts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def dead_letter_counts(conn: Connection) -> list[dict[str, Any]]:
     return _rows(conn, "SELECT reason, COUNT(*) AS records FROM dead_letters GROUP BY reason ORDER BY records DESC")
 
 
-def source_positions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def source_positions(conn: Connection) -> list[dict[str, Any]]:
     """Where the store's copier is in each Kafka topic partition (the next offset it copies)."""
     return _rows(conn, "SELECT topic, partition, next_offset FROM source_offsets ORDER BY topic, partition")
 
 
-def timeline(conn: sqlite3.Connection, bucket_ms: int, since: int, until: int) -> dict[str, Any]:
+def timeline(conn: Connection, bucket_ms: int, since: int, until: int) -> dict[str, Any]:
     """Alerts per event-time bucket in [since, until), by type and by severity: the bucket
     starts, and per type (severity) one count per bucket, zeros included (what a chart draws)."""
     start = since // bucket_ms * bucket_ms

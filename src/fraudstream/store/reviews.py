@@ -1,11 +1,12 @@
 """Analysts' verdicts on alerts (triage): written by the dashboard, read by search and by
-`evaluate --reviews`. A later verdict on an alert supersedes an earlier one; all are kept."""
+`evaluate --reviews`, on either database. A later verdict on an alert supersedes an earlier one; all are kept."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from fraudstream.store.db import Connection, Row
 
 Verdict = Literal["confirmed_fraud", "false_positive"]
 VERDICTS: tuple[Verdict, ...] = ("confirmed_fraud", "false_positive")
@@ -42,27 +43,27 @@ def check_review(verdict: str, note: str | None, reviewer: str) -> str | None:
     return None
 
 
-def add_review(conn: sqlite3.Connection, review: Review) -> Review:
+def add_review(conn: Connection, review: Review) -> Review:
     """Store one verdict (its own transaction). Raises UnknownAlert or ValueError."""
     problem = check_review(review.verdict, review.note, review.reviewer)
     if problem is not None:
         raise ValueError(problem)
-    with conn:
-        found = conn.execute("SELECT 1 FROM fraud_alerts WHERE alert_id = ?", (review.alert_id,)).fetchone()
+    with conn.transaction() as cur:
+        found = cur.execute("SELECT 1 FROM fraud_alerts WHERE alert_id = ?", (review.alert_id,)).fetchone()
         if found is None:
             raise UnknownAlert(review.alert_id)
-        conn.execute(
+        cur.execute(
             "INSERT INTO alert_reviews (alert_id, verdict, note, reviewer, reviewed_at) VALUES (?, ?, ?, ?, ?)",
             (review.alert_id, review.verdict, review.note, review.reviewer.strip(), review.reviewed_at),
         )
     return review
 
 
-def _review(row: sqlite3.Row) -> Review:
+def _review(row: Row) -> Review:
     return Review(row["alert_id"], row["verdict"], row["note"], row["reviewer"], row["reviewed_at"])
 
 
-def history(conn: sqlite3.Connection, alert_id: str) -> list[Review]:
+def history(conn: Connection, alert_id: str) -> list[Review]:
     """Every verdict on one alert, newest first."""
     rows = conn.execute(
         "SELECT alert_id, verdict, note, reviewer, reviewed_at FROM alert_reviews WHERE alert_id = ? ORDER BY id DESC",
@@ -78,7 +79,7 @@ LATEST_SQL = (
 )
 
 
-def latest(conn: sqlite3.Connection, alert_ids: list[str] | None = None) -> dict[str, Review]:
+def latest(conn: Connection, alert_ids: list[str] | None = None) -> dict[str, Review]:
     """alert id -> the verdict in force, for the given alerts (None = all reviewed alerts)."""
     if alert_ids is None:
         rows = conn.execute(LATEST_SQL)
@@ -90,7 +91,7 @@ def latest(conn: sqlite3.Connection, alert_ids: list[str] | None = None) -> dict
     return {r["alert_id"]: _review(r) for r in rows}
 
 
-def reviewed_alerts(conn: sqlite3.Connection) -> list[tuple[str, Verdict]]:
+def reviewed_alerts(conn: Connection) -> list[tuple[str, Verdict]]:
     """(alert type, verdict in force) of every reviewed alert: what `evaluate --reviews` scores."""
     rows = conn.execute(
         f"SELECT a.alert_type, l.verdict FROM ({LATEST_SQL}) l JOIN fraud_alerts a ON a.alert_id = l.alert_id"
