@@ -247,6 +247,10 @@ class StoreSettings(_Section):
     retry_max_backoff_ms: int = Field(
         10_000, gt=0, description="failed writes are retried, waiting up to this between tries"
     )
+    server_port: int = Field(
+        5433, ge=1, le=65535, description="port of the local server of 'fraudstream store postgres start'"
+    )
+    server_host: str = Field("127.0.0.1", description="address the local server of 'store postgres start' binds")
 
     @field_validator("url")
     @classmethod

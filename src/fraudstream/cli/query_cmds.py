@@ -1,4 +1,5 @@
-"""`fraudstream query`: the stored alerts and dead letters, as tables or JSON.
+"""`fraudstream query`: the stored alerts and dead letters, as tables or JSON, from the store of
+the settings (SQLite at store.db_path, or PostgreSQL at store.url; --db: a SQLite file).
 
 The group's options (--db, --json, --limit) work before or after the subcommand's name:
 `fraudstream query --json stats` and `fraudstream query stats --json` are the same.
@@ -9,11 +10,10 @@ from another producer's topic): tables show them escaped, JSON as `\\uXXXX` esca
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -23,13 +23,18 @@ from fraudstream.cli.options import Group, shared_value
 from fraudstream.events.text import escape_controls as esc
 from fraudstream.events.text import escape_json_controls
 
+if TYPE_CHECKING:
+    from fraudstream.store.db import Connection
+
 _ROWS = 20  # rows a listing shows
 _TOP_USERS = 5  # users `stats` ranks
 
 
 def _db_option() -> click.Option:
     return click.Option(
-        ["--db"], type=click.Path(path_type=Path, dir_okay=False), help="SQLite file [<data-dir>/fraud_alerts.db]."
+        ["--db"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="SQLite file [store.url if set, else <data-dir>/fraud_alerts.db].",
     )
 
 
@@ -59,12 +64,15 @@ def query() -> None:
     """
 
 
-def _fetch(ctx: click.Context, run: Callable[[sqlite3.Connection], Any]) -> Any:
+def _fetch(ctx: click.Context, run: Callable[[Connection], Any]) -> Any:
     """Run one read-only query on the chosen database and close it again."""
-    from fraudstream.store.sqlite import connect
+    from fraudstream.store.db import Location
+    from fraudstream.store.queries import open_read_only
 
-    settings = resolve_settings(ctx, **{"store.db_path": shared_value(ctx, "db")})
-    conn = connect(settings.db_path)
+    db_file = shared_value(ctx, "db")
+    settings = resolve_settings(ctx, **{"store.db_path": db_file})
+    where = Location("sqlite", path=settings.db_path) if db_file is not None else Location.of(settings)
+    conn = open_read_only(where, busy_timeout_ms=settings.store.busy_timeout_ms)
     try:
         return run(conn)
     finally:
@@ -102,7 +110,7 @@ def _risk_filter(held_back: bool | None, min_risk: float | None) -> dict[str, An
     return {"held_back": held_back, "min_risk": min_risk}
 
 
-def _show(ctx: click.Context, title: str, run: Callable[[sqlite3.Connection, int], list[dict[str, Any]]]) -> None:
+def _show(ctx: click.Context, title: str, run: Callable[[Connection, int], list[dict[str, Any]]]) -> None:
     from tabulate import tabulate
 
     from fraudstream.cli.format import iso

@@ -91,7 +91,7 @@ class CopierLock:
             conn.execute("SELECT set_config('application_name', ?, false)", (me[:63],))
             if not conn.execute("SELECT pg_try_advisory_lock(?)", (_COPIER_LOCK,)).fetchone()[0]:
                 raise CopierBusy(
-                    f"another copier ({self._holder(conn)}) is copying into {self.location}: one copier per "
+                    f"another copier ({self.holder(conn) or 'unknown'}) is copying into {self.location}: one copier per "
                     "store; stop it first, or give this run another database (store.url)"
                 )
         except BaseException:
@@ -101,8 +101,9 @@ class CopierLock:
         logger.debug("holding the copier's advisory lock on %s", self.location)
 
     @staticmethod
-    def _holder(conn: db.Connection) -> str:
-        """Who holds the advisory lock: its session's application name, or its backend's PID."""
+    def holder(conn: db.Connection) -> str | None:
+        """Who holds a PostgreSQL store's copier lock (its session's application name, or its
+        backend's PID), or None. Reads only (`store status`)."""
         row = conn.execute(
             "SELECT a.application_name, a.client_addr, l.pid FROM pg_locks l"
             " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
@@ -111,7 +112,7 @@ class CopierLock:
             (_COPIER_LOCK,),
         ).fetchone()
         if row is None:
-            return "unknown"
+            return None
         name, addr, pid = row
         if name and name.startswith("fraudstream copier, "):
             return name.removeprefix("fraudstream copier, ")

@@ -9,6 +9,7 @@ root, the server runs as the `postgres` user, in a folder that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -79,7 +80,15 @@ class LocalPostgres:
         self.data = root / "data"
         self.log_file = root / "server.log"
         self.password_file = root / "password"
+        self.port_file = root / "port"  # the port it last started on: `status` and `stop` find it there
         self._child: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def at(cls, root: Path, port: int, host: str = "127.0.0.1") -> LocalPostgres:
+        """The server in `root`, on the port it last started on if it did (else `port`)."""
+        with contextlib.suppress(OSError, ValueError):
+            port = int(Path(root, "port").read_text().strip())
+        return cls(root, port, host)
 
     # -------------------------------------------------------------- who runs it
     def _owner(self) -> dict[str, Any]:
@@ -93,6 +102,11 @@ class LocalPostgres:
         return {"user": pw.pw_uid, "group": pw.pw_gid}
 
     def _make_root(self) -> None:
+        # Missing parents readable by all whatever the umask: the postgres user must pass them.
+        missing = [p for p in self.root.parents if not p.exists()]
+        for parent in reversed(missing):
+            parent.mkdir(exist_ok=True)
+            os.chmod(parent, 0o755)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         owner = self._owner()
         if owner:
@@ -150,6 +164,7 @@ class LocalPostgres:
             self.stop()
             raise PostgresError(f"PostgreSQL did not answer within {timeout_s:g}s (log: {self.log_file})")
         self.create_database(DATABASE)
+        self.port_file.write_text(f"{self.port}\n")
         logger.info("PostgreSQL started: pid %d, %s:%d", self._child.pid, self.host, self.port)
         return self.status()
 
