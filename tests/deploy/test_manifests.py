@@ -415,11 +415,19 @@ def check_deployments(m: Manifests, tmp: Path) -> list[str]:
                 found.append(f"{name}: {command} does not read {CONFIG_PATH}")
                 continue
             group: Any = cli
-            for word in command[3:]:
+            words = [w for w in command[3:] if not w.startswith("-")]
+            for word in words:
                 group = getattr(group, "commands", {}).get(word)
                 if group is None:
-                    found.append(f"{name}: 'fraudstream {' '.join(command[3:])}' is not a command")
+                    found.append(f"{name}: 'fraudstream {' '.join(words)}' is not a command")
                     break
+            else:
+                known = {o for p in group.params for o in p.opts}
+                found += [
+                    f"{name}: {group.name} has no option {w}"
+                    for w in command[3:]
+                    if w.startswith("-") and w not in known
+                ]
     return found
 
 
@@ -530,6 +538,7 @@ BREAKAGES = [
     ("k8s/configmap.yaml", "    # sasl_password:", '    sasl_password = "x"\n    #', check_settings, "secret kafka.sasl_password"),
     ("k8s/dashboard.yaml", "readinessProbe:", "readinesProbe:", check_flink_schema, "readinesProbe"),
     ("k8s/configmap.yaml", 'jars_dir = "/opt/fraudstream/jvm/lib"', 'jars_dir = "/opt/jars"', check_agreement, "broker.jars_dir"),
+    ("k8s/store-follow.yaml", '"follow", "--quiet"', '"follow", "--quite"', check_deployments, "no option --quite"),
     ("k8s/store-follow.yaml", "type: Recreate", "type: RollingUpdate", check_deployments, "replicas 1"),
     ("k8s/store-follow.yaml", '"store", "follow"', '"store", "folow"', check_deployments, "not a command"),
     ("kafka/topics.yaml", "topicName: zomato_fraud_alerts", "topicName: fraud_alerts", check_topics, "topics"),
