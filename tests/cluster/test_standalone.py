@@ -1,0 +1,136 @@
+"""`fraudstream cluster start | status | stop` on a real local cluster (one start for the file:
+a start costs 10-20 s), and the TaskManager crash and replacement that the cluster tests use."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from fraudstream.cluster.standalone import LocalCluster
+from tests.cluster.conftest import cluster_settings
+from tests.sockets import listening, not_loopback
+
+FRAUDSTREAM = Path(sys.executable).parent / "fraudstream"
+
+
+def cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FRAUDSTREAM), "--data-dir", str(data_dir), "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
+    """The cluster as `cluster start` leaves it (1 TaskManager x 2 slots), and the LocalCluster
+    of the same settings; stopped at the end whatever happened."""
+    data_dir = tmp_path_factory.mktemp("cluster-cli")
+    settings = cluster_settings(data_dir, taskmanagers=1, slots=2)
+    flags = ["--set", f"cluster.rest_port={settings.cluster.rest_port}"]
+    flags += ["--set", f"metrics.job_port={settings.metrics.job_port}"]
+    before = cli(data_dir, "status", *flags)
+    began = time.monotonic()
+    result = cli(data_dir, "start", "--taskmanagers", "1", "--slots", "2", *flags)
+    took = time.monotonic() - began
+    cluster = LocalCluster(settings)
+    try:
+        yield data_dir, flags, cluster, before, result, took
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.flink
+def test_start_prints_where_everything_is(started):
+    _, _, cluster, before, result, took = started
+    assert before.returncode == 1 and before.stdout.startswith("not running"), before.stdout
+    assert result.returncode == 0, result.stderr
+    status = cluster.status()
+    assert status is not None and status.ready, status
+    assert (status.taskmanagers, status.slots_total) == (1, 2)
+    out = result.stdout
+    assert f"JobManager pid {status.jobmanager_pid}; TaskManager pids " in out
+    assert f"Web UI: http://{cluster.rest_address}\n" in out
+    assert f"fraudstream run --jobmanager {cluster.rest_address}" in out
+    assert f"Logs: {cluster.log_dir}" in out
+    print(f"cluster start: {took:.1f}s")
+    # everything of it listens on loopback only (REST, RPC, blob, data, the reporter)
+    assert not not_loopback([status.jobmanager_pid, *status.taskmanager_pids])
+    conf = yaml.safe_load((cluster.conf_dir / "config.yaml").read_text())
+    assert conf["rest.port"] == cluster.settings.cluster.rest_port
+    assert conf["taskmanager.numberOfTaskSlots"] == 2
+    assert conf["heartbeat.timeout"] == "10 s"
+    assert conf["metrics.reporter.prom.factory.class"].startswith("io.fraudstream.")
+    # the reporter of the JobManager answers on one of the ports it was given
+    ports = [int(p) for p in cluster.settings.metrics.job_port.split(",")]
+    assert any(port in ports for _, port in listening(status.jobmanager_pid))
+
+
+@pytest.mark.flink
+def test_second_start_is_a_no_op(started):
+    data_dir, flags, cluster, *_ = started
+    pids = [cluster.status().jobmanager_pid, *cluster.taskmanager_pids()]
+    again = cli(data_dir, "start", *flags)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"Flink cluster already running: JobManager pid {pids[0]}")
+    assert [cluster.status().jobmanager_pid, *cluster.taskmanager_pids()] == pids
+
+
+@pytest.mark.flink
+def test_killed_taskmanager_is_noticed_and_replaced(started):
+    data_dir, flags, cluster, *_ = started
+    (victim,) = cluster.taskmanager_pids()
+    cluster.kill_taskmanager(victim)
+    assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE
+    assert cluster.taskmanager_pids() == []
+    began = time.monotonic()
+    cluster.wait_for_slots(0, timeout_s=40)  # the JobManager has noticed (heartbeat)
+    noticed = time.monotonic() - began
+    new = cluster.add_taskmanager()
+    cluster.wait_for_slots(2, timeout_s=60)
+    print(
+        f"lost TaskManager noticed after {noticed:.1f}s, replacement registered after {time.monotonic() - began:.1f}s"
+    )
+    shown = cli(data_dir, "status", *flags)
+    assert shown.returncode == 0, shown.stdout
+    rows = [line.split()[:2] for line in shown.stdout.splitlines()]
+    assert ["TaskManager", str(new)] in rows and ["TaskManager", str(victim)] not in rows
+    assert "TaskManagers registered: 1 of 1; task slots: 2 (2 free)" in shown.stdout
+
+
+@pytest.mark.flink
+def test_stop_leaves_no_process(started):
+    data_dir, flags, cluster, *_ = started
+    status = cluster.status()
+    assert status is not None
+    procs = [psutil.Process(p) for p in (status.jobmanager_pid, *status.taskmanager_pids)]
+    stopped = cli(data_dir, "stop", *flags)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("Flink cluster stopped"), stopped.stdout
+    assert cluster.status() is None  # also reaps the TaskManager this process started
+    left = [p.pid for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left
+    after = cli(data_dir, "status", *flags)
+    assert after.returncode == 1 and after.stdout.count("\n") == 1, after.stdout
+    assert cli(data_dir, "stop", *flags).stdout.startswith("no local Flink cluster")
+
+
+def test_start_refuses_a_taken_port(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = cli(tmp_path, "start", "--set", f"cluster.rest_port={port}", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"fraudstream: error: port {port} on 127.0.0.1 is already in use by another program: "
+        "stop it, or choose another port with --set cluster.rest_port=N"
+    )
+    assert not (tmp_path / "cluster" / "cluster.json").exists()
