@@ -1,5 +1,6 @@
 """One copier per store: the lock is held for the copier's life, refused to a second one
-(however the store's path is spelled), and gone with a process that died."""
+(however the store's path is spelled; on PostgreSQL, from any process), and gone with a process
+that died."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from fraudstream.errors import UserFacingError
+from fraudstream.store.db import Location
 from fraudstream.store.lock import CopierBusy, CopierLock
 
 
@@ -50,3 +53,40 @@ def test_the_lock_of_a_killed_copier_does_not_block(tmp_path):
     lock = CopierLock(db)
     lock.acquire()  # the dead process's lock went with it
     lock.release()
+
+
+def test_two_copiers_on_one_postgresql_store_the_second_refused(postgres_url):
+    """The lock of a PostgreSQL store is an advisory lock of a session: the second copier,
+    from another process (another machine alike), is refused in one line naming the first;
+    the lock ends with its holder's process, however it ends."""
+    loc = Location("postgresql", url=postgres_url)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\nfrom fraudstream.store.db import Location\nfrom fraudstream.store.lock import CopierLock\n"
+         f"lock = CopierLock(Location('postgresql', url={postgres_url!r})); lock.acquire(); print('held', flush=True); "
+         "time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CopierBusy, match=f"PID {holder.pid} on ") as err:
+            CopierLock(loc).acquire()
+        assert "\n" not in str(err.value) and "***" in str(err.value)  # the URL's password masked
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+    deadline = time.monotonic() + 10  # the server ends the dead client's session at once
+    while True:
+        lock = CopierLock(loc)
+        try:
+            lock.acquire()
+            break
+        except CopierBusy:
+            assert time.monotonic() < deadline, "the killed copier's lock was never released"
+            time.sleep(0.1)
+    with pytest.raises(CopierBusy, match=f"PID {os.getpid()} on "):
+        CopierLock(loc).acquire()
+    lock.release()
+    again = CopierLock(loc)
+    again.acquire()
+    again.release()

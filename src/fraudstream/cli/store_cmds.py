@@ -77,13 +77,15 @@ def store_status(ctx: click.Context, as_json: bool) -> None:
     import orjson
 
     from fraudstream.store import queries, schema
-    from fraudstream.store.db import StoreMissingError
+    from fraudstream.store.db import DatabaseMissing, StoreMissingError
 
     settings = resolve_settings(ctx)
     loc = _location(settings)
     out: dict[str, Any] = {"store": str(loc), "kind": loc.dialect, "known_version": schema.LATEST}
     try:
         conn = queries.open_read_only(loc, busy_timeout_ms=settings.store.busy_timeout_ms)
+    except DatabaseMissing:
+        raise  # not something `migrate` makes
     except StoreMissingError as exc:
         out.update(version=None, problem=str(exc))
         conn = None

@@ -37,6 +37,10 @@ class StoreMissingError(Exception):
     """The database or its tables do not exist yet."""
 
 
+class DatabaseMissing(StoreMissingError):
+    """The PostgreSQL database of store.url does not exist (fraudstream does not create databases)."""
+
+
 class StoreUnreachable(UserFacingError):
     """The PostgreSQL server of store.url cannot be reached or refused the connection."""
 
@@ -295,7 +299,7 @@ def _connect_postgresql(loc: Location, read_only: bool, busy_timeout_ms: int) ->
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first = first.removeprefix("connection failed: ")
         if exc.sqlstate == "3D000" or ("database" in first and "does not exist" in first):
-            raise StoreMissingError(
+            raise DatabaseMissing(
                 f"the PostgreSQL store {loc} does not exist: create the database (createdb, or"
                 " 'fraudstream store postgres start' for a local one), then 'fraudstream store migrate'"
             ) from None
