@@ -279,6 +279,11 @@ def check_settings(m: Manifests, tmp: Path) -> list[str]:
             settings_of(m, tmp, environment(m, template))
         except config.ConfigError as exc:
             found.append(f"{name}: {exc}")
+        for c in template["spec"]["containers"]:
+            for var in c.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref and m.secret_value(ref["name"], ref["key"]) is None:
+                    found.append(f"{name}: {var['name']} reads {ref['name']}/{ref['key']}, not in secret.example.yaml")
     data = tomllib.loads(m.toml_text)
     secrets = [*config.SECRETS, ("store", "url"), ("kafka", "sasl_password"), ("broker", "sasl_users")]
     found += [
@@ -339,6 +344,9 @@ def check_agreement(m: Manifests, tmp: Path) -> list[str]:
         for k, v in conf.items()
         if not isinstance(v, str)
     ]
+    # The operator chooses the job's id (and a new one after each savepoint upgrade); a fixed one
+    # from here would keep one id, and its checkpoint folder, across every deployment.
+    found += [f"flinkConfiguration sets Flink's internal {k}" for k in conf if k.startswith("$internal.")]
     for key, value in conf.items():
         if key in job_sets.entries and not _same(str(value), job_sets.entries[key]):
             found.append(f"flinkConfiguration {key} = {value!r}, but the job sets {job_sets.entries[key]!r}")
@@ -405,8 +413,10 @@ def check_deployments(m: Manifests, tmp: Path) -> list[str]:
     follow = m.one("Deployment", "fraudstream-store-follow")["spec"]
     if follow.get("replicas") != 1 or follow.get("strategy", {}).get("type") != "Recreate":
         found.append("the store copier must run once: replicas 1, strategy Recreate")
+    images = {m.flink["spec"]["image"]}
     for d in m.by_kind.get("Deployment", []):
         name = d["metadata"]["name"]
+        images |= {c["image"] for c in d["spec"]["template"]["spec"]["containers"]}
         if d["spec"]["selector"]["matchLabels"].items() - d["spec"]["template"]["metadata"]["labels"].items():
             found.append(f"{name}: the selector does not match the pod's labels")
         for c in d["spec"]["template"]["spec"]["containers"]:
@@ -428,6 +438,8 @@ def check_deployments(m: Manifests, tmp: Path) -> list[str]:
                     for w in command[3:]
                     if w.startswith("-") and w not in known
                 ]
+    if len(images) != 1:
+        found.append(f"the pods run different images {sorted(images)}: the job and its store must be one version")
     return found
 
 
@@ -539,6 +551,9 @@ BREAKAGES = [
     ("k8s/dashboard.yaml", "readinessProbe:", "readinesProbe:", check_flink_schema, "readinesProbe"),
     ("k8s/configmap.yaml", 'jars_dir = "/opt/fraudstream/jvm/lib"', 'jars_dir = "/opt/jars"', check_agreement, "broker.jars_dir"),
     ("k8s/store-follow.yaml", '"follow", "--quiet"', '"follow", "--quite"', check_deployments, "no option --quite"),
+    ("k8s/dashboard.yaml", "key: dashboard-token", "key: dashboard-tokn", check_settings, "dashboard-tokn"),
+    ("k8s/flinkdeployment.yaml", "    taskmanager.numberOfTaskSlots: \"4\"\n", "    taskmanager.numberOfTaskSlots: \"4\"\n    $internal.pipeline.job-id: 00000000000000000000000000000000\n", check_agreement, "internal"),
+    ("k8s/dashboard.yaml", "image: registry.example.com/fraudstream:0.1.0", "image: registry.example.com/fraudstream:0.0.9", check_deployments, "different images"),
     ("k8s/store-follow.yaml", "type: Recreate", "type: RollingUpdate", check_deployments, "replicas 1"),
     ("k8s/store-follow.yaml", '"store", "follow"', '"store", "folow"', check_deployments, "not a command"),
     ("kafka/topics.yaml", "topicName: zomato_fraud_alerts", "topicName: fraud_alerts", check_topics, "topics"),
