@@ -23,7 +23,7 @@ from fraudstream.store.lock import CopierBusy
 from fraudstream.store.mirror import SourceChanged, TopicMirror
 from tests.kafka.conftest import free_port, report, send
 from tests.kafka.test_store_mirror import ALERTS, DEAD, copy_all, mirror_settings, publish, stored_rows
-from tests.store.test_sqlite import alerts
+from tests.store.test_store import alerts
 
 # Seconds a test against the broker: `make test` runs them, `make check` does not.
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from fraudstream.cli.runner import _close_outputs
 from fraudstream.events.model import DeadLetter
 from fraudstream.store import AlertStore, BatchWriter
-from tests.store.test_sqlite import alerts
+from tests.store.test_store import alerts
 
 
 def test_a_final_flush_that_fails_keeps_the_items_and_still_closes_flink(tmp_path):

@@ -1,9 +1,11 @@
-"""Analysts' verdicts in the store: kept, superseded, refused when they cannot be right."""
+"""Analysts' verdicts in the store (SQLite and PostgreSQL): kept, superseded, refused when they
+cannot be right."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 import pytest
 
 from fraudstream.detectors import HighValueDetector, VelocityDetector
@@ -21,14 +23,27 @@ from fraudstream.store.reviews import (
 from tests.conftest import BASE, make_order
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = AlertStore(tmp_path / "a.db")
+def _filled(store: AlertStore) -> AlertStore:
     velocity, high = VelocityDetector(threshold=0), HighValueDetector(threshold=0)
     store.write_batch(
         [velocity.make_alert(make_order(BASE + i, user=f"u_{i}"), "m", {}) for i in range(3)]
         + [high.make_alert(make_order(BASE + 10, user="u_9", amount=2000.0), "big", {})]
     )
+    return store
+
+
+@pytest.fixture
+def store(settings):
+    """Four alerts in a store of each kind (SQLite, PostgreSQL)."""
+    store = _filled(AlertStore.open(settings))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def lite(tmp_path):
+    """The same in a SQLite file, for what is checked before the database is asked."""
+    store = _filled(AlertStore(tmp_path / "a.db"))
     yield store
     store.close()
 
@@ -91,10 +106,10 @@ def test_a_verdict_on_an_unknown_alert_is_refused_and_nothing_is_stored(store):
         ("false_positive", "x" * (NOTE_MAX_CHARS + 1), "ana", "note longer"),
     ],
 )
-def test_invalid_verdicts_are_refused_with_a_reason(store, verdict, note, reviewer, reason):
+def test_invalid_verdicts_are_refused_with_a_reason(lite, verdict, note, reviewer, reason):
     with pytest.raises(ValueError, match=reason):
-        add_review(store.conn, Review(ids(store)[0], verdict, note, reviewer, 1))
-    assert count(store) == 0
+        add_review(lite.conn, Review(ids(lite)[0], verdict, note, reviewer, 1))
+    assert count(lite) == 0
 
 
 def test_limits_are_inclusive_and_the_reviewer_is_stored_trimmed(store):
@@ -106,7 +121,7 @@ def test_limits_are_inclusive_and_the_reviewer_is_stored_trimmed(store):
 
 def test_the_table_itself_refuses_an_unknown_verdict(store):
     """A writer that bypasses add_review still cannot store a verdict `evaluate` cannot score."""
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.CheckViolation)):
         store.conn.execute(
             "INSERT INTO alert_reviews (alert_id, verdict, reviewer, reviewed_at) VALUES (?, 'maybe', 'x', 1)",
             (ids(store)[0],),
