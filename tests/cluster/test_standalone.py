@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -15,7 +16,7 @@ import yaml
 
 from fraudstream.cluster.standalone import LocalCluster
 from tests.cluster.conftest import cluster_settings
-from tests.sockets import listening, not_loopback
+from tests.sockets import not_loopback
 
 FRAUDSTREAM = Path(sys.executable).parent / "fraudstream"
 
@@ -69,9 +70,12 @@ def test_start_prints_where_everything_is(started):
     assert conf["taskmanager.numberOfTaskSlots"] == 2
     assert conf["heartbeat.timeout"] == "10 s"
     assert conf["metrics.reporter.prom.factory.class"].startswith("io.fraudstream.")
-    # the reporter of the JobManager answers on one of the ports it was given
-    ports = [int(p) for p in cluster.settings.metrics.job_port.split(",")]
-    assert any(port in ports for _, port in listening(status.jobmanager_pid))
+    # each JVM's Prometheus reporter, on one of the ports it was given, shown by status
+    ports = {int(p) for p in cluster.settings.metrics.job_port.split(",")}
+    urls = [status.metrics[pid] for pid in (status.jobmanager_pid, *status.taskmanager_pids)]
+    assert {int(url.rsplit(":", 1)[1].removesuffix("/metrics")) for url in urls} <= ports
+    with urllib.request.urlopen(urls[0], timeout=10) as resp:
+        assert b"flink_jobmanager_numRegisteredTaskManagers" in resp.read()
 
 
 @pytest.mark.flink

@@ -27,6 +27,12 @@ def cluster_group() -> None:
     'fraudstream run --jobmanager HOST:PORT'.
 
     \b
+      fraudstream cluster start --taskmanagers 2      # 2 x 2 task slots, ~15 s
+      fraudstream run --jobmanager 127.0.0.1:8081     # the job, submitted to it
+      fraudstream cluster status                      # processes, slots, jobs
+      fraudstream cluster stop
+
+    \b
     It keeps its configuration, logs and pid files under cluster.dir (default
     <data-dir>/cluster), and listens on cluster.host (127.0.0.1) only: the web UI and
     REST endpoint on cluster.rest_port (8081), the JVMs' own ports on free ones.
@@ -105,9 +111,9 @@ def cluster_status(ctx: click.Context) -> None:
         ctx.exit(1)
     state = "running" if status.ready else "starting or unhealthy"
     click.echo(f"Flink cluster {state}: Web UI {status.web_url} (logs in {status.log_dir})")
-    rows = [("JobManager", status.jobmanager_pid, _rss(status.jobmanager_pid))]
-    rows += [("TaskManager", pid, _rss(pid)) for pid in status.taskmanager_pids]
-    click.echo(tabulate(rows, headers=["Process", "PID", "Memory (RSS)"], tablefmt="simple"))
+    procs = [("JobManager", status.jobmanager_pid)] + [("TaskManager", pid) for pid in status.taskmanager_pids]
+    rows = [(name, pid, _rss(pid), status.metrics.get(pid, "-")) for name, pid in procs]
+    click.echo(tabulate(rows, headers=["Process", "PID", "Memory (RSS)", "Metrics"], tablefmt="simple"))
     if not status.rest_ok:
         click.echo(f"its REST endpoint at {status.rest_address} does not answer")
         ctx.exit(1)

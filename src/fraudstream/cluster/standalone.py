@@ -29,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class ClusterStatus:
     jobs: tuple[JobSummary, ...] = ()
     log_dir: Path | None = None
     reporter: str | None = None  # why the Prometheus reporter is off, when it is off
+    metrics: dict[int, str] = field(default_factory=dict)  # pid -> its /metrics URL, once known
 
     @property
     def ready(self) -> bool:
@@ -96,6 +98,7 @@ class _Proc:
     pid: int
     started: float
     log: str = ""
+    metrics_file: str = ""  # where its Prometheus reporter says its port
 
 
 @dataclass
@@ -179,7 +182,18 @@ class LocalCluster:
             jobs=summaries,
             log_dir=self.log_dir,
             reporter=record.reporter,
+            metrics={p.pid: url for p in record.all() if (url := self._metrics_url(p))},
         )
+
+    def _metrics_url(self, p: _Proc) -> str | None:
+        try:
+            kind, _, port = Path(p.metrics_file).read_text().strip().partition(" ") if p.metrics_file else ("", "", "")
+        except OSError:
+            return None
+        if kind != "port" or not port.isdigit():
+            return None
+        host = _loopback(self.settings.metrics.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     # ----------------------------------------------------------------- start
     def start(self, progress: Callable[[str], None] | None = None) -> ClusterStatus:
@@ -312,7 +326,7 @@ class LocalCluster:
             offset = out.tell()  # this launch's lines start here
             try:
                 child = subprocess.Popen(
-                    ["bash", str(script), "start-foreground"],
+                    ["bash", str(script), "start-foreground", *self._reporter_args(role)],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -326,6 +340,16 @@ class LocalCluster:
         self._consoles[child.pid] = (console, offset)
         return child
 
+    def _reporter_args(self, role: str) -> list[str]:
+        """Where this JVM's Prometheus reporter writes the port it got (`port <n>`): a dynamic
+        property, as each JVM needs a file of its own."""
+        if not (self.conf_dir / "config.yaml").is_file() or self._read().reporter is not None:
+            return []
+        folder = self.root / "reporter"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{role}-{uuid.uuid4().hex[:12]}.status"
+        return ["-D", f"metrics.reporter.prom.status-file={path}"]
+
     def _await_exec(self, child: subprocess.Popen[bytes], role: str) -> _Proc:
         """Wait until the script has exec'd java (its command line then names our conf dir),
         and return the record entry: PID, start time, and the Flink log file (-Dlog.file)."""
@@ -336,7 +360,13 @@ class LocalCluster:
                 args = h.cmdline()
                 if str(self.conf_dir) in " ".join(args):
                     logs = [a.removeprefix("-Dlog.file=") for a in args if a.startswith("-Dlog.file=")]
-                    return _Proc(child.pid, h.create_time(), logs[0] if logs else str(self.log_dir))
+                    status = [a.partition("status-file=")[2] for a in args if "prom.status-file=" in a]
+                    return _Proc(
+                        child.pid,
+                        h.create_time(),
+                        logs[0] if logs else str(self.log_dir),
+                        status[0] if status else "",
+                    )
             time.sleep(0.05)
         console, offset = self._consoles[child.pid]
         if child.poll() is None:
