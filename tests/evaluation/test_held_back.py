@@ -70,12 +70,12 @@ def test_store_with_and_without_the_risk_columns(tmp_path: Path) -> None:
     old, new = tmp_path / "old.db", tmp_path / "new.db"
     with sqlite3.connect(old) as conn:
         conn.execute(ALERTS_TABLE)
-        conn.execute("INSERT INTO fraud_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute("INSERT INTO fraud_alerts VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
     with sqlite3.connect(new) as conn:
         conn.execute(WITH_RISK)
-        conn.execute("INSERT INTO fraud_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, 0.1, 1))
+        conn.execute("INSERT INTO fraud_alerts VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, 0.1, 1))
         conn.execute(
-            "INSERT INTO fraud_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ("a2", *row[1:], 0.95, 0)
+            "INSERT INTO fraud_alerts VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ("a2", *row[1:], 0.95, 0)
         )
     for conn in (sqlite3.connect(old), sqlite3.connect(new)):
         conn.close()
@@ -96,7 +96,7 @@ def test_the_evaluate_command_reports_held_back_alerts(tmp_path: Path, capsys) -
         conn.execute(WITH_RISK)
         for i, (tx, risk, held) in enumerate((("f1", 0.9, 0), ("h1", 0.01, 1), ("h2", 0.6, 0))):
             conn.execute(
-                "INSERT INTO fraud_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO fraud_alerts VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (f"a{i}", "HIGH_VALUE_FRAUD", "u", "d", tx, "HIGH", 2000.0, "m", BASE + i, BASE, "{}", risk, held),
             )
     conn.close()

@@ -29,8 +29,8 @@ HOUR = 3600 * SEC
 # The store's table as the brief gives it (not imported from the store, so a change there shows).
 ALERTS_TABLE = """
 CREATE TABLE fraud_alerts (
-    alert_id TEXT, alert_type TEXT, user_id TEXT, device_id TEXT, transaction_id TEXT, severity,
-    amount REAL, message, event_time INTEGER, detected_at INTEGER, alert_data TEXT
+    id INTEGER PRIMARY KEY, alert_id TEXT, alert_type TEXT, user_id TEXT, device_id TEXT, transaction_id TEXT,
+    severity, amount REAL, message, event_time INTEGER, detected_at INTEGER, alert_data TEXT
 )
 """
 
@@ -270,7 +270,7 @@ def test_parquet_loader_missing_or_empty_directory(tmp_path):
 def make_store(path: Path, rows: list[tuple]) -> None:
     conn = sqlite3.connect(path)
     conn.execute(ALERTS_TABLE)
-    conn.executemany("INSERT INTO fraud_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT INTO fraud_alerts VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
 

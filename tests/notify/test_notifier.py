@@ -1,4 +1,5 @@
-"""The notifier against real receivers: a local webhook and a local SMTP server (STARTTLS, login)."""
+"""The notifier against real receivers: a local webhook and a local SMTP server (STARTTLS, login);
+a restart, the held-back alerts and a dropped connection on a PostgreSQL store too."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from fraudstream.config import Settings, load_settings
 from fraudstream.metrics.process import REGISTRY
 from fraudstream.notify import Notifier
 from fraudstream.notify.receivers import receiver_name
-from fraudstream.store import AlertStore
+from fraudstream.store import AlertStore, db
 from tests.notify.conftest import SMTP_PASSWORD, SMTP_USER, make_alert
 from tests.notify.servers import Smtp, Webhook, alert_id, free_port, wait_until
 
@@ -62,9 +63,19 @@ def sample(receiver: str, result: str) -> float:
     return REGISTRY.get_sample_value("fraudstream_notifications_total", {"receiver": receiver, "result": result}) or 0
 
 
-def sent_rows(db: Path) -> list[tuple[str, str, int, int, int]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT receiver, kind, first_id, last_id, alerts FROM notify_sent ORDER BY id").fetchall()
+def sent_rows(where: Path | Settings) -> list[tuple[str, str, int, int, int]]:
+    """The ledger's log of messages, from a SQLite file or the store of `settings`."""
+    with db.connect(where if isinstance(where, Settings) else db.Location("sqlite", path=where)) as conn:
+        rows = conn.execute("SELECT receiver, kind, first_id, last_id, alerts FROM notify_sent ORDER BY id")
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+@pytest.fixture
+def any_store(tmp_path: Path, store_flags: dict[str, str]) -> Iterator[tuple[AlertStore, dict[str, str]]]:
+    """A store, once SQLite and once PostgreSQL, and the settings flags that name it."""
+    s = AlertStore.open(load_settings(flags={"data_dir": str(tmp_path), **store_flags}, environ={}))
+    yield s, store_flags
+    s.close()
 
 
 def test_critical_alerts_reach_chat_and_email_with_their_content_medium_ones_do_not(tmp_path, store, webhook, smtp):
@@ -128,8 +139,9 @@ def test_a_burst_of_100_becomes_a_bounded_number_of_messages(tmp_path, store, we
     assert sample(hook_name(webhook), "suppressed") - suppressed_before == 95
 
 
-def test_a_stopped_and_restarted_notifier_sends_nothing_twice_and_loses_nothing(tmp_path, store, webhook):
-    settings = settings_for(tmp_path, webhook)
+def test_a_stopped_and_restarted_notifier_sends_nothing_twice_and_loses_nothing(tmp_path, any_store, webhook):
+    store, flags = any_store
+    settings = settings_for(tmp_path, webhook, **flags)
     with running(settings):
         store.write_batch([make_alert(1), make_alert(2)])
         assert wait_until(lambda: len(webhook.texts) == 2)
@@ -338,11 +350,12 @@ def test_a_worker_that_cannot_start_leaves_no_log_filter_behind(tmp_path, webhoo
     assert filters() == before
 
 
-def test_held_back_alerts_are_not_notified_and_takeovers_are_with_their_risk(tmp_path, store, webhook):
+def test_held_back_alerts_are_not_notified_and_takeovers_are_with_their_risk(tmp_path, any_store, webhook):
     """A rule alert the model held back (its order looked normal for the customer) is stored and
     never sent, nor counted as waiting; an ACCOUNT_TAKEOVER is sent like any alert of its
     severity, its risk in the message; the position moves past what was held back."""
-    settings = settings_for(tmp_path, webhook, **{"notify.severities": "HIGH,CRITICAL"})
+    store, flags = any_store
+    settings = settings_for(tmp_path, webhook, **{"notify.severities": "HIGH,CRITICAL", **flags})
     store.write_batch([make_alert(1)])  # before the notifier: history, not news
     takeover = make_alert(
         3, severity="HIGH", alert_type="ACCOUNT_TAKEOVER", device="d_new", risk=0.9712,
@@ -359,4 +372,43 @@ def test_held_back_alerts_are_not_notified_and_takeovers_are_with_their_risk(tmp
     assert "Risk: 0.971 (the model's, for this order)" in first
     assert "Risk: 0.600 (the model's, for this order)" in second and "a00004" in second[-1]
     assert not any("a00002" in t for t in webhook.texts)
-    assert [r[2:] for r in sent_rows(tmp_path / "fraud_alerts.db")] == [(3, 3, 1), (4, 4, 1)]
+    assert [r[2:] for r in sent_rows(settings)] == [(3, 3, 1), (4, 4, 1)]
+
+
+def test_on_postgresql_a_dropped_connection_is_opened_again_and_nothing_is_lost(
+    tmp_path, postgres_url, webhook, capsys
+):
+    """The server drops every connection of the notifier (as a restart or a failover does): it
+    connects again and goes on from its stored position; `notify status` reads the same store."""
+    from fraudstream.cli.main import main
+
+    settings = settings_for(tmp_path, webhook, **{"store.url": postgres_url})
+
+    def write(*alerts) -> None:
+        store = AlertStore.open(settings)
+        try:
+            store.write_batch(list(alerts))
+        finally:
+            store.close()
+
+    write(make_alert(1))  # before the notifier: history, not news
+    with running(settings) as notifier:
+        write(make_alert(2))
+        assert wait_until(lambda: len(webhook.texts) == 1)
+        with db.connect(settings) as admin:
+            dropped = admin.execute(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert dropped >= 1  # the worker's connection
+        write(make_alert(3), make_alert(4, risk=0.004, held_back=True), make_alert(5))
+        assert wait_until(lambda: len(webhook.texts) == 3, timeout=8)
+        time.sleep(0.3)  # nothing else comes
+        assert notifier.check() == [] and notifier.pending() == 0
+    assert [alert_id(t) for t in webhook.texts] == ["a00002", "a00003", "a00005"]
+    assert [r[2:] for r in sent_rows(settings)] == [(2, 2, 1), (3, 3, 1), (5, 5, 1)]
+    flags = ["--data-dir", str(tmp_path), "--set", f"store.url={postgres_url}"]
+    assert main([*flags, "--set", f"notify.webhook_url={webhook.url()}", "notify", "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{hook_name(webhook)}: up to store row 5, 0 waiting" in out
+    assert "held back as normal for their customer (stored, never notified): 1 alert(s)" in out

@@ -54,8 +54,12 @@ def test_notify_status_shows_positions_recent_messages_and_receivers_no_longer_s
 
 
 def test_notify_status_creates_no_table(tmp_path, store, capsys):
+    # A store from before the notification ledger (migration 3): status reads, never creates.
+    with sqlite3.connect(tmp_path / "fraud_alerts.db") as conn:
+        conn.execute("DROP TABLE notify_sent")
+        conn.execute("DROP TABLE notify_receivers")
     assert main(["--data-dir", str(tmp_path), "notify", "status"]) == 0
     assert "no notifications sent" in capsys.readouterr().out
     with sqlite3.connect(tmp_path / "fraud_alerts.db") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert not any(t.startswith("notify") for t in tables), tables
+    assert "fraud_alerts" in tables and not any(t.startswith("notify") for t in tables), tables

@@ -1,4 +1,5 @@
-"""A store filled through the store's own writer, settings pointing at it, and the app."""
+"""A store filled through the store's own writer, settings pointing at it, and the app; the
+`any_*` fixtures the same on a SQLite and on a PostgreSQL store (tests/postgres.py)."""
 
 from __future__ import annotations
 
@@ -69,8 +70,9 @@ def scored(a: Alert, risk: float, min_risk: float = 0.02) -> Alert:
     return replace(a, risk=risk, held_back=risk < min_risk)
 
 
-def write(path: Path, alerts: list[Alert]) -> None:
-    store = AlertStore(path)
+def write(where: Path | Settings, alerts: list[Alert]) -> None:
+    """`alerts` into a SQLite file, or into the store of `settings` (PostgreSQL with store.url)."""
+    store = AlertStore.open(where) if isinstance(where, Settings) else AlertStore(where)
     try:
         store.write_batch(alerts)
     finally:
@@ -120,6 +122,23 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
+    yield from _client(settings)
+
+
+@pytest.fixture
+def any_settings(tmp_path: Path, store_flags: dict[str, str]) -> Settings:
+    """`settings`, once on SQLite and once on PostgreSQL."""
+    s = settings_for(tmp_path, **{"dashboard.push_interval_ms": 100, **store_flags})
+    write(s, sample())
+    return s
+
+
+@pytest.fixture
+def any_client(any_settings: Settings) -> Iterator[TestClient]:
+    yield from _client(any_settings)
+
+
+def _client(settings: Settings) -> Iterator[TestClient]:
     from fraudstream.web import create_app
 
     with TestClient(create_app(settings), base_url=LOCAL) as c:

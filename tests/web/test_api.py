@@ -1,5 +1,6 @@
 """The dashboard's JSON API in-process (Starlette's TestClient over the ASGI app): filters,
-paging, bad parameters, triage and its CSRF defence, metrics, and a store that is missing."""
+paging, bad parameters, triage and its CSRF defence, metrics, and a store that is missing.
+The search, an alert's record, triage and the stats run on SQLite and on PostgreSQL (`any_client`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import sqlite3
 
 import pytest
 
+from fraudstream.store import db
 from fraudstream.store.reviews import history
-from fraudstream.store.sqlite import connect
 from tests.conftest import BASE, MIN
 from tests.web.conftest import HOSTILE, LOCAL, TestClient, alert, csrf, settings_for, write
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_search_filters_and_pages(client):
+def test_search_filters_and_pages(any_client):
+    client = any_client
     everything = client.get("/api/alerts", params={"page_size": 500}).json()
     assert everything["total"] == 41 and len(everything["items"]) == 41
     times = [a["event_time"] for a in everything["items"]]
@@ -72,7 +74,8 @@ def test_other_bad_requests(client):
     assert client.get("/api/nothing").json() == {"error": "Not Found"}
 
 
-def test_an_alerts_full_record(client):
+def test_an_alerts_full_record(any_client):
+    client = any_client
     ids = {a["transaction_id"]: a["alert_id"] for a in client.get("/api/alerts?page_size=500").json()["items"]}
     target = next(a for a in client.get("/api/alerts?user=u_0&type=VELOCITY_FRAUD").json()["items"])
     r = client.get(f"/api/alerts/{target['alert_id']}").json()
@@ -91,7 +94,8 @@ def test_an_alerts_full_record(client):
     assert related and related <= set(ids.values())  # every related alert is a real, stored one
 
 
-def test_triage_stores_verdicts_newest_in_force(client, settings):
+def test_triage_stores_verdicts_newest_in_force(any_client, any_settings):
+    client = any_client
     target = client.get("/api/alerts?page_size=1").json()["items"][0]["alert_id"]
     url = f"/api/alerts/{target}/reviews"
     first = client.post(
@@ -100,7 +104,7 @@ def test_triage_stores_verdicts_newest_in_force(client, settings):
     assert first.status_code == 201 and first.json()["review"]["verdict"] == "confirmed_fraud"
     second = client.post(url, json={"verdict": "false_positive", "reviewer": " bob "}, headers=csrf(client))
     assert second.status_code == 201
-    conn = connect(settings.db_path)
+    conn = db.connect(any_settings)
     assert [(r.verdict, r.reviewer, r.note) for r in history(conn, target)] == [
         ("false_positive", "bob", None),
         ("confirmed_fraud", "ann", "card reported"),
@@ -165,7 +169,8 @@ def test_hostile_text_comes_back_as_data_and_the_page_holds_none(client):
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
 
 
-def test_stats_count_by_type_and_severity_over_time(client):
+def test_stats_count_by_type_and_severity_over_time(any_client):
+    client = any_client
     s = client.get("/api/stats").json()
     assert s["bucket_ms"] == 60_000 and len(s["buckets"]) == 42
     assert sum(sum(v) for v in s["by_type"].values()) == 41

@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright): it loads without
 console errors, draws its charts, shows a stored alert live, searches and pages, stores a
-verdict, and shows a script-like user id as text that runs nothing. Keeps a screenshot."""
+verdict, and shows a script-like user id as text that runs nothing (and, on a PostgreSQL
+store, names it, shows a new alert live and stores a verdict there). Keeps a screenshot."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from playwright.sync_api import expect
 
 from fraudstream.cli.main import main
 from fraudstream.config import Settings
-from fraudstream.store import AlertStore
+from fraudstream.store import AlertStore, db
 from fraudstream.store.reviews import reviewed_alerts
 from fraudstream.store.sqlite import connect
 from tests.conftest import BASE, MIN, make_order
@@ -290,3 +291,36 @@ def test_a_notification_link_opens_its_alert_and_the_time_filter_is_utc(browser,
         assert errors == []
     finally:
         context.close()
+
+
+def test_on_a_postgresql_store_the_page_names_it_shows_alerts_live_and_stores_a_verdict(
+    browser, tmp_path, postgres_url
+):
+    from fraudstream.web import create_app
+
+    s = settings_for(tmp_path, **{"dashboard.push_interval_ms": 200, "store.url": postgres_url})
+    write(s, sample())
+    password = postgres_url.split("@")[0].rsplit(":", 1)[1]
+    with serving(create_app(s)) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        try:
+            p = context.new_page()
+            p.on("pageerror", lambda e: errors.append(str(e)))
+            p.goto(url + "/")
+            p.wait_for_selector("#conn.up", timeout=5_000)
+            expect(p.locator("#store-state")).to_have_text("41 alerts stored in PostgreSQL", timeout=5_000)
+            where = p.locator("#store-state").get_attribute("title") or ""
+            assert "postgresql://" in where and "***" in where and password not in where
+            write(s, [alert(BASE + 50 * MIN, user="u_live", device="d_live", kind="device")])
+            p.locator("#feed li", has_text="u_live").click(timeout=3_000)
+            p.wait_for_selector("#detail:not([hidden])")
+            p.fill("#reviewer", "Asha")
+            p.dispatch_event("#reviewer", "change")
+            p.click("#confirm")
+            p.locator("#d-triage-msg", has_text="Stored").wait_for(timeout=3_000)
+            assert errors == []
+        finally:
+            context.close()
+    with db.connect(s) as conn:
+        assert reviewed_alerts(conn) == [("DEVICE_SHARING_FRAUD", "confirmed_fraud")]

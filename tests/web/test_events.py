@@ -1,5 +1,6 @@
 """The live feed over a real server: alerts events carry their newest row's id, and a page
-that reconnects with Last-Event-ID first gets what it missed; connections are capped."""
+that reconnects with Last-Event-ID first gets what it missed (on SQLite and PostgreSQL);
+connections are capped."""
 
 from __future__ import annotations
 
@@ -36,19 +37,19 @@ def events(response: httpx.Response, wanted: int, timeout_s: float = 5.0) -> lis
 
 
 @pytest.mark.timeout(30)
-def test_a_reconnecting_page_gets_what_it_missed_once(tmp_path):
-    s = settings_for(tmp_path, **{"dashboard.push_interval_ms": 100})
-    write(s.db_path, sample())  # rows 1..41
+def test_a_reconnecting_page_gets_what_it_missed_once(tmp_path, store_flags):
+    s = settings_for(tmp_path, **{"dashboard.push_interval_ms": 100, **store_flags})
+    write(s, sample())  # rows 1..41
     with serving(create_app(s)) as url, httpx.Client(base_url=url, timeout=5) as c:
         with c.stream("GET", "/api/events", headers={"Last-Event-ID": "38"}) as r:
             assert r.status_code == 200
             time.sleep(0.3)  # the feed has looked once (the alerts before it are not news)
-            write(s.db_path, [alert(BASE + 50 * MIN, user="u_live")])  # row 42
+            write(s, [alert(BASE + 50 * MIN, user="u_live")])  # row 42
             missed, live = events(r, 2)
         assert missed["id"] == "41" and [a["id"] for a in orjson.loads(missed["data"])] == [41, 40, 39]
         assert live["id"] == "42" and [a["user_id"] for a in orjson.loads(live["data"])] == ["u_live"]
         with c.stream("GET", "/api/events", headers={"Last-Event-ID": "42"}) as r:
-            write(s.db_path, [alert(BASE + 51 * MIN, user="u_next")])  # row 43: nothing before it again
+            write(s, [alert(BASE + 51 * MIN, user="u_next")])  # row 43: nothing before it again
             (only,) = events(r, 1)
         assert only["id"] == "43" and [a["id"] for a in orjson.loads(only["data"])] == [43]
 

@@ -10,6 +10,7 @@ archive is not written again by a replay.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fraudstream.config import Settings, to_toml
+from fraudstream.config import ENV_PREFIX, Settings, to_toml
 from fraudstream.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,21 @@ logger = logging.getLogger(__name__)
 
 class NothingToReplay(UserFacingError):
     """The archive has no orders in the period asked for."""
+
+
+# The store settings a private run sets itself: the environment's (which beats a settings
+# file) must not point it at the user's store, above all not at a team's PostgreSQL store.
+_STORE_ENV = ("store__url", "store__db_path")
+
+
+def private_store_environ() -> dict[str, str]:
+    """This process's environment for a child `fraudstream run` that keeps a SQLite store of
+    its own (a replay, a benchmark): without FRAUDSTREAM_STORE__URL and __DB_PATH."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() in _STORE_ENV)
+    }
 
 
 @dataclass(frozen=True)
@@ -93,10 +109,14 @@ def run_replay(
             "logging.log_file": str(data_dir / "app.log"),
         }
     )
-    # Unset, checkpoints and savepoints go under the replay's own data directory (with_overrides
+    # Unset, checkpoints and savepoints go under the replay's own data directory, and the store
+    # is the SQLite file there, never the team's PostgreSQL store of store.url (with_overrides
     # skips None values, hence the copy).
     run_settings = run_settings.model_copy(
-        update={"checkpoint": run_settings.checkpoint.model_copy(update={"dir": None, "savepoint_dir": None})}
+        update={
+            "checkpoint": run_settings.checkpoint.model_copy(update={"dir": None, "savepoint_dir": None}),
+            "store": run_settings.store.model_copy(update={"url": None}),
+        }
     )
     config = data_dir / "settings.toml"
     config.write_text(to_toml(without_secrets(run_settings).model_dump(mode="json")), encoding="utf-8")
@@ -105,7 +125,9 @@ def run_replay(
     echo(f"{name}: replaying through the Flink job ({run_settings.pipeline.engine} engine), log in {log_path}")
     started = time.monotonic()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=private_store_environ()
+        )
         try:
             code = proc.wait()
         except BaseException:  # Ctrl-C or SIGTERM: stop the replay too, cleanly

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import psutil
 
+from fraudstream.backtest.replay import private_store_environ
 from fraudstream.config import KafkaSettings
 from fraudstream.flink.jobinfo import JobInfo
 from fraudstream.kafka.clients import connect_admin, partition_count
@@ -107,7 +108,10 @@ def run_job(
     ]  # fmt: skip
     log = (data_dir / "bench-run.log").open("wb")
     started = time.monotonic()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    # A SQLite store in data_dir, whatever store the user's environment names.
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, env=private_store_environ()
+    )
     root = psutil.Process(proc.pid)
     info_path = data_dir / "job.json"
     queries: dict[str, str] = {}

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
 
+from fraudstream.backtest.replay import private_store_environ
 from fraudstream.bench.jobs import kafka_flags, rest_get
 from fraudstream.config import GeneratorSettings, KafkaSettings
 from fraudstream.flink.jobinfo import JobInfo
@@ -85,7 +86,9 @@ def measure_latency(
     partitions = partition_count(connect_admin(k), k.alerts_topic)
     consumer.assign([TopicPartition(k.alerts_topic, p, OFFSET_END) for p in range(partitions)])
     with (data_dir / "bench-latency.log").open("wb") as log:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(  # a SQLite store in data_dir, whatever store the environment names
+            command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, env=private_store_environ()
+        )
         try:
             _wait_until_running(data_dir / "job.json", proc)
             stop = threading.Event()

@@ -80,6 +80,7 @@ def dashboard(ctx: click.Context, host: str | None, port: int | None, token: str
     import uvicorn
 
     from fraudstream.cli.logs import configure_logging
+    from fraudstream.store.db import Location
     from fraudstream.web import create_app
 
     settings = resolve_settings(ctx, **{"dashboard.host": host, "dashboard.port": port, "dashboard.token": token})
@@ -92,7 +93,8 @@ def dashboard(ctx: click.Context, host: str | None, port: int | None, token: str
         app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2, server_header=False
     )
     click.echo(f"Dashboard: {d.url}/" + (" (open it once with ?token=<access token>)" if d.token else ""))
-    click.echo(f"  listening on {d.host}:{d.port}, store {settings.db_path}; Ctrl-C stops it", err=True)
+    store = Location.of(settings)  # a PostgreSQL URL's password masked
+    click.echo(f"  listening on {d.host}:{d.port}, store {store}; Ctrl-C stops it", err=True)
     if d.host in WILDCARD_HOSTS and not d.allowed_hosts and not d.public_url:
         click.echo(
             "  it answers only to loopback names: set dashboard.allowed_hosts (or public_url) to the names "

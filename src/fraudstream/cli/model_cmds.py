@@ -97,6 +97,7 @@ def train(ctx: click.Context, archive: Path | None, start: str | None, end: str 
     from fraudstream.model.file import save
     from fraudstream.model.train import archived_orders, read_verdicts, verify
     from fraudstream.model.train import train as fit
+    from fraudstream.store.db import Location
 
     if db is not None and labels != "reviews":
         raise UserError("--db goes with --labels reviews")
@@ -105,7 +106,9 @@ def train(ctx: click.Context, archive: Path | None, start: str | None, end: str 
     say = _progress(started)
     folder = (archive or Path(settings.archive.path or settings.data_dir / "archive")).expanduser()
     writable_folder(output or settings.data_dir / "models" / "m.zip", "the model file")
-    verdicts = read_verdicts(db or settings.db_path) if labels == "reviews" else None
+    # --db: a SQLite file; else the store of the settings (PostgreSQL with store.url).
+    store = Location("sqlite", path=db) if db is not None else Location.of(settings)
+    verdicts = read_verdicts(store) if labels == "reviews" else None
     orders = archived_orders(folder, _time(start, "--from"), _time(end, "--to"), say)
     trained = fit(
         orders,

@@ -9,7 +9,7 @@ from fraudstream.cli.options import Group
 from fraudstream.notify import ledger
 from fraudstream.notify.message import clean, render_test, utc_iso
 from fraudstream.notify.receivers import Sender, receivers
-from fraudstream.store.sqlite import connect
+from fraudstream.store import db
 
 
 @click.group("notify", cls=Group)
@@ -48,9 +48,9 @@ def notify_status(ctx: click.Context, last: int) -> None:
     """Each receiver's position in the store, what waits for it, and the latest messages sent."""
     settings = resolve_settings(ctx)
     configured = {r.name for r in receivers(settings.notify)}
-    conn = connect(settings.db_path)
+    # Read-only: a store no notifier ever ran on has no notify tables, and gets none here.
+    conn = db.connect(settings, read_only=True)  # SQLite, or PostgreSQL with store.url
     try:
-        # Read-only: a store no notifier ever ran on has no notify tables, and gets none here.
         states = ledger.receiver_states(conn) if ledger.has_schema(conn) else {}
         if not states:
             click.echo("no notifications sent from this store yet")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -14,6 +14,9 @@ from fraudstream.cli.app import UserError, global_options, resolve_settings, sig
 from fraudstream.cli.options import Command
 from fraudstream.config import PROFILES, Settings, load_settings, parse_set_option
 from fraudstream.evaluation import MATCHING_RULE
+
+if TYPE_CHECKING:
+    from fraudstream.store.db import Location
 
 _RULE_HELP = "\b\nMatching rule:\n" + MATCHING_RULE.replace("\n\n", "\n")
 
@@ -59,14 +62,22 @@ def _load_events(settings: Settings, spec: str | None, start: int | None, end: i
 
 
 def _load_alerts(settings: Settings, spec: str | None, start: int | None, end: int | None) -> list:
-    from fraudstream.evaluation import load_alerts, load_alerts_sqlite
+    from fraudstream.evaluation import load_alerts
+    from fraudstream.evaluation.alerts import load_alerts_store
+    from fraudstream.store.db import Location
 
     topic = _topic(spec, settings.kafka.alerts_topic) if spec else None
     if topic is not None:
         from fraudstream.kafka.clients import read_topic
 
         return load_alerts((_json(v) for v in read_topic(settings.kafka, topic)), start, end)
-    return load_alerts_sqlite(Path(spec).expanduser() if spec else settings.db_path, start, end)
+    if spec is None:
+        store = Location.of(settings)  # SQLite at db_path, or PostgreSQL with store.url
+    elif spec.startswith(("postgresql://", "postgres://")):
+        store = Location("postgresql", url=spec)
+    else:
+        store = Location("sqlite", path=Path(spec).expanduser())
+    return load_alerts_store(store, start, end)
 
 
 def _json(value: bytes) -> Any:
@@ -130,7 +141,10 @@ def _options(options: list) -> Any:
     help="Labelled events: a JSON-lines file, a Parquet archive directory, or kafka[:TOPIC] [<data-dir>/archive].",
 )
 @click.option(
-    "--alerts", metavar="SOURCE", help="Alerts of the run: a SQLite file or kafka[:TOPIC] [<data-dir>/fraud_alerts.db]."
+    "--alerts",
+    metavar="SOURCE",
+    help="Alerts of the run: a SQLite file, a postgresql:// URL or kafka[:TOPIC] [the store: store.url, else "
+    "<data-dir>/fraud_alerts.db].",
 )
 @_options(_PERIOD + _OUTPUTS)
 @click.option(
@@ -141,7 +155,7 @@ def _options(options: list) -> Any:
 @click.option(
     "--db",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="With --reviews: the SQLite store holding the verdicts [<data-dir>/fraud_alerts.db].",
+    help="With --reviews: a SQLite store holding the verdicts [the store: store.url, else <data-dir>/fraud_alerts.db].",
 )
 @click.pass_context
 def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: str | None, end: str | None,
@@ -166,7 +180,10 @@ def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: 
             raise UserError(
                 f"{', '.join(given)}: not used with --reviews, which scores every reviewed alert in the store"
             )
-        _evaluate_reviews(resolve_settings(ctx, **{"store.db_path": db}), as_json, json_out)
+        from fraudstream.store.db import Location
+
+        settings = resolve_settings(ctx)
+        _evaluate_reviews(Location("sqlite", path=db) if db is not None else Location.of(settings), as_json, json_out)
         return
     if db is not None:
         raise UserError("--db goes with --reviews; give the alerts of a run to score against labels with --alerts")
@@ -181,23 +198,23 @@ def evaluate(ctx: click.Context, events: str | None, alerts: str | None, start: 
     _write_outputs(data, json_out, chart, report, err=as_json)
 
 
-def _evaluate_reviews(settings: Settings, as_json: bool, json_out: Path | None) -> None:
+def _evaluate_reviews(path: Location, as_json: bool, json_out: Path | None) -> None:
     """`evaluate --reviews`: the verdicts in force and the alert counts from the store, scored."""
     from fraudstream.evaluation.output import format_review_table, review_report_to_json
     from fraudstream.evaluation.reviews import score_reviews
+    from fraudstream.store import db
     from fraudstream.store.queries import stats
     from fraudstream.store.reviews import reviewed_alerts
-    from fraudstream.store.sqlite import connect
 
-    path = settings.db_path
-    conn = connect(path)  # a missing store is one line (main turns StoreMissingError into it)
+    conn = db.connect(path, read_only=True)  # a missing store is one line (main turns StoreMissingError into it)
     try:
-        conn.execute("BEGIN")  # one snapshot for verdicts and counts, while the dashboard writes
+        if not conn.has_table("fraud_alerts"):
+            raise db.StoreMissingError(f"{path} has no fraud_alerts table: run 'fraudstream run' first")
+        # One snapshot for verdicts and counts, while the dashboard writes (PostgreSQL's default
+        # isolation takes one per statement).
+        conn.execute("BEGIN" if conn.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ")
         # A store written before triage existed has no verdicts table yet: no reviews, not an error.
-        has_reviews = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alert_reviews'"
-        ).fetchone()
-        verdicts = reviewed_alerts(conn) if has_reviews else []
+        verdicts = reviewed_alerts(conn) if conn.has_table("alert_reviews") else []
         counts = {r["alert_type"]: r["alerts"] for r in stats(conn, int(time.time() * 1000))["by_type"]}
     finally:
         conn.close()

@@ -1,16 +1,18 @@
-"""A run's alerts, from the SQLite store or as dicts (e.g. decoded from the alerts topic)."""
+"""A run's alerts, from the store (SQLite or PostgreSQL) or as dicts (e.g. decoded from the
+alerts topic)."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fraudstream.config import Settings
 from fraudstream.evaluation.errors import AlertStoreMissingError, EvaluationInputError
 from fraudstream.evaluation.labels import LoadStats, epoch_ms, in_window
+from fraudstream.store import db
 
 logger = logging.getLogger(__name__)
 
@@ -118,27 +120,35 @@ def load_alerts_sqlite(
     end_ms: int | None = None,
     stats: LoadStats | None = None,
 ) -> list[AlertRecord]:
-    """Alerts from the store's fraud_alerts table, opened read-only so a running job is undisturbed."""
-    path = Path(path)
-    if not path.is_file():
-        raise AlertStoreMissingError(f"no alert database at {path}")
-    # as_uri() percent-encodes the path, so names with '?' or '#' still open the right file.
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    """Alerts from a SQLite store's file (a run's, a backtest's), whatever store.url says."""
+    return load_alerts_store(db.Location("sqlite", path=Path(path)), start_ms, end_ms, stats)
+
+
+def load_alerts_store(
+    store: db.Location | Settings,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    stats: LoadStats | None = None,
+) -> list[AlertRecord]:
+    """Alerts from the store's fraud_alerts table, SQLite or PostgreSQL, in the order stored,
+    read on a read-only connection so a running job is undisturbed."""
+    location = db.Location.of(store) if isinstance(store, Settings) else store
+    if location.path is not None and not location.path.is_file():
+        raise AlertStoreMissingError(f"no alert database at {location}")
     try:
-        conn = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise EvaluationInputError(f"cannot open the alert database at {path}: {exc}") from exc
+        conn = db.connect(location, read_only=True)
+    except db.ERRORS as exc:
+        raise EvaluationInputError(f"cannot open the alert database at {location}: {exc}") from exc
     try:
-        conn.row_factory = sqlite3.Row
         try:
-            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='fraud_alerts'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise EvaluationInputError(f"{path} is not a readable SQLite database: {exc}") from exc
-        if found is None:
-            raise AlertStoreMissingError(f"{path} has no fraud_alerts table")
-        present = {row[1] for row in conn.execute("PRAGMA table_info(fraud_alerts)")}
+            found = conn.has_table("fraud_alerts")
+        except db.ERRORS as exc:
+            raise EvaluationInputError(f"{location} is not a readable alert database: {exc}") from exc
+        if not found:
+            raise AlertStoreMissingError(f"{location} has no fraud_alerts table")
+        present = set(conn.columns("fraud_alerts"))
         columns = [*_ALERT_COLUMNS, *(c for c in _RISK_COLUMNS if c in present)]
-        rows = conn.execute(f"SELECT {', '.join(columns)} FROM fraud_alerts ORDER BY rowid")
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM fraud_alerts ORDER BY id")
         return load_alerts((dict(row) for row in rows), start_ms, end_ms, stats)
     finally:
         conn.close()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as dist_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from fraudstream.features.replay import feature_rows
 from fraudstream.features.spec import FEATURES, FeatureSpec
 from fraudstream.model.file import ModelFile, load
 from fraudstream.model.score import Scorer
+
+if TYPE_CHECKING:
+    from fraudstream.store.db import Location
 
 logger = logging.getLogger(__name__)
 
@@ -145,21 +148,23 @@ def review_labels(orders: Sequence[Order], verdicts: Mapping[str, str], alerted:
     return out
 
 
-def read_verdicts(db: Path) -> tuple[dict[str, str], set[str]]:
-    """(transaction id -> verdict, alerted transaction ids) from the store, read-only. An order
-    with several reviewed alerts is fraud if any verdict says so."""
-    import sqlite3
+def read_verdicts(store: Location | Path) -> tuple[dict[str, str], set[str]]:
+    """(transaction id -> verdict, alerted transaction ids) from the store (a SQLite file, or
+    a Location: PostgreSQL too), read-only. An order with several reviewed alerts is fraud if
+    any verdict says so."""
+    from fraudstream.store import db
 
-    if not db.is_file():
-        raise TrainingError(f"no alert store at {db}: --labels reviews reads analysts' verdicts from it")
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    if isinstance(store, Path):
+        store = db.Location("sqlite", path=store)
+    if store.path is not None and not store.path.is_file():
+        raise TrainingError(f"no alert store at {store}: --labels reviews reads analysts' verdicts from it")
+    conn = db.connect(store, read_only=True)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "fraud_alerts" not in tables:
-            raise TrainingError(f"{db} has no fraud_alerts table")
+        if not conn.has_table("fraud_alerts"):
+            raise TrainingError(f"{store} has no fraud_alerts table")
         alerted = {r[0] for r in conn.execute("SELECT transaction_id FROM fraud_alerts") if r[0]}
         verdicts: dict[str, str] = {}
-        if "alert_reviews" in tables:
+        if conn.has_table("alert_reviews"):
             rows = conn.execute(
                 "SELECT a.transaction_id, r.verdict FROM alert_reviews r JOIN fraud_alerts a"
                 " ON a.alert_id = r.alert_id"
@@ -168,8 +173,8 @@ def read_verdicts(db: Path) -> tuple[dict[str, str], set[str]]:
             for tx, verdict in rows:
                 if tx and verdicts.get(tx) != "confirmed_fraud":
                     verdicts[tx] = verdict
-    except sqlite3.DatabaseError as exc:
-        raise TrainingError(f"cannot read the alert store {db}: {exc}") from None
+    except db.ERRORS as exc:
+        raise TrainingError(f"cannot read the alert store {store}: {exc}") from None
     finally:
         conn.close()
     return verdicts, alerted

@@ -13,11 +13,9 @@ at most that one message.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from prometheus_client import Gauge
 
@@ -27,7 +25,7 @@ from fraudstream.notify import ledger
 from fraudstream.notify.burst import Step, plan
 from fraudstream.notify.message import Message, render_alert, render_summary
 from fraudstream.notify.receivers import Receiver, Sender, receivers
-from fraudstream.store.sqlite import connect
+from fraudstream.store import db
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +48,21 @@ class ReceiverWorker:
         self,
         receiver: Receiver,
         settings: Settings,
-        db_path: Path,
+        location: db.Location,
         poll_s: float,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         self.receiver = receiver
         self.settings = settings
-        self.db_path = db_path
+        self.location = location
         self.poll_s = poll_s
         self.clock = clock
         self.failure: BaseException | None = None
         self.sent = 0
         self._sender = Sender(receiver)
-        self._conn: sqlite3.Connection | None = None
+        self._conn: db.Connection | None = None
         try:
-            self._conn = connect(db_path, busy_timeout_ms=settings.store.busy_timeout_ms)
+            self._conn = self._connect()
             ledger.ensure_schema(self._conn)
             self.state = ledger.load_state(self._conn, receiver.name, clock())
         except BaseException:
@@ -74,6 +72,23 @@ class ReceiverWorker:
         self._deadline: float | None = None
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"notify-{receiver.name}", daemon=True)
+
+    def _connect(self) -> db.Connection:
+        return db.connect(self.location, busy_timeout_ms=self.settings.store.busy_timeout_ms)
+
+    def _reconnect(self) -> None:
+        """After a transient failure, a PostgreSQL connection may be gone (the server
+        restarted, the network dropped it): open a new one. SQLite's (a lock) stays usable."""
+        assert self._conn is not None
+        if not self._conn.broken:
+            return
+        try:
+            fresh = self._connect()
+        except db.StoreUnreachable as exc:  # still down: the next try opens it
+            logger.debug("receiver %s: %s", self.receiver.name, exc)
+            return
+        self._conn.close()
+        self._conn = fresh
 
     def start(self) -> None:
         RECEIVER_UP.labels(self.receiver.name).set(1)
@@ -121,9 +136,10 @@ class ReceiverWorker:
                 stopping = self._stopping.is_set()
                 try:
                     todo = ledger.pending(self._conn, self.state.position, n.severities)
-                except sqlite3.OperationalError as exc:  # a busy or briefly unreadable store: later
+                except db.TRANSIENT as exc:  # a busy, restarting or briefly unreachable store: later
                     logger.warning("receiver %s: reading the store failed (%s); retrying", name, exc)
                     self._sleep(max(self.poll_s, 1.0))
+                    self._reconnect()
                     continue
                 now = self.clock()
                 step = plan(self.state.window, todo, now, n.burst_max, n.burst_window_ms, stopping=stopping)
@@ -184,7 +200,7 @@ class ReceiverWorker:
                 ledger.record_sent(
                     self._conn, self.receiver.name, self.state.position, new, message, self.clock(), kind
                 )
-            except sqlite3.OperationalError as exc:
+            except db.TRANSIENT as exc:
                 if self._expired():
                     logger.warning(
                         "receiver %s: a sent message could not be recorded (%s): the next run may send it again",
@@ -193,6 +209,7 @@ class ReceiverWorker:
                     return False
                 self._sleep(delay)
                 delay = min(delay * 2, 2.0)
+                self._reconnect()
                 continue
             self.state = new
             self.sent += kind is None
@@ -208,7 +225,7 @@ class ReceiverWorker:
                     logger.warning(
                         "receiver %s: %d alert(s) not sent yet; the next run sends them", self.receiver.name, left
                     )
-        except sqlite3.Error:
+        except db.ERRORS:
             logger.debug("counting what is left failed", exc_info=True)
         finally:
             self._conn.close()
@@ -225,15 +242,15 @@ class ReceiverWorker:
 class Notifier:
     """Every configured receiver's worker, started and stopped together."""
 
-    def __init__(self, settings: Settings, db_path: Path | None = None, poll_s: float | None = None) -> None:
+    def __init__(self, settings: Settings, location: db.Location | None = None, poll_s: float | None = None) -> None:
         self.settings = settings
-        self.db_path = db_path or settings.db_path
+        self.location = location or db.Location.of(settings)  # SQLite, or PostgreSQL with store.url
         poll = settings.store.flush_interval_ms / 1000 if poll_s is None else poll_s
         self.workers: list[ReceiverWorker] = []
         self._reported: set[str] = set()
         try:
             for receiver in receivers(settings.notify):
-                self.workers.append(ReceiverWorker(receiver, settings, self.db_path, poll))
+                self.workers.append(ReceiverWorker(receiver, settings, self.location, poll))
             self._warn_unconfigured()
         except BaseException:
             for worker in self.workers:
@@ -282,7 +299,7 @@ class Notifier:
 
     def pending(self) -> int:
         """Alerts not yet sent, summed over the receivers (read on a connection of its own)."""
-        conn = connect(self.db_path, busy_timeout_ms=self.settings.store.busy_timeout_ms)
+        conn = db.connect(self.location, read_only=True, busy_timeout_ms=self.settings.store.busy_timeout_ms)
         try:
             severities = self.settings.notify.severities
             return sum(ledger.count_pending(conn, w.state.position, severities) for w in self.workers if not w.dead)
@@ -297,7 +314,7 @@ class Notifier:
         if announce is not None:
             try:
                 waiting = self.pending()
-            except sqlite3.Error:
+            except (*db.ERRORS, db.StoreMissingError, db.StoreUnreachable):
                 waiting = 0
             if waiting:
                 announce(f"sending {waiting} pending notifications (up to {timeout_s:.0f} s; Ctrl-C again skips)")

@@ -8,7 +8,6 @@ found it (a second notifier on the same store fails instead of repeating message
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,30 +16,9 @@ import orjson
 from fraudstream.errors import UserFacingError
 from fraudstream.notify.burst import Window
 from fraudstream.notify.message import Message, StoredAlert
+from fraudstream.store.db import Connection
 from fraudstream.store.queries import has_risk
-from fraudstream.store.sqlite import write_transaction
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS notify_receivers (
-    receiver TEXT PRIMARY KEY,
-    position INTEGER NOT NULL,
-    window_start INTEGER,
-    window_sent INTEGER NOT NULL DEFAULT 0,
-    window_summarised INTEGER NOT NULL DEFAULT 0,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notify_sent (
-    id INTEGER PRIMARY KEY,
-    receiver TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    first_id INTEGER NOT NULL,
-    last_id INTEGER NOT NULL,
-    alerts INTEGER NOT NULL,
-    headline TEXT,
-    sent_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idx_notify_sent_receiver ON notify_sent(receiver, id);
-"""
+from fraudstream.store.schema import migrate
 
 _ALERT_COLUMNS = "id, alert_id, alert_type, severity, user_id, device_id, amount, message, event_time, alert_data"
 
@@ -66,47 +44,46 @@ class SentRow:
     sent_at: int
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
+def ensure_schema(conn: Connection) -> None:
+    """The ledger's tables, with the rest of the store's schema (its migration 3)."""
+    migrate(conn)
 
 
-def has_schema(conn: sqlite3.Connection) -> bool:
+def has_schema(conn: Connection) -> bool:
     """Whether a notifier ever ran on this store (read-only callers must not create tables)."""
-    sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('notify_receivers', 'notify_sent')"
-    return conn.execute(sql).fetchone()[0] == 2
+    return conn.has_table("notify_receivers") and conn.has_table("notify_sent")
 
 
-def load_state(conn: sqlite3.Connection, receiver: str, now_ms: int) -> ReceiverState:
+def load_state(conn: Connection, receiver: str, now_ms: int) -> ReceiverState:
     """The receiver's stored state; a receiver seen for the first time starts at the store's
     end (alerts stored before it was set up are history, not news) and is recorded at once."""
-    with write_transaction(conn) as cur:
-        row = cur.execute(
-            "SELECT position, window_start, window_sent, window_summarised FROM notify_receivers WHERE receiver = ?",
-            (receiver,),
-        ).fetchone()
+    select = "SELECT position, window_start, window_sent, window_summarised FROM notify_receivers WHERE receiver = ?"
+    with conn.transaction() as cur:
+        row = cur.execute(select, (receiver,)).fetchone()
         if row is None:
-            end = cur.execute("SELECT COALESCE(MAX(id), 0) FROM fraud_alerts").fetchone()[0]
+            # ON CONFLICT: a notifier starting beside this one on a PostgreSQL store (which
+            # does not lock the table as SQLite's BEGIN IMMEDIATE does) may record it first;
+            # WHERE: SQLite's parser needs one between a SELECT and ON CONFLICT.
             cur.execute(
-                "INSERT INTO notify_receivers (receiver, position, updated_at) VALUES (?, ?, ?)",
-                (receiver, end, now_ms),
+                "INSERT INTO notify_receivers (receiver, position, updated_at)"
+                " SELECT ?, COALESCE(MAX(id), 0), ? FROM fraud_alerts WHERE 1 = 1 ON CONFLICT (receiver) DO NOTHING",
+                (receiver, now_ms),
             )
-            return ReceiverState(end, Window())
+            row = cur.execute(select, (receiver,)).fetchone()
     return ReceiverState(row[0], Window(row[1], row[2], bool(row[3])))
 
 
-def _notified(conn: sqlite3.Connection, severities: Sequence[str]) -> tuple[str, str]:
+def _notified(conn: Connection, severities: Sequence[str]) -> tuple[str, str]:
     """The condition on alerts that are notified (of these severities, not held back by the
     model as normal for their customer), and the risk column; a store from before the model
     has neither column, and nothing in it is held back."""
     marks = ",".join("?" * len(severities))
     if has_risk(conn):
-        return f"severity IN ({marks}) AND NOT held_back", "risk"
+        return f"severity IN ({marks}) AND held_back = 0", "risk"
     return f"severity IN ({marks})", "NULL"
 
 
-def pending(
-    conn: sqlite3.Connection, position: int, severities: Sequence[str], limit: int = 10_000
-) -> list[StoredAlert]:
+def pending(conn: Connection, position: int, severities: Sequence[str], limit: int = 10_000) -> list[StoredAlert]:
     """Stored (so committed) alerts of the notified severities beyond `position`, oldest first;
     held-back alerts are skipped (the position moves past them with the next message)."""
     if not severities:
@@ -119,7 +96,7 @@ def pending(
     return [_alert(r) for r in rows]
 
 
-def count_pending(conn: sqlite3.Connection, position: int, severities: Sequence[str]) -> int:
+def count_pending(conn: Connection, position: int, severities: Sequence[str]) -> int:
     if not severities:
         return 0
     notified, _ = _notified(conn, severities)
@@ -127,13 +104,13 @@ def count_pending(conn: sqlite3.Connection, position: int, severities: Sequence[
     return conn.execute(sql, (position, *severities)).fetchone()[0]
 
 
-def count_held_back(conn: sqlite3.Connection, severities: Sequence[str]) -> int:
+def count_held_back(conn: Connection, severities: Sequence[str]) -> int:
     """Alerts of the notified severities that were never notified because the model held them
     back (their order looked normal for the customer); they are in the store, marked."""
     if not severities or not has_risk(conn):
         return 0
     marks = ",".join("?" * len(severities))
-    sql = f"SELECT COUNT(*) FROM fraud_alerts WHERE held_back AND severity IN ({marks})"
+    sql = f"SELECT COUNT(*) FROM fraud_alerts WHERE held_back = 1 AND severity IN ({marks})"
     return conn.execute(sql, tuple(severities)).fetchone()[0]
 
 
@@ -150,7 +127,7 @@ def _alert(row: Sequence[object]) -> StoredAlert:
 
 
 def record_sent(
-    conn: sqlite3.Connection,
+    conn: Connection,
     receiver: str,
     began: int,
     state: ReceiverState,
@@ -163,7 +140,7 @@ def record_sent(
     refused it too often, and it is skipped, but on record."""
     w = state.window
     headline = (message.title or message.body).split("\n", 1)[0][:200]
-    with write_transaction(conn) as cur:
+    with conn.transaction() as cur:
         cur.execute(
             "UPDATE notify_receivers SET position = ?, window_start = ?, window_sent = ?, window_summarised = ?,"
             " updated_at = ? WHERE receiver = ? AND position = ?",
@@ -181,7 +158,7 @@ def record_sent(
         )
 
 
-def receiver_states(conn: sqlite3.Connection) -> dict[str, ReceiverState]:
+def receiver_states(conn: Connection) -> dict[str, ReceiverState]:
     rows = conn.execute(
         "SELECT receiver, position, window_start, window_sent, window_summarised FROM notify_receivers"
         " ORDER BY receiver"
@@ -189,7 +166,7 @@ def receiver_states(conn: sqlite3.Connection) -> dict[str, ReceiverState]:
     return {r[0]: ReceiverState(r[1], Window(r[2], r[3], bool(r[4]))) for r in rows}
 
 
-def recent_sent(conn: sqlite3.Connection, limit: int = 20, receiver: str | None = None) -> list[SentRow]:
+def recent_sent(conn: Connection, limit: int = 20, receiver: str | None = None) -> list[SentRow]:
     """The newest messages sent, newest first."""
     where, args = ("WHERE receiver = ?", (receiver,)) if receiver else ("", ())
     rows = conn.execute(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -20,7 +19,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudstream.config import Settings
-from fraudstream.store.sqlite import StoreMissingError
+from fraudstream.store import db
+from fraudstream.store.schema import SchemaTooNew
 from fraudstream.web.health import HealthCollector
 from fraudstream.web.metrics import DashboardMetrics
 from fraudstream.web.params import BadRequest
@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, health: HealthCollector | None = None) -> Starlette:
-    """The dashboard over `settings.db_path` and the job of `settings.data_dir`.
+    """The dashboard over the store of `settings` (SQLite at db_path, or PostgreSQL at
+    store.url) and the job of `settings.data_dir`.
 
     Raises `DashboardRefused` for a listening address beyond loopback without a token."""
     d = settings.dashboard
@@ -60,8 +61,10 @@ def create_app(settings: Settings, health: HealthCollector | None = None) -> Sta
         ],
         exception_handlers={
             BadRequest: _bad_request,
-            StoreMissingError: _no_store,
-            sqlite3.Error: _store_error,
+            db.StoreMissingError: _no_store,
+            db.StoreUnreachable: _store_error,
+            SchemaTooNew: _store_too_new,
+            **dict.fromkeys(db.ERRORS, _store_error),  # sqlite3's and psycopg's
             HTTPException: _http_error,
         },
     )
@@ -78,9 +81,13 @@ async def _no_store(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
-    # SQLite's own text names files and SQL: for the log, not for whoever asked.
+    # The database's own text names files, servers and SQL: for the log, not for whoever asked.
     logger.warning("the store could not be read: %s", exc)
     return JSON({"error": "the store cannot be read now: try again shortly"}, status_code=503)
+
+
+async def _store_too_new(request: Request, exc: Exception) -> Response:
+    return JSON({"error": str(exc)}, status_code=503)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

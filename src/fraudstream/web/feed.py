@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-from pathlib import Path
 from typing import Any
 
-from fraudstream.store import queries
-from fraudstream.store.sqlite import StoreMissingError
+from fraudstream.store import db, queries
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +17,8 @@ QUEUE_EVENTS = 100  # events a slow page may fall behind by before it misses som
 class Feed:
     """Finds new alerts (`poll`, blocking: run it in a thread) and fans events out to pages."""
 
-    def __init__(self, db_path: Path, batch: int = 200) -> None:
-        self.db_path = db_path
+    def __init__(self, location: db.Location, batch: int = 200) -> None:
+        self.location = location
         self.batch = batch
         self.last_id: int | None = None  # None: not looked yet (the alerts stored before start are not new)
         self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
@@ -29,10 +26,13 @@ class Feed:
     def poll(self) -> list[dict[str, Any]]:
         """The alerts stored since the last call, oldest first (at most `batch`)."""
         try:
-            conn = queries.open_read_only(self.db_path, busy_timeout_ms=500)
-        except StoreMissingError:
+            conn = queries.open_read_only(self.location, busy_timeout_ms=500)
+        except db.StoreMissingError:
             if self.last_id is None:
                 self.last_id = 0  # every alert of a store that appears later is new
+            return []
+        except db.StoreUnreachable as exc:  # a PostgreSQL server down: the next poll tries again
+            logger.warning("the live feed could not reach the store: %s", exc)
             return []
         try:
             newest = queries.last_id(conn)
@@ -40,7 +40,7 @@ class Feed:
                 self.last_id = newest
                 return []
             rows = queries.after_id(conn, self.last_id, self.batch)
-        except sqlite3.Error:
+        except db.ERRORS:
             logger.warning("the live feed could not read the store", exc_info=True)
             return []
         finally:

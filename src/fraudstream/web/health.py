@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import time
 import urllib.request
 from collections import deque
@@ -20,8 +19,8 @@ import orjson
 
 from fraudstream.config import Settings
 from fraudstream.flink.jobinfo import JobInfo
-from fraudstream.store import queries
-from fraudstream.store.sqlite import StoreMissingError
+from fraudstream.store import db, queries
+from fraudstream.store.schema import SchemaTooNew
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +75,18 @@ class HealthCollector:
     # -- the store --------------------------------------------------------------------------
 
     def _store(self, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        location = db.Location.of(self.settings)
+        where = {"kind": location.dialect, "location": str(location)}  # a URL's password masked
         try:
-            conn = queries.open_read_only(self.settings.db_path, busy_timeout_ms=500)
-        except StoreMissingError as exc:
+            conn = queries.open_read_only(location, busy_timeout_ms=500)
+        except db.StoreMissingError as exc:
             self._counts.clear()
-            return {"present": False, "message": f"no store yet: {exc}"}, []
+            return {**where, "present": False, "message": f"no store yet: {exc}"}, []
+        except db.StoreUnreachable as exc:
+            logger.warning("pipeline health: %s", exc)
+            return {**where, "present": False, "message": "the store's PostgreSQL server does not answer"}, []
+        except SchemaTooNew as exc:
+            return {**where, "present": False, "message": str(exc)}, []
         try:
             count = queries.alert_count(conn)
             # Over several seconds: the store receives alerts in batches (and, from Kafka, at checkpoints).
@@ -91,16 +97,16 @@ class HealthCollector:
                 rate = round(max(count - self._counts[0][1], 0) / (now - self._counts[0][0]), 2)
             self._counts.append((now, count))
             store = {
+                **where,
                 "present": True,
-                "path": str(self.settings.db_path),
                 "alerts": count,
                 "alerts_per_s": rate,
                 "dead_letters": queries.dead_letter_counts(conn),
             }
             return store, queries.source_positions(conn)
-        except sqlite3.Error:  # SQLite's text is for the log, not the page
+        except db.ERRORS:  # the database's text is for the log, not the page
             logger.warning("pipeline health: the store could not be read", exc_info=True)
-            return {"present": True, "message": "the store cannot be read now"}, []
+            return {**where, "present": True, "message": "the store cannot be read now"}, []
         finally:
             conn.close()
 

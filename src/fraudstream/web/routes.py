@@ -1,13 +1,13 @@
 """The dashboard's routes: thin handlers over the store's queries (`store/queries.py`), the
-checked parameters (`params.py`), the live feed and the health collector. Blocking work (SQLite,
-the job's REST API, the broker) runs in worker threads, never on the event loop."""
+checked parameters (`params.py`), the live feed and the health collector. Blocking work (the
+store, SQLite or PostgreSQL; the job's REST API; the broker) runs in worker threads, never on
+the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,8 +25,10 @@ from starlette.staticfiles import StaticFiles
 from fraudstream.config import Settings
 from fraudstream.detectors.risk import describe
 from fraudstream.features.spec import FEATURES
-from fraudstream.store import queries, reviews
-from fraudstream.store.sqlite import StoreMissingError, connect, ensure_reviews
+from fraudstream.store import db, queries, reviews
+from fraudstream.store.db import Connection, StoreMissingError
+from fraudstream.store.schema import check_version
+from fraudstream.store.sqlite import ensure_reviews
 from fraudstream.web import orders, params
 from fraudstream.web.feed import Feed
 from fraudstream.web.health import HealthCollector
@@ -104,32 +106,39 @@ def _multi(request: Request) -> dict[str, list[str]]:
     return out
 
 
-def latest_reviews(conn: sqlite3.Connection, alert_ids: list[str]) -> dict[str, reviews.Review]:
+def latest_reviews(conn: Connection, alert_ids: list[str]) -> dict[str, reviews.Review]:
     """The verdicts in force; none in a store from before triage (no alert_reviews table)."""
-    return reviews.latest(conn, alert_ids) if queries.has_table(conn, "alert_reviews") else {}
+    return reviews.latest(conn, alert_ids) if conn.has_table("alert_reviews") else {}
 
 
-def review_history(conn: sqlite3.Connection, alert_id: str) -> list[reviews.Review]:
-    return reviews.history(conn, alert_id) if queries.has_table(conn, "alert_reviews") else []
+def review_history(conn: Connection, alert_id: str) -> list[reviews.Review]:
+    return reviews.history(conn, alert_id) if conn.has_table("alert_reviews") else []
 
 
 class Store:
-    """Short-lived connections to the store, one per request, made in worker threads: read-only
-    for reading (no lock next to the copier, nothing created), writable for a verdict only."""
+    """Short-lived connections to the store (SQLite, or PostgreSQL with store.url), one per
+    request, made in worker threads: read-only for reading (no lock next to the copier,
+    nothing created), writable for a verdict only."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, location: db.Location) -> None:
+        self.location = location
 
-    def open(self) -> sqlite3.Connection:
-        return queries.open_read_only(self.path, busy_timeout_ms=2_000)
+    def open(self) -> Connection:
+        return queries.open_read_only(self.location, busy_timeout_ms=2_000)
 
-    def open_for_review(self) -> sqlite3.Connection:
-        conn = connect(self.path, busy_timeout_ms=2_000)
-        if not queries.has_table(conn, "alert_reviews"):  # a store from before triage: add its table
-            ensure_reviews(conn)
+    def open_for_review(self) -> Connection:
+        conn = db.connect(self.location, busy_timeout_ms=2_000)
+        try:
+            if not conn.has_table("fraud_alerts"):
+                raise StoreMissingError(f"{self.location} has no fraud_alerts table: run 'fraudstream run' first")
+            check_version(conn)
+            ensure_reviews(conn)  # a SQLite store from before triage: its table (nothing else)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    async def run(self, work: Callable[[sqlite3.Connection], T], write: bool = False) -> T:
+    async def run(self, work: Callable[[Connection], T], write: bool = False) -> T:
         def call() -> T:
             conn = self.open_for_review() if write else self.open()
             try:
@@ -145,8 +154,9 @@ class Dashboard:
 
     def __init__(self, settings: Settings, collector: HealthCollector, metrics: DashboardMetrics) -> None:
         self.settings = settings
-        self.store = Store(settings.db_path)
-        self.feed = Feed(settings.db_path)
+        location = db.Location.of(settings)
+        self.store = Store(location)
+        self.feed = Feed(location)
         self.collector = collector
         self.metrics = metrics
         self.health: dict[str, Any] | None = None
@@ -210,7 +220,7 @@ class Dashboard:
     async def list_alerts(self, request: Request) -> Response:
         query = params.search(_multi(request), self.settings.dashboard.page_size)
 
-        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+        def work(conn: Connection) -> dict[str, Any]:
             found = queries.search(conn, query.filter, query.page, query.page_size, query.sort)
             verdicts = latest_reviews(conn, [r["alert_id"] for r in found.rows])
             items = [item(r, verdicts.get(r["alert_id"])) for r in found.rows]
@@ -231,7 +241,7 @@ class Dashboard:
         params.no_params(_multi(request))
         alert_id = request.path_params["alert_id"]
 
-        def work(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        def work(conn: Connection) -> dict[str, Any] | None:
             row = queries.alert(conn, alert_id)
             if row is None:
                 return None
@@ -297,7 +307,7 @@ class Dashboard:
     async def stats(self, request: Request) -> Response:
         q = params.stats(_multi(request))
 
-        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+        def work(conn: Connection) -> dict[str, Any]:
             first, last = queries.time_range(conn)
             since = q.since if q.since is not None else first
             until = q.until if q.until is not None else (None if last is None else last + 1)
@@ -330,7 +340,7 @@ class Dashboard:
     async def replay(self, after: int) -> list[dict[str, Any]]:
         """The alerts stored after row `after` (at most REPLAY_MAX, the newest), newest first."""
 
-        def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        def work(conn: Connection) -> list[dict[str, Any]]:
             rows = queries.after_id(conn, max(after, queries.last_id(conn) - REPLAY_MAX), REPLAY_MAX)
             verdicts = latest_reviews(conn, [r["alert_id"] for r in rows])
             return [item(r, verdicts.get(r["alert_id"])) for r in reversed(rows)]

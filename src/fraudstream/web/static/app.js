@@ -179,7 +179,10 @@
 
   function renderHealth(h) {
     const store = h.store || {};
-    $("store-state").textContent = store.present ? store.alerts + " alerts stored" : (store.message || "no store yet");
+    const where = $("store-state");
+    const shared = store.kind === "postgresql" ? " in PostgreSQL" : "";
+    where.textContent = store.present ? store.alerts + " alerts stored" + shared : (store.message || "no store yet");
+    where.title = store.location ? "store: " + store.location : "";
     const job = h.job || {};
     if (!job.job_id && !job.running) card("h-job", "bad", "not running", job.message || "");
     else card("h-job", job.running ? "ok" : "bad", job.state || (job.running ? "RUNNING" : "stopped"), job.message || "job " + job.job_id);
