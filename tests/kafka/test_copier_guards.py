@@ -5,9 +5,10 @@ different test workers)."""
 
 from __future__ import annotations
 
-import sqlite3
+import os
 import threading
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,10 +16,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
 from fraudstream.cli.format import alert_line, dead_letter_line
-from fraudstream.config import BrokerSettings, KafkaSettings
+from fraudstream.config import BrokerSettings, KafkaSettings, Settings
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import connect_admin, ensure_topics
-from fraudstream.store import AlertStore
+from fraudstream.store import AlertStore, db
+from fraudstream.store.db import Location
 from fraudstream.store.lock import CopierBusy
 from fraudstream.store.mirror import SourceChanged, TopicMirror
 from tests.kafka.conftest import free_port, report, send
@@ -29,26 +31,27 @@ from tests.store.test_store import alerts
 pytestmark = pytest.mark.slow
 
 
-def _dead_rows(db) -> list[tuple[str, str | None]]:
-    with sqlite3.connect(db) as conn:
+def _dead_rows(where: Settings | Path) -> list[tuple[str, str | None]]:
+    loc = Location.of(where) if isinstance(where, Settings) else Location("sqlite", path=where)
+    with db.connect(loc) as conn:
         return [tuple(r) for r in conn.execute("SELECT reason, letter_id FROM dead_letters ORDER BY id")]
 
 
-def test_replaying_the_dead_letter_topic_stores_each_dead_letter_once(kafka, tmp_path):
+def test_replaying_the_dead_letter_topic_stores_each_dead_letter_once(kafka, tmp_path, store_flags):
     """The store loses its positions (a restored backup, a store older than them): the topics
     are copied again from the start, and each dead letter, keyed by its place in its topic,
     is still there once."""
     publish(kafka)
-    settings = mirror_settings(kafka, tmp_path)
-    store = AlertStore(settings.db_path)
+    settings = mirror_settings(kafka, tmp_path, store_flags)
+    store = AlertStore.open(settings)
     copy_all(settings, store)
-    store.conn.execute("DELETE FROM source_offsets")
-    store.conn.commit()
+    with store.conn.transaction() as cur:
+        cur.execute("DELETE FROM source_offsets")
     again = copy_all(settings, store)
     store.close()
     assert again.stats.stored == len(ALERTS) + len(DEAD)  # really copied again
-    assert stored_rows(settings.db_path) == (sorted(a.alert_id for a in ALERTS), len(DEAD))
-    ids = [i for _, i in _dead_rows(settings.db_path)]
+    assert stored_rows(settings) == (sorted(a.alert_id for a in ALERTS), len(DEAD))
+    ids = [i for _, i in _dead_rows(settings)]
     assert ids == [f"{kafka.dead_letter_topic}/0@{n}" for n in range(len(DEAD))]
     report(
         f"dead-letter topic copied again from the start into the same store | {len(ALERTS)} alerts, "
@@ -130,6 +133,28 @@ def test_a_second_copier_on_the_same_store_is_refused(kafka, tmp_path):
         "a second copier started on the same store (same path, and through a second data directory) | "
         f"{len(ALERTS)} alerts, {len(DEAD)} dead letters | the second refused at once; stored once each"
     )
+
+
+def test_a_second_copier_on_the_same_postgresql_store_is_refused(kafka, tmp_path, postgres_url):
+    """Two copiers on one PostgreSQL database (two team members' `store follow`, two machines):
+    the second is refused at once, in one line naming the first; the first copies everything
+    once, and its lock ends with it."""
+    publish(kafka)
+    settings = mirror_settings(kafka, tmp_path, {"store.url": postgres_url})
+    store = AlertStore.open(settings)
+    first = TopicMirror(settings, store)
+    try:
+        second_store = AlertStore.open(mirror_settings(kafka, tmp_path / "elsewhere", {"store.url": postgres_url}))
+        with pytest.raises(CopierBusy, match=f"another copier \\(PID {os.getpid()} on .*\\*\\*\\*") as err:
+            TopicMirror(settings, second_store)
+        second_store.close()
+        assert "\n" not in str(err.value)
+        first.drain(idle_s=10)
+    finally:
+        first.close()
+    assert copy_all(settings, store).stats.stored == 0  # the lock went with the first copier
+    store.close()
+    assert stored_rows(settings) == (sorted(a.alert_id for a in ALERTS), len(DEAD))
 
 
 def _hostile(k: KafkaSettings) -> list[tuple[str, bytes | None]]:
