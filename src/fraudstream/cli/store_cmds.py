@@ -23,15 +23,8 @@ logger = logging.getLogger(__name__)
 def store_group() -> None:
     """The alert store: SQLite by default (store.db_path, <data-dir>/fraud_alerts.db), or a
     PostgreSQL database a team shares (store.url = postgresql://USER[:PASSWORD]@HOST[:PORT]/DB,
-    best given as FRAUDSTREAM_STORE__URL or with the password in ~/.pgpass).
-
-    \b
-    migrate   create the store or bring its schema to this version
-    status    which store, its schema version, its rows, the copier's positions
-    follow    copy the job's committed topics into the store (and notify), beside a job
-              that runs elsewhere (a cluster, 'flink run')
-    postgres  a local throwaway PostgreSQL server to try the shared store
-    See docs/store.md.
+    best given as FRAUDSTREAM_STORE__URL or with the password in ~/.pgpass). The same
+    schema, versions and exactly-once copy on both: see docs/store.md.
     """
 
 
@@ -136,6 +129,8 @@ def store_follow(ctx: click.Context, quiet: bool) -> None:
     'fraudstream run --jobmanager' on another machine). Exactly once: the topics' offsets are
     kept in the store, in the rows' transaction, and the next 'follow' goes on from them.
     One copier per store: a second one is refused."""
+    from confluent_kafka import KafkaException
+
     from fraudstream.cli.format import alert_line, dead_letter_line
     from fraudstream.cli.logs import ALERT_LOGGER, configure_logging
     from fraudstream.metrics import process as process_metrics
@@ -171,7 +166,13 @@ def store_follow(ctx: click.Context, quiet: bool) -> None:
     copier: threading.Thread | None = None
     started = time.monotonic()
     try:
-        mirror = TopicMirror(settings, store, on_alert=on_alert, on_dead=on_dead)
+        try:
+            mirror = TopicMirror(settings, store, on_alert=on_alert, on_dead=on_dead)
+        except KafkaException as exc:
+            why = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+            raise UserFacingError(
+                f"cannot read the topics from Kafka at {settings.kafka.bootstrap_servers}: {why}"
+            ) from None
         metrics_server = process_metrics.serve(settings.metrics)
         if settings.notify.enabled:
             notifier = Notifier(settings).start()
