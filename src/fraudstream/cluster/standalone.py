@@ -345,9 +345,7 @@ class LocalCluster:
         property, as each JVM needs a file of its own."""
         if not (self.conf_dir / "config.yaml").is_file() or self._read().reporter is not None:
             return []
-        folder = self.root / "reporter"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{role}-{uuid.uuid4().hex[:12]}.status"
+        path = self.root / "reporter" / f"{role}-{uuid.uuid4().hex[:12]}.status"
         return ["-D", f"metrics.reporter.prom.status-file={path}"]
 
     def _await_exec(self, child: subprocess.Popen[bytes], role: str) -> _Proc:
@@ -389,8 +387,10 @@ class LocalCluster:
         Returns why the Prometheus reporter is off, or None when it is on."""
         home = flink_home()
         s, c = self.settings, self.cfg
-        for d in (self.conf_dir, self.log_dir, self.root / "pid"):
+        for d in (self.conf_dir, self.log_dir, self.root / "pid", self.root / "reporter"):
             d.mkdir(parents=True, exist_ok=True)
+        for old in (self.root / "reporter").glob("*.status"):  # the last run's reporters' ports
+            old.unlink()
         for pattern in ("log4j*.properties", "logback*.xml"):
             for src in (home / "conf").glob(pattern):
                 (self.conf_dir / src.name).write_bytes(src.read_bytes())
@@ -508,6 +508,10 @@ class LocalCluster:
             record = self._live_record()
             mine = [p for p in record.taskmanagers if p.pid == pid]
             if not mine:
+                if any(p.pid == pid for p in self._read().taskmanagers):  # it has ended by itself
+                    self._reap(pid)
+                    self._save(record)
+                    return
                 raise ClusterError(f"pid {pid} is not a TaskManager of this cluster")
             h = self._handle(mine[0])
             if h is not None:
