@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from fraudstream.store import db, queries
+from fraudstream.store.schema import SchemaTooNew
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Feed:
         self.batch = batch
         self.last_id: int | None = None  # None: not looked yet (the alerts stored before start are not new)
         self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
+        self._unreachable = False  # said once per outage, not at every poll
 
     def poll(self) -> list[dict[str, Any]]:
         """The alerts stored since the last call, oldest first (at most `batch`)."""
@@ -31,9 +33,14 @@ class Feed:
             if self.last_id is None:
                 self.last_id = 0  # every alert of a store that appears later is new
             return []
-        except db.StoreUnreachable as exc:  # a PostgreSQL server down: the next poll tries again
-            logger.warning("the live feed could not reach the store: %s", exc)
+        except (db.StoreUnreachable, SchemaTooNew) as exc:  # a PostgreSQL server down: the next poll tries again
+            if not self._unreachable:
+                logger.warning("the live feed cannot read the store: %s", exc)
+            self._unreachable = True
             return []
+        if self._unreachable:
+            logger.info("the live feed reads the store %s again", self.location)
+            self._unreachable = False
         try:
             newest = queries.last_id(conn)
             if self.last_id is None or newest < self.last_id:  # first look, or another store

@@ -71,6 +71,7 @@ class HealthCollector:
         self._consumer: Any = None
         self._kafka_failed_at: float | None = None
         self._kafka_error = ""
+        self._unreachable = False  # the store's PostgreSQL server, at the last snapshot
 
     # -- the store --------------------------------------------------------------------------
 
@@ -83,10 +84,12 @@ class HealthCollector:
             self._counts.clear()
             return {**where, "present": False, "message": f"no store yet: {exc}"}, []
         except db.StoreUnreachable as exc:
-            logger.warning("pipeline health: %s", exc)
+            logger.log(logging.DEBUG if self._unreachable else logging.WARNING, "pipeline health: %s", exc)
+            self._unreachable = True  # said once per outage, not every snapshot
             return {**where, "present": False, "message": "the store's PostgreSQL server does not answer"}, []
         except SchemaTooNew as exc:
             return {**where, "present": False, "message": str(exc)}, []
+        self._unreachable = False
         try:
             count = queries.alert_count(conn)
             # Over several seconds: the store receives alerts in batches (and, from Kafka, at checkpoints).
