@@ -4,10 +4,10 @@ exactly once.
 Why the store is fed from the topics, and not written from inside the Flink job: the job's
 Kafka sinks are transactional, so the topics hold exactly the alerts of the checkpoints
 that completed, however often the job crashed and replayed. Copying those (read_committed)
-and storing, in the same SQLite transaction as the rows, the offset up to which they were
-copied (the same database transaction, on either database), makes the store an exact image of the topics: a crash of this copier between two
-batches repeats nothing and skips nothing, because the rows and the position commit or
-roll back together. A writer inside the job could only be tied to checkpoints by
+and storing, in the same database transaction as the rows (SQLite's or PostgreSQL's), the
+offset up to which they were copied, makes the store an exact image of the topics: a crash of
+this copier between two batches repeats nothing and skips nothing, because the rows and the
+position commit or roll back together. A writer inside the job could only be tied to checkpoints by
 idempotent replays, which leave no key for dead letters, and would have to reach the store
 from every task; this copier can run beside any cluster (`fraudstream store follow`).
 
@@ -81,7 +81,7 @@ _DEAD_FIELDS = frozenset(("reason", "detail", "raw", "seen_at", "event_time"))
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and -_INT64 <= v < _INT64  # SQLite INTEGER
+    return isinstance(v, int) and not isinstance(v, bool) and -_INT64 <= v < _INT64  # SQLite INTEGER, PostgreSQL BIGINT
 
 
 def _object(value: bytes | None, fields: frozenset[str], optional: frozenset[str]) -> dict:
