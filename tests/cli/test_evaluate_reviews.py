@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
 import pytest
 
 from fraudstream.cli.main import main
 from fraudstream.config import Settings, load_settings, redact_url
 from fraudstream.detectors import HighValueDetector, VelocityDetector
+from fraudstream.model.train import read_verdicts
 from fraudstream.store import AlertStore
+from fraudstream.store.db import Location
 from fraudstream.store.reviews import Review, add_review
 from tests.conftest import BASE, make_order
 
@@ -114,6 +118,10 @@ def test_evaluate_and_its_reviews_on_a_postgresql_store_as_on_sqlite(tmp_path, p
     assert (rows["VELOCITY_FRAUD"]["confirmed"], rows["VELOCITY_FRAUD"]["false_positives"]) == (6, 2)
     assert rows["pooled"]["alerts"] == 25 and rows["pooled"]["reviewed"] == 8
     assert run_cli(capsys, "evaluate", "--reviews", "--json", "--db", str(sqlite))[1] == out  # --db: that file
+    # `train --labels reviews` reads the same verdicts from either store.
+    verdicts, alerted = read_verdicts(Location.of(settings))
+    assert (verdicts, alerted) == read_verdicts(sqlite) and len(alerted) == 25
+    assert sorted(Counter(verdicts.values()).items()) == [("confirmed_fraud", 6), ("false_positive", 2)]
     # Against labels: the first ten velocity users are a ring, the rest honest.
     events = tmp_path / "events.jsonl"
     lines = [

@@ -68,7 +68,8 @@ def _num(value: float | None, digits: int = 2) -> str:
 @click.option(
     "--db",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="With --labels reviews: the store holding the verdicts [<data-dir>/fraud_alerts.db].",
+    help="With --labels reviews: a SQLite store holding the verdicts [the store: store.url, else "
+    "<data-dir>/fraud_alerts.db].",
 )
 @click.option("--algorithm", type=click.Choice(_ALGORITHMS), default="hgb", show_default=True,
               help="hgb: gradient-boosted trees (the default, docs/model.md); forest; logistic.")  # fmt: skip
