@@ -433,7 +433,7 @@ class LocalCluster:
             conf["metrics.reporter.prom.factory.class"] = REPORTER_FACTORY
             conf["metrics.reporter.prom.host"] = m.host
             conf["metrics.reporter.prom.port"] = m.job_port
-        else:
+        elif s.metrics.enabled:
             logger.warning("the cluster's Prometheus reporter is off: %s", reporter)
         text = "# Written by 'fraudstream cluster start' from the settings; rewritten at every start.\n"
         text += yaml.safe_dump(conf, sort_keys=False, width=10_000)
