@@ -22,8 +22,9 @@ os.environ.setdefault("FRAUDSTREAM_METRICS__PROCESS_PORT", "0")
 # docs/reliability.md: every `make test` writes it anew.
 REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability.txt"
 
-# A real PostgreSQL server, for the tests of the shared store (tests/postgres.py).
-pytest_plugins = ["tests.postgres"]
+# A real PostgreSQL server, for the tests of the shared store (tests/postgres.py), and the
+# session's Kafka broker (tests/kafka/fixtures.py), for every folder's tests.
+pytest_plugins = ["tests.postgres", "tests.kafka.fixtures"]
 
 
 # The slowest files, started first: with parallel workers (`make test`), a file runs on one

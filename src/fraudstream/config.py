@@ -255,6 +255,8 @@ class StoreSettings(_Section):
     @field_validator("url")
     @classmethod
     def _postgresql_url(cls, value: str | None) -> str | None:
+        if value == "":  # `--set store.url=` unsets a file's URL: back to SQLite
+            return None
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql://USER@HOST:PORT/DB URL (unset for SQLite)")
         return value

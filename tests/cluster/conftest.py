@@ -1,4 +1,4 @@
-"""A local standalone Flink cluster for the whole test session, and the session's Kafka broker."""
+"""A local standalone Flink cluster for the whole test session (the Kafka broker is tests/kafka/fixtures.py's)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from fraudstream.cluster.standalone import LocalCluster
 from fraudstream.config import Settings, load_settings
-from tests.kafka.conftest import broker, kafka  # noqa: F401  (the session broker, for jobs on the cluster)
 
 
 def free_port() -> int:

@@ -8,12 +8,10 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from fraudstream.config import BrokerSettings, KafkaSettings
+from fraudstream.config import KafkaSettings
 from fraudstream.flink.gateway import processes
 from fraudstream.kafka.broker import LocalBroker
 from fraudstream.kafka.clients import client_config, connect_admin, ensure_topics
@@ -30,21 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory) -> Iterator[LocalBroker]:
-    cfg = BrokerSettings(port=free_port(), controller_port=free_port())
-    local = LocalBroker(cfg, tmp_path_factory.mktemp("kafka-data"))
-    local.start()
-    yield local
-    assert local.stop(), "the broker was no longer running at the end of the session"
-
-
-@pytest.fixture
-def kafka(broker) -> KafkaSettings:
-    """Settings for this test alone: the session broker, and topics nobody else uses."""
-    return fresh_topics(broker)
 
 
 def fresh_topics(broker: LocalBroker) -> KafkaSettings:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.kafka.conftest import broker, free_port, kafka  # noqa: F401 (fixtures)
+from tests.kafka.conftest import free_port  # noqa: F401 (the broker and kafka fixtures: tests/kafka/fixtures.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRAPE_CONFIG = ROOT / "monitoring" / "prometheus.yml"
