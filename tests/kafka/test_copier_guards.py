@@ -37,12 +37,12 @@ def _dead_rows(where: Settings | Path) -> list[tuple[str, str | None]]:
         return [tuple(r) for r in conn.execute("SELECT reason, letter_id FROM dead_letters ORDER BY id")]
 
 
-def test_replaying_the_dead_letter_topic_stores_each_dead_letter_once(kafka, tmp_path, store_flags):
+def test_replaying_the_dead_letter_topic_stores_each_dead_letter_once(kafka, tmp_path):
     """The store loses its positions (a restored backup, a store older than them): the topics
     are copied again from the start, and each dead letter, keyed by its place in its topic,
     is still there once."""
     publish(kafka)
-    settings = mirror_settings(kafka, tmp_path, store_flags)
+    settings = mirror_settings(kafka, tmp_path)  # on PostgreSQL too: tests/store (letter_id)
     store = AlertStore.open(settings)
     copy_all(settings, store)
     with store.conn.transaction() as cur:

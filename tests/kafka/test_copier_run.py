@@ -90,7 +90,7 @@ def test_store_follow_killed_mid_copy_resumes_exactly_where_it_stopped(kafka, tm
     """The copier alone (`store follow`, as beside a job on a cluster) is SIGKILLed while it
     copies into PostgreSQL; the next one copies exactly the records the first had not
     committed (its own count says so), and the store ends equal to the topic."""
-    batch = alerts(3000)
+    batch = alerts(1200)
     send(kafka, [(i % 4, a.key.encode(), orjson.dumps(a.to_dict())) for i, a in enumerate(batch)], kafka.alerts_topic)
     command = [
         *EXE, "--data-dir", str(tmp_path / "data"), *kafka_flags(kafka), "--set", "store.batch_size=3",
