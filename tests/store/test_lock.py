@@ -13,6 +13,7 @@ import time
 import pytest
 
 from fraudstream.errors import UserFacingError
+from fraudstream.store import db
 from fraudstream.store.db import Location
 from fraudstream.store.lock import CopierBusy, CopierLock
 
@@ -90,3 +91,19 @@ def test_two_copiers_on_one_postgresql_store_the_second_refused(postgres_url):
     again = CopierLock(loc)
     again.acquire()
     again.release()
+
+
+def test_two_stores_as_two_schemas_of_one_database_have_a_lock_each(postgres_url):
+    """Advisory locks are per database: the copier's is keyed by the store's schema too, so
+    two stores in one database (search_path in the URL's options) do not block each other."""
+    with db.connect(Location("postgresql", url=postgres_url)) as conn:
+        conn.execute("CREATE SCHEMA team_a")
+        conn.execute("CREATE SCHEMA team_b")
+    a, b = (Location("postgresql", url=f"{postgres_url}?options=-csearch_path%3D{s}") for s in ("team_a", "team_b"))
+    first, other = CopierLock(a), CopierLock(b)
+    first.acquire()
+    other.acquire()
+    with pytest.raises(CopierBusy, match="team_a"):
+        CopierLock(a).acquire()
+    first.release()
+    other.release()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from fraudstream.config import Settings, redact_url
 from fraudstream.errors import UserFacingError
@@ -284,6 +285,12 @@ def connect(
 
 def _connect_postgresql(loc: Location, read_only: bool, busy_timeout_ms: int) -> Connection:
     options = [f"-c lock_timeout={int(busy_timeout_ms)}"]
+    try:  # the URL's own options (`?options=-csearch_path%3Dteam_a`) are kept, ours added
+        given = conninfo_to_dict(loc.url or "").get("options")
+    except psycopg.Error:
+        given = None  # a malformed URL: psycopg.connect says why, below
+    if given:
+        options.insert(0, str(given))
     if read_only:
         options.append("-c default_transaction_read_only=on")
     try:

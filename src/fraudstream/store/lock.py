@@ -31,8 +31,10 @@ from fraudstream.store.db import Location
 
 logger = logging.getLogger(__name__)
 
-# The advisory lock's key ("copier" in ASCII); advisory locks are per database.
-_COPIER_LOCK = 0x636F70696572
+# The advisory lock's keys: ("copi" in ASCII, the store's schema hashed), since advisory locks
+# are per database and two stores may be two schemas of one database (search_path).
+_COPIER_LOCK = 0x636F7069
+_KEYS = "?, hashtext(current_schema())"
 
 
 class CopierBusy(UserFacingError):
@@ -89,7 +91,7 @@ class CopierLock:
         try:
             me = f"fraudstream copier, PID {os.getpid()} on {socket.gethostname()}"
             conn.execute("SELECT set_config('application_name', ?, false)", (me[:63],))
-            if not conn.execute("SELECT pg_try_advisory_lock(?)", (_COPIER_LOCK,)).fetchone()[0]:
+            if not conn.execute(f"SELECT pg_try_advisory_lock({_KEYS})", (_COPIER_LOCK,)).fetchone()[0]:
                 raise CopierBusy(
                     f"another copier ({self.holder(conn) or 'unknown'}) is copying into {self.location}: one copier per "
                     "store; stop it first, or give this run another database (store.url)"
@@ -108,7 +110,7 @@ class CopierLock:
             "SELECT a.application_name, a.client_addr, l.pid FROM pg_locks l"
             " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND (l.classid::bigint << 32) + l.objid::bigint = ?",
+            " AND l.objsubid = 2 AND l.classid = ?::oid AND l.objid = hashtext(current_schema())::oid",
             (_COPIER_LOCK,),
         ).fetchone()
         if row is None:
