@@ -97,9 +97,10 @@ def test_two_stores_as_two_schemas_of_one_database_have_a_lock_each(postgres_url
     """Advisory locks are per database: the copier's is keyed by the store's schema too, so
     two stores in one database (search_path in the URL's options) do not block each other."""
     with db.connect(Location("postgresql", url=postgres_url)) as conn:
-        conn.execute("CREATE SCHEMA team_a")
-        conn.execute("CREATE SCHEMA team_b")
-    a, b = (Location("postgresql", url=f"{postgres_url}?options=-csearch_path%3D{s}") for s in ("team_a", "team_b"))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS team_a")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS team_b")
+    database = postgres_url.partition("?")[0]  # the test's own schema left out: these two instead
+    a, b = (Location("postgresql", url=f"{database}?options=-csearch_path%3D{s}") for s in ("team_a", "team_b"))
     first, other = CopierLock(a), CopierLock(b)
     first.acquire()
     other.acquire()

@@ -73,10 +73,12 @@ class PostgresStatus:
 class LocalPostgres:
     """A PostgreSQL server in `root` (its data, log and password), on host:port."""
 
-    def __init__(self, root: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, port: int, host: str = "127.0.0.1", durable: bool = True) -> None:
         self.root = root
         self.port = port
         self.host = host
+        # False (tests): no fsync; a crash of the machine may lose the last commits, nothing else
+        self.durable = durable
         self.data = root / "data"
         self.log_file = root / "server.log"
         self.password_file = root / "password"
@@ -148,7 +150,7 @@ class LocalPostgres:
                 [
                     str(bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
                     "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={self.root}",
-                    "-c", "max_connections=100", "-c", "fsync=on",
+                    "-c", "max_connections=100", *self._durability(),
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, **owner,
@@ -167,6 +169,11 @@ class LocalPostgres:
         self.port_file.write_text(f"{self.port}\n")
         logger.info("PostgreSQL started: pid %d, %s:%d", self._child.pid, self.host, self.port)
         return self.status()
+
+    def _durability(self) -> list[str]:
+        flags = ["fsync", "synchronous_commit", "full_page_writes"]
+        value = "on" if self.durable else "off"
+        return [arg for flag in flags for arg in ("-c", f"{flag}={value}")]
 
     def _init(self, bin_dir: Path, owner: dict[str, Any]) -> None:
         if not self.password_file.exists():
