@@ -61,10 +61,14 @@ def savepoint(ctx: click.Context, stop: bool, timeout: float) -> None:
     if not info.is_running():
         info_path.unlink(missing_ok=True)
         raise UserError(f"the job recorded in {info_path} (PID {info.pid}) is no longer running")
-    base = f"http://{settings.pipeline.reach_host}:{info.rest_port}/jobs/{info.job_id}"
+    base = f"{info.rest_url(settings)}/jobs/{info.job_id}"
     if stop:
         JobInfo.stop_marker(info_path).touch()
-        trigger = _call(f"{base}/stop", {"targetDirectory": info.savepoint_uri, "drain": False})
+        try:
+            trigger = _call(f"{base}/stop", {"targetDirectory": info.savepoint_uri, "drain": False})
+        except UserError:  # refused (a job restarting, say): the run goes on, not as stopped
+            JobInfo.stop_marker(info_path).unlink(missing_ok=True)
+            raise
     else:
         trigger = _call(f"{base}/savepoints", {"target-directory": info.savepoint_uri, "cancel-job": False})
     request_id = trigger["request-id"]

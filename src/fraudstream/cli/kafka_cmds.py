@@ -15,7 +15,7 @@ import click
 
 from fraudstream.cli.app import global_options, resolve_settings, sigterm_as_interrupt
 from fraudstream.cli.options import Command, Group, model_option
-from fraudstream.cli.run_cmd import banner, check_model, summarize
+from fraudstream.cli.run_cmd import banner, check_cluster, check_model, summarize
 from fraudstream.config import SECRETS, DashboardSettings, KafkaSettings, Settings
 
 # How long the demo waits for its dashboard to answer: the web stack's imports and the first
@@ -165,8 +165,21 @@ def alerts_tail(
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Orders per second from the producer.")
 @click.option("--keep-broker", is_flag=True, help="Leave the broker running afterwards.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the dashboard.")
+@click.option(
+    "--jobmanager",
+    metavar="HOST:PORT",
+    help="Run the job on the Flink cluster with this REST address (cluster.jobmanager; e.g. "
+    "'fraudstream cluster start') instead of the local mini-cluster.",
+)
 @click.pass_context
-def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool, model_path: Path | None) -> None:
+def demo(
+    ctx: click.Context,
+    rate: float,
+    keep_broker: bool,
+    no_dashboard: bool,
+    jobmanager: str | None,
+    model_path: Path | None,
+) -> None:
     """Everything at once: local broker, producer, dashboard and the job on Kafka; Ctrl-C stops all.
 
     The dashboard's address is printed before the job starts (dashboard.host and
@@ -178,9 +191,10 @@ def demo(ctx: click.Context, rate: float, keep_broker: bool, no_dashboard: bool,
     from fraudstream.cli.runner import run_job
     from fraudstream.flink.sources import SourceSpec
 
-    settings = resolve_settings(ctx, **{"model.path": model_path})
+    settings = resolve_settings(ctx, **{"model.path": model_path, "cluster.jobmanager": jobmanager})
     configure_logging(settings)
     check_model(settings)  # a bad model file is one line before anything starts
+    check_cluster(settings)  # and no cluster at --jobmanager
     broker = _broker(settings)
     started_broker = broker.pid() is None
     producer = dashboard = None

@@ -37,6 +37,12 @@ logger = logging.getLogger("fraudstream.cli")
 @click.option("--parallelism", type=int, help="Flink parallelism of the keyed operators [1].")
 @click.option("--execution-mode", type=click.Choice(["thread", "process"]), help="PyFlink execution mode [thread].")
 @click.option(
+    "--jobmanager",
+    metavar="HOST:PORT",
+    help="Submit the job to the Flink 2.2 cluster with this REST address (cluster.jobmanager; e.g. "
+    "'fraudstream cluster start') instead of the local mini-cluster.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["sql", "datastream", "reference"]),
     help="'sql': rules as Flink SQL in the JVM (fast); 'datastream': rules in Python operators; "
@@ -68,7 +74,7 @@ logger = logging.getLogger("fraudstream.cli")
 )
 @click.pass_context
 def run(ctx: click.Context, **opts: Any) -> None:
-    """Run the fraud-detection job on Flink's local mini-cluster.
+    """Run the fraud-detection job on Flink's local mini-cluster, or on a Flink cluster (--jobmanager).
 
     Alerts are printed, logged to app.log and stored in SQLite. With the generator the
     job runs until Ctrl-C (or --count); with a file it ends when the file is consumed.
@@ -101,6 +107,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         "pipeline.out_of_orderness_ms": opts["out_of_orderness_ms"],
         "pipeline.parallelism": opts["parallelism"],
         "pipeline.execution_mode": opts["execution_mode"],
+        "cluster.jobmanager": opts["jobmanager"],
         "pipeline.engine": opts["engine"],
         "store.db_path": opts["db"],
         "pipeline.verbose": opts["verbose"],
@@ -118,6 +125,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
     configure_logging(settings)
     _check_restore_options(spec, settings, opts["resume"], opts["from_savepoint"])
     check_model(settings)
+    check_cluster(settings)
     if spec.kind == "kafka" and settings.kafka.bounded and settings.kafka.start_from == "latest":
         raise click.UsageError("--bounded with --start-from latest would read nothing: use earliest or committed")
     if spec.kind == "kafka":  # before Flink starts: no broker or no topic is a one-line answer
@@ -168,6 +176,18 @@ def _watching(settings: Settings) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(5)
+
+
+def check_cluster(settings: Settings) -> None:
+    """No Flink cluster at cluster.jobmanager, or one of another version, is one line before
+    anything starts (its free slots are checked once the job's width is known)."""
+    if settings.cluster.jobmanager is None:
+        return
+    from fraudstream.flink import remote
+
+    why = remote.refusal(remote.overview(settings.cluster.jobmanager), settings, readers=0, slots=False)
+    if why is not None:
+        raise UserError(why)
 
 
 def check_model(settings: Settings) -> None:
@@ -230,6 +250,20 @@ def _generator_line(g: GeneratorSettings) -> str:
     return f" (seed={g.seed}, {clock}, rate={g.rate:g}/s, count={count}, fraud ratio={g.fraud_ratio:g})"
 
 
+def execution_mode(s: Settings, local: bool) -> str:
+    from fraudstream.flink.job import execution_mode as mode
+
+    return mode(s, local)
+
+
+def where_it_runs(s: Settings) -> str:
+    """The banner's word on where the job runs: the mini-cluster, or the cluster and its web UI."""
+    address = s.cluster.jobmanager
+    if address is None:
+        return "local mini-cluster"
+    return f"cluster at {address} (web UI http://{address})"
+
+
 def banner(s: Settings, restore_from: str | None = None) -> str:
     d, p, g = s.detectors, s.pipeline, s.generator
     lines = [
@@ -261,8 +295,9 @@ def banner(s: Settings, restore_from: str | None = None) -> str:
         ),
         f"   Alert cooldown      : {d.dedup_cooldown_ms / 60000:g} min per alert type and user/device",
         f"   Out-of-orderness    : {p.out_of_orderness_ms} ms",
-        f"   Flink               : local mini-cluster, {p.engine} engine, {p.execution_mode} mode, "
-        f"parallelism {p.parallelism}",
+        f"   Flink               : {where_it_runs(s)}, {p.engine} engine, "
+        f"{execution_mode(s, s.cluster.jobmanager is None)} mode, "
+        f"parallelism {p.parallelism}" + "".join(f", {k} {v}" for k, v in sorted(p.step_parallelism.items())),
         f"   Checkpoints         : every {s.checkpoint.interval_ms / 1000:g}s to {s.checkpoint_uri}",
         f"   Starting from       : {restore_from or 'empty state'}",
         f"   Database            : {s.db_path}",

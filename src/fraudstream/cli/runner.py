@@ -26,7 +26,7 @@ from fraudstream.cli.logs import ALERT_LOGGER, FILE_ONLY
 from fraudstream.config import Settings
 from fraudstream.detectors.base import Alert
 from fraudstream.errors import UserFacingError
-from fraudstream.flink import checkpoints, reporter
+from fraudstream.flink import checkpoints, remote, reporter
 from fraudstream.flink.gateway import stop_gateway
 from fraudstream.flink.job import build_job
 from fraudstream.flink.jobinfo import JobInfo, process_start
@@ -133,13 +133,20 @@ def run_job(
         graph = build_job(settings, spec, restore_from=restore_from)
         client, results = graph.start("fraudstream")
         job_id = str(client.get_job_id())
-        port = checkpoints.rest_port(client, settings.pipeline.rest_port)
-        JobInfo(os.getpid(), job_id, port, settings.savepoint_uri, process_start(os.getpid())).write(info_file)
+        if settings.cluster.jobmanager is not None:  # the cluster's REST endpoint, not one of ours
+            rest_host, port = remote.split(settings.cluster.jobmanager)
+        else:
+            rest_host, port = None, checkpoints.rest_port(client, settings.pipeline.rest_port)
+        JobInfo(os.getpid(), job_id, port, settings.savepoint_uri, process_start(os.getpid()), rest_host).write(
+            info_file
+        )
         logger.info(
-            "job %s submitted: source=%s%s",
+            "job %s submitted%s: source=%s%s (%.1f s)",
             job_id,
+            f" to the cluster at {settings.cluster.jobmanager}" if rest_host is not None else "",
             spec.kind,
             f", restored from {restore_from}" if restore_from else "",
+            time.monotonic() - started,
         )
 
         def wait_for_job() -> None:
@@ -157,7 +164,8 @@ def run_job(
                 finished.set()
 
         threading.Thread(target=wait_for_job, name="job-results", daemon=True).start()
-        metrics_url = reporter.endpoint(settings, job_id, timeout_s=10.0)  # None: off, or one warning logged
+        # None: off, on a cluster (its own reporters, if any), or one warning logged
+        metrics_url = reporter.endpoint(settings, job_id, timeout_s=10.0) if rest_host is None else None
         if metrics_url is not None:
             echo(f"job metrics: {metrics_url}")
         if mirror is not None:
@@ -173,7 +181,7 @@ def run_job(
                 stop.set()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 2
-                for line in checkpoints.new_failures(port, job_id, failures, settings.pipeline.reach_host):
+                for line in checkpoints.new_failures(port, job_id, failures, rest_host or settings.pipeline.reach_host):
                     logger.warning("the job failed and restarts from its last checkpoint: %s", line)
             if stop.is_set():
                 summary.interrupted = True

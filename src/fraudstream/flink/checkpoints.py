@@ -51,11 +51,14 @@ class OlderStateLayout(UserFacingError):
 #   3: the SQL engine's order rows carry the model's `risk` and `reasons` (NULL without a
 #      model), in the OVER windows' state, and a `no-model` step or the scoring steps come
 #      before them.
-STATE_LAYOUT = 3
+#   4: the archive's file writers and committers carry fixed uids (job.fix_archive_ids), so
+#      that a savepoint restores at any parallelism (their ids used to change at parallelism 1).
+STATE_LAYOUT = 4
 # What changed after each older layout (the first change a point of that layout misses).
 _LAYOUT_CHANGES = {
     1: "before the orders' appended_at field and the count-dead-letters step",
     2: "before the orders' risk and reasons columns",
+    3: "before the archive's steps had fixed ids",
 }
 
 
@@ -139,7 +142,8 @@ def current_run() -> RunRecord | None:
     return _current
 
 
-def configure(conf: Configuration, settings: Settings, restore_from: str | None = None) -> None:
+def configure(conf: Configuration, settings: Settings, restore_from: str | None = None, local: bool = True) -> None:
+    """The job's checkpointing, restarts and (`local`: the mini-cluster's) REST endpoint."""
     global _current
     c = settings.checkpoint
     entries = {
@@ -161,12 +165,12 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
         # REST serves metrics at most this old (Flink's default, 10 s, is too coarse for
         # `fraudstream bench`, which samples the source's record count).
         "metrics.fetcher.update-interval": "500 ms",
-        # Reaching the job from `fraudstream savepoint`.
-        "rest.bind-address": settings.pipeline.bind_host,
-        "rest.address": settings.pipeline.reach_host,
-        "rest.bind-port": str(settings.pipeline.rest_port),
-        "rest.port": str(settings.pipeline.rest_port),
     }
+    if local:  # reaching the job from `fraudstream savepoint`; a cluster has its own REST endpoint
+        entries["rest.bind-address"] = settings.pipeline.bind_host
+        entries["rest.address"] = settings.pipeline.reach_host
+        entries["rest.bind-port"] = str(settings.pipeline.rest_port)
+        entries["rest.port"] = str(settings.pipeline.rest_port)
     if restore_from is not None:
         entries["execution.state-recovery.path"] = restore_from
     # A job id chosen here, so that the run's record names the folder of its checkpoints.

@@ -6,6 +6,7 @@ Nothing here decides what is fraud; that lives in `fraudstream.detectors`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -29,6 +30,21 @@ ADMITTED = OutputTag("admitted", Types.PICKLED_BYTE_ARRAY())
 
 
 MIN_WATERMARK = -(2**63)  # Flink's watermark before the first: Long.MIN_VALUE
+
+
+logger = logging.getLogger(__name__)
+_announced: list[bool] = []
+
+
+def announce_origin() -> None:
+    """Log once per Python worker where its `fraudstream` package was imported from: on a
+    cluster, the directory the job shipped (python.files), never a path of the submitting machine."""
+    if _announced:
+        return
+    _announced.append(True)
+    import fraudstream
+
+    logger.warning("fraudstream worker: package imported from %s", fraudstream.__file__)
 
 
 def now_ms() -> int:
@@ -239,6 +255,7 @@ class DetectorFunction(KeyedProcessFunction):
         self.horizon = max([d.horizon_ms() for d in detectors] + ([redelivery.horizon_ms] if redelivery else []))
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        announce_origin()
         self.pending = runtime_context.get_map_state(
             MapStateDescriptor("pending", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
         )

@@ -35,7 +35,7 @@ from fraudstream.errors import UserFacingError
 from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
 from fraudstream.events.redelivery import Redelivery, horizon_of
-from fraudstream.flink import checkpoints, network, reporter
+from fraudstream.flink import checkpoints, network, remote, reporter
 from fraudstream.flink.archive import attach_archive, order_rows
 from fraudstream.flink.functions import (
     ADMITTED,
@@ -84,7 +84,14 @@ def _python_path() -> str:
     return os.pathsep.join(dict.fromkeys([package_root, *site.getsitepackages()]))
 
 
-def make_environment(settings: Settings, restore_from: str | None = None) -> StreamExecutionEnvironment:
+def make_environment(
+    settings: Settings, restore_from: str | None = None, context: bool = False
+) -> StreamExecutionEnvironment:
+    """The job's environment: Flink's embedded mini-cluster, or, with `cluster.jobmanager`, a
+    submission to that cluster (see `fraudstream.flink.remote`). `context`: the environment
+    `flink run` provides (fraudstream.flink.entry), which ships what `remote` would."""
+    remote_target = settings.cluster.jobmanager is not None and not context
+    local = not remote_target and not context
     # Flink's own logs go to the data directory, not inside site-packages.
     log_dir = settings.data_dir.resolve() / "flink-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -92,16 +99,50 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
     # Set for PyFlink's Python workers; inherited by accident (e.g. from a process that ran a
     # process-mode job in loopback), it would stop this driver from starting its own gateway.
     os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
-    start_gateway()
+    if not context:
+        start_gateway()
     conf = Configuration()
-    conf.set_string("python.execution-mode", settings.pipeline.execution_mode)
-    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.execution-mode", execution_mode(settings, local))
     conf.set_string("python.client.executable", sys.executable)
-    conf.set_string("python.pythonpath", _python_path())
-    checkpoints.configure(conf, settings, restore_from)
-    network.configure_network(conf, settings)
-    reporter.configure(conf, settings)
-    jars = []
+    checkpoints.configure(conf, settings, restore_from, local=local)
+    if local:
+        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.pythonpath", _python_path())
+        # Only the mini-cluster's own servers and reporter: a cluster has its own.
+        network.configure_network(conf, settings)
+        reporter.configure(conf, settings)
+    elif remote_target:
+        remote.configure(conf, settings)
+    jars = job_jars(settings, with_python=not local)
+    if jars:
+        conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
+        # The connector's admin-client thread logs once more after a job ends; with the leak
+        # check on, that prints a log4j "closed classloader" error on the console.
+        conf.set_string("classloader.check-leaked-classloader", "false")
+    if remote_target:
+        env = remote.remote_environment(conf)
+    else:
+        env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(settings.pipeline.parallelism)
+    # Key groups of every keyed step (admission keeps its own, ADMIT_MAX_PARALLELISM): the
+    # most the job can be rescaled to from its checkpoints, the same whatever its parallelism.
+    env.set_max_parallelism(settings.pipeline.max_parallelism)
+    return env
+
+
+def execution_mode(settings: Settings, local: bool = True) -> str:
+    """PyFlink's execution mode: `pipeline.execution_mode` on the mini-cluster, always `process` on a
+    cluster. Thread mode runs Python inside the TaskManager through pemja, whose native library
+    a JVM loads once: with flink-python shipped per job (pipeline.jars, as it must be: a cluster's
+    lib/ lacks it), the second job on a TaskManager fails with `NoSuchFieldException:
+    loadedLibraryNames` (measured on Flink 2.2.1, JDK 17)."""
+    return settings.pipeline.execution_mode if local else "process"
+
+
+def job_jars(settings: Settings, with_python: bool = False) -> list[Path]:
+    """The jars the job's classes come from, shipped with it as `pipeline.jars`. `with_python`:
+    the flink-python jar too, which a cluster's lib/ lacks (the mini-cluster has it)."""
+    jars = [remote.flink_python_jar()] if with_python else []
     if settings.pipeline.source == "kafka" or settings.pipeline.engine == "sql":
         # The Kafka connector, and our own classes (jvm/src), which the SQL engine runs on.
         jars += flink_connector_jars(settings.broker.jars_dir)
@@ -109,14 +150,7 @@ def make_environment(settings: Settings, restore_from: str | None = None) -> Str
         jars += archive_jars(settings.broker.jars_dir)
     if settings.model.path is not None and settings.pipeline.engine == "sql":
         jars += onnx_jars(settings.broker.jars_dir)  # the risk model is scored in the JVM
-    if jars:
-        conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in jars))
-        # The connector's admin-client thread logs once more after a job ends; with the leak
-        # check on, that prints a log4j "closed classloader" error on the console.
-        conf.set_string("classloader.check-leaked-classloader", "false")
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(settings.pipeline.parallelism)
-    return env
+    return jars
 
 
 @contextmanager
@@ -209,18 +243,22 @@ def _build_job(
     model: ModelFile | None = None,
     scored: bool = False,
 ) -> JobGraph:
-    env = env or make_environment(settings, restore_from)
+    context = env is not None
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
     bound = settings.pipeline.out_of_orderness_ms
 
     readers = 1
     stop_at: dict[int, int] | None = None
     on_finished = None
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound))
     if spec.kind == "kafka":
         from fraudstream.kafka.clients import check_job_topics
 
         readers = check_job_topics(settings.kafka)
+    if settings.cluster.jobmanager is not None and not context:
+        remote.check_cluster(settings, readers)  # reachable, Flink 2.2, enough free slots: one line if not
+    env = env or make_environment(settings, restore_from)
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound))
+    if spec.kind == "kafka":
         if settings.kafka.bounded:
             stop_at, on_finished = _bounded_run(settings.kafka)
         watermarks = watermarks.with_idleness(Duration.of_millis(settings.kafka.idle_timeout_ms))
@@ -268,6 +306,7 @@ def _build_job(
 
     detectors = build_detectors(settings.detectors)
     reference = settings.pipeline.engine == "reference"
+    rules_n = settings.pipeline.parallelism_of("rules")  # the detectors (with re-deliveries: by user)
     dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
     keyed_outputs = []
     if reference:
@@ -276,11 +315,11 @@ def _build_job(
         orders = orders.map(_print_order, output_type=PICKLED).name("print-each-order")
         for d in detectors:
             name = f"detect-{d.alert_type.lower()}"
-            keyed_outputs.append(_detect(orders, [d], limits, name))
+            keyed_outputs.append(_detect(orders, [d], limits, name, parallelism=rules_n))
     else:
         by_user = _detect(
             orders, [d for d in detectors if d.key_field == "user_id"], limits, "detect-by-user_id",
-            Redelivery(horizon_of(detectors)), measure_lag=True,
+            Redelivery(horizon_of(detectors)), measure_lag=True, parallelism=rules_n,
         )  # fmt: skip
         # Only the first copy of an order goes on: to the device's rules and to the archive.
         orders = by_user.get_side_output(ADMITTED)
@@ -290,6 +329,7 @@ def _build_job(
             limits,
             "detect-by-device_id",
             count_valid=True,
+            parallelism=rules_n,
         )
         keyed_outputs = [by_user, by_device]
     dead_streams += [s.get_side_output(DEAD_LETTERS) for s in keyed_outputs]
@@ -304,6 +344,7 @@ def _build_job(
         .process(DedupFunction(AlertDeduplicator(settings.detectors.dedup_cooldown_ms)), output_type=PICKLED)
         .name("dedup")
         .uid("dedup")
+        .set_parallelism(settings.pipeline.parallelism_of("cooldown"))
     )
 
     archive = None if reference else order_rows(orders)
@@ -344,7 +385,45 @@ def _outputs(
     if scored is not None:
         tagged.append(scored.map(lambda r: ("scored", (r[0], list(r[1]), r[2], r[3])), output_type=PICKLED))
     output = tagged[0].union(*tagged[1:]) if tagged else None
+    fix_archive_ids(env)
     return JobGraph(env, output, on_finished)
+
+
+# The archive's stateful steps (Flink's filesystem sink: pending part files, partitions to commit).
+_ARCHIVE_STATEFUL = ("StreamingFileWriter", "PartitionCommitter")
+
+
+def fix_archive_ids(env: StreamExecutionEnvironment) -> None:
+    """Fixed uids for the archive sinks' stateful steps, which the Table API leaves without.
+
+    Flink derives the id of an operator without a uid from its place in the graph, chaining
+    included: at parallelism 1 the file writer chains to its (always single) committer and
+    both get other ids than at 2 or more, so a savepoint taken at 2 or 4 did not restore at 1
+    ("Cannot map checkpoint/savepoint state for operator ..."). Named in the order they were
+    made (the same program makes them in the same order), e.g. `archive-0-streamingfilewriter`.
+    """
+    found: dict[int, object] = {}
+    todo = list(env._j_stream_execution_environment.getTransformations())
+    while todo:
+        t = todo.pop()
+        if t.getId() in found:
+            continue
+        found[t.getId()] = t
+        todo.extend(t.getInputs())
+    from pyflink.java_gateway import get_gateway
+
+    head = get_gateway().jvm.org.apache.flink.streaming.api.operators.ChainingStrategy.HEAD
+    n = 0
+    for _, t in sorted(found.items()):
+        name = str(t.getName())
+        if name.startswith(_ARCHIVE_STATEFUL) and t.getUid() is None:
+            t.setUid(f"archive-{n}-{name.split()[0].lower()}")
+            n += 1
+        if name.startswith("PartitionCommitter"):
+            # Its own task at every parallelism: chained to a writer at parallelism 1, it would take
+            # the writer's max parallelism (128) instead of its own 1, and a savepoint taken at 2
+            # or more would not restore ("Max parallelism mismatch ... with max parallelism 1").
+            t.setChainingStrategy(head)
 
 
 ADMIT_MAX_PARALLELISM = 128
@@ -358,6 +437,7 @@ def _detect(
     redelivery: Redelivery | None = None,
     count_valid: bool = False,
     measure_lag: bool = False,
+    parallelism: int = 1,
 ) -> DataStream:
     """The detectors that share one key, in one keyed Python operator (uid = name)."""
     key_field = detectors[0].key_field
@@ -366,6 +446,7 @@ def _detect(
         .process(DetectorFunction(detectors, limits, redelivery, count_valid, measure_lag), output_type=PICKLED)
         .name(name)
         .uid(name)
+        .set_parallelism(parallelism)
     )
 
 

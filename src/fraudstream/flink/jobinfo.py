@@ -24,6 +24,15 @@ class JobInfo:
     # When the process started (clock ticks since boot, Linux): PIDs wrap around (at 32,768
     # on our machines, used up fast by JVM threads), so a PID alone may name another process.
     started: int | None = None
+    # Where the job's REST endpoint is: a cluster's (cluster.jobmanager) host; None = this
+    # machine's mini-cluster (pipeline.reach_host).
+    rest_host: str | None = None
+
+    def rest_url(self, settings: Settings) -> str:
+        """The base URL of the job's REST endpoint (the mini-cluster's or the cluster's)."""
+        host = self.rest_host or settings.pipeline.reach_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.rest_port}"
 
     def is_running(self) -> bool:
         """Whether the run that wrote this file is still alive."""

@@ -62,13 +62,15 @@ def attach_kafka_sinks(
     env: StreamExecutionEnvironment, settings: Settings, alerts: DataStream, dead_letters: DataStream
 ) -> None:
     k = settings.kafka
+    n = settings.pipeline.parallelism_of("sinks")
     t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.resource.default-parallelism", str(n))
     statements = t_env.create_statement_set()
     for name, stream, to_row, topic, suffix in (
         ("alerts_out", alerts, alert_record, k.alerts_topic, "alerts"),
         ("dead_letters_out", dead_letters, dead_letter_record, k.dead_letter_topic, "dead-letters"),
     ):
         t_env.create_temporary_table(name, _kafka_table(k, topic, f"{settings.transactional_id_prefix}-{suffix}"))
-        rows = stream.map(to_row, output_type=_ROW).name(f"to-{name}").uid(f"to-{name}")
+        rows = stream.map(to_row, output_type=_ROW).name(f"to-{name}").uid(f"to-{name}").set_parallelism(n)
         statements.add_insert(name, t_env.from_data_stream(rows))
     statements.attach_as_datastream()

@@ -54,7 +54,7 @@ from fraudstream.detectors.risk import RiskAlerts
 from fraudstream.events.model import DeadLetter, Order
 from fraudstream.events.redelivery import horizon_of
 from fraudstream.features.spec import FeatureSpec
-from fraudstream.flink.functions import now_ms
+from fraudstream.flink.functions import announce_origin, now_ms
 from fraudstream.flink.job_metrics import JobMetrics
 from fraudstream.model.file import ModelFile
 
@@ -190,6 +190,7 @@ class CandidateAlert(MapFunction):
         self.risk = risk
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        announce_origin()
         self.metrics = JobMetrics.from_context(runtime_context)
 
     def map(self, value: Any) -> Alert:
@@ -255,6 +256,7 @@ def detect(
         )
         .name("redelivery")
         .uid("sql-redelivery")
+        .setParallelism(p.parallelism_of("redelivery"))
     )
     dead_letters = helper.OrderAdmission.DEAD_LETTERS
     dead = (
@@ -266,6 +268,8 @@ def detect(
     j_scored, scored = _score(helper, settings, j_timely, model, tap)
 
     t_env = StreamTableEnvironment.create(env)
+    # The SQL part (the rules' OVER windows) is planned at this parallelism.
+    t_env.get_config().set("table.exec.resource.default-parallelism", str(p.parallelism_of("rules")))
     t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
     t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
     admitted = t_env.from_data_stream(
@@ -289,9 +293,15 @@ def detect(
         .process(helper.Cooldown(settings.detectors.dedup_cooldown_ms, row_type), row_type)
         .name("cooldown")
         .uid("sql-cooldown")
+        .setParallelism(p.parallelism_of("cooldown"))
     )
     risk = RiskAlerts(settings.model, settings.alerts, model.version) if model is not None else None
-    alerts = DataStream(cooled).map(CandidateAlert(detectors, risk), output_type=PICKLED).name("alert-text")
+    alerts = (
+        DataStream(cooled)
+        .map(CandidateAlert(detectors, risk), output_type=PICKLED)
+        .name("alert-text")
+        .set_parallelism(p.parallelism_of("alert-text"))
+    )
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
     return SqlStreams(alerts, dead, echo, DataStream(j_timely), scored)
 
@@ -305,7 +315,12 @@ def _score(
     model is applied in batches by RiskScorer, chained after them."""
     rows = helper.ScoredRows
     if model is None:
-        j_scored = j_timely.map(helper.NoRisk(), rows.scoredType()).name("no-model")
+        # beside the redelivery step (chained to it)
+        j_scored = (
+            j_timely.map(helper.NoRisk(), rows.scoredType())
+            .name("no-model")
+            .setParallelism(settings.pipeline.parallelism_of("redelivery"))
+        )
         return j_scored, None
     spec = FeatureSpec.from_settings(settings.features).to_json()
     gateway = get_gateway()
@@ -316,6 +331,7 @@ def _score(
     for i, value in enumerate(model.baseline):
         baseline[i] = float(value)
     m = settings.model
+    n = settings.pipeline.parallelism_of("features")
     scorer = helper.RiskScorer(
         bytearray(model.onnx), names, baseline, m.batch_size, m.takeover_risk, m.explain_top, tap
     )
@@ -324,13 +340,16 @@ def _score(
         .process(helper.DeviceFeatures(spec), rows.withDeviceUsers())
         .name("device-features")
         .uid("sql-device-features")
+        .setParallelism(n)
     )
     j_scored = (
         j_devices.keyBy(helper.Redelivery.UserKey())
         .process(helper.UserFeatures(spec), rows.withFeatures())
         .name("user-features")
         .uid("sql-user-features")
+        .setParallelism(n)
         .transform("score", rows.scoredType(), scorer)
         .uid("sql-score")
+        .setParallelism(n)
     )
     return j_scored, DataStream(j_scored.getSideOutput(helper.RiskScorer.SCORED)) if tap else None

@@ -1,0 +1,223 @@
+"""The job on a real standalone Flink cluster (tests/cluster/conftest.py) and the real broker:
+`fraudstream run --jobmanager` at parallelism 1, 2 and 4 gives the oracle's alerts; a
+savepoint at 2 restores at 4 and, through another savepoint, at 1, with a TaskManager killed
+(and replaced) on the way, and the result is an uninterrupted run's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fraudstream.config import GeneratorSettings, KafkaSettings
+from fraudstream.flink.gateway import processes
+from fraudstream.generator import generator_from_settings
+from fraudstream.kafka.clients import connect_admin, ensure_topics
+from fraudstream.kafka.tail import alert_from_json
+from tests.kafka.conftest import consume, kafka_flags, report, send
+from tests.kafka.runs import stored_alerts
+from tests.lines import in_own_session
+from tests.oracle import expected_alerts
+
+pytestmark = pytest.mark.flink
+EXE = [sys.executable, "-m", "fraudstream"]
+PARTITIONS = 2  # so that two jobs at parallelism 1 and 2 share the cluster's 4 slots
+
+
+def _topics(broker) -> KafkaSettings:
+    tag = uuid.uuid4().hex[:8]
+    k = broker.kafka_settings(KafkaSettings()).model_copy(
+        update={
+            "raw_topic": f"raw-{tag}",
+            "alerts_topic": f"alerts-{tag}",
+            "dead_letter_topic": f"dlq-{tag}",
+            "group_id": f"job-{tag}",
+            "connect_timeout_s": 10.0,
+        }
+    )
+    ensure_topics(connect_admin(k), {k.raw_topic: PARTITIONS, k.alerts_topic: 2, k.dead_letter_topic: 1})
+    return k
+
+
+def _orders(n: int, seed: int) -> list[dict]:
+    return list(generator_from_settings(GeneratorSettings(seed=seed, count=n)).orders(n))
+
+
+def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]:
+    return [(None, o["user_id"].encode(), orjson.dumps(o)) for o in orders]
+
+
+def _run(cluster, k: KafkaSettings, data: Path, parallelism: int, *extra: str) -> list[str]:
+    return [
+        *EXE, "--data-dir", str(data), *kafka_flags(k), "--set", "checkpoint.interval_ms=1000",
+        "run", "--source", "kafka", "--jobmanager", cluster.rest_address, "--parallelism", str(parallelism), *extra,
+    ]  # fmt: skip
+
+
+def _alerts(k: KafkaSettings) -> list[tuple[str, str, str, int]]:
+    found = [alert_from_json(v) for _, _, v in consume(k, k.alerts_topic)]
+    return [(a.alert_type, a.key, a.transaction_id, a.event_time) for a in found]
+
+
+def _same(keys: list[tuple], expected: set[tuple]) -> None:
+    twice = [key for key, n in Counter(keys).items() if n > 1]
+    assert not twice, f"{len(twice)} alerts committed twice"
+    assert set(keys) == expected, f"missing {len(expected - set(keys))}, unexpected {len(set(keys) - expected)}"
+
+
+def _left_behind(proc: subprocess.Popen) -> list[int]:
+    """Processes of a run's session still alive (its Flink client JVM, say)."""
+    return [p.pid for p in processes() if p.pgid == proc.pid and p.state != "Z"]
+
+
+def _get(cluster, path: str):
+    with urllib.request.urlopen(f"http://{cluster.rest_address}{path}", timeout=5) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def cluster(flink_cluster):
+    """The session's cluster, with no job of a failed test left running on it afterwards."""
+    yield flink_cluster
+    for job in _get(flink_cluster, "/jobs/overview")["jobs"]:
+        if job["state"] in ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING"):
+            request = urllib.request.Request(f"http://{flink_cluster.rest_address}/jobs/{job['jid']}", method="PATCH")
+            urllib.request.urlopen(request, timeout=5).close()
+
+
+def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
+    orders = _orders(1_500, seed=1616)
+    expected = expected_alerts(orders)
+    assert len(expected) > 30
+    runs = {}
+    for p in (1, 2, 4):
+        k = _topics(broker)
+        send(k, _records(orders))
+        runs[p] = (k, tmp_path / f"p{p}")
+    started = time.monotonic()
+    # 1 and 2 side by side (2 slots each: one reader per partition), then 4 on all 4 slots
+    for batch in ((1, 2), (4,)):
+        procs = {
+            p: subprocess.Popen(
+                _run(cluster, runs[p][0], runs[p][1], p, "--bounded", "--start-from", "earliest"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            for p in batch
+        }  # fmt: skip
+        for proc in procs.values():
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, err[-3000:]
+            assert f"cluster at {cluster.rest_address} (web UI {cluster.web_url}" in out
+            assert "Job finished" in out
+            assert not _left_behind(proc)
+    for p, (k, data) in runs.items():
+        _same(_alerts(k), expected)
+        assert stored_alerts(data / "fraud_alerts.db") == len(expected), p
+    # the workers imported fraudstream from the directory the job shipped, not from this checkout
+    logs = "".join(f.read_text(errors="replace") for f in cluster.log_dir.glob("*taskexecutor*.log"))
+    origins = {line.split("imported from ")[1].strip() for line in logs.splitlines() if "fraudstream worker:" in line}
+    assert origins and all("/python-files/" in o and "/fraudstream/__init__.py" in o for o in origins), origins
+    assert not any(o.startswith(str(Path(__file__).resolve().parents[2])) for o in origins)
+    report(
+        f"the job on a standalone cluster (2 TaskManagers x 2 slots) at parallelism 1, 2 and 4 | {len(orders)} "
+        f"orders, {len(expected)} alerts each | lost 0, duplicated 0 at every parallelism "
+        f"({time.monotonic() - started:.0f} s for the three runs)"
+    )
+
+
+def _savepoint(data: Path, timeout_s: float = 90) -> str:
+    """`fraudstream savepoint --stop`, again while the job is restarting (Flink refuses then)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = subprocess.run(
+            [*EXE, "--data-dir", str(data), "savepoint", "--stop"],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return done.stdout.strip().splitlines()[-1]
+        assert "Traceback" not in done.stderr, done.stderr
+        assert time.monotonic() < deadline, done.stderr
+        time.sleep(1)
+
+
+def _until(what: str, check, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline, f"no {what} after {timeout_s}s"
+        time.sleep(0.2)
+
+
+def test_rescaled_through_savepoints_and_a_taskmanager_killed_gives_the_uninterrupted_result(cluster, broker, tmp_path):
+    """Parallelism 2 -> savepoint -> 4 (a TaskManager SIGKILLed mid-run, another started, as an
+    operator would) -> savepoint -> 1, over a stream sent in three parts: the alerts equal the
+    oracle's for the whole stream, none twice, in Kafka and in SQLite."""
+    orders = _orders(1_500, seed=1617)
+    expected = expected_alerts(orders)
+    parts = [orders[:500], orders[500:1000], orders[1000:]]
+    k = _topics(broker)
+    data = tmp_path / "data"
+    db = data / "fraud_alerts.db"
+    timings = {}
+
+    send(k, _records(parts[0]))
+    with in_own_session(_run(cluster, k, data, 2, "--start-from", "earliest"), stderr=subprocess.PIPE) as (proc, _):
+        _until("alerts stored (a checkpoint completed)", lambda: stored_alerts(db) > 0, proc)
+        t = time.monotonic()
+        first = _savepoint(data)
+        timings["savepoint at 2"] = time.monotonic() - t
+        assert proc.wait(60) == 0, proc.stderr.read()[-3000:]
+    assert not _left_behind(proc)
+
+    send(k, _records(parts[1]))
+    before = stored_alerts(db)
+    with in_own_session(_run(cluster, k, data, 4, "--from-savepoint", first), stderr=subprocess.PIPE) as (proc, lines):
+        t = time.monotonic()
+        _until("the job at parallelism 4", lambda: (data / "job.json").is_file(), proc)
+        job = json.loads((data / "job.json").read_text())
+        timings["restore at 4 (to submitted)"] = time.monotonic() - t
+        assert job["rest_host"] == cluster.rest_address.rpartition(":")[0]
+        vertices = {v["name"]: v["parallelism"] for v in _get(cluster, f"/jobs/{job['job_id']}")["vertices"]}
+        assert any(n == 4 for name, n in vertices.items() if "cooldown" in name), vertices
+        _until("alerts of the second part stored", lambda: stored_alerts(db) > before, proc)
+        victim = cluster.taskmanager_pids()[0]
+        cluster.kill_taskmanager(victim)
+        replacement = cluster.add_taskmanager()
+        assert replacement != victim
+        t = time.monotonic()
+        second = _savepoint(data, timeout_s=120)  # once the job runs again on the new TaskManager
+        timings["recovered from the kill and saved at 4"] = time.monotonic() - t
+        assert proc.wait(60) == 0, proc.stderr.read()[-3000:]
+        out = lines.finish()
+    assert "Job stopped" in out
+    # the kill was a failure the job recovered from (seen by the run's failure watch, on the cluster's REST)
+    assert "the job failed and restarts from its last checkpoint" in (data / "app.log").read_text()
+    assert not _left_behind(proc)
+    cluster.wait_for_slots(4, timeout_s=60)
+
+    send(k, _records(parts[2]))
+    t = time.monotonic()
+    done = subprocess.run(
+        _run(cluster, k, data, 1, "--from-savepoint", second, "--bounded"),
+        capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    timings["restore at 1, bounded to the end"] = time.monotonic() - t
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Job finished" in done.stdout
+    _same(_alerts(k), expected)
+    assert stored_alerts(db) == len(expected)
+    report(
+        f"savepoint at parallelism 2, restored at 4, a TaskManager SIGKILLed and replaced, savepoint, restored at 1 "
+        f"(standalone cluster) | {len(orders)} orders in three parts, {len(expected)} alerts | lost 0, duplicated 0 "
+        f"(Kafka, SQLite); " + ", ".join(f"{k_}: {v:.1f} s" for k_, v in timings.items())
+    )

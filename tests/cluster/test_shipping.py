@@ -1,0 +1,127 @@
+"""What a cluster submission ships (fraudstream.flink.remote): complete, and nothing of ours left out.
+
+The workers' modules are imported in a fresh interpreter where only the standard library,
+apache-flink's own dependency closure and the shipped directory can be imported: whatever
+the ship list misses fails here, not on a cluster's TaskManager."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fraudstream.config import load_settings
+from fraudstream.errors import UserFacingError
+from fraudstream.flink import remote
+
+# Every module whose functions or classes the job graph hands to the Python workers.
+WORKER_MODULES = [
+    "fraudstream.flink.functions",
+    "fraudstream.flink.sql_engine",
+    "fraudstream.flink.sinks",
+    "fraudstream.flink.sources",
+    "fraudstream.flink.archive",
+    "fraudstream.flink.job",
+]
+
+
+def _top_levels(distributions: set[str]) -> set[str]:
+    """The top-level import names the installed `distributions` provide."""
+    names = set()
+    for top, dists in metadata.packages_distributions().items():
+        if any(remote._normal(d) in distributions for d in dists):
+            names.add(top)
+    return names
+
+
+@pytest.mark.slow
+def test_the_workers_modules_import_from_the_ship_dir_alone(tmp_path):
+    settings = load_settings(flags={"data_dir": str(tmp_path)}, environ={})
+    ship = remote.ship_dir(settings)
+    assert ship.parent == tmp_path.resolve() / "cluster" / "ship"
+    assert remote.ship_dir(settings) == ship  # prepared once per code version
+    assert not list(ship.rglob("__pycache__")), "compiled files shipped"
+    shipped = json.loads((ship / "SHIPPED.json").read_text())["distributions"]
+    assert {"pydantic", "pydantic-core", "annotated-types", "typing-inspection", "confluent-kafka"} <= set(shipped)
+    flink = remote.closure(["apache-flink"])
+    assert not set(shipped) & flink, "apache-flink's own dependencies shipped"
+    allowed = sorted(_top_levels(flink) | {p.name.removesuffix(".py") for p in ship.iterdir()})
+    source_root = str(Path(remote.fraudstream.__file__).resolve().parents[1])
+    script = textwrap.dedent(
+        f"""
+        import importlib, importlib.abc, sys
+        allowed = set({allowed!r}) | set(sys.stdlib_module_names)
+        sys.path[:] = [{str(ship)!r}] + [p for p in sys.path if p not in ("", {source_root!r})]
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                top = name.split(".")[0]
+                if top not in allowed and not top.startswith("_sysconfigdata"):  # stdlib, built per platform
+                    raise ImportError(f"not shipped and not apache-flink's: {{name}}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        for module in {WORKER_MODULES!r}:
+            importlib.import_module(module)
+        import fraudstream, pydantic, confluent_kafka
+        print(fraudstream.__file__); print(pydantic.__file__); print(confluent_kafka.__file__)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = done.stdout.split()
+    assert len(files) == 3 and all(f.startswith(str(ship)) for f in files), files
+
+
+def test_a_blocked_module_is_caught(tmp_path):
+    """The blocker itself: a module neither shipped nor apache-flink's does not import."""
+    flink = remote.closure(["apache-flink"])
+    assert "pydantic" not in flink and "apache-beam" in flink and "py4j" in flink
+    assert "pydantic" not in _top_levels(flink)
+
+
+def test_the_workers_python_is_never_the_source_root():
+    settings = load_settings(flags={}, environ={})
+    executable, pythonpath = remote.workers_python(settings)
+    assert executable == sys.executable
+    source_root = str(Path(remote.fraudstream.__file__).resolve().parents[1])
+    assert source_root not in pythonpath.split(":")
+    other = load_settings(
+        flags={"cluster.python": "/opt/py/bin/python", "cluster.python_path": "/opt/py/lib"}, environ={}
+    )
+    assert remote.workers_python(other) == ("/opt/py/bin/python", "/opt/py/lib")
+
+
+def test_no_cluster_at_the_address_is_one_line():
+    from tests.cluster.conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(UserFacingError, match=f"no Flink cluster at {address}"):
+        remote.overview(address, timeout_s=2)
+
+
+@pytest.mark.parametrize(
+    ("info", "parallelism", "readers", "says"),
+    [
+        ({"flink-version": "1.20.1", "slots-available": 8}, 1, 1, "runs Flink 1.20.1; this job is built for Flink 2.2"),
+        ({"flink-version": "2.2.1", "slots-available": 2, "slots-total": 4}, 4, 2, "2 free task slots"),
+        ({"flink-version": "2.2.1", "slots-available": 3}, 1, 4, "this job needs 4"),
+        ({"flink-version": "2.2.0", "slots-available": 4}, 4, 4, None),
+    ],
+)
+def test_the_cluster_is_refused_for_another_version_or_too_few_slots(info, parallelism, readers, says):
+    settings = load_settings(flags={"pipeline.parallelism": parallelism}, environ={})
+    assert (says is None) == (remote.refusal(info, settings, readers) is None)
+    if says is not None:
+        assert says in remote.refusal(info, settings, readers)
+
+
+def test_the_widest_step_decides_the_slots():
+    settings = load_settings(flags={"pipeline.step_parallelism": {"rules": 3}}, environ={})
+    assert remote.slots_needed(settings, readers=2) == 3
+    assert remote.slots_needed(settings, readers=5) == 5
