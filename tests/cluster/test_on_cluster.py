@@ -6,6 +6,8 @@ savepoint at 2 restores at 4 and, through another savepoint, at 1, with a TaskMa
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,8 @@ from tests.oracle import expected_alerts
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
+# Restarts retried at once while a lost TaskManager's slots come back (else up to 30 s apart).
+FAST_RESTARTS = ("checkpoint.restart_initial_backoff_ms=200", "checkpoint.restart_max_backoff_ms=1000")
 PARTITIONS = 2  # so that two jobs at parallelism 1 and 2 share the cluster's 4 slots
 
 
@@ -55,9 +59,10 @@ def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]
     return [(None, o["user_id"].encode(), orjson.dumps(o)) for o in orders]
 
 
-def _run(cluster, k: KafkaSettings, data: Path, parallelism: int, *extra: str) -> list[str]:
+def _run(cluster, k: KafkaSettings, data: Path, parallelism: int, *extra: str, sets: tuple[str, ...] = ()) -> list[str]:
     return [
         *EXE, "--data-dir", str(data), *kafka_flags(k), "--set", "checkpoint.interval_ms=1000",
+        *(x for s in sets for x in ("--set", s)),
         "run", "--source", "kafka", "--jobmanager", cluster.rest_address, "--parallelism", str(parallelism), *extra,
     ]  # fmt: skip
 
@@ -94,31 +99,45 @@ def cluster(flink_cluster):
 
 
 def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
+    """Three runs of one stream side by side, on 2 more TaskManagers (8 slots: 2 + 2 + 4, one
+    reader per partition), each compared with the oracle; the extra TaskManagers go after."""
     orders = _orders(1_500, seed=1616)
     expected = expected_alerts(orders)
     assert len(expected) > 30
+    extra = [cluster.add_taskmanager(), cluster.add_taskmanager()]
     runs = {}
     for p in (1, 2, 4):
         k = _topics(broker)
         send(k, _records(orders))
         runs[p] = (k, tmp_path / f"p{p}")
-    started = time.monotonic()
-    # 1 and 2 side by side (2 slots each: one reader per partition), then 4 on all 4 slots
-    for batch in ((1, 2), (4,)):
+    try:
+        cluster.wait_for_slots(8, timeout_s=60)
+        started = time.monotonic()
         procs = {
             p: subprocess.Popen(
-                _run(cluster, runs[p][0], runs[p][1], p, "--bounded", "--start-from", "earliest"),
+                _run(cluster, k, data, p, "--bounded", "--start-from", "earliest"),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            for p in batch
+            for p, (k, data) in runs.items()
         }  # fmt: skip
-        for proc in procs.values():
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, err[-3000:]
-            assert f"cluster at {cluster.rest_address} (web UI {cluster.web_url}" in out
-            assert "Job finished" in out
-            assert not _left_behind(proc)
+        try:
+            for proc in procs.values():
+                out, err = proc.communicate(timeout=240)
+                assert proc.returncode == 0, err[-3000:]
+                assert f"cluster at {cluster.rest_address} (web UI {cluster.web_url}" in out
+                assert "Job finished" in out
+                assert not _left_behind(proc)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        took = time.monotonic() - started
+    finally:
+        for pid in extra:
+            cluster.kill_taskmanager(pid)
+        cluster.wait_for_slots(4, timeout_s=60)
     for p, (k, data) in runs.items():
         _same(_alerts(k), expected)
         assert stored_alerts(data / "fraud_alerts.db") == len(expected), p
@@ -130,7 +149,7 @@ def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
     report(
         f"the job on a standalone cluster (2 TaskManagers x 2 slots) at parallelism 1, 2 and 4 | {len(orders)} "
         f"orders, {len(expected)} alerts each | lost 0, duplicated 0 at every parallelism "
-        f"({time.monotonic() - started:.0f} s for the three runs)"
+        f"({took:.0f} s for the three runs side by side)"
     )
 
 
@@ -181,7 +200,9 @@ def test_rescaled_through_savepoints_and_a_taskmanager_killed_gives_the_uninterr
 
     send(k, _records(parts[1]))
     before = stored_alerts(db)
-    with in_own_session(_run(cluster, k, data, 4, "--from-savepoint", first), stderr=subprocess.PIPE) as (proc, lines):
+    with in_own_session(
+        _run(cluster, k, data, 4, "--from-savepoint", first, sets=FAST_RESTARTS), stderr=subprocess.PIPE
+    ) as (proc, lines):
         t = time.monotonic()
         _until("the job at parallelism 4", lambda: (data / "job.json").is_file(), proc)
         job = json.loads((data / "job.json").read_text())
