@@ -395,12 +395,13 @@ def test_on_postgresql_a_dropped_connection_is_opened_again_and_nothing_is_lost(
     with running(settings) as notifier:
         write(make_alert(2))
         assert wait_until(lambda: len(webhook.texts) == 1)
+        # This notifier's own backends only: the database is shared by the session's tests.
+        pids = [w._conn.raw.info.backend_pid for w in notifier.workers if w._conn is not None]
         with db.connect(settings) as admin:
             dropped = admin.execute(
-                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid = ANY(?)", (pids,)
             ).fetchone()[0]
-        assert dropped >= 1  # the worker's connection
+        assert dropped == len(pids) >= 1  # the worker's connection
         write(make_alert(3), make_alert(4, risk=0.004, held_back=True), make_alert(5))
         assert wait_until(lambda: len(webhook.texts) == 3, timeout=8)
         time.sleep(0.3)  # nothing else comes
@@ -412,3 +413,26 @@ def test_on_postgresql_a_dropped_connection_is_opened_again_and_nothing_is_lost(
     out = capsys.readouterr().out
     assert f"{hook_name(webhook)}: up to store row 5, 0 waiting" in out
     assert "held back as normal for their customer (stored, never notified): 1 alert(s)" in out
+
+
+def test_a_lost_commit_reply_of_the_ledger_is_not_another_notifier(any_store):
+    """The server committed a sent message's record, the reply was lost: the retry finds the
+    receiver already at the new position, which is no second notifier."""
+    from fraudstream.notify import ledger
+    from fraudstream.notify.burst import Window
+    from fraudstream.notify.message import Message
+
+    store, _ = any_store
+    store.write_batch([make_alert(1), make_alert(2)])
+    conn = store.conn
+    start = ledger.load_state(conn, "hook", 0)
+    message = Message("t", "b", "alert", 1, 2, 2)
+    new = ledger.ReceiverState(start.position + 2, Window(5, 1))
+    ledger.record_sent(conn, "hook", start.position, new, message, 10)  # committed; say its reply was lost
+    ledger.record_sent(conn, "hook", start.position, new, message, 10, retry=True)  # the retry: no conflict
+    assert ledger.receiver_states(conn)["hook"].position == new.position
+    with pytest.raises(ledger.LedgerConflict):  # not a retry: another notifier moved it
+        ledger.record_sent(conn, "hook", start.position, new, message, 10)
+    moved = ledger.ReceiverState(new.position + 5, Window(5, 2))
+    with pytest.raises(ledger.LedgerConflict):  # a retry, but the store is elsewhere
+        ledger.record_sent(conn, "hook", start.position, moved, message, 11, retry=True)

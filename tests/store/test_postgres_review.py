@@ -7,9 +7,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 
+import psycopg
+import pytest
+
+from fraudstream.config import load_settings
 from fraudstream.detectors import VelocityDetector
-from fraudstream.store import AlertStore, queries
+from fraudstream.events.model import DeadLetter
+from fraudstream.store import AlertStore, mirror, queries
+from fraudstream.store.alert_store import OffsetConflict
 from fraudstream.store.db import Location
+from fraudstream.store.reviews import Review, add_review
 from tests.conftest import BASE, make_order
 
 
@@ -56,3 +63,86 @@ def test_two_writers_on_one_postgresql_store_never_make_a_follower_skip_rows(pos
         reader.close()
         for s in writers:
             s.close()
+
+
+def test_nul_characters_are_stored_on_postgresql_as_the_replacement_character(postgres_url):
+    """PostgreSQL TEXT cannot hold NUL: one such character must not stop the copier for good."""
+    record = (
+        b'{"alert_id":"a1","alert_type":"X","severity":"HIGH","key":"u","user_id":"u\\u0000","device_id":"d",'
+        b'"transaction_id":"t","amount":1,"message":"m\\u0000","event_time":1}'
+    )
+    alert = mirror._alert(record)  # passes the copier's checks
+    letter = DeadLetter("unparseable", "bad\x00json", "{\x00}", 1, letter_id="raw/0@1")
+    store = AlertStore(Location("postgresql", url=postgres_url))
+    try:
+        store.write_batch([alert, letter], {("alerts", 0): (None, 1)})
+        add_review(store.conn, Review("a1", "confirmed_fraud", "note\x00here", "ana", 5))
+        row = store.conn.execute("SELECT user_id, message FROM fraud_alerts").fetchone()
+        assert (row[0], row[1]) == ("u\ufffd", "m\ufffd")
+        dead = store.conn.execute("SELECT detail, raw FROM dead_letters").fetchone()
+        assert (dead[0], dead[1]) == ("bad\ufffdjson", "{\ufffd}")
+        assert store.conn.execute("SELECT note FROM alert_reviews").fetchone()[0] == "note\ufffdhere"
+        assert store.stored_offsets("alerts") == {0: 1}
+    finally:
+        store.close()
+
+
+def test_a_record_postgresql_refuses_becomes_an_unstorable_dead_letter(postgres_url):
+    """A value the database cannot hold (a DataError, the same on every retry) is set aside as
+    the copier's `unstorable` dead letter; the rest of its batch is stored with the offsets."""
+    store = AlertStore(Location("postgresql", url=postgres_url))
+    good, bad = alerts(2)
+    bad = dataclasses.replace(bad, event_time=2**64)  # beyond BIGINT: "bigint out of range"
+    with pytest.raises(psycopg.DataError):
+        store.write_batch([good, bad], {("alerts", 0): (None, 2)})
+    copier = _bare_mirror(store)
+    try:
+        batch = copier.set_aside([good, bad], [("alerts/0@0", b"{}"), ("alerts/0@1", b'{"x": 1}')], RuntimeError())
+        assert copier._write(batch, {("alerts", 0): (None, 2)}, None)
+        assert [r[0] for r in store.conn.execute("SELECT alert_id FROM fraud_alerts")] == [good.alert_id]
+        dead = store.conn.execute("SELECT reason, detail, raw, letter_id FROM dead_letters").fetchone()
+        assert dead[0] == "unstorable" and "out of range" in dead[1] and dead[2] == '{"x": 1}'
+        assert dead[3] == "alerts/0@1"
+        assert store.stored_offsets("alerts") == {0: 2}
+        assert copier.stats.unstorable == 1
+    finally:
+        store.close()
+
+
+class _CommitThenLoseTheReply(AlertStore):
+    """A store whose first write commits on the server, then fails as a lost reply would."""
+
+    lost = 1  # set to 0: the next write loses its reply
+
+    def _write(self, *args, **kwargs):
+        super()._write(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly (test: the reply was lost)")
+
+
+def _bare_mirror(store: AlertStore) -> mirror.TopicMirror:
+    """The copier's writing side alone (no broker): what `_write` and `set_aside` use."""
+    copier = mirror.TopicMirror.__new__(mirror.TopicMirror)
+    copier.store, copier.stats, copier.identities = store, mirror.MirrorStats(), {}
+    copier.max_backoff_s, copier.max_raw_chars = 0.05, 1000
+    return copier
+
+
+def test_a_lost_commit_reply_is_not_another_copier(store_flags):
+    settings = load_settings(flags=store_flags)
+    store = _CommitThenLoseTheReply(Location.of(settings))
+    try:
+        store.write_batch(alerts(2)[:1], {("alerts", 0): (None, 1)})
+        store.lost = 0
+        copier = _bare_mirror(store)
+        batch = alerts(3)[1:]
+        assert copier._write(batch, {("alerts", 0): (1, 3)}, None)  # retried: no OffsetConflict
+        assert store.stored_offsets("alerts") == {0: 3}
+        assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 3
+        assert copier.stats.failed_writes == 1
+        # A real second writer is still refused: the store is not at this batch's end.
+        with pytest.raises(OffsetConflict):
+            store.write_batch(batch, {("alerts", 0): (1, 4)}, retry=True)
+    finally:
+        store.close()

@@ -194,13 +194,15 @@ class ReceiverWorker:
         (never the send: the receiver has the message). False if the deadline came first,
         when the next run sends that one message again."""
         delay = 0.1
+        retry = False  # after a transient failure: its COMMIT may have landed (record_sent)
         while True:
             try:
                 assert self._conn is not None
                 ledger.record_sent(
-                    self._conn, self.receiver.name, self.state.position, new, message, self.clock(), kind
+                    self._conn, self.receiver.name, self.state.position, new, message, self.clock(), kind, retry=retry
                 )
             except db.TRANSIENT as exc:
+                retry = True
                 if self._expired():
                     logger.warning(
                         "receiver %s: a sent message could not be recorded (%s): the next run may send it again",

@@ -8,6 +8,7 @@ found it (a second notifier on the same store fails instead of repeating message
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from fraudstream.notify.message import Message, StoredAlert
 from fraudstream.store.db import Connection
 from fraudstream.store.queries import has_risk
 from fraudstream.store.schema import migrate
+
+logger = logging.getLogger(__name__)
 
 _ALERT_COLUMNS = "id, alert_id, alert_type, severity, user_id, device_id, amount, message, event_time, alert_data"
 
@@ -134,10 +137,35 @@ def record_sent(
     message: Message,
     now_ms: int,
     kind: str | None = None,
+    retry: bool = False,
 ) -> None:
     """One transaction: the message in the log and the receiver's new position and window,
     moved only from `began`, where this notifier found it. `kind` "dropped": the receiver
-    refused it too often, and it is skipped, but on record."""
+    refused it too often, and it is skipped, but on record.
+
+    `retry`: an earlier try failed transiently. If its COMMIT reached the server but the reply
+    was lost, the receiver is already at the new position: that is no other notifier, and the
+    message counts as recorded."""
+    try:
+        _record_sent(conn, receiver, began, state, message, now_ms, kind)
+    except LedgerConflict:
+        if retry:
+            row = conn.execute("SELECT position FROM notify_receivers WHERE receiver = ?", (receiver,)).fetchone()
+            if row is not None and row[0] == state.position:
+                logger.info("receiver %s: the last try was committed (its reply was lost): recorded", receiver)
+                return
+        raise
+
+
+def _record_sent(
+    conn: Connection,
+    receiver: str,
+    began: int,
+    state: ReceiverState,
+    message: Message,
+    now_ms: int,
+    kind: str | None,
+) -> None:
     w = state.window
     headline = (message.title or message.body).split("\n", 1)[0][:200]
     with conn.transaction() as cur:

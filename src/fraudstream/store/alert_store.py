@@ -75,6 +75,23 @@ _INSERT_DEAD = (
 )
 
 
+def _insert(cur: Cursor, records: Sequence[Alert | DeadLetter]) -> None:
+    alerts = [r for r in records if isinstance(r, Alert)]
+    dead = [r for r in records if isinstance(r, DeadLetter)]
+    cur.executemany(
+        _INSERT_ALERT,
+        [
+            (
+                a.alert_id, a.alert_type, a.user_id, a.device_id, a.transaction_id,
+                a.severity, a.amount, a.message, a.event_time, a.detected_at,
+                orjson.dumps(a.details).decode(), a.risk, int(a.held_back),
+            )
+            for a in alerts
+        ],
+    )  # fmt: skip
+    cur.executemany(_INSERT_DEAD, [(d.reason, d.detail, d.raw, d.event_time, d.seen_at, d.letter_id) for d in dead])
+
+
 class AlertStore:
     """Writes alerts and dead letters. Inserting an alert twice is a no-op (replays are safe).
 
@@ -125,6 +142,7 @@ class AlertStore:
         records: Sequence[Alert | DeadLetter],
         offsets: Mapping[tuple[str, int], tuple[int | None, int]] | None = None,
         sources: Mapping[str, tuple[str | None, str | None]] | None = None,
+        retry: bool = False,
     ) -> None:
         """One transaction: the records and, when copied from Kafka, the offsets after them.
 
@@ -133,27 +151,36 @@ class AlertStore:
         began: if the store is elsewhere (another copier wrote meanwhile, despite the lock),
         nothing is written and `OffsetConflict` is raised, rather than repeating records or
         moving a position back. `sources`: topic -> (topic id, cluster id) to record with them.
+
+        `retry`: this batch was tried before and the try failed transiently. If that try's
+        COMMIT reached the server but its reply was lost, the store is already at the batch's
+        end for every partition: then the conflict is this batch's own, and it counts as
+        written (its rows are there; the inserts repeat nothing).
         """
-        alerts = [r for r in records if isinstance(r, Alert)]
-        dead = [r for r in records if isinstance(r, DeadLetter)]
+        try:
+            self._write(records, offsets, sources)
+        except OffsetConflict:
+            if retry and offsets and self._already_at(offsets):
+                logger.info("the last try of this batch was committed (its reply was lost): counted as written")
+                return
+            raise
+
+    def _already_at(self, offsets: Mapping[tuple[str, int], tuple[int | None, int]]) -> bool:
+        topics = {topic for topic, _ in offsets}
+        stored = {(t, p): n for t in topics for p, n in self.stored_offsets(t).items()}
+        return all(stored.get(key) == after for key, (_, after) in offsets.items())
+
+    def _write(
+        self,
+        records: Sequence[Alert | DeadLetter],
+        offsets: Mapping[tuple[str, int], tuple[int | None, int]] | None,
+        sources: Mapping[str, tuple[str | None, str | None]] | None,
+    ) -> None:
         with self._connection().transaction() as cur:
             if self.dialect == "postgresql":
                 # One writer at a time: ids are taken and committed in order (see WRITER_LOCK).
                 cur.execute(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEYS})", (WRITER_LOCK,))
-            cur.executemany(
-                _INSERT_ALERT,
-                [
-                    (
-                        a.alert_id, a.alert_type, a.user_id, a.device_id, a.transaction_id,
-                        a.severity, a.amount, a.message, a.event_time, a.detected_at,
-                        orjson.dumps(a.details).decode(), a.risk, int(a.held_back),
-                    )
-                    for a in alerts
-                ],
-            )  # fmt: skip
-            cur.executemany(
-                _INSERT_DEAD, [(d.reason, d.detail, d.raw, d.event_time, d.seen_at, d.letter_id) for d in dead]
-            )
+            _insert(cur, records)
             cur.executemany(
                 "INSERT INTO source_topics (topic, topic_id, cluster_id) VALUES (?, ?, ?) ON CONFLICT (topic)"
                 " DO UPDATE SET topic_id = COALESCE(excluded.topic_id, source_topics.topic_id),"
@@ -162,6 +189,29 @@ class AlertStore:
             )
             for (topic, partition), (began, after) in (offsets or {}).items():
                 self._move(cur, topic, partition, began, after)
+
+    def refused(self, records: Sequence[Alert | DeadLetter]) -> dict[int, str]:
+        """Which records the database refuses (`db.DATA_ERRORS`: a value out of its range),
+        by index, with why; each tried in a savepoint of one transaction that is rolled back,
+        so nothing is written. For a batch whose write failed with such an error."""
+        out: dict[int, str] = {}
+        cur = self._connection().cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for i, record in enumerate(records):
+                cur.execute("SAVEPOINT probe")
+                try:
+                    _insert(cur, [record])
+                except db.DATA_ERRORS as exc:
+                    out[i] = db.message(exc)
+                    cur.execute("ROLLBACK TO SAVEPOINT probe")
+                else:
+                    cur.execute("RELEASE SAVEPOINT probe")
+        finally:
+            with suppress(db.ERRORS):
+                cur.execute("ROLLBACK")  # never keep what was tried
+            cur.close()
+        return out
 
     def _move(self, cur: Cursor, topic: str, partition: int, began: int | None, after: int) -> None:
         if began is None:

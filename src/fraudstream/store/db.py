@@ -30,8 +30,18 @@ Dialect = Literal["sqlite", "postgresql"]
 
 # What a failing store raises, whichever it is: for `except` clauses.
 ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+# A value the database refuses (out of range, not valid text): the same on every retry.
+DATA_ERRORS: tuple[type[Exception], ...] = (sqlite3.DataError, psycopg.DataError)
 # Failures worth retrying later (a lock, a server restarting, a dropped connection).
 TRANSIENT: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+
+
+def message(exc: BaseException) -> str:
+    """A database error in one line: PostgreSQL's primary message (no caret line, no query),
+    or the first line of the text."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return primary or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class StoreMissingError(Exception):
@@ -138,9 +148,14 @@ class Cursor:
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        rows = [tuple(r) for r in rows]
+        if self._dialect == "sqlite":
+            rows = [tuple(r) for r in rows]
+            if rows:
+                self.raw.executemany(sql, rows)
+            return
+        rows = [pg_params(r) for r in rows]
         if rows:
-            self.raw.executemany(sql if self._dialect == "sqlite" else to_format(sql), rows)
+            self.raw.executemany(to_format(sql), rows)
 
     @property
     def _dialect(self) -> Dialect:
@@ -150,12 +165,30 @@ class Cursor:
         self.raw.close()
 
 
+# PostgreSQL's TEXT cannot hold NUL (a DataError, the same on every retry: one such character
+# in a record would stop the copier for good). It is stored as U+FFFD, Unicode's replacement
+# character, the mark decoders already leave where a character could not be kept; not as the
+# six characters "\u0000", which a raw record (a dead letter's JSON text) may really contain.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def pg_value(value: Any) -> Any:
+    """A parameter as PostgreSQL can store it: text without NUL characters."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", NUL_REPLACEMENT)
+    return value
+
+
+def pg_params(params: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(pg_value(v) for v in params)
+
+
 def _statement(dialect: Dialect, sql: str, params: Sequence[Any]) -> tuple[Any, ...]:
     if dialect == "sqlite":
         return (sql, tuple(params))
     if sql.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; PostgreSQL locks rows
         return ("BEGIN",)
-    return (to_format(sql), tuple(params)) if params else (sql,)
+    return (to_format(sql), pg_params(params)) if params else (sql,)
 
 
 class Connection:

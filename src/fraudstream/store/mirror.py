@@ -281,6 +281,7 @@ class TopicMirror:
         """Copy what arrives within `timeout_s` (at most one batch); returns records copied."""
         messages = self.consumer.consume(self.batch_size, timeout_s)
         records: list[Alert | DeadLetter] = []
+        origins: list[tuple[str, bytes | None]] = []  # each record's place and value
         after: dict[tuple[str, int], int] = {}
         for msg in messages:
             if msg.error():
@@ -298,11 +299,17 @@ class TopicMirror:
                 self.stats.unstorable += 1
                 logger.warning("%s cannot be stored (%s): kept as a dead letter", place, exc)
                 records.append(self._unstorable(msg.value(), place, str(exc)))
+            origins.append((place, msg.value()))
         if not after:
             return 0
         # Each partition's position moves from where this batch began (None: never copied).
         offsets = {key: (self.next_offsets.get(key), end) for key, end in after.items()}
-        if not self._write(records, offsets, give_up):
+        try:
+            written = self._write(records, offsets, give_up)
+        except db.DATA_ERRORS as exc:
+            records = self.set_aside(records, origins, exc)
+            written = self._write(records, offsets, give_up)
+        if not written:
             # Not stored: go back, so these records are read again (now or by the next run).
             for (topic, partition), _ in offsets.items():
                 first = min(m.offset() for m in messages if m.topic() == topic and m.partition() == partition)
@@ -320,6 +327,23 @@ class TopicMirror:
         self.stats.stored += len(records)
         return len(records)
 
+    def set_aside(
+        self, records: list[Alert | DeadLetter], origins: list[tuple[str, bytes | None]], error: Exception
+    ) -> list[Alert | DeadLetter]:
+        """The batch with each record the database refuses (a DataError: a value it cannot hold,
+        the same on every retry) replaced by an `unstorable` dead letter of its place, as a
+        malformed record is; `error` is raised again if no single record is to blame."""
+        refused = self.store.refused(records)
+        if not refused:
+            raise error
+        out = list(records)
+        for i, why in refused.items():
+            place, value = origins[i]
+            self.stats.unstorable += 1
+            logger.warning("%s cannot be stored (the store refused it: %s): kept as a dead letter", place, why)
+            out[i] = self._unstorable(value, place, f"the store refused it: {why}")
+        return out
+
     def _unstorable(self, value: bytes | None, place: str, why: str) -> DeadLetter:
         raw = "" if value is None else value.decode(errors="replace")
         if len(raw) > self.max_raw_chars:
@@ -336,14 +360,18 @@ class TopicMirror:
 
         Only what may pass is retried (a lock held too long, a disk error, a PostgreSQL server
         restarting: `db.TRANSIENT`);
-        anything else (an offset conflict, a corrupt file) would fail forever, so it is raised."""
+        anything else (an offset conflict, a corrupt file, a value the store refuses) would fail
+        forever, so it is raised (a refused value: see `set_aside`)."""
         delay = 0.25
+        retry = False
         while True:
             try:
-                self.store.write_batch(records, offsets, self.identities)
+                # retry: a lost COMMIT reply left the store at this batch's end (see write_batch)
+                self.store.write_batch(records, offsets, self.identities, retry=retry)
                 self.identities = {}
                 return True
             except db.TRANSIENT as exc:
+                retry = True
                 self.stats.failed_writes += 1
                 logger.warning(
                     "writing %d records to %s failed (%s); retrying in %.2fs",
