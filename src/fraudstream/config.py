@@ -597,13 +597,24 @@ class Settings(_Section):
 
 
 def redact_url(url: str) -> str:
-    """A URL with its password masked (postgresql://user:***@host/db), for logs and screens."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    """A URL with its passwords masked, for logs and screens: the user's (postgresql://user:***@host/db)
+    and the query string's (`?password=***`, `?sslpassword=***`); a libpq key=value string's too.
+    Never raises: a URL that does not parse is masked whole (`postgresql://***`), since where
+    its password ends cannot be told."""
+    secret = r"(?:ssl)?password"
+    if "://" not in url:  # key=value (host=h password=x), or not a URL at all
+        return re.sub(rf"(?i)\b({secret}\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+        query = re.sub(rf"(?i)(^|&)({secret}=)[^&]*", r"\1\2***", parts.query)
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        scheme = url.partition("://")[0]
+        return f"{scheme}://***" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "***"
 
 
 def _uri(configured: str | None, default: Path) -> str:

@@ -10,7 +10,8 @@ import threading
 import psycopg
 import pytest
 
-from fraudstream.config import load_settings
+from fraudstream.cli.main import main
+from fraudstream.config import load_settings, redact_url
 from fraudstream.detectors import VelocityDetector
 from fraudstream.events.model import DeadLetter
 from fraudstream.store import AlertStore, mirror, queries
@@ -146,3 +147,34 @@ def test_a_lost_commit_reply_is_not_another_copier(store_flags):
             store.write_batch(batch, {("alerts", 0): (1, 4)}, retry=True)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ana:pw@h:5/db", "postgresql://ana:***@h:5/db"),
+        ("postgresql://ana@h/db?password=s3&sslmode=require&sslpassword=k3", "postgresql://ana@h/db?password=***&sslmode=require&sslpassword=***"),
+        ("postgresql://h/db?options=-csearch_path%3Dteam_a", "postgresql://h/db?options=-csearch_path%3Dteam_a"),
+        ("postgresql://ana:pw@[::1/db", "postgresql://***"),  # urlsplit's ValueError: masked whole
+        ("host=h password=s3 dbname=d", "host=h password=*** dbname=d"),
+    ],
+)  # fmt: skip
+def test_redact_url_masks_every_password_and_never_raises(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_a_malformed_url_or_a_query_password_never_reaches_the_screen(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FRAUDSTREAM_DATA_DIR", str(tmp_path))
+    secret = "s3cr%zzet"
+    for url in (f"postgresql://ana:{secret}@127.0.0.1:1/db", f"postgresql://ana:{secret}@[::1/db"):
+        monkeypatch.setenv("FRAUDSTREAM_STORE__URL", url)
+        for command in (("query", "stats"), ("store", "status"), ("store", "migrate")):
+            code = main(list(command))
+            err = capsys.readouterr().err
+            assert code == 1 and "malformed store.url (postgresql://" in err, (command, err)
+            assert len(err.strip().splitlines()) == 1 and secret not in err and "s3cr" not in err, err
+    monkeypatch.setenv("FRAUDSTREAM_STORE__URL", "postgresql://ana@127.0.0.1:1/db?sslmode=require&password=s3cret")
+    for command in (("config", "show"), ("store", "status")):
+        main(list(command))
+        out, err = capsys.readouterr()
+        assert "s3cret" not in out + err and "password=***" in out + err, (command, out, err)

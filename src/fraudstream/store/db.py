@@ -11,12 +11,14 @@ and as a dict on both. The schema and its versions are `fraudstream.store.schema
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -316,12 +318,34 @@ def connect(
     return Connection(raw, "sqlite", loc)
 
 
+def _secrets(url: str) -> list[str]:
+    """The passwords a URL holds, as written and decoded, longest first, for `scrub` (found
+    without parsing it whole: a malformed URL is the one whose error text may quote them)."""
+    found: list[str] = []
+    authority = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", url)
+    if authority and "@" in authority.group(1):
+        found.append(authority.group(1).rpartition("@")[0].partition(":")[2])
+    found += re.findall(r"(?i)(?:^|[?&\s])(?:ssl)?password\s*=\s*([^&#\s]*)", url)
+    found += [unquote(f) for f in found]
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """An error text with the URL's passwords masked: libpq quotes a malformed URL or a piece
+    of it ('invalid percent-encoded token: "s3cr%zzet"')."""
+    if url:
+        text = text.replace(url, redact_url(url))
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
 def _connect_postgresql(loc: Location, read_only: bool, busy_timeout_ms: int) -> Connection:
     options = [f"-c lock_timeout={int(busy_timeout_ms)}"]
     try:  # the URL's own options (`?options=-csearch_path%3Dteam_a`) are kept, ours added
         given = conninfo_to_dict(loc.url or "").get("options")
-    except psycopg.Error:
-        given = None  # a malformed URL: psycopg.connect says why, below
+    except psycopg.Error as exc:
+        raise StoreUnreachable(f"malformed store.url ({loc}): {scrub(message(exc), loc.url or '')}") from None
     if given:
         options.insert(0, str(given))
     if read_only:
@@ -336,7 +360,7 @@ def _connect_postgresql(loc: Location, read_only: bool, busy_timeout_ms: int) ->
             application_name="fraudstream",
         )
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0], loc.url or "")
         first = first.removeprefix("connection failed: ")
         if exc.sqlstate == "3D000" or ("database" in first and "does not exist" in first):
             raise DatabaseMissing(
