@@ -5,6 +5,7 @@ schema that does not exist."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import threading
 
 import psycopg
@@ -18,6 +19,7 @@ from fraudstream.store import AlertStore, mirror, queries
 from fraudstream.store.alert_store import OffsetConflict
 from fraudstream.store.db import Location
 from fraudstream.store.reviews import Review, add_review
+from fraudstream.store.server import LocalPostgres
 from tests.conftest import BASE, make_order
 
 
@@ -178,3 +180,20 @@ def test_a_malformed_url_or_a_query_password_never_reaches_the_screen(tmp_path, 
         main(list(command))
         out, err = capsys.readouterr()
         assert "s3cret" not in out + err and "password=***" in out + err, (command, out, err)
+
+
+def test_a_stale_postmaster_pid_held_by_another_process_is_neither_trusted_nor_signalled(postgres_server, tmp_path):
+    assert postgres_server.pid() is not None  # the real server is recognised
+    root = tmp_path / "pg"
+    (root / "data").mkdir(parents=True)
+    (root / "password").write_text("x\n")
+    victim = subprocess.Popen(["sleep", "60"])  # an unrelated process that got the old PID
+    try:
+        (root / "data" / "postmaster.pid").write_text(f"{victim.pid}\n{root / 'data'}\n")
+        server = LocalPostgres(root, 1)
+        assert server.pid() is None and not server.status().running
+        assert server.stop(timeout_s=1) is False
+        assert victim.poll() is None  # not signalled
+    finally:
+        victim.kill()
+        victim.wait(5)

@@ -10,6 +10,7 @@ root, the server runs as the `postgres` user, in a folder that user owns.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import pwd
@@ -124,13 +125,30 @@ class LocalPostgres:
 
     # -------------------------------------------------------------- lifecycle
     def pid(self) -> int | None:
-        """The running postmaster's PID (from PostgreSQL's own postmaster.pid), if any."""
+        """The running postmaster's PID (from PostgreSQL's own postmaster.pid), if any.
+
+        Only if that process is this server: a postmaster.pid left by a crash or a reboot
+        names a PID some unrelated process may hold now, which `stop` must not signal."""
         try:
             pid = int((self.data / "postmaster.pid").read_text().split()[0])
-            os.kill(pid, 0)
         except (OSError, ValueError, IndexError):
             return None
-        return pid
+        return pid if self._is_ours(pid) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        """Whether `pid` runs PostgreSQL's `postgres` with `-D` this data directory (/proc)."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")  # deleted: upgraded since
+        except PermissionError:  # another user's process, not root: its cmdline must do
+            exe = argv[0].decode(errors="replace")
+        except OSError:  # gone, or a zombie
+            return False
+        if Path(exe).name != "postgres":
+            return False
+        args = [a.decode(errors="replace") for a in argv]
+        data = self.data.resolve()
+        return any(flag == "-D" and Path(value).resolve() == data for flag, value in itertools.pairwise(args))
 
     def status(self) -> PostgresStatus:
         pid = self.pid()
@@ -225,13 +243,12 @@ class LocalPostgres:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._reap()
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not self._is_ours(pid):  # ended (its PID may be another's already)
                 return True
             time.sleep(0.1)
         logger.warning("PostgreSQL %d did not stop in %.0fs; killing it", pid, timeout_s)
-        os.kill(pid, signal.SIGKILL)
+        if self._is_ours(pid):
+            os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
         self._reap()
         return True
