@@ -123,9 +123,12 @@ def test_readers_never_migrate_and_refuse_a_newer_store(store_flags):
 
 
 def test_a_missing_database_or_table_is_store_missing(tmp_path, postgres_server, postgres_url):
-    for loc in (Location("sqlite", path=tmp_path / "none.db"), Location("postgresql", url=postgres_url[:-3] + "zzz")):
+    missing_db = postgres_url.rsplit("/", 1)[0] + "/no_such_db"  # the database, not the schema
+    for loc in (Location("sqlite", path=tmp_path / "none.db"), Location("postgresql", url=missing_db)):
         with pytest.raises(StoreMissingError):
             queries.open_read_only(loc)
+    with pytest.raises(db.SchemaMissing, match="schema .* does not exist in database"):
+        queries.open_read_only(Location("postgresql", url=postgres_url[:-3] + "zzz"))  # a schema that is not there
     with pytest.raises(StoreMissingError, match="no fraud_alerts table"):
         queries.open_read_only(Location("postgresql", url=postgres_url))  # created, empty
     wrong = postgres_url.replace(postgres_server.password, "not-the-password")

@@ -197,3 +197,33 @@ def test_a_stale_postmaster_pid_held_by_another_process_is_neither_trusted_nor_s
     finally:
         victim.kill()
         victim.wait(5)
+
+
+def test_a_search_path_schema_that_does_not_exist_is_one_line(postgres_database, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FRAUDSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUDSTREAM_STORE__URL", f"{postgres_database}?options=-csearch_path%3Dno_such_team")
+    for command in (("query", "stats"), ("store", "status"), ("store", "migrate")):
+        code = main(list(command))
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1, (command, err)
+        assert "schema no_such_team does not exist in database tests: CREATE SCHEMA no_such_team first" in err, err
+        assert "run first" not in err and "^" not in err
+
+
+def test_a_database_error_in_a_command_is_its_primary_message(filled_pg, monkeypatch, capsys):
+    """A query failing on the server (here: a table dropped under the reader) is one line, the
+    server's primary message, never its caret line."""
+    with psycopg.connect(filled_pg) as conn:
+        conn.execute("DROP TABLE dead_letters")
+    code = main(["query", "dead"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "^" not in err, err
+    assert 'relation "dead_letters" does not exist' in err and "LINE" not in err
+
+
+@pytest.fixture
+def filled_pg(postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAUDSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUDSTREAM_STORE__URL", postgres_url)
+    AlertStore(Location("postgresql", url=postgres_url)).close()
+    return postgres_url

@@ -66,17 +66,18 @@ def query() -> None:
 
 def _fetch(ctx: click.Context, run: Callable[[Connection], Any]) -> Any:
     """Run one read-only query on the chosen database and close it again."""
-    from fraudstream.store.db import Location
+    from fraudstream.store.db import Location, one_line
     from fraudstream.store.queries import open_read_only
 
     db_file = shared_value(ctx, "db")
     settings = resolve_settings(ctx, **{"store.db_path": db_file})
     where = Location("sqlite", path=settings.db_path) if db_file is not None else Location.of(settings)
-    conn = open_read_only(where, busy_timeout_ms=settings.store.busy_timeout_ms)
-    try:
-        return run(conn)
-    finally:
-        conn.close()
+    with one_line(where):
+        conn = open_read_only(where, busy_timeout_ms=settings.store.busy_timeout_ms)
+        try:
+            return run(conn)
+        finally:
+            conn.close()
 
 
 def _echo_json(data: Any) -> None:

@@ -45,16 +45,17 @@ def store_migrate(ctx: click.Context) -> None:
 
     settings = resolve_settings(ctx)
     loc = _location(settings)
-    conn = db.connect(loc, create=True, busy_timeout_ms=settings.store.busy_timeout_ms)
-    try:
-        before = schema.version(conn)
-    finally:
-        conn.close()
-    conn = open_writer(loc, settings.store.busy_timeout_ms)
-    try:
-        after = schema.version(conn)
-    finally:
-        conn.close()
+    with db.one_line(loc):
+        conn = db.connect(loc, create=True, busy_timeout_ms=settings.store.busy_timeout_ms)
+        try:
+            before = schema.version(conn)
+        finally:
+            conn.close()
+        conn = open_writer(loc, settings.store.busy_timeout_ms)
+        try:
+            after = schema.version(conn)
+        finally:
+            conn.close()
     if before == after:
         click.echo(f"{loc}: schema version {after}, up to date")
     else:
@@ -67,13 +68,20 @@ def store_migrate(ctx: click.Context) -> None:
 def store_status(ctx: click.Context, as_json: bool) -> None:
     """Which store the settings name, its schema version against this fraudstream's, its rows
     per table, and how far the copier has copied each topic. Reads only."""
+    from fraudstream.store.db import one_line
+
+    settings = resolve_settings(ctx)
+    loc = _location(settings)
+    with one_line(loc):
+        _store_status(settings, loc, as_json)
+
+
+def _store_status(settings: Settings, loc: Any, as_json: bool) -> None:
     import orjson
 
     from fraudstream.store import queries, schema
     from fraudstream.store.db import DatabaseMissing, StoreMissingError
 
-    settings = resolve_settings(ctx)
-    loc = _location(settings)
     out: dict[str, Any] = {"store": str(loc), "kind": loc.dialect, "known_version": schema.LATEST}
     try:
         conn = queries.open_read_only(loc, busy_timeout_ms=settings.store.busy_timeout_ms)

@@ -54,6 +54,14 @@ class DatabaseMissing(StoreMissingError):
     """The PostgreSQL database of store.url does not exist (fraudstream does not create databases)."""
 
 
+class StoreError(UserFacingError):
+    """A database error, in one line, for the user."""
+
+
+class SchemaMissing(UserFacingError):
+    """store.url's search_path names a schema that does not exist (fraudstream creates tables, not schemas)."""
+
+
 class StoreUnreachable(UserFacingError):
     """The PostgreSQL server of store.url cannot be reached or refused the connection."""
 
@@ -368,4 +376,38 @@ def _connect_postgresql(loc: Location, read_only: bool, busy_timeout_ms: int) ->
                 " 'fraudstream store postgres start' for a local one), then 'fraudstream store migrate'"
             ) from None
         raise StoreUnreachable(f"cannot connect to the PostgreSQL store {loc}: {first}") from None
+    try:
+        _check_schema(raw, loc)
+    except BaseException:
+        raw.close()
+        raise
     return Connection(raw, "postgresql", loc)
+
+
+def _check_schema(raw: Any, loc: Location) -> None:
+    """A search_path naming no existing schema leaves current_schema() NULL: nothing could be
+    created or found (and the copier's lock key would be NULL). Say so, rather than "no tables"."""
+    try:
+        current, path, database = raw.execute(
+            "SELECT current_schema(), current_setting('search_path'), current_database()"
+        ).fetchone()
+    except psycopg.Error as exc:
+        raise StoreError(f"the PostgreSQL store {loc}: {message(exc)}") from None
+    if current is None:
+        first = (path.split(",")[0].strip() or path).strip('"')
+        raise SchemaMissing(
+            f"the PostgreSQL store {loc}: schema {first} does not exist in database {database}:"
+            f" CREATE SCHEMA {first} first (search_path: {path})"
+        )
+
+
+@contextmanager
+def one_line(location: Location | str) -> Iterator[None]:
+    """For commands: a database error as one line, PostgreSQL's primary message (never its
+    caret line or the query), naming the store."""
+    try:
+        yield
+    except UserFacingError:
+        raise
+    except ERRORS as exc:
+        raise StoreError(f"the store {location}: {message(exc)}") from None
