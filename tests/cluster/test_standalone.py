@@ -126,6 +126,31 @@ def test_stop_leaves_no_process(started):
     assert cli(data_dir, "stop", *flags).stdout.startswith("no local Flink cluster")
 
 
+@pytest.mark.flink
+def test_restart_with_metrics_off(started):
+    """After a stop, a start with metrics off: no empty plugin folder is left (Flink refuses one)."""
+    data_dir, flags, cluster, *_ = started
+    try:
+        again = cli(data_dir, "start", *flags, "--set", "metrics.enabled=false")
+        assert again.returncode == 0, again.stderr
+        status = cluster.status()
+        assert status is not None and status.reporter == "metrics.enabled is false"
+        assert _jobmanagers(cluster) == [status.jobmanager_pid]
+        assert not (cluster.root / "plugins" / "fraudstream-prometheus").exists()
+    finally:
+        cluster.stop()
+
+
+def _jobmanagers(cluster: LocalCluster) -> list[int]:
+    """The live JobManager JVMs of this cluster's conf dir."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if str(cluster.conf_dir) in line and "StandaloneSession" in line and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p.pid)
+    return found
+
+
 def test_start_refuses_a_taken_port(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

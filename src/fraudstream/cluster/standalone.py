@@ -23,6 +23,7 @@ import getpass
 import importlib.util
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -442,12 +443,16 @@ class LocalCluster:
 
     def _write_plugins(self) -> str | None:
         """Our plugins folder: only the Prometheus reporter (Flink's jar and ours, with the
-        service file naming our factory). None when done; why not, as one line, otherwise."""
+        service file naming our factory). None when done; why not, as one line, otherwise.
+        The last start's folder goes first, and a new one is made only once every jar is
+        there: Flink refuses to start with a plugin folder that holds no jar."""
         plugins = self.root / "plugins"
         folder = plugins / "fraudstream-prometheus"
-        if folder.is_dir():
-            for old in folder.iterdir():
-                old.unlink()
+        try:
+            if folder.exists():
+                shutil.rmtree(folder)
+        except OSError as exc:
+            raise ClusterError(f"cannot remove the last start's plugin folder {folder}: {exc.strerror}") from None
         plugins.mkdir(parents=True, exist_ok=True)
         if not self.settings.metrics.enabled:
             return "metrics.enabled is false"
@@ -461,7 +466,7 @@ class LocalCluster:
             return str(exc)
         if not helper.is_file():
             return f"{helper} not found (run 'make jars')"
-        folder.mkdir(exist_ok=True)
+        folder.mkdir()
         (folder / prometheus.name).symlink_to(prometheus)
         (folder / helper.name).symlink_to(helper)
         (folder / "fraudstream-reporter-service.jar").write_bytes(_service_jar())
