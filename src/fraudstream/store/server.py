@@ -243,7 +243,11 @@ class LocalPostgres:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._reap()
-            if not self._is_ours(pid):  # ended (its PID may be another's already)
+            if not self._is_ours(pid):  # ending or ended (its PID may be another's already)
+                if self._child is not None and self._child.pid == pid:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._child.wait(timeout=max(0.1, deadline - time.monotonic()))  # reap our child
+                    self._reap()
                 return True
             time.sleep(0.1)
         logger.warning("PostgreSQL %d did not stop in %.0fs; killing it", pid, timeout_s)
