@@ -227,3 +227,18 @@ def filled_pg(postgres_url, tmp_path, monkeypatch):
     monkeypatch.setenv("FRAUDSTREAM_STORE__URL", postgres_url)
     AlertStore(Location("postgresql", url=postgres_url)).close()
     return postgres_url
+
+
+def test_top_keys_skip_null_keys_and_break_ties_by_code_point_on_both(store, settings):
+    made = alerts(6)
+    keys = [("b", None), ("B", None), ("a", "d1"), ("b", "d1"), ("B", "d2"), ("a", None)]
+    store.write_batch([dataclasses.replace(a, user_id=u, device_id=d) for a, (u, d) in zip(made, keys, strict=True)])
+    conn = queries.open_read_only(settings)
+    try:
+        users = queries.top_keys(conn, "user_id", 10, None, None)
+        assert [(r["key"], r["alerts"]) for r in users] == [("B", 2), ("a", 2), ("b", 2)]  # code point: B < a < b
+        devices = queries.top_keys(conn, "device_id", 10, None, None)
+        assert [(r["key"], r["alerts"]) for r in devices] == [("d1", 2), ("d2", 1)]  # no NULL device
+        assert [r["user_id"] for r in queries.stats(conn, 0)["top_users"]] == ["B", "a", "b"]
+    finally:
+        conn.close()

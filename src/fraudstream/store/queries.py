@@ -69,6 +69,12 @@ def risk_columns(conn: Connection) -> str:
     return RISK_COLUMNS if has_risk(conn) else NO_RISK_COLUMNS
 
 
+def bytewise(conn: Connection) -> str:
+    """A collation clause that sorts text by code point, as SQLite's default (BINARY) does:
+    ties are broken the same way on both, whatever the PostgreSQL database's locale."""
+    return ' COLLATE "C"' if getattr(conn, "dialect", "sqlite") == "postgresql" else ""
+
+
 def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     rows = [dict(r) for r in conn.execute(sql, params).fetchall()]
     for r in rows:
@@ -81,7 +87,8 @@ def stats(conn: Connection, now_ms: int, top: int = 5) -> dict[str, Any]:
     total = alert_count(conn)
     by_type = _rows(
         conn,
-        "SELECT alert_type, COUNT(*) AS alerts FROM fraud_alerts GROUP BY alert_type ORDER BY alerts DESC, alert_type",
+        "SELECT alert_type, COUNT(*) AS alerts FROM fraud_alerts GROUP BY alert_type"
+        f" ORDER BY alerts DESC, alert_type{bytewise(conn)}",
     )
     by_severity = _rows(
         conn,
@@ -90,7 +97,8 @@ def stats(conn: Connection, now_ms: int, top: int = 5) -> dict[str, Any]:
     )
     top_users = _rows(
         conn,
-        "SELECT user_id, COUNT(*) AS alerts FROM fraud_alerts GROUP BY user_id ORDER BY alerts DESC, user_id LIMIT ?",
+        "SELECT user_id, COUNT(*) AS alerts FROM fraud_alerts WHERE user_id IS NOT NULL GROUP BY user_id"
+        f" ORDER BY alerts DESC, user_id{bytewise(conn)} LIMIT ?",
         (top,),
     )
     last_hour = conn.execute(
@@ -355,10 +363,12 @@ def top_keys(conn: Connection, column: str, top: int, since: int | None, until: 
     if column not in ("user_id", "device_id"):
         raise ValueError(f"not a key column: {column}")
     where, params = AlertFilter(since=since, until=until).where()
+    # No NULL key (an alert without a device): the databases sort NULL differently, and it is no one.
+    where = f"{where} AND a.{column} IS NOT NULL" if where else f"WHERE a.{column} IS NOT NULL"
     return _rows(
         conn,
         f"SELECT a.{column} AS key, COUNT(*) AS alerts FROM fraud_alerts a {where}"
-        f" GROUP BY a.{column} ORDER BY alerts DESC, key LIMIT ?",
+        f" GROUP BY a.{column} ORDER BY alerts DESC, a.{column}{bytewise(conn)} LIMIT ?",
         (*params, top),
     )
 
