@@ -3,6 +3,8 @@ a start costs 10-20 s), and the TaskManager crash and replacement that the clust
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -127,8 +129,9 @@ def test_stop_leaves_no_process(started):
 
 
 @pytest.mark.flink
-def test_restart_with_metrics_off(started):
-    """After a stop, a start with metrics off: no empty plugin folder is left (Flink refuses one)."""
+def test_restart_with_metrics_off_then_the_jobmanager_killed(started):
+    """After a stop, a start with metrics off: no empty plugin folder is left (Flink refuses
+    one). Then the JobManager killed: status names the TaskManager left, and stop ends it."""
     data_dir, flags, cluster, *_ = started
     try:
         again = cli(data_dir, "start", *flags, "--set", "metrics.enabled=false")
@@ -137,6 +140,16 @@ def test_restart_with_metrics_off(started):
         assert status is not None and status.reporter == "metrics.enabled is false"
         assert _jobmanagers(cluster) == [status.jobmanager_pid]
         assert not (cluster.root / "plugins" / "fraudstream-prometheus").exists()
+        tms = cluster.taskmanager_pids()
+        assert len(tms) == 1
+        os.kill(status.jobmanager_pid, signal.SIGKILL)
+        _wait_gone(status.jobmanager_pid)
+        shown = cli(data_dir, "status", *flags)
+        assert shown.returncode == 1
+        assert shown.stdout == f"JobManager gone; TaskManager pid(s) {tms[0]} left: run 'fraudstream cluster stop'\n"
+        stopped = cli(data_dir, "stop", *flags)
+        assert stopped.stdout.startswith(f"Flink cluster stopped (pids {tms[0]})"), stopped.stdout
+        _wait_gone(tms[0], 1)
     finally:
         cluster.stop()
 
@@ -149,6 +162,18 @@ def _jobmanagers(cluster: LocalCluster) -> list[int]:
         if str(cluster.conf_dir) in line and "StandaloneSession" in line and p.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(p.pid)
     return found
+
+
+def _wait_gone(pid: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} still runs after {timeout_s}s")
 
 
 def test_start_refuses_a_taken_port(tmp_path):

@@ -91,8 +91,8 @@ def cluster_stop(ctx: click.Context) -> None:
     cluster = _cluster(resolve_settings(ctx))
     status = cluster.status()
     started = time.monotonic()
+    pids = [status.jobmanager_pid, *status.taskmanager_pids] if status else cluster.taskmanager_pids()
     if cluster.stop():
-        pids = [status.jobmanager_pid, *status.taskmanager_pids] if status else []
         shown = f" (pids {', '.join(map(str, pids))})" if pids else ""
         click.echo(f"Flink cluster stopped{shown} in {time.monotonic() - started:.1f}s")
     else:
@@ -107,7 +107,14 @@ def cluster_status(ctx: click.Context) -> None:
     cluster = _cluster(resolve_settings(ctx))
     status = cluster.status()
     if status is None:
-        click.echo(f"not running (would listen on {cluster.rest_address}); start it with 'fraudstream cluster start'")
+        left = cluster.taskmanager_pids()
+        if left:  # a JobManager killed or crashed leaves its TaskManagers (300 MB each) behind
+            pids = ", ".join(map(str, left))
+            click.echo(f"JobManager gone; TaskManager pid(s) {pids} left: run 'fraudstream cluster stop'")
+        else:
+            click.echo(
+                f"not running (would listen on {cluster.rest_address}); start it with 'fraudstream cluster start'"
+            )
         ctx.exit(1)
     state = "running" if status.ready else "starting or unhealthy"
     click.echo(f"Flink cluster {state}: Web UI {status.web_url} (logs in {status.log_dir})")
