@@ -4,6 +4,7 @@ schema that does not exist."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import threading
@@ -242,3 +243,18 @@ def test_top_keys_skip_null_keys_and_break_ties_by_code_point_on_both(store, set
         assert [r["user_id"] for r in queries.stats(conn, 0)["top_users"]] == ["B", "a", "b"]
     finally:
         conn.close()
+
+
+def test_a_commit_that_rolled_back_is_an_error_not_a_success(postgres_url):
+    store = AlertStore(Location("postgresql", url=postgres_url))
+    try:
+        refused = pytest.raises(psycopg.errors.InFailedSqlTransaction, match="rolled back, not committed")
+        with refused, store.conn.transaction() as cur:
+            cur.execute("INSERT INTO fraud_alerts (alert_id, alert_type, severity) VALUES ('z', 'X', 'HIGH')")
+            with contextlib.suppress(psycopg.Error):
+                cur.execute("SELECT 1/0")  # aborts the transaction; the error is swallowed
+        assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 0
+        assert not store.conn.in_transaction
+        store.write_batch(alerts(1))  # the connection is usable again
+    finally:
+        store.close()

@@ -244,6 +244,12 @@ class Connection:
         try:
             yield cur
             cur.execute("COMMIT")
+            if self.dialect == "postgresql" and cur.raw.statusmessage == "ROLLBACK":
+                # PostgreSQL answers COMMIT of a transaction a failed statement aborted (an
+                # error caught inside the block) with ROLLBACK, not an error: nothing was written.
+                raise psycopg.errors.InFailedSqlTransaction(
+                    "the transaction was rolled back, not committed: a statement in it had failed"
+                )
         except BaseException:
             try:
                 cur.execute("ROLLBACK")
