@@ -15,11 +15,14 @@ import pytest
 from fraudstream.cli.main import main
 from fraudstream.config import load_settings, redact_url
 from fraudstream.detectors import VelocityDetector
+from fraudstream.evaluation.alerts import load_alerts_store
 from fraudstream.events.model import DeadLetter
+from fraudstream.model.train import read_verdicts
 from fraudstream.store import AlertStore, mirror, queries
 from fraudstream.store.alert_store import OffsetConflict
 from fraudstream.store.db import Location
 from fraudstream.store.reviews import Review, add_review
+from fraudstream.store.schema import SchemaTooNew
 from fraudstream.store.server import LocalPostgres
 from tests.conftest import BASE, make_order
 
@@ -258,3 +261,13 @@ def test_a_commit_that_rolled_back_is_an_error_not_a_success(postgres_url):
         store.write_batch(alerts(1))  # the connection is usable again
     finally:
         store.close()
+
+
+def test_evaluate_and_training_refuse_a_newer_store_in_one_line(store, settings):
+    store.write_batch(alerts(1))
+    with store.conn.transaction() as cur:
+        cur.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (99, 'future', 0)")
+    for read in (lambda: load_alerts_store(settings), lambda: read_verdicts(Location.of(settings))):
+        with pytest.raises(SchemaTooNew, match="schema version 99, newer than this fraudstream knows") as err:
+            read()
+        assert "\n" not in str(err.value)

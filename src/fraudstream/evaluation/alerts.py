@@ -146,6 +146,9 @@ def load_alerts_store(
             raise EvaluationInputError(f"{location} is not a readable alert database: {exc}") from exc
         if not found:
             raise AlertStoreMissingError(f"{location} has no fraud_alerts table")
+        from fraudstream.store.schema import check_version
+
+        check_version(conn)  # a newer store's tables may mean other things: refused in one line
         present = set(conn.columns("fraud_alerts"))
         columns = [*_ALERT_COLUMNS, *(c for c in _RISK_COLUMNS if c in present)]
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM fraud_alerts ORDER BY id")

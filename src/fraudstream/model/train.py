@@ -162,6 +162,9 @@ def read_verdicts(store: Location | Path) -> tuple[dict[str, str], set[str]]:
     try:
         if not conn.has_table("fraud_alerts"):
             raise TrainingError(f"{store} has no fraud_alerts table")
+        from fraudstream.store.schema import check_version
+
+        check_version(conn)  # a newer store's verdicts may mean other things: refused in one line
         alerted = {r[0] for r in conn.execute("SELECT transaction_id FROM fraud_alerts") if r[0]}
         verdicts: dict[str, str] = {}
         if conn.has_table("alert_reviews"):
