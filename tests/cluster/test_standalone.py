@@ -129,17 +129,24 @@ def test_stop_leaves_no_process(started):
 
 
 @pytest.mark.flink
-def test_restart_with_metrics_off_then_the_jobmanager_killed(started):
-    """After a stop, a start with metrics off: no empty plugin folder is left (Flink refuses
-    one). Then the JobManager killed: status names the TaskManager left, and stop ends it."""
+def test_restart_with_metrics_off_two_at_once_then_the_jobmanager_killed(started):
+    """After a stop, two starts at once with metrics off: one JobManager, both see it, and no
+    empty plugin folder (Flink refuses one). Then the JobManager killed: status names the
+    TaskManager left, and stop ends it."""
     data_dir, flags, cluster, *_ = started
+    argv = [str(FRAUDSTREAM), "--data-dir", str(data_dir), "cluster", "start", *flags, "--set", "metrics.enabled=false"]
+    starts = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
-        again = cli(data_dir, "start", *flags, "--set", "metrics.enabled=false")
-        assert again.returncode == 0, again.stderr
+        outs = [p.communicate(timeout=120) for p in starts]
+        for p, (_, err) in zip(starts, outs, strict=True):
+            assert p.returncode == 0, err
         status = cluster.status()
         assert status is not None and status.reporter == "metrics.enabled is false"
+        for out, _ in outs:
+            assert f"JobManager pid {status.jobmanager_pid};" in out, out
         assert _jobmanagers(cluster) == [status.jobmanager_pid]
         assert not (cluster.root / "plugins" / "fraudstream-prometheus").exists()
+        cluster.wait_for_slots(2, timeout_s=60)
         tms = cluster.taskmanager_pids()
         assert len(tms) == 1
         os.kill(status.jobmanager_pid, signal.SIGKILL)
@@ -151,6 +158,10 @@ def test_restart_with_metrics_off_then_the_jobmanager_killed(started):
         assert stopped.stdout.startswith(f"Flink cluster stopped (pids {tms[0]})"), stopped.stdout
         _wait_gone(tms[0], 1)
     finally:
+        for p in starts:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         cluster.stop()
 
 

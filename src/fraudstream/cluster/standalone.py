@@ -203,6 +203,11 @@ class LocalCluster:
         On failure, timeout or Ctrl-C, whatever was started is stopped again, and a ClusterError
         says where the logs are. `progress` receives a line at each step."""
         say = progress or (lambda line: None)
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        began = time.monotonic()
+        # The lock is held until the JobManager is recorded (a second or two in Flink's
+        # script): a second start meanwhile waits, then finds it, instead of starting another
+        # JobManager that one of the two would lose track of.
         with self._locked():
             record = self._live_record()
             if record.jobmanager is not None:
@@ -218,13 +223,14 @@ class LocalCluster:
             reporter = self._write_conf()
             record = _Record(reporter=reporter, rest=self._configured_rest())
             self._save(record)
-        deadline = time.monotonic() + self.cfg.start_timeout_s
-        began = time.monotonic()
+            try:
+                record.jobmanager = self._spawn("jobmanager")
+            except BaseException:
+                self._stop_locked(record, 30)
+                raise
+            self._save(record)
+        jm = record.jobmanager
         try:
-            jm = self._spawn("jobmanager")
-            with self._locked():
-                record.jobmanager = jm
-                self._save(record)
             say(f"JobManager starting (pid {jm.pid}), and {self.cfg.taskmanagers} TaskManager(s) beside it")
             # Not after the REST endpoint answers: see the module's docstring.
             children = [self._launch("taskmanager") for _ in range(self.cfg.taskmanagers)]
