@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import subprocess
 import threading
+import time
 
 import psycopg
 import pytest
@@ -18,7 +19,7 @@ from fraudstream.detectors import VelocityDetector
 from fraudstream.evaluation.alerts import load_alerts_store
 from fraudstream.events.model import DeadLetter
 from fraudstream.model.train import read_verdicts
-from fraudstream.store import AlertStore, mirror, queries
+from fraudstream.store import AlertStore, db, mirror, queries, schema
 from fraudstream.store.alert_store import OffsetConflict
 from fraudstream.store.db import Location
 from fraudstream.store.reviews import Review, add_review
@@ -271,3 +272,21 @@ def test_evaluate_and_training_refuse_a_newer_store_in_one_line(store, settings)
         with pytest.raises(SchemaTooNew, match="schema version 99, newer than this fraudstream knows") as err:
             read()
         assert "\n" not in str(err.value)
+
+
+def test_a_migration_waits_for_another_beyond_lock_timeout_then_says_so_in_one_line(postgres_url):
+    conn = db.connect(Location("postgresql", url=postgres_url), busy_timeout_ms=100)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", (schema._MIGRATION_LOCK,))  # a long migration elsewhere
+        started = time.monotonic()
+        with pytest.raises(schema.MigrationBusy, match="being migrated by another process") as err:
+            schema.migrate(conn, lock_wait_s=0.6)
+        assert time.monotonic() - started >= 0.5  # waited past lock_timeout (0.1 s)
+        assert "\n" not in str(err.value) and not conn.in_transaction
+        other.execute("SELECT pg_advisory_unlock(%s)", (schema._MIGRATION_LOCK,))
+        assert schema.migrate(conn, lock_wait_s=0.6) == schema.LATEST
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "100ms"  # the usual one again
+    finally:
+        other.close()
+        conn.close()

@@ -28,6 +28,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+import psycopg
+
 from fraudstream.errors import UserFacingError
 from fraudstream.store.db import Connection, Cursor, Dialect
 
@@ -206,14 +208,38 @@ def pending(conn: Connection) -> list[Migration]:
     return [m for m in MIGRATIONS if m.version > done]
 
 
-def migrate(conn: Connection) -> int:
+class MigrationBusy(UserFacingError):
+    """Another process held the store's migration lock for longer than we wait."""
+
+
+# How long a migrator waits for another's migration (which may build an index on a big table):
+# longer than lock_timeout, which is for row locks that should never be held for long.
+MIGRATION_LOCK_WAIT_S = 300.0
+
+
+def _take_migration_lock(conn: Connection, cur: Cursor, wait_s: float) -> None:
+    """The migration's advisory lock, waiting up to `wait_s`; then the connection's own
+    lock_timeout again, for the DDL (which must not queue behind readers for minutes)."""
+    usual = cur.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    cur.execute("SELECT set_config('lock_timeout', ?, true)", (f"{int(wait_s * 1000)}ms",))
+    try:
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+    except psycopg.errors.LockNotAvailable:
+        raise MigrationBusy(
+            f"the store {conn.location} is being migrated by another process, which held the migration lock"
+            f" for more than {wait_s:g}s: try again when it has finished"
+        ) from None
+    cur.execute("SELECT set_config('lock_timeout', ?, true)", (usual,))
+
+
+def migrate(conn: Connection, lock_wait_s: float = MIGRATION_LOCK_WAIT_S) -> int:
     """Bring the store to `LATEST`, in one transaction; returns the version it has now.
 
     Safe beside other migrators (the second waits, then finds nothing to do) and beside readers
     (they see the old schema or the new one, never half of it: DDL is transactional on both)."""
     with conn.transaction() as cur:
         if conn.dialect == "postgresql":
-            cur.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            _take_migration_lock(conn, cur, lock_wait_s)
         cur.execute(_sql(conn.dialect, _VERSION_TABLE))
         done = cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
         if done > LATEST:
