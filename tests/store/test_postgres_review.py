@@ -19,7 +19,7 @@ from fraudstream.detectors import VelocityDetector
 from fraudstream.evaluation.alerts import load_alerts_store
 from fraudstream.events.model import DeadLetter
 from fraudstream.model.train import read_verdicts
-from fraudstream.store import AlertStore, db, mirror, queries, schema
+from fraudstream.store import AlertStore, BatchWriter, db, mirror, queries, schema
 from fraudstream.store.alert_store import OffsetConflict
 from fraudstream.store.db import Location
 from fraudstream.store.reviews import Review, add_review
@@ -290,3 +290,25 @@ def test_a_migration_waits_for_another_beyond_lock_timeout_then_says_so_in_one_l
     finally:
         other.close()
         conn.close()
+
+
+def test_the_embedded_runs_batch_writer_on_a_postgresql_store(postgres_url, tmp_path):
+    """What `fraudstream run` does with `AlertStore.open(settings)`: a BatchWriter over its
+    write_batch, on PostgreSQL; a session the server ends between batches is opened again."""
+    settings = load_settings(flags={"store.url": postgres_url, "data_dir": str(tmp_path)}, environ={})
+    store = AlertStore.open(settings)
+    writer = BatchWriter(store.write_batch, batch_size=10, flush_interval_s=0.05, max_backoff_s=0.2)
+    try:
+        made = alerts(30)
+        for a in made[:15]:
+            writer.submit(a)
+        writer.flush()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.raw.info.backend_pid,))
+        for a in made[15:]:
+            writer.submit(a)
+        writer.close(timeout=20)
+        assert writer.written == 30 and writer.pending == 0
+        assert store.conn.execute("SELECT COUNT(*) FROM fraud_alerts").fetchone()[0] == 30
+    finally:
+        store.close()
