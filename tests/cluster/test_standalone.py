@@ -3,6 +3,7 @@ a start costs 10-20 s), and the TaskManager crash and replacement that the clust
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import psutil
 import pytest
 import yaml
 
-from fraudstream.cluster.standalone import LocalCluster
+from fraudstream.cluster.standalone import LocalCluster, _Proc, _Record
 from tests.cluster.conftest import cluster_settings
 from tests.sockets import not_loopback
 
@@ -185,6 +186,66 @@ def _wait_gone(pid: int, timeout_s: float = 10) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"pid {pid} still runs after {timeout_s}s")
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+# A TaskManager's stand-in (no JVM needed): in its own session, with one "Python worker"
+# (our conf dir in its environment, as a worker inherits the JVM's) and one stranger in its
+# process group; it prints their PIDs.
+FAKE_TASKMANAGER = """
+import os, subprocess, sys, time
+env = {k: v for k, v in os.environ.items() if k != "FLINK_CONF_DIR"}
+worker = subprocess.Popen(["sleep", "60"])
+stranger = subprocess.Popen(["sleep", "60"], env=env)
+print(worker.pid, stranger.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_of_a_taskmanager_that_ended_by_itself_are_killed(tmp_path):
+    """Forgetting a TaskManager that has died (stop, kill_taskmanager, any record update)
+    kills what is left of its process group, but only the processes that are ours."""
+    cluster = LocalCluster(cluster_settings(tmp_path))
+    env = {**os.environ, "FLINK_CONF_DIR": str(cluster.conf_dir)}
+    leaders, workers, strangers = [], [], []
+    try:
+        for forget in (cluster.stop, cluster.kill_taskmanager):
+            leader = subprocess.Popen(
+                [sys.executable, "-c", FAKE_TASKMANAGER],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            leaders.append(leader)
+            worker, stranger = map(int, leader.stdout.readline().split())
+            workers.append(psutil.Process(worker))
+            strangers.append(psutil.Process(stranger))
+            cluster._save(_Record(taskmanagers=[_Proc(leader.pid, psutil.Process(leader.pid).create_time())]))
+            leader.kill()  # the TaskManager dies by itself; its worker lives on
+            leader.wait()
+            assert _running(workers[-1]) and cluster.taskmanager_pids() == []
+            if forget == cluster.stop:
+                assert cluster.stop()  # True: something of it was running
+            else:
+                cluster.kill_taskmanager(leader.pid)
+            _wait_gone(workers[-1].pid)
+            assert _running(strangers[-1])  # in its group, but not ours
+            assert not cluster.record_file.exists() or cluster._read().taskmanagers == []
+    finally:
+        for p in [*workers, *strangers]:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        for leader in leaders:
+            if leader.poll() is None:
+                leader.kill()
+                leader.wait()
 
 
 def test_start_refuses_a_taken_port(tmp_path):

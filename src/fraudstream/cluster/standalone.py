@@ -214,7 +214,7 @@ class LocalCluster:
                 return self._status(record)
             if record.taskmanagers:  # left over from a JobManager that died
                 logger.warning("stopping TaskManagers %s, whose JobManager has ended", record.all())
-                self._stop_locked(record, 30)
+            self._stop_locked(record, 30)  # and the Python workers of any that ended by themselves
             if _answers(self.cfg.host, self.cfg.rest_port):
                 raise ClusterError(
                     f"port {self.cfg.rest_port} on {self.cfg.host} is already in use by another program: "
@@ -237,7 +237,7 @@ class LocalCluster:
             for child in children:
                 tm = self._await_exec(child, "taskmanager")
                 with self._locked():
-                    record = self._live_record()
+                    record = self._pruned()
                     record.taskmanagers.append(tm)
                     self._save(record)
             self._await(
@@ -268,7 +268,7 @@ class LocalCluster:
                 raise ClusterError("the local cluster is not running; start it with 'fraudstream cluster start'")
         proc = self._spawn("taskmanager")
         with self._locked():
-            record = self._live_record()
+            record = self._pruned()
             record.taskmanagers.append(proc)
             self._save(record)
         logger.info("TaskManager started: pid %d", proc.pid)
@@ -489,12 +489,13 @@ class LocalCluster:
         """`stop`, the lock held: `record`'s processes and any we launched but did not record yet."""
         procs = record.all()
         recorded = {p.pid for p in procs}
+        orphans = self._kill_ended(recorded)
         for pid, child in list(self._children.items()):  # launched, not yet recorded
             if pid not in recorded and child.poll() is None:
                 procs.append(_Proc(pid, 0.0))
         if not procs:
             self.record_file.unlink(missing_ok=True)
-            return False
+            return orphans > 0
         handles = [h for h in (self._handle(p) for p in procs) if h is not None]
         for h in handles:
             with contextlib.suppress(psutil.Error):
@@ -516,10 +517,11 @@ class LocalCluster:
         """SIGKILL one of our TaskManagers and its Python workers, as a crash would, and forget
         it. The JobManager notices within heartbeat.timeout (10 s)."""
         with self._locked():
-            record = self._live_record()
+            recorded = self._read().taskmanagers
+            record = self._pruned()
             mine = [p for p in record.taskmanagers if p.pid == pid]
             if not mine:
-                if any(p.pid == pid for p in self._read().taskmanagers):  # it has ended by itself
+                if any(p.pid == pid for p in recorded):  # it has ended by itself (_pruned: its workers too)
                     self._reap(pid)
                     self._save(record)
                     return
@@ -554,6 +556,38 @@ class LocalCluster:
             with contextlib.suppress(psutil.Error, OSError):
                 if p.pid != os.getpid() and os.getpgid(p.pid) == pgid:
                     p.kill()
+
+    def _pruned(self) -> _Record:
+        """`_live_record`, the lock held and to be saved: the Python workers of the JVMs it
+        leaves out (ended by themselves) are killed as they are forgotten."""
+        record = self._live_record()
+        self._kill_ended({p.pid for p in record.all()})
+        return record
+
+    def _kill_ended(self, live: set[int]) -> int:
+        """`_kill_orphans` for every recorded JVM not in `live`; how many processes it killed."""
+        return sum(self._kill_orphans(p) for p in self._read().all() if p.pid not in live)
+
+    def _kill_orphans(self, p: _Proc) -> int:
+        """SIGKILL what is left of the process group of a recorded JVM that has ended by itself
+        (its Python workers), and how many: only processes of ours, as its PID may be another's
+        now. Ours: started after it, with our conf dir in their environment (a worker inherits
+        the JVM's) or on their command line."""
+        killed = 0
+        for proc in psutil.process_iter(["pid"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.pid == os.getpid() or os.getpgid(proc.pid) != p.pid or not self._ours(proc, p.started):
+                    continue
+                proc.kill()
+                killed += 1
+                logger.info("killed pid %d, left over from pid %d, which had ended", proc.pid, p.pid)
+        return killed
+
+    def _ours(self, proc: psutil.Process, since: float) -> bool:
+        if proc.create_time() < since - 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        conf = str(self.conf_dir)
+        return proc.environ().get("FLINK_CONF_DIR") == conf or conf in " ".join(proc.cmdline())
 
     def _reap(self, pid: int) -> None:
         child = self._children.pop(pid, None)
