@@ -236,3 +236,23 @@ def test_a_failing_copier_says_so_instead_of_dying_silently(kafka, tmp_path):
     store.close()
     assert not copier.is_alive()
     assert isinstance(mirror.failure, RuntimeError)
+
+
+def test_nul_characters_do_not_stop_a_postgresql_copier(kafka, tmp_path, postgres_url):
+    """PostgreSQL TEXT cannot hold NUL: an alert's user_id "u\\u0000" and a raw dead letter with a
+    NUL are stored (as U+FFFD), and the copier goes on past them."""
+    publish(kafka)
+    nul_alert = {**ALERTS[0].to_dict(), "alert_id": "nul1", "user_id": "u\x00"}
+    nul_dead = {**DEAD[0].to_dict(), "raw": "{\x00}"}
+    send(kafka, [(0, b"u", orjson.dumps(nul_alert))], kafka.alerts_topic)
+    send(kafka, [(0, b"dead", orjson.dumps(nul_dead))], kafka.dead_letter_topic)
+    settings = mirror_settings(kafka, tmp_path, {"store.url": postgres_url})
+    store = AlertStore.open(settings)
+    try:
+        mirror = copy_all(settings, store)
+        assert mirror.stats.stored == len(ALERTS) + len(DEAD) + 2 and mirror.stats.unstorable == 0
+        row = store.conn.execute("SELECT user_id FROM fraud_alerts WHERE alert_id = 'nul1'").fetchone()
+        assert row[0] == "u\ufffd"
+        assert store.conn.execute("SELECT COUNT(*) FROM dead_letters WHERE raw = ?", ("{\ufffd}",)).fetchone()[0] == 1
+    finally:
+        store.close()
