@@ -15,6 +15,7 @@ import orjson
 from fraudstream.cli.app import UserError, pin_stream, resolve_settings
 from fraudstream.cli.options import Command, model_option
 from fraudstream.config import GeneratorSettings, Settings
+from fraudstream.store.db import Location
 
 logger = logging.getLogger("fraudstream.cli")
 
@@ -236,7 +237,7 @@ def summarize(summary: Any, settings: Settings) -> None:
         click.echo(f"   {alert_type:<22} {n}")
     for reason, n in summary.dead_letters.most_common():
         click.echo(f"   dead letter: {reason:<10} {n}")
-    click.echo(f"Stored {summary.stored} records in {settings.db_path}; log in {settings.log_file}")
+    click.echo(f"Stored {summary.stored} records in {Location.of(settings)}; log in {settings.log_file}")
 
 
 def _generator_line(g: GeneratorSettings) -> str:
@@ -300,7 +301,7 @@ def banner(s: Settings, restore_from: str | None = None) -> str:
         f"parallelism {p.parallelism}" + "".join(f", {k} {v}" for k, v in sorted(p.step_parallelism.items())),
         f"   Checkpoints         : every {s.checkpoint.interval_ms / 1000:g}s to {s.checkpoint_uri}",
         f"   Starting from       : {restore_from or 'empty state'}",
-        f"   Database            : {s.db_path}",
+        f"   Database            : {Location.of(s)}",
         f"   Log file            : {s.log_file}",
         "=" * 80,
     ]

@@ -34,6 +34,7 @@ from fraudstream.flink.sources import SourceSpec
 from fraudstream.metrics import process as process_metrics
 from fraudstream.notify import Notifier
 from fraudstream.store import AlertStore, BatchWriter
+from fraudstream.store.db import Location
 from fraudstream.store.writer import UnwrittenItems
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def run_job(
     summary = RunSummary()
     started = time.monotonic()
     metrics_server = None
-    store = AlertStore(settings.db_path, settings.store.busy_timeout_ms)
+    store = AlertStore.open(settings)  # SQLite at store.db_path, or PostgreSQL at store.url
     writer: BatchWriter = BatchWriter(
         store.write_batch,
         batch_size=settings.store.batch_size,
@@ -215,7 +216,7 @@ def run_job(
             if copier_failed is not None:
                 raise CopierFailed(
                     f"the store's copier stopped, and the job with it: {_error_text(copier_failed)} "
-                    f"(what the job committed to Kafka is copied into {settings.db_path} by the next run)"
+                    f"(what the job committed to Kafka is copied into {Location.of(settings)} by the next run)"
                 )
             # Whatever the job committed before it ended (all of it, after a bounded run).
             mirror.drain(idle_s=2.0 if summary.interrupted or failure else 5.0)
@@ -249,7 +250,7 @@ def run_job(
         if copier is not None:  # never close the store under a copier mid-batch (a second Ctrl-C, an error)
             mirror_stop.set()
             copier.join(30)
-        flush_error = _close_outputs(writer, mirror, store, settings.db_path, stop_gateway)
+        flush_error = _close_outputs(writer, mirror, store, settings.db_path, stop_gateway, str(Location.of(settings)))
         if flush_error is not None and sys.exc_info()[1] is not None:  # another error is on its way out
             logger.error("%s", flush_error)
         try:
@@ -270,7 +271,12 @@ def run_job(
 
 
 def _close_outputs(
-    writer: BatchWriter, mirror: Any, store: AlertStore, db_path: Path, stop_flink: Callable[[], None]
+    writer: BatchWriter,
+    mirror: Any,
+    store: AlertStore,
+    db_path: Path,
+    stop_flink: Callable[[], None],
+    store_name: str | None = None,
 ) -> str | None:
     """Close the writer, the copier, the store and Flink, each whatever the others did: a
     final flush that fails must neither leave Flink running nor lose what it held. Items the
@@ -301,9 +307,7 @@ def _close_outputs(
         where = f"saving them to {spill} failed too ({exc.strerror}): they are only in app.log"
     else:
         where = f"they are saved in {spill}"
-    line = (
-        f"{len(unwritten.items)} alerts and dead letters could not be written to {db_path} ({unwritten.error}); {where}"
-    )
+    line = f"{len(unwritten.items)} alerts and dead letters could not be written to {store_name or db_path} ({unwritten.error}); {where}"
     logger.error("%s", line, extra=FILE_ONLY)  # the caller shows it
     return line
 
