@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import orjson
 import psutil
 import pytest
 import yaml
@@ -66,6 +67,10 @@ def test_start_prints_where_everything_is(started):
     assert f"fraudstream run --jobmanager {cluster.rest_address}" in out
     assert f"Logs: {cluster.log_dir}" in out
     print(f"cluster start: {took:.1f}s")
+    # each JVM recorded with its Flink log (where a crash's ERROR line is), not the log folder
+    record = orjson.loads((cluster.root / "cluster.json").read_bytes())
+    for proc in [record["jobmanager"], *record["taskmanagers"]]:
+        assert proc["log"].endswith(".log") and Path(proc["log"]).is_file(), proc
     # everything of it listens on loopback only (REST, RPC, blob, data, the reporter)
     assert not not_loopback([status.jobmanager_pid, *status.taskmanager_pids])
     conf = yaml.safe_load((cluster.conf_dir / "config.yaml").read_text())
@@ -164,6 +169,41 @@ def test_restart_with_metrics_off_two_at_once_then_the_jobmanager_killed(started
                 p.kill()
                 p.wait()
         cluster.stop()
+
+
+# The end of a JobManager's Flink log when a plugin folder has no jar (measured; trimmed)
+CRASHED_LOG = """\
+2026-12-01 18:45:35,850 INFO  org.apache.flink.runtime.entrypoint.ClusterEntrypoint        [] - Shutting \
+StandaloneSessionClusterEntrypoint down with application status FAILED.
+2026-12-01 18:45:35,860 ERROR org.apache.flink.runtime.entrypoint.ClusterEntrypoint        [] - Could not start \
+cluster entrypoint StandaloneSessionClusterEntrypoint.
+org.apache.flink.runtime.entrypoint.ClusterEntrypointException: Failed to initialize the cluster entrypoint.
+\tat org.apache.flink.runtime.entrypoint.ClusterEntrypoint.startCluster(ClusterEntrypoint.java:269)
+Caused by: java.lang.RuntimeException: java.io.IOException: Cannot find any jar files for plugin in directory [/p/x].
+\tat org.apache.flink.core.plugin.DirectoryBasedPluginFinder.findPlugins(DirectoryBasedPluginFinder.java:80)
+Caused by: java.io.IOException: Cannot find any jar files for plugin in directory [/p/x]. Please provide the jar files.
+\tat org.apache.flink.core.plugin.DirectoryBasedPluginFinder.createPluginDescriptorForSubDirectory(...)
+"""
+
+
+def test_a_crashed_jobmanager_is_explained_from_its_flink_log(tmp_path):
+    """The JobManager's ERROR line and root cause, from its Flink log, though it ended before
+    a TaskManager was recorded (which forgets what has ended, but not the JobManager)."""
+    cluster = LocalCluster(cluster_settings(tmp_path))
+    log = tmp_path / "flink-fraudstream-standalonesession-0-host.log"
+    log.write_text(CRASHED_LOG)
+    dead = []
+    for _ in range(2):
+        p = subprocess.Popen(["true"])
+        dead.append(_Proc(p.pid, psutil.Process(p.pid).create_time(), str(log)))
+        p.wait()
+    cluster._save(_Record(jobmanager=dead[0], taskmanagers=[dead[1]]))
+    cluster.kill_taskmanager(dead[1].pid)  # ended by itself: forgotten, and the record saved
+    assert cluster.status() is None and cluster._read().jobmanager == dead[0]
+    assert cluster._last_error() == (
+        "Could not start cluster entrypoint StandaloneSessionClusterEntrypoint. java.io.IOException: "
+        f"Cannot find any jar files for plugin in directory [/p/x]. Please provide the jar files. (see {log})"
+    )
 
 
 def _jobmanagers(cluster: LocalCluster) -> list[int]:

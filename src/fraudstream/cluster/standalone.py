@@ -356,22 +356,19 @@ class LocalCluster:
         return ["-D", f"metrics.reporter.prom.status-file={path}"]
 
     def _await_exec(self, child: subprocess.Popen[bytes], role: str) -> _Proc:
-        """Wait until the script has exec'd java (its command line then names our conf dir),
-        and return the record entry: PID, start time, and the Flink log file (-Dlog.file)."""
+        """Wait until the script has exec'd java, and return the record entry: PID, start time,
+        and the Flink log file. Not at the first command line naming our conf dir: that is
+        `bash flink-console.sh` still, before `exec java ... -Dlog.file=<log>`, and a crash's
+        ERROR line is in that log."""
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline and child.poll() is None:
             with contextlib.suppress(psutil.Error):
                 h = psutil.Process(child.pid)
                 args = h.cmdline()
-                if str(self.conf_dir) in " ".join(args):
-                    logs = [a.removeprefix("-Dlog.file=") for a in args if a.startswith("-Dlog.file=")]
+                logs = [a.removeprefix("-Dlog.file=") for a in args if a.startswith("-Dlog.file=")]
+                if logs and str(self.conf_dir) in " ".join(args):
                     status = [a.partition("status-file=")[2] for a in args if "prom.status-file=" in a]
-                    return _Proc(
-                        child.pid,
-                        h.create_time(),
-                        logs[0] if logs else str(self.log_dir),
-                        status[0] if status else "",
-                    )
+                    return _Proc(child.pid, h.create_time(), logs[0], status[0] if status else "")
             time.sleep(0.05)
         console, offset = self._consoles[child.pid]
         if child.poll() is None:
@@ -559,9 +556,12 @@ class LocalCluster:
 
     def _pruned(self) -> _Record:
         """`_live_record`, the lock held and to be saved: the Python workers of the JVMs it
-        leaves out (ended by themselves) are killed as they are forgotten."""
+        leaves out (ended by themselves) are killed as they are forgotten. An ended JobManager
+        stays recorded (it is not running all the same): its log says why (`_last_error`)."""
+        jobmanager = self._read().jobmanager
         record = self._live_record()
         self._kill_ended({p.pid for p in record.all()})
+        record.jobmanager = jobmanager
         return record
 
     def _kill_ended(self, live: set[int]) -> int:
@@ -664,15 +664,21 @@ class LocalCluster:
             return None
 
     def _last_error(self) -> str:
-        """Why the JobManager ended, from its logs (the last ERROR of its Flink log, else the
-        first exception on its stderr or console), or where they are."""
+        """Why the JobManager ended, from its logs (the last ERROR of its Flink log and the
+        root cause of its stack, else the first exception on its stderr or console), or where
+        they are."""
         jm = self._read().jobmanager
         log = Path(jm.log) if jm and jm.log.endswith(".log") else None
         if log is not None:
             with contextlib.suppress(OSError):
-                errors = [line for line in log.read_text(errors="replace").splitlines() if " ERROR " in line]
+                lines = log.read_text(errors="replace").splitlines()
+                errors = [i for i, line in enumerate(lines) if " ERROR " in line]
                 if errors:
-                    return f"{errors[-1].strip()[:300]} (see {log})"
+                    error = lines[errors[-1]].partition(" - ")[2].strip() or lines[errors[-1]].strip()
+                    causes = [line for line in lines[errors[-1] :] if line.startswith("Caused by: ")]
+                    if causes:
+                        error += " " + causes[-1].removeprefix("Caused by: ").strip()
+                    return f"{error[:400]} (see {log})"
         console = self._consoles.get(jm.pid if jm else -1, (self.log_dir / "jobmanager-console.log", 0))
         for path, offset in ([(log.with_suffix(".err"), 0)] if log else []) + [console]:
             reason = _reason(path, offset)
