@@ -89,10 +89,13 @@ def _live_members(pgid: int) -> list[int]:
     return [p.pid for p in processes() if p.pgid == pgid and p.state != "Z"]
 
 
-def test_generated_run_matches_the_oracle_on_the_same_seed(tmp_path):
-    """`run --count N --seed S` inside Flink sees exactly the stream `produce` writes for S."""
+def test_generated_run_matches_the_oracle_on_the_same_seed(tmp_path, postgres_url):
+    """`run --count N --seed S` inside Flink sees exactly the stream `produce` writes for S; its
+    alerts go to the PostgreSQL store of store.url (the other runs here use SQLite)."""
     import orjson
 
+    from fraudstream.store import db
+    from fraudstream.store.db import Location
     from tests.oracle import expected_alerts
 
     data = tmp_path / "data"
@@ -101,13 +104,16 @@ def test_generated_run_matches_the_oracle_on_the_same_seed(tmp_path):
     produced = tmp_path / "p.jsonl"
     subprocess.run([*base, "produce", *common, "-o", str(produced), "--quiet"], check=True, timeout=120)
     proc = subprocess.run(
-        [*base, "run", *common], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
+        [*base, "run", *common], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env={**os.environ, "FRAUDSTREAM_STORE__URL": postgres_url},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seed=21" in proc.stdout
+    assert "Stored " in proc.stdout and "postgresql://" in proc.stdout and ":***@" in proc.stdout
     events = [orjson.loads(line) for line in produced.read_bytes().splitlines()]
-    with sqlite3.connect(data / "fraud_alerts.db") as conn:
+    with db.connect(Location("postgresql", url=postgres_url), read_only=True) as conn:
         rows = conn.execute("SELECT alert_type, user_id, device_id, transaction_id, event_time FROM fraud_alerts")
         stored = {(t, d if t == "DEVICE_SHARING_FRAUD" else u, tx, et) for t, u, d, tx, et in rows.fetchall()}
     assert stored == expected_alerts(events)
     assert len(stored) > 50
+    assert not (data / "fraud_alerts.db").exists()  # nothing went to SQLite
