@@ -114,11 +114,11 @@ def test_a_write_that_fails_once_is_retried_and_nothing_is_lost(kafka, tmp_path,
     real_write = store.write_batch
     calls = {"n": 0}
 
-    def failing_once(records, offsets=None, sources=None):
+    def failing_once(records, offsets=None, sources=None, retry=False):
         calls["n"] += 1
         if calls["n"] == 2:  # the second batch hits a disk error
             raise sqlite3.OperationalError("disk I/O error")
-        return real_write(records, offsets, sources)
+        return real_write(records, offsets, sources, retry=retry)
 
     store.write_batch = failing_once  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="fraudstream.store.mirror"):
@@ -145,12 +145,12 @@ def test_a_postgresql_connection_dropped_by_the_server_is_opened_again(kafka, tm
     real_write = store.write_batch
     calls = {"n": 0}
 
-    def dropped_before_the_second(records, offsets=None, sources=None):
+    def dropped_before_the_second(records, offsets=None, sources=None, retry=False):
         calls["n"] += 1
         if calls["n"] == 2:
             pid = store.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
             admin.execute("SELECT pg_terminate_backend(?)", (pid,))
-        return real_write(records, offsets, sources)
+        return real_write(records, offsets, sources, retry=retry)
 
     store.write_batch = dropped_before_the_second  # type: ignore[method-assign]
     try:
