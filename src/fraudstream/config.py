@@ -145,6 +145,11 @@ class PipelineSettings(_Section):
         "the Python workers' gRPC pool); 0.0.0.0 opens them to other machines",
     )
 
+    @field_validator("step_parallelism", mode="before")
+    @classmethod
+    def _steps_from_text(cls, value: Any) -> Any:
+        return _json_object(value, '{"rules": 4, "sinks": 2}')
+
     @field_validator("step_parallelism")
     @classmethod
     def _known_steps(cls, value: dict[str, int]) -> dict[str, int]:

@@ -31,6 +31,8 @@ from tests.oracle import expected_alerts
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
+# At 4, the stateless Python steps narrower (pipeline.step_parallelism; fewer Python workers too).
+STEPS = {4: ('pipeline.step_parallelism={"alert-text": 2, "sinks": 1}',)}
 # Restarts retried at once while a lost TaskManager's slots come back (else up to 30 s apart).
 FAST_RESTARTS = ("checkpoint.restart_initial_backoff_ms=200", "checkpoint.restart_max_backoff_ms=1000")
 PARTITIONS = 2  # so that two jobs at parallelism 1 and 2 share the cluster's 4 slots
@@ -115,7 +117,7 @@ def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
         started = time.monotonic()
         procs = {
             p: subprocess.Popen(
-                _run(cluster, k, data, p, "--bounded", "--start-from", "earliest"),
+                _run(cluster, k, data, p, "--bounded", "--start-from", "earliest", sets=STEPS.get(p, ())),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -138,6 +140,13 @@ def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
         for pid in extra:
             cluster.kill_taskmanager(pid)
         cluster.wait_for_slots(4, timeout_s=60)
+    # the steps ran at their parallelism (the cluster keeps finished jobs' graphs)
+    job_id = (runs[4][1] / "app.log").read_text().split(" submitted to the cluster")[0].rsplit("job ", 1)[1]
+    widths = {v["name"]: v["parallelism"] for v in _get(cluster, f"/jobs/{job_id}")["vertices"]}
+    assert {n for name, n in widths.items() if name.startswith("OverAggregate")} == {4}, widths
+    assert [n for name, n in widths.items() if name.startswith("cooldown")] == [4], widths
+    assert [n for name, n in widths.items() if name.startswith("alert-text")] == [2], widths
+    assert {n for name, n in widths.items() if "alerts_out" in name and "Writer" in name} == {1}, widths
     for p, (k, data) in runs.items():
         _same(_alerts(k), expected)
         assert stored_alerts(data / "fraud_alerts.db") == len(expected), p
@@ -241,4 +250,17 @@ def test_rescaled_through_savepoints_and_a_taskmanager_killed_gives_the_uninterr
         f"savepoint at parallelism 2, restored at 4, a TaskManager SIGKILLed and replaced, savepoint, restored at 1 "
         f"(standalone cluster) | {len(orders)} orders in three parts, {len(expected)} alerts | lost 0, duplicated 0 "
         f"(Kafka, SQLite); " + ", ".join(f"{k_}: {v:.1f} s" for k_, v in timings.items())
+    )
+
+
+def test_too_few_free_slots_is_one_line_before_anything_is_submitted(cluster, broker, tmp_path):
+    k = _topics(broker)
+    done = subprocess.run(
+        _run(cluster, k, tmp_path / "data", 8), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode != 0
+    assert "has 4 free task slots (4 in all); this job needs 8" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not _get(cluster, "/jobs/overview")["jobs"] or all(
+        j["state"] != "RUNNING" for j in _get(cluster, "/jobs/overview")["jobs"]
     )

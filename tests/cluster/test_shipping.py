@@ -39,7 +39,6 @@ def _top_levels(distributions: set[str]) -> set[str]:
     return names
 
 
-@pytest.mark.slow
 def test_the_workers_modules_import_from_the_ship_dir_alone(tmp_path):
     settings = load_settings(flags={"data_dir": str(tmp_path)}, environ={})
     ship = remote.ship_dir(settings)
@@ -78,8 +77,8 @@ def test_the_workers_modules_import_from_the_ship_dir_alone(tmp_path):
     assert len(files) == 3 and all(f.startswith(str(ship)) for f in files), files
 
 
-def test_a_blocked_module_is_caught(tmp_path):
-    """The blocker itself: a module neither shipped nor apache-flink's does not import."""
+def test_apache_flinks_closure_leaves_pydantic_to_be_shipped():
+    """What the blocker lets through: apache-flink's own dependencies, not pydantic."""
     flink = remote.closure(["apache-flink"])
     assert "pydantic" not in flink and "apache-beam" in flink and "py4j" in flink
     assert "pydantic" not in _top_levels(flink)
@@ -125,3 +124,16 @@ def test_the_widest_step_decides_the_slots():
     settings = load_settings(flags={"pipeline.step_parallelism": {"rules": 3}}, environ={})
     assert remote.slots_needed(settings, readers=2) == 3
     assert remote.slots_needed(settings, readers=5) == 5
+
+
+def test_run_with_no_cluster_at_the_address_is_one_line(tmp_path):
+    from tests.cluster.conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "fraudstream", "--data-dir", str(tmp_path), "run", "--count", "1", "--jobmanager", address],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"no Flink cluster at {address}" in done.stderr
+    assert "Traceback" not in done.stderr and "=====" not in done.stdout  # refused before the banner

@@ -64,7 +64,6 @@ def attach_kafka_sinks(
     k = settings.kafka
     n = settings.pipeline.parallelism_of("sinks")
     t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.resource.default-parallelism", str(n))
     statements = t_env.create_statement_set()
     for name, stream, to_row, topic, suffix in (
         ("alerts_out", alerts, alert_record, k.alerts_topic, "alerts"),

@@ -268,8 +268,6 @@ def detect(
     j_scored, scored = _score(helper, settings, j_timely, model, tap)
 
     t_env = StreamTableEnvironment.create(env)
-    # The SQL part (the rules' OVER windows) is planned at this parallelism.
-    t_env.get_config().set("table.exec.resource.default-parallelism", str(p.parallelism_of("rules")))
     t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
     t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
     admitted = t_env.from_data_stream(
@@ -287,6 +285,7 @@ def detect(
     )
     takeover_risk = settings.model.takeover_risk if model is not None else None
     candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors, takeover_risk)))._j_data_stream
+    _set_parallelism_between(candidates.getTransformation(), j_scored.getTransformation(), p.parallelism_of("rules"))
     row_type = candidates.getType()
     cooled = (
         candidates.keyBy(helper.Cooldown.Key(float(settings.alerts.min_risk)))
@@ -304,6 +303,24 @@ def detect(
     )
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
     return SqlStreams(alerts, dead, echo, DataStream(j_timely), scored)
+
+
+def _set_parallelism_between(last: Any, first: Any, parallelism: int) -> None:
+    """The SQL part's steps (the transformations after `first` up to `last`) at `parallelism`.
+
+    The planner gives its operators the parallelism of their input or of the environment, not
+    `table.exec.resource.default-parallelism` of the table environment (measured with Flink
+    2.2.1), so the rules' step is set on its transformations directly."""
+    stop = first.getId()
+    seen: set[int] = set()
+    todo = [last]
+    while todo:
+        t = todo.pop()
+        if t.getId() == stop or t.getId() in seen:
+            continue
+        seen.add(t.getId())
+        t.setParallelism(parallelism)
+        todo.extend(t.getInputs())
 
 
 def _score(
