@@ -139,22 +139,26 @@ def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
     finally:
         for pid in extra:
             cluster.kill_taskmanager(pid)
+    try:
+        # the steps ran at their parallelism (the cluster keeps finished jobs' graphs)
+        job_id = (runs[4][1] / "app.log").read_text().split(" submitted to the cluster")[0].rsplit("job ", 1)[1]
+        widths = {v["name"]: v["parallelism"] for v in _get(cluster, f"/jobs/{job_id}")["vertices"]}
+        assert {n for name, n in widths.items() if name.startswith("OverAggregate")} == {4}, widths
+        assert [n for name, n in widths.items() if name.startswith("cooldown")] == [4], widths
+        assert [n for name, n in widths.items() if name.startswith("alert-text")] == [2], widths
+        assert {n for name, n in widths.items() if "alerts_out" in name and "Writer" in name} == {1}, widths
+        for p, (k, data) in runs.items():
+            _same(_alerts(k), expected)
+            assert stored_alerts(data / "fraud_alerts.db") == len(expected), p
+        # the workers imported fraudstream from the directory the job shipped, not from this checkout
+        logs = "".join(f.read_text(errors="replace") for f in cluster.log_dir.glob("*taskexecutor*.log"))
+        origins = {
+            line.split("imported from ")[1].strip() for line in logs.splitlines() if "fraudstream worker:" in line
+        }
+        assert origins and all("/python-files/" in o and "/fraudstream/__init__.py" in o for o in origins), origins
+        assert not any(o.startswith(str(Path(__file__).resolve().parents[2])) for o in origins)
+    finally:  # their slots go once their heartbeats time out (10 s): meanwhile the checks ran
         cluster.wait_for_slots(4, timeout_s=60)
-    # the steps ran at their parallelism (the cluster keeps finished jobs' graphs)
-    job_id = (runs[4][1] / "app.log").read_text().split(" submitted to the cluster")[0].rsplit("job ", 1)[1]
-    widths = {v["name"]: v["parallelism"] for v in _get(cluster, f"/jobs/{job_id}")["vertices"]}
-    assert {n for name, n in widths.items() if name.startswith("OverAggregate")} == {4}, widths
-    assert [n for name, n in widths.items() if name.startswith("cooldown")] == [4], widths
-    assert [n for name, n in widths.items() if name.startswith("alert-text")] == [2], widths
-    assert {n for name, n in widths.items() if "alerts_out" in name and "Writer" in name} == {1}, widths
-    for p, (k, data) in runs.items():
-        _same(_alerts(k), expected)
-        assert stored_alerts(data / "fraud_alerts.db") == len(expected), p
-    # the workers imported fraudstream from the directory the job shipped, not from this checkout
-    logs = "".join(f.read_text(errors="replace") for f in cluster.log_dir.glob("*taskexecutor*.log"))
-    origins = {line.split("imported from ")[1].strip() for line in logs.splitlines() if "fraudstream worker:" in line}
-    assert origins and all("/python-files/" in o and "/fraudstream/__init__.py" in o for o in origins), origins
-    assert not any(o.startswith(str(Path(__file__).resolve().parents[2])) for o in origins)
     report(
         f"the job on a standalone cluster (2 TaskManagers x 2 slots) at parallelism 1, 2 and 4 | {len(orders)} "
         f"orders, {len(expected)} alerts each | lost 0, duplicated 0 at every parallelism "
