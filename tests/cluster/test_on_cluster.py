@@ -160,7 +160,7 @@ def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
     finally:  # their slots go once their heartbeats time out (10 s): meanwhile the checks ran
         cluster.wait_for_slots(4, timeout_s=60)
     report(
-        f"the job on a standalone cluster (2 TaskManagers x 2 slots) at parallelism 1, 2 and 4 | {len(orders)} "
+        f"the job on a standalone cluster (4 TaskManagers x 2 slots) at parallelism 1, 2 and 4 | {len(orders)} "
         f"orders, {len(expected)} alerts each | lost 0, duplicated 0 at every parallelism "
         f"({took:.0f} s for the three runs side by side)"
     )
