@@ -30,6 +30,7 @@ pytest_plugins = ["tests.postgres", "tests.kafka.fixtures"]
 # The slowest files, started first: with parallel workers (`make test`), a file runs on one
 # worker, and a long one starting last would leave the other worker idle at the end.
 SLOW_FIRST = (
+    "tests/cluster/test_on_cluster.py",
     "tests/kafka/test_recovery.py",
     "tests/kafka/test_job_on_kafka.py",
     "tests/kafka/test_resume.py",
@@ -37,6 +38,7 @@ SLOW_FIRST = (
     "tests/flink/test_cli_run.py",
     "tests/kafka/test_demo.py",
     "tests/kafka/test_sasl.py",
+    "tests/cluster/test_standalone.py",
     "tests/kafka/test_bench.py",
     "tests/kafka/test_model_on_kafka.py",
     "tests/flink/test_model_job.py",
