@@ -129,7 +129,7 @@ class HealthCollector:
             return {"running": False, "message": "no job is running (start one with 'fraudstream run')"}
         if not ref.is_running():
             return {"running": False, "message": f"the job recorded in {path} (PID {ref.pid}) has ended"}
-        base = f"http://{self.settings.pipeline.reach_host}:{ref.rest_port}/jobs/{ref.job_id}"
+        base = f"{ref.rest_url(self.settings)}/jobs/{ref.job_id}"  # the mini-cluster's or a cluster's
         try:
             job = self._get(base)
         except (OSError, ValueError) as exc:
