@@ -187,6 +187,10 @@ class CheckpointSettings(_Section):
     dir: str | None = Field(None, description="any Flink filesystem URI or a path; unset = <data_dir>/checkpoints")
     savepoint_dir: str | None = Field(None, description="unset = <data_dir>/savepoints")
     retained: int = Field(3, ge=1, description="completed checkpoints kept (the newest is resumed)")
+    state_backend: Literal["hashmap", "rocksdb"] = Field(
+        "hashmap",
+        description="where keyed state lives: the JVM heap, or RocksDB on local disk (incremental checkpoints)",
+    )
     restart_initial_backoff_ms: int = Field(1_000, gt=0, description="first wait before restarting a failed job")
     restart_max_backoff_ms: int = Field(30_000, gt=0, description="the wait doubles up to this")
     restart_attempts: int = Field(

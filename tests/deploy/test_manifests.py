@@ -308,6 +308,11 @@ def _same(a: str, b: str) -> bool:
     return a == b
 
 
+def entry_settings(settings: Settings) -> Settings:
+    """The settings as fraudstream.flink.entry gives them to the job (Flink's client decides where)."""
+    return settings.model_copy(update={"cluster": settings.cluster.model_copy(update={"jobmanager": None})})
+
+
 class _Recorder:
     """What the job sets in its Flink configuration (checkpoints.configure's set_string calls)."""
 
@@ -323,9 +328,12 @@ def check_agreement(m: Manifests, tmp: Path) -> list[str]:
     its Python, the ports and paths its pods use."""
     from fraudstream.flink import checkpoints
 
-    settings = settings_of(m, tmp)
+    settings = entry_settings(settings_of(m, tmp))
     job_sets = _Recorder()
-    checkpoints.configure(job_sets, settings)  # type: ignore[arg-type]
+    # What the entry path (fraudstream.flink.entry, application mode) sets, the operator having
+    # given the job its id: not the mini-cluster's keys.
+    operator = {checkpoints.JOB_ID_KEY: "a" * 32}
+    checkpoints.configure(job_sets, settings, local=False, cluster=operator)  # type: ignore[arg-type]
     job_sets.entries.update(
         {
             "pipeline.max-parallelism": str(settings.pipeline.max_parallelism),
@@ -575,3 +583,28 @@ def test_a_broken_manifest_is_caught(tmp_path: Path, file: str, old: str, new: s
     m = load(broken)
     problems = check(m, tmp_path)
     assert any(said in p for p in problems), problems
+
+
+def test_the_entry_path_keeps_the_job_id_flink_gives(tmp_path: Path) -> None:
+    """Under the operator (and Flink with HA) the cluster's configuration names the job's id:
+    the entry path sets no `$internal.*` key then, and its run record names that id; without
+    one, and for `fraudstream run --jobmanager`, the job chooses it (its record names it too)."""
+    from fraudstream.flink import checkpoints
+
+    plain = load_settings(
+        None,
+        {"checkpoint.dir": str(tmp_path / "chk"), "pipeline.source": "kafka", "cluster.jobmanager": "jm.example:8081"},
+        environ={},
+    )
+    given = "0123456789abcdef0123456789abcdef"
+    entry = _Recorder()
+    checkpoints.configure(entry, entry_settings(plain), local=False, cluster={checkpoints.JOB_ID_KEY: given})  # type: ignore[arg-type]
+    assert [k for k in entry.entries if k.startswith("$internal.")] == []
+    record = checkpoints.current_run()
+    assert record is not None and record.job_id == given and record.path.name == f"{given}.json"
+    for settings, cluster in ((entry_settings(plain), {}), (plain, {checkpoints.JOB_ID_KEY: given})):
+        chosen = _Recorder()
+        checkpoints.configure(chosen, settings, local=False, cluster=cluster)  # type: ignore[arg-type]
+        job_id = chosen.entries[checkpoints.JOB_ID_KEY]
+        record = checkpoints.current_run()
+        assert job_id != given and record is not None and record.job_id == job_id

@@ -9,7 +9,7 @@ exponential backoff when a task fails. `run --resume` continues the last run (se
 Flink discards a job's checkpoints when it finishes, so "the newest checkpoint on disk" may
 belong to an older run that a later one already continued. Each Kafka run therefore leaves
 a record, `<checkpoint dir>/runs/<job id>.json` (the job id is fixed here, before the job
-exists): what it was restored from, where a bounded run stops, whether it made a checkpoint,
+exists, or, for a job Flink's own client runs, the one its configuration gives): what it was restored from, where a bounded run stops, whether it made a checkpoint,
 and whether it finished. `--resume` follows that lineage, never an older run's state.
 """
 
@@ -142,8 +142,40 @@ def current_run() -> RunRecord | None:
     return _current
 
 
-def configure(conf: Configuration, settings: Settings, restore_from: str | None = None, local: bool = True) -> None:
-    """The job's checkpointing, restarts and (`local`: the mini-cluster's) REST endpoint."""
+# Flink's own key for a job's fixed id (PipelineOptionsInternal.PIPELINE_FIXED_JOB_ID).
+JOB_ID_KEY = "$internal.pipeline.job-id"
+
+
+def submitted_by_flink(settings: Settings, local: bool) -> bool:
+    """The job is being submitted by Flink's own client (fraudstream.flink.entry: `flink run`, or
+    the operator's application mode), which sets `cluster.jobmanager` to None; `fraudstream run
+    --jobmanager` keeps it, and the mini-cluster is `local`."""
+    return not local and settings.cluster.jobmanager is None
+
+
+def client_configuration() -> dict[str, str]:
+    """The configuration Flink's client gives a job it runs (its context environment's: the
+    cluster's flinkConfiguration, and what the operator adds, such as the job id)."""
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    j_env = StreamExecutionEnvironment.get_execution_environment()._j_stream_execution_environment
+    return {str(k): str(v) for k, v in dict(j_env.getConfiguration().toMap()).items()}
+
+
+def configure(
+    conf: Configuration,
+    settings: Settings,
+    restore_from: str | None = None,
+    local: bool = True,
+    cluster: dict[str, str] | None = None,
+) -> None:
+    """The job's checkpointing, restarts and (`local`: the mini-cluster's) REST endpoint.
+
+    The job's id: chosen here (the run's record names its checkpoint folder by it), except when
+    Flink's own client submits the job and its configuration (`cluster`; unset: read from Flink's
+    context) already has one. The Flink Kubernetes Operator picks the id of an application-mode
+    job and tracks the job by it, and Flink with HA fixes one itself: main() runs again after a
+    JobManager failover, and an id of ours would make it a new job."""
     global _current
     c = settings.checkpoint
     entries = {
@@ -155,7 +187,7 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
         "execution.checkpointing.num-retained": str(c.retained),
         # Kept when the job is cancelled (Ctrl-C) so that --resume can continue from it.
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "state.backend.type": "hashmap",
+        "state.backend.type": c.state_backend,
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": f"{c.restart_initial_backoff_ms} ms",
         "restart-strategy.exponential-delay.max-backoff": f"{c.restart_max_backoff_ms} ms",
@@ -173,9 +205,15 @@ def configure(conf: Configuration, settings: Settings, restore_from: str | None 
         entries["rest.port"] = str(settings.pipeline.rest_port)
     if restore_from is not None:
         entries["execution.state-recovery.path"] = restore_from
-    # A job id chosen here, so that the run's record names the folder of its checkpoints.
-    job_id = uuid.uuid4().hex
-    entries["$internal.pipeline.job-id"] = job_id
+    if c.state_backend == "rocksdb":  # only what changed since the last checkpoint is uploaded
+        entries["execution.checkpointing.incremental"] = "true"
+    given = None
+    if submitted_by_flink(settings, local):
+        given = (client_configuration() if cluster is None else cluster).get(JOB_ID_KEY) or None
+    # Else a job id chosen here, so that the run's record names the folder of its checkpoints.
+    job_id = given or uuid.uuid4().hex
+    if given is None:
+        entries[JOB_ID_KEY] = job_id
     for key, value in entries.items():
         conf.set_string(key, value)
     root = local_dir(settings.checkpoint_uri)
