@@ -308,6 +308,26 @@ def _same(a: str, b: str) -> bool:
     return a == b
 
 
+def entry_errors(args: list[str]) -> list[str]:
+    """The module the FlinkDeployment's PythonDriver runs (`-pym M`) exists here, and takes the
+    options after `--`."""
+    import importlib.util
+
+    from fraudstream.flink import entry
+
+    module = args[args.index("-pym") + 1] if "-pym" in args[:-1] else None
+    if module is None or importlib.util.find_spec(module) is None:
+        return [f"job.args {args}: no module {module} to run"]
+    if module != entry.__name__:
+        return []
+    options = args[args.index("--") + 1 :] if "--" in args else []
+    try:
+        entry.parse(options)
+    except SystemExit:  # argparse's refusal (printed on stderr)
+        return [f"job.args: {module} does not take {options}"]
+    return []
+
+
 def entry_settings(settings: Settings) -> Settings:
     """The settings as fraudstream.flink.entry gives them to the job (Flink's client decides where)."""
     return settings.model_copy(update={"cluster": settings.cluster.model_copy(update={"jobmanager": None})})
@@ -327,6 +347,7 @@ def check_agreement(m: Manifests, tmp: Path) -> list[str]:
     """The FlinkDeployment says what the job says: the keys the job sets itself, its parallelism,
     its Python, the ports and paths its pods use."""
     from fraudstream.flink import checkpoints
+    from fraudstream.flink.job import execution_mode
 
     settings = entry_settings(settings_of(m, tmp))
     job_sets = _Recorder()
@@ -337,7 +358,7 @@ def check_agreement(m: Manifests, tmp: Path) -> list[str]:
     job_sets.entries.update(
         {
             "pipeline.max-parallelism": str(settings.pipeline.max_parallelism),
-            "python.execution-mode": settings.pipeline.execution_mode,
+            "python.execution-mode": execution_mode(settings, local=False),
             **{
                 key: settings.cluster.python
                 for key in ("python.executable", "python.client.executable")
@@ -370,6 +391,7 @@ def check_agreement(m: Manifests, tmp: Path) -> list[str]:
     args = spec["job"].get("args", [])
     if args[:2] != ["-pym", "fraudstream.flink.entry"] or args[-2:] != ["--config", CONFIG_PATH]:
         found.append(f"job.args {args} do not run fraudstream.flink.entry with --config {CONFIG_PATH}")
+    found += entry_errors(args)
     # Prometheus: the reporter's port is the pods' `metrics` port and the scrape annotation's.
     port = conf.get("metrics.reporter.prom.port")
     if (
@@ -549,6 +571,10 @@ BREAKAGES = [
     ("k8s/flinkdeployment.yaml", "s3://fraudstream-prod/flink/savepoints", "s3://other/savepoints", check_agreement, "savepoint-dir"),
     ("k8s/flinkdeployment.yaml", "interval: 3 s", "interval: 30 s", check_agreement, "checkpointing.interval"),
     ("k8s/flinkdeployment.yaml", "    parallelism: 32", "    parallelism: 16", check_agreement, "job.parallelism"),
+    ("k8s/flinkdeployment.yaml", "python.execution-mode: process", "python.execution-mode: thread", check_agreement, "execution-mode"),
+    ("k8s/flinkdeployment.yaml", "state.backend.type: rocksdb", "state.backend.type: hashmap", check_agreement, "state.backend.type"),
+    ("k8s/flinkdeployment.yaml", '"--", "--config"', '"--", "--configs"', check_agreement, "does not take"),
+    ("k8s/flinkdeployment.yaml", '"-pym", "fraudstream.flink.entry"', '"-pym", "fraudstream.flink.entri"', check_agreement, "no module"),
     ("k8s/flinkdeployment.yaml", 'prom.port: "9249"', 'prom.port: "9250"', check_agreement, "reporter port"),
     ("k8s/flinkdeployment.yaml", "FRAUDSTREAM_KAFKA__SASL_PASSWORD", "FRAUDSTREAM_KAFKA_SASL_PASSWORD", check_settings, "unknown setting"),
     ("k8s/store-follow.yaml", "FRAUDSTREAM_STORE__URL", "FRAUDSTREAM_STORE__URI", check_settings, "unknown setting"),
