@@ -8,7 +8,9 @@ printed by `python -m fraudstream.flink.entry --ship-dir --config FILE`). Only t
 the store's copier and the notifications do not (run `fraudstream store follow` beside it), and
 the job reads Kafka only (the generator and file sources return results to a driver).
 `-p N` (else the cluster's parallelism.default) is the job's parallelism unless
-`--set pipeline.parallelism=N` says otherwise; `-s SAVEPOINT` restores as usual.
+`--set pipeline.parallelism=N` says otherwise; `-s SAVEPOINT` restores as usual. The job's id is
+the one Flink's configuration gives (the operator's, or Flink's own with HA), else one the job
+chooses (`checkpoints.configure`); its run record, if any, names it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 def _submit(settings, parallelism_given: bool) -> int:
     from pyflink.datastream import StreamExecutionEnvironment
 
+    from fraudstream.flink import checkpoints
     from fraudstream.flink.job import build_job, make_environment
     from fraudstream.flink.sources import SourceSpec
 
@@ -80,7 +83,11 @@ def _submit(settings, parallelism_given: bool) -> int:
     env = make_environment(settings, context=True)
     graph = build_job(settings, SourceSpec("kafka"), env=env)
     result = graph.env.execute("fraudstream")  # returns at once with `flink run -d`
-    logger.info("job submitted: %s", result.get_job_id())
+    job_id = str(result.get_job_id())
+    logger.info("job submitted: %s", job_id)
+    record = checkpoints.current_run()
+    if record is not None and record.job_id != job_id:  # would leave --resume a record of no job
+        logger.warning("the run record %s names job %s, but Flink runs it as %s", record.path, record.job_id, job_id)
     if settings.kafka.bounded and graph.on_finished is not None and not _detached(graph.env):
         graph.on_finished()  # the bounded run ended here: record its end (see job._bounded_run)
     return 0
