@@ -573,6 +573,7 @@ BREAKAGES = [
     ("k8s/flinkdeployment.yaml", "    parallelism: 32", "    parallelism: 16", check_agreement, "job.parallelism"),
     ("k8s/flinkdeployment.yaml", "python.execution-mode: process", "python.execution-mode: thread", check_agreement, "execution-mode"),
     ("k8s/flinkdeployment.yaml", "state.backend.type: rocksdb", "state.backend.type: hashmap", check_agreement, "state.backend.type"),
+    ("k8s/flinkdeployment.yaml", 'incremental: "true"', 'incremental: "false"', check_agreement, "incremental"),
     ("k8s/flinkdeployment.yaml", '"--", "--config"', '"--", "--configs"', check_agreement, "does not take"),
     ("k8s/flinkdeployment.yaml", '"-pym", "fraudstream.flink.entry"', '"-pym", "fraudstream.flink.entri"', check_agreement, "no module"),
     ("k8s/flinkdeployment.yaml", 'prom.port: "9249"', 'prom.port: "9250"', check_agreement, "reporter port"),
