@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pyflink.common import Configuration
 
 from fraudstream.config import load_settings
 from fraudstream.errors import UserFacingError
@@ -44,6 +45,13 @@ def test_the_workers_modules_import_from_the_ship_dir_alone(tmp_path):
     ship = remote.ship_dir(settings)
     assert ship.parent == tmp_path.resolve() / "cluster" / "ship"
     assert remote.ship_dir(settings) == ship  # prepared once per code version
+    conf = Configuration()  # the submission's keys: no python.pythonpath before the shipped dir
+    remote.configure(
+        conf, load_settings(flags={"data_dir": str(tmp_path), "cluster.jobmanager": "127.0.0.1:1"}, environ={})
+    )
+    assert conf.get_string("python.files", "") == str(ship)
+    assert conf.get_string("python.pythonpath", "unset") == "unset"
+    assert conf.get_string("python.executable", "") == sys.executable
     assert not list(ship.rglob("__pycache__")), "compiled files shipped"
     shipped = json.loads((ship / "SHIPPED.json").read_text())["distributions"]
     assert {"pydantic", "pydantic-core", "annotated-types", "typing-inspection", "confluent-kafka"} <= set(shipped)
@@ -84,12 +92,10 @@ def test_apache_flinks_closure_leaves_pydantic_to_be_shipped():
     assert "pydantic" not in _top_levels(flink)
 
 
-def test_the_workers_python_is_never_the_source_root():
-    settings = load_settings(flags={}, environ={})
-    executable, pythonpath = remote.workers_python(settings)
-    assert executable == sys.executable
-    source_root = str(Path(remote.fraudstream.__file__).resolve().parents[1])
-    assert source_root not in pythonpath.split(":")
+def test_the_workers_pythonpath_is_set_only_when_given():
+    """Flink puts python.pythonpath before python.files on the workers' PYTHONPATH: a default
+    (this interpreter's site-packages) would shadow the shipped packages."""
+    assert remote.workers_python(load_settings(flags={}, environ={})) == (sys.executable, None)
     other = load_settings(
         flags={"cluster.python": "/opt/py/bin/python", "cluster.python_path": "/opt/py/lib"}, environ={}
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import site
 import sys
 from collections.abc import Callable, Iterator
@@ -391,16 +392,23 @@ def _outputs(
 
 # The archive's stateful steps (Flink's filesystem sink: pending part files, partitions to commit).
 _ARCHIVE_STATEFUL = ("StreamingFileWriter", "PartitionCommitter")
+# A Kafka sink from the Table API (`alerts_out[23]`; its writer keeps its transactions' state)
+_TABLE_SINK = re.compile(r"^(\w+)\[\d+\]$")
+# The Table API's conversion of a DataStream into a table, in front of each sink
+_TABLE_SOURCE = "*anonymous_datastream_source"
 
 
 def fix_archive_ids(env: StreamExecutionEnvironment) -> None:
-    """Fixed uids for the archive sinks' stateful steps, which the Table API leaves without.
+    """Fixed uids for the Table API sinks' steps (the archive's, the Kafka sinks'), which the
+    Table API leaves without.
 
     Flink derives the id of an operator without a uid from its place in the graph, chaining
     included: at parallelism 1 the file writer chains to its (always single) committer and
     both get other ids than at 2 or more, so a savepoint taken at 2 or 4 did not restore at 1
-    ("Cannot map checkpoint/savepoint state for operator ..."). Named in the order they were
-    made (the same program makes them in the same order), e.g. `archive-0-streamingfilewriter`.
+    ("Cannot map checkpoint/savepoint state for operator ..."); the Kafka sinks' writers
+    changed theirs with `sinks` at another parallelism than `cooldown`. Named in the order they
+    were made (the same program makes them in the same order), e.g.
+    `archive-0-streamingfilewriter`, or by their table: `sink-alerts_out`.
     """
     found: dict[int, object] = {}
     todo = list(env._j_stream_execution_environment.getTransformations())
@@ -413,12 +421,20 @@ def fix_archive_ids(env: StreamExecutionEnvironment) -> None:
     from pyflink.java_gateway import get_gateway
 
     head = get_gateway().jvm.org.apache.flink.streaming.api.operators.ChainingStrategy.HEAD
-    n = 0
+    n = sources = 0
     for _, t in sorted(found.items()):
         name = str(t.getName())
-        if name.startswith(_ARCHIVE_STATEFUL) and t.getUid() is None:
+        table_sink = _TABLE_SINK.match(name) if str(t.getClass().getSimpleName()) == "SinkTransformation" else None
+        if t.getUid() is not None:
+            pass
+        elif name.startswith(_ARCHIVE_STATEFUL):
             t.setUid(f"archive-{n}-{name.split()[0].lower()}")
             n += 1
+        elif table_sink is not None:  # its writer and committer take their uids from it
+            t.setUid(f"sink-{table_sink.group(1)}")
+        elif name.startswith(_TABLE_SOURCE):
+            t.setUid(f"table-source-{sources}")
+            sources += 1
         if name.startswith("PartitionCommitter"):
             # Its own task at every parallelism: chained to a writer at parallelism 1, it would take
             # the writer's max parallelism (128) instead of its own 1, and a savepoint taken at 2

@@ -10,8 +10,11 @@ through a filesystem they happen to share with this machine.
 - `python.files`: one directory per code version under <data_dir>/cluster/ship/, holding the
   `fraudstream` package and the third-party packages the workers import that apache-flink's
   own installation does not bring (pydantic and its dependencies, orjson, confluent-kafka);
-- `python.executable` / `python.pythonpath`: the workers' Python with apache-flink installed
-  (`cluster.python` / `cluster.python_path`; unset: this interpreter, right on this machine).
+- `python.executable`: the workers' Python with apache-flink installed (`cluster.python`; unset:
+  this interpreter, right on this machine). `python.pythonpath` only when `cluster.python_path`
+  is given: Flink puts it first on the workers' PYTHONPATH, before python.files, so this
+  interpreter's site-packages there made the workers import pydantic & co. from the client's
+  installation instead of the shipped directory (seen in a worker's /proc/<pid>/environ).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import site
 import sys
 import tempfile
 import urllib.error
@@ -167,10 +169,13 @@ def flink_python_jar() -> Path:
     return found[0]
 
 
-def workers_python(settings: Settings) -> tuple[str, str]:
-    """(python.executable, python.pythonpath) for the workers; never our source root."""
+def workers_python(settings: Settings) -> tuple[str, str | None]:
+    """(python.executable, python.pythonpath or None = unset) for the workers.
+
+    The executable finds its own site-packages (apache-flink's closure) by itself in process
+    mode, and python.pythonpath would go before the shipped directory: set only when asked."""
     c = settings.cluster
-    return c.python or sys.executable, c.python_path or os.pathsep.join(site.getsitepackages())
+    return c.python or sys.executable, c.python_path or None
 
 
 def configure(conf: Configuration, settings: Settings) -> None:
@@ -183,8 +188,9 @@ def configure(conf: Configuration, settings: Settings) -> None:
         "rest.port": str(port),
         "python.files": str(ship_dir(settings)),
         "python.executable": executable,
-        "python.pythonpath": pythonpath,
     }
+    if pythonpath is not None:
+        entries["python.pythonpath"] = pythonpath
     for key, value in entries.items():
         conf.set_string(key, value)
 

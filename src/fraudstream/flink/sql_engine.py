@@ -36,6 +36,8 @@ through the same cooldown; every candidate carries its order's risk, which marks
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,8 @@ from fraudstream.features.spec import FeatureSpec
 from fraudstream.flink.functions import announce_origin, now_ms
 from fraudstream.flink.job_metrics import JobMetrics
 from fraudstream.model.file import ModelFile
+
+logger = logging.getLogger(__name__)
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 # What every candidate ends with: when its order entered the pipeline, and the order's risk.
@@ -191,12 +195,26 @@ class CandidateAlert(MapFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         announce_origin()
+        _announce_pydantic()
         self.metrics = JobMetrics.from_context(runtime_context)
 
     def map(self, value: Any) -> Alert:
         alert = alert_from_scored_candidate(self.detectors, self.risk, value)
         self.metrics.alert(alert)
         return dataclasses.replace(alert, detected_at=now_ms())
+
+
+_pydantic_announced: list[bool] = []
+
+
+def _announce_pydantic() -> None:
+    """Log once per Python worker where pydantic came from: on a cluster, the shipped directory
+    (python.files), not the client's site-packages (which python.pythonpath would put first)."""
+    if not _pydantic_announced:
+        _pydantic_announced.append(True)
+        import pydantic
+
+        logger.warning("fraudstream worker: pydantic imported from %s", pydantic.__file__)
 
 
 def _dead_letter(row: Any) -> DeadLetter:
@@ -306,21 +324,42 @@ def detect(
 
 
 def _set_parallelism_between(last: Any, first: Any, parallelism: int) -> None:
-    """The SQL part's steps (the transformations after `first` up to `last`) at `parallelism`.
+    """The SQL part's steps (the transformations after `first` up to `last`) at `parallelism`,
+    each with a fixed uid.
 
     The planner gives its operators the parallelism of their input or of the environment, not
     `table.exec.resource.default-parallelism` of the table environment (measured with Flink
-    2.2.1), so the rules' step is set on its transformations directly."""
+    2.2.1), so the rules' step is set on its transformations directly. It gives them no uid
+    either: their ids came from the graph's shape, chaining included, so the OVER windows'
+    state written with `rules` at its own parallelism did not restore at a uniform one (or the
+    reverse). Named in the order the planner made them (the same program makes them in the
+    same order), by kind: `sql-rules-3-overaggregate`."""
     stop = first.getId()
-    seen: set[int] = set()
+    seen: dict[int, Any] = {}
     todo = [last]
     while todo:
         t = todo.pop()
         if t.getId() == stop or t.getId() in seen:
             continue
-        seen.add(t.getId())
+        seen[t.getId()] = t
         t.setParallelism(parallelism)
         todo.extend(t.getInputs())
+    n = 0
+    for _, t in sorted(seen.items()):
+        if str(t.getClass().getSimpleName()) in _VIRTUAL or t.getUid() is not None:
+            continue  # an exchange or a union (no operator of their own), or one of ours
+        t.setUid(f"sql-rules-{n}-{_kind(str(t.getName()))}")
+        n += 1
+
+
+_VIRTUAL = ("PartitionTransformation", "UnionTransformation")
+
+
+def _kind(name: str) -> str:
+    """`OverAggregate[4]` -> `overaggregate`, `*anonymous_datastream_source$1*[1]` -> `anonymous_datastream_source`:
+    the planner's numbers count per process and table environment, not per job."""
+    found = re.search(r"[A-Za-z][A-Za-z_]*", name)
+    return found.group(0).lower() if found else "step"
 
 
 def _score(
