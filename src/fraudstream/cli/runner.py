@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +66,54 @@ class CopierFailed(UserFacingError):
 
 class StoreNotFlushed(UserFacingError):
     """The last writes to SQLite failed; what they held was saved to a file instead."""
+
+
+class ClusterGone(UserFacingError):
+    """The cluster's REST endpoint stopped answering: nothing tells whether the job still runs."""
+
+
+# A cluster that does not answer `GET /jobs/<id>` this many times in a row (one try every
+# 2 s, each of at most CANCEL_TIMEOUT_S / 5) is given up on: about 20 s.
+UNANSWERED_LIMIT = 10
+CANCEL_TIMEOUT_S = 10.0
+
+
+class ClusterWatch:
+    """Whether the cluster still answers for the job. The job's own result future keeps
+    retrying a vanished cluster for ever, so the driver would wait with it."""
+
+    def __init__(self, host: str, port: int, job_id: str, limit: int = UNANSWERED_LIMIT, timeout_s: float = 2.0):
+        self.address = f"{host}:{port}"
+        self.job_id = job_id
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.unanswered = 0
+
+    def check(self) -> str | None:
+        """None while the cluster answers (or has not yet failed `limit` times in a row), else the line to stop with."""
+        try:
+            with urllib.request.urlopen(f"http://{self.address}/jobs/{self.job_id}", timeout=self.timeout_s):
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answered (a job it no longer knows is the job's result's to report)
+        except OSError as exc:
+            self.unanswered += 1
+            if self.unanswered >= self.limit:
+                return (
+                    f"the cluster at {self.address} stopped answering; job {self.job_id}'s state is unknown: "
+                    f"{getattr(exc, 'reason', exc)} ({self.unanswered} tries in a row)"
+                )
+            return None
+        self.unanswered = 0
+        return None
+
+
+def cancel_job(client: Any, timeout_s: float = CANCEL_TIMEOUT_S) -> None:
+    """Cancel the job, waiting at most `timeout_s` (the future never ends when the cluster is gone)."""
+    from pyflink.java_gateway import get_gateway
+
+    seconds = get_gateway().jvm.java.util.concurrent.TimeUnit.SECONDS
+    client.cancel()._j_completable_future.get(int(timeout_s), seconds)
 
 
 @dataclass
@@ -173,6 +223,7 @@ def run_job(
             copier = threading.Thread(target=mirror.follow, args=(mirror_stop,), name="store-mirror", daemon=True)
             copier.start()
         failures: set[int] = set()
+        watch = ClusterWatch(rest_host, port, job_id) if rest_host is not None else None
         next_check = time.monotonic() + 2
         while not finished.wait(0.2):
             if notifier is not None:
@@ -184,10 +235,15 @@ def run_job(
                 next_check = time.monotonic() + 2
                 for line in checkpoints.new_failures(port, job_id, failures, rest_host or settings.pipeline.reach_host):
                     logger.warning("the job failed and restarts from its last checkpoint: %s", line)
+                gone = watch.check() if watch is not None else None
+                if gone is not None:
+                    failure.append(ClusterGone(gone))  # no cancel: nothing would answer it
+                    summary.interrupted = True
+                    break
             if stop.is_set():
                 summary.interrupted = True
                 try:
-                    client.cancel().result()
+                    cancel_job(client)
                 except Exception:
                     logger.debug("cancelling the job failed", exc_info=True)
                 if results is not None:
