@@ -143,3 +143,14 @@ def test_run_with_no_cluster_at_the_address_is_one_line(tmp_path):
     assert done.returncode != 0
     assert f"no Flink cluster at {address}" in done.stderr
     assert "Traceback" not in done.stderr and "=====" not in done.stdout  # refused before the banner
+
+
+def test_the_banner_warns_of_the_datastream_engine_on_a_cluster():
+    from fraudstream.cli.run_cmd import banner
+
+    def warns(**flags: str) -> bool:
+        return "the datastream engine runs every order through Python" in banner(load_settings(flags=flags, environ={}))
+
+    assert warns(**{"cluster.jobmanager": "127.0.0.1:8081", "pipeline.engine": "datastream"})
+    assert not warns(**{"cluster.jobmanager": "127.0.0.1:8081", "pipeline.engine": "sql"})
+    assert not warns(**{"pipeline.engine": "datastream"})  # the mini-cluster: thread mode

@@ -299,6 +299,14 @@ def banner(s: Settings, restore_from: str | None = None) -> str:
         f"   Flink               : {where_it_runs(s)}, {p.engine} engine, "
         f"{execution_mode(s, s.cluster.jobmanager is None)} mode, "
         f"parallelism {p.parallelism}" + "".join(f", {k} {v}" for k, v in sorted(p.step_parallelism.items())),
+        *(
+            [
+                "   Warning             : the datastream engine runs every order through Python, in process"
+                " mode on a cluster: hundreds of orders/s per step; the sql engine is the one for a cluster"
+            ]
+            if s.cluster.jobmanager is not None and p.engine == "datastream"
+            else []
+        ),
         f"   Checkpoints         : every {s.checkpoint.interval_ms / 1000:g}s to {s.checkpoint_uri}",
         f"   Starting from       : {restore_from or 'empty state'}",
         f"   Database            : {Location.of(s)}",
