@@ -224,7 +224,12 @@ class LocalCluster:
             record = _Record(reporter=reporter, rest=self._configured_rest())
             self._save(record)
             try:
-                record.jobmanager = self._spawn("jobmanager")
+                child = self._launch("jobmanager")
+                # Recorded at once (the PID and start time stay the same when the script execs
+                # java): a start killed before the JVM is up leaves nothing `stop` cannot find.
+                record.jobmanager = self._provisional(child)
+                self._save(record)
+                record.jobmanager = self._await_exec(child, "jobmanager")
             except BaseException:
                 self._stop_locked(record, 30)
                 raise
@@ -233,13 +238,12 @@ class LocalCluster:
         try:
             say(f"JobManager starting (pid {jm.pid}), and {self.cfg.taskmanagers} TaskManager(s) beside it")
             # Not after the REST endpoint answers: see the module's docstring.
-            children = [self._launch("taskmanager") for _ in range(self.cfg.taskmanagers)]
+            children = []
+            for _ in range(self.cfg.taskmanagers):
+                children.append(self._launch("taskmanager"))
+                self._record_taskmanager(self._provisional(children[-1]))
             for child in children:
-                tm = self._await_exec(child, "taskmanager")
-                with self._locked():
-                    record = self._pruned()
-                    record.taskmanagers.append(tm)
-                    self._save(record)
+                self._record_taskmanager(self._await_exec(child, "taskmanager"))
             self._await(
                 lambda: self._get("/overview", 1.0) is not None,
                 deadline,
@@ -266,13 +270,27 @@ class LocalCluster:
         with self._locked():
             if self._live_record().jobmanager is None:
                 raise ClusterError("the local cluster is not running; start it with 'fraudstream cluster start'")
-        proc = self._spawn("taskmanager")
-        with self._locked():
-            record = self._pruned()
-            record.taskmanagers.append(proc)
-            self._save(record)
+        child = self._launch("taskmanager")
+        self._record_taskmanager(self._provisional(child))
+        proc = self._await_exec(child, "taskmanager")
+        self._record_taskmanager(proc)
         logger.info("TaskManager started: pid %d", proc.pid)
         return proc.pid
+
+    def _provisional(self, child: subprocess.Popen[bytes]) -> _Proc:
+        """A record entry for a JVM still in Flink's script: its PID and start time (its log
+        follows once it has exec'd java)."""
+        try:
+            return _Proc(child.pid, psutil.Process(child.pid).create_time())
+        except psutil.Error:
+            return _Proc(child.pid, time.time())
+
+    def _record_taskmanager(self, proc: _Proc) -> None:
+        """Record a TaskManager, or complete its provisional entry."""
+        with self._locked():
+            record = self._pruned()
+            record.taskmanagers = [p for p in record.taskmanagers if p.pid != proc.pid] + [proc]
+            self._save(record)
 
     def wait_for_slots(self, total: int, timeout_s: float) -> None:
         """Wait until the JobManager counts exactly `total` slots (a lost TaskManager's are
@@ -304,9 +322,6 @@ class LocalCluster:
                     f"the local cluster had not {what} within {timeout_s:g}s; see the logs in {self.log_dir}"
                 )
             time.sleep(0.2)
-
-    def _spawn(self, role: str) -> _Proc:
-        return self._await_exec(self._launch(role), role)
 
     def _launch(self, role: str) -> subprocess.Popen[bytes]:
         """`<role>.sh start-foreground` in its own session, its console output in the log dir."""
