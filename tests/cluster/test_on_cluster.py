@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import site
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,7 +30,8 @@ from fraudstream.kafka.tail import alert_from_json
 from tests.kafka.conftest import consume, kafka_flags, report, send
 from tests.kafka.runs import stored_alerts
 from tests.lines import in_own_session
-from tests.oracle import expected_alerts
+from tests.oracle import expected_alerts, redeliveries
+from tests.redeliveries import with_redeliveries
 
 pytestmark = pytest.mark.flink
 EXE = [sys.executable, "-m", "fraudstream"]
@@ -53,8 +57,17 @@ def _topics(broker) -> KafkaSettings:
     return k
 
 
-def _orders(n: int, seed: int) -> list[dict]:
-    return list(generator_from_settings(GeneratorSettings(seed=seed, count=n)).orders(n))
+def _orders(n: int, seed: int, jitter_ms: int = 0) -> list[dict]:
+    return list(generator_from_settings(GeneratorSettings(seed=seed, count=n, jitter_ms=jitter_ms)).orders(n))
+
+
+# Malformed records another producer might send, with the reason each is rejected for (and, in
+# the test, an order with a string for its amount: `wrong_type`).
+MALFORMED = [
+    (b"{this is not json", "invalid_json"),
+    (b'["an", "array"]', "not_an_object"),
+    (b'{"transaction_id": "m2"}', "missing_field"),
+]
 
 
 def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]:
@@ -100,17 +113,38 @@ def cluster(flink_cluster):
             urllib.request.urlopen(request, timeout=5).close()
 
 
+def _widths(p: int) -> dict[str, int]:
+    """Each step's operators (a name in its vertices' names) -> the step's width in the run at `p`."""
+    steps = {"alert-text": 2, "sinks": 1} if p == 4 else {}
+    return {
+        "Source: orders-kafka": PARTITIONS, "redelivery": p, "no-model": p, "OverAggregate": p,
+        "ConstraintEnforcer": p, "cooldown": p, "alert-text": steps.get("alert-text", p),
+        "alerts_out[": steps.get("sinks", p), "dead_letters_out[": steps.get("sinks", p),
+    }  # fmt: skip
+
+
 def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
     """Three runs of one stream side by side, on 2 more TaskManagers (8 slots: 2 + 2 + 4, one
-    reader per partition), each compared with the oracle; the extra TaskManagers go after."""
-    orders = _orders(1_500, seed=1616)
+    reader per partition), each compared with the oracle: event times jittered (4 s, bound 5 s),
+    re-deliveries of four kinds planted and a few malformed records mixed in, so the alerts, the
+    `duplicate` dead letters (which copy, by id and time) and the others by reason are checked;
+    every step's width in every run read back from the cluster. The extra TaskManagers go after."""
+    orders = with_redeliveries(_orders(1_500, seed=1616, jitter_ms=4_000), random.Random(1616), every=20)
+    assert [o["event_time"] for o in orders] != sorted(o["event_time"] for o in orders)
     expected = expected_alerts(orders)
     assert len(expected) > 30
+    copies = Counter((orders[i]["transaction_id"], orders[i]["event_time"]) for i in redeliveries(orders))
+    assert sum(copies.values()) >= 30
+    malformed = [*MALFORMED, (orjson.dumps({**orders[0], "transaction_id": "m1", "amount": "lots"}), "wrong_type")]
+    expected_dead = Counter(reason for _, reason in malformed) + Counter(duplicate=sum(copies.values()))
+    records = _records(orders)
+    for i, (value, _) in enumerate(malformed):  # spread over the stream, on both partitions
+        records.insert((i + 1) * len(records) // (len(malformed) + 1), (i % PARTITIONS, b"bad", value))
     extra = [cluster.add_taskmanager(), cluster.add_taskmanager()]
     runs = {}
     for p in (1, 2, 4):
         k = _topics(broker)
-        send(k, _records(orders))
+        send(k, records)
         runs[p] = (k, tmp_path / f"p{p}")
     try:
         cluster.wait_for_slots(8, timeout_s=60)
@@ -140,29 +174,48 @@ def test_the_same_alerts_at_parallelism_1_2_and_4(cluster, broker, tmp_path):
         for pid in extra:
             cluster.kill_taskmanager(pid)
     try:
-        # the steps ran at their parallelism (the cluster keeps finished jobs' graphs)
-        job_id = (runs[4][1] / "app.log").read_text().split(" submitted to the cluster")[0].rsplit("job ", 1)[1]
-        widths = {v["name"]: v["parallelism"] for v in _get(cluster, f"/jobs/{job_id}")["vertices"]}
-        assert {n for name, n in widths.items() if name.startswith("OverAggregate")} == {4}, widths
-        assert [n for name, n in widths.items() if name.startswith("cooldown")] == [4], widths
-        assert [n for name, n in widths.items() if name.startswith("alert-text")] == [2], widths
-        assert {n for name, n in widths.items() if "alerts_out" in name and "Writer" in name} == {1}, widths
         for p, (k, data) in runs.items():
+            # the steps ran at their widths (the cluster keeps finished jobs' graphs)
+            job_id = (data / "app.log").read_text().split(" submitted to the cluster")[0].rsplit("job ", 1)[1]
+            vertices = [(v["name"], v["parallelism"]) for v in _get(cluster, f"/jobs/{job_id}")["vertices"]]
+            for step, width in _widths(p).items():
+                found = {n for name, n in vertices if step in name}
+                assert found == {width}, (p, step, found, vertices)
             _same(_alerts(k), expected)
             assert stored_alerts(data / "fraud_alerts.db") == len(expected), p
-        # the workers imported fraudstream from the directory the job shipped, not from this checkout
+            letters = [orjson.loads(v) for _, _, v in consume(k, k.dead_letter_topic)]
+            assert Counter(d["reason"] for d in letters) == expected_dead, p
+            duplicates = Counter(
+                (orjson.loads(d["raw"])["transaction_id"], d["event_time"])
+                for d in letters
+                if d["reason"] == "duplicate"
+            )
+            assert duplicates == copies, p  # the copies the oracle rejects, not their originals
+            with sqlite3.connect(data / "fraud_alerts.db") as conn:
+                stored = Counter(r for (r,) in conn.execute("SELECT reason FROM dead_letters"))
+            assert stored == expected_dead, p
+        # the workers imported fraudstream and pydantic from the directory the job shipped, not
+        # from this checkout or this interpreter's site-packages (python.pythonpath goes first)
         logs = "".join(f.read_text(errors="replace") for f in cluster.log_dir.glob("*taskexecutor*.log"))
-        origins = {
-            line.split("imported from ")[1].strip() for line in logs.splitlines() if "fraudstream worker:" in line
-        }
-        assert origins and all("/python-files/" in o and "/fraudstream/__init__.py" in o for o in origins), origins
-        assert not any(o.startswith(str(Path(__file__).resolve().parents[2])) for o in origins)
+        origins = Counter()
+        for line in logs.splitlines():
+            if "fraudstream worker:" in line:
+                what, _, where = line.split("fraudstream worker: ")[1].partition(" imported from ")
+                origins[(what.split()[-1], where.strip())] += 1
+        packages = {what for what, _ in origins}
+        assert {"package", "pydantic"} <= packages, origins
+        for what, where in origins:
+            assert "/python-files/" in where, (what, where)
+            assert where.endswith("/fraudstream/__init__.py" if what == "package" else "/pydantic/__init__.py"), where
+            assert not where.startswith(str(Path(__file__).resolve().parents[2])), where
+            assert not where.startswith(tuple(site.getsitepackages())), where
     finally:  # their slots go once their heartbeats time out (10 s): meanwhile the checks ran
         cluster.wait_for_slots(4, timeout_s=60)
     report(
         f"the job on a standalone cluster (4 TaskManagers x 2 slots) at parallelism 1, 2 and 4 | {len(orders)} "
-        f"orders, {len(expected)} alerts each | lost 0, duplicated 0 at every parallelism "
-        f"({took:.0f} s for the three runs side by side)"
+        f"orders (jittered 4 s, {sum(copies.values())} re-deliveries) + {len(malformed)} malformed, "
+        f"{len(expected)} alerts each | lost 0, duplicated 0 at every parallelism, the dead letters by reason "
+        f"and every step's width as set ({took:.0f} s for the three runs side by side)"
     )
 
 
