@@ -56,6 +56,14 @@ def _error_text(exc: BaseException) -> str:
         return type(exc).__name__
 
 
+def _java_name(exc: BaseException) -> str:
+    """The Java exception's class behind a py4j error (`TimeoutException`), else the Python one's."""
+    try:
+        return str(exc.java_exception.getClass().getSimpleName())  # type: ignore[attr-defined]
+    except Exception:
+        return type(exc).__name__
+
+
 class OffsetsNotCommitted(UserFacingError):
     """A bounded run finished, but its end position could not be recorded."""
 
@@ -244,14 +252,24 @@ def run_job(
                 summary.interrupted = True
                 try:
                     cancel_job(client)
-                except Exception:
+                    cancelled = True
+                except Exception as exc:
+                    cancelled = False
                     logger.debug("cancelling the job failed", exc_info=True)
-                if results is not None:
+                    if rest_host is not None:
+                        logger.warning(
+                            "the job %s was not cancelled on the cluster at %s (no answer in %g s: %s); "
+                            "it may still run there",
+                            job_id, settings.cluster.jobmanager, CANCEL_TIMEOUT_S, _java_name(exc),
+                        )  # fmt: skip
+                # Closing the result stream asks the cluster for the job's state with no time
+                # limit (Flink's CollectResultFetcher), so not when the cancel went unanswered.
+                if results is not None and cancelled:
                     try:
                         results.close()
                     except Exception:
                         logger.debug("closing the result stream failed", exc_info=True)
-                finished.wait(15)
+                finished.wait(15 if cancelled else 1)
                 break
         # A finished bounded run records its end at once, not after the copier has drained
         # (seconds): a kill in between would make the next run read the tail again. It is
