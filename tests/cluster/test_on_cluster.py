@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -25,9 +24,8 @@ import pytest
 from fraudstream.config import GeneratorSettings, KafkaSettings
 from fraudstream.flink.gateway import processes
 from fraudstream.generator import generator_from_settings
-from fraudstream.kafka.clients import connect_admin, ensure_topics
 from fraudstream.kafka.tail import alert_from_json
-from tests.kafka.conftest import consume, kafka_flags, report, send
+from tests.kafka.conftest import consume, fresh_topics, kafka_flags, report, send
 from tests.kafka.runs import stored_alerts
 from tests.lines import in_own_session
 from tests.oracle import expected_alerts, redeliveries
@@ -43,18 +41,7 @@ PARTITIONS = 2  # so that two jobs at parallelism 1 and 2 share the cluster's 4 
 
 
 def _topics(broker) -> KafkaSettings:
-    tag = uuid.uuid4().hex[:8]
-    k = broker.kafka_settings(KafkaSettings()).model_copy(
-        update={
-            "raw_topic": f"raw-{tag}",
-            "alerts_topic": f"alerts-{tag}",
-            "dead_letter_topic": f"dlq-{tag}",
-            "group_id": f"job-{tag}",
-            "connect_timeout_s": 10.0,
-        }
-    )
-    ensure_topics(connect_admin(k), {k.raw_topic: PARTITIONS, k.alerts_topic: 2, k.dead_letter_topic: 1})
-    return k
+    return fresh_topics(broker, raw_partitions=PARTITIONS, alerts_partitions=2)
 
 
 def _orders(n: int, seed: int, jitter_ms: int = 0) -> list[dict]:

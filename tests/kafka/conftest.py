@@ -30,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fresh_topics(broker: LocalBroker) -> KafkaSettings:
+def fresh_topics(broker: LocalBroker, raw_partitions: int = 4, alerts_partitions: int = 4) -> KafkaSettings:
     """Settings for `broker` with new topics and a new group, the topics created."""
     tag = uuid.uuid4().hex[:8]
     k = broker.kafka_settings(KafkaSettings()).model_copy(
@@ -42,7 +42,9 @@ def fresh_topics(broker: LocalBroker) -> KafkaSettings:
             "connect_timeout_s": 10.0,
         }
     )
-    ensure_topics(connect_admin(k), {k.raw_topic: 4, k.alerts_topic: 4, k.dead_letter_topic: 1})
+    ensure_topics(
+        connect_admin(k), {k.raw_topic: raw_partitions, k.alerts_topic: alerts_partitions, k.dead_letter_topic: 1}
+    )
     return k
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from fraudstream.cli.app import global_options, resolve_settings, sigterm_as_int
 from fraudstream.cli.options import Command, Group, model_option
 from fraudstream.cli.run_cmd import banner, check_cluster, check_model, summarize
 from fraudstream.config import SECRETS, DashboardSettings, KafkaSettings, Settings
+from fraudstream.sockets import answers, free_port
 
 # How long the demo waits for its dashboard to answer: the web stack's imports and the first
 # look at the store take a second or two; a dashboard that is not up by then is left out.
@@ -279,25 +279,6 @@ def _start_producer(ctx: click.Context, settings: Settings, rate: float) -> subp
         return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
 
 
-def _loopback(host: str) -> str:
-    """Where this machine reaches a server listening on `host` (any address: loopback)."""
-    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((_loopback(host), port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((_loopback(host), 0))
-        return s.getsockname()[1]
-
-
 def _start_dashboard(
     ctx: click.Context, settings: Settings
 ) -> tuple[subprocess.Popen[bytes], DashboardSettings, Path, int] | None:
@@ -305,8 +286,8 @@ def _start_dashboard(
     (said in one line) if its port is taken. Port 0 becomes a free port chosen here, so that
     the demo knows the address to print."""
     d = settings.dashboard
-    d = d.model_copy(update={"port": d.port or _free_port(d.host)})
-    if _answers(d.host, d.port):
+    d = d.model_copy(update={"port": d.port or free_port(d.host)})
+    if answers(d.host, d.port):
         click.echo(
             f"Dashboard not started: something else answers on {d.host}:{d.port} "
             "(choose another port with --set dashboard.port=N)"
@@ -331,7 +312,7 @@ def _await_dashboard(proc: subprocess.Popen[bytes], d: DashboardSettings, log: P
                 f"Dashboard did not start (exit {proc.returncode}: {_last_line(log, offset)}); going on without it"
             )
             return False
-        if _answers(d.host, d.port):
+        if answers(d.host, d.port):
             token = "; open it once with ?token=<access token>" if d.token else ""
             click.echo(f"Dashboard: {d.url} (pid {proc.pid}, log in {log}{token})")
             return True

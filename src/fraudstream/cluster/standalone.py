@@ -24,7 +24,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ import yaml
 
 from fraudstream.config import Settings
 from fraudstream.errors import UserFacingError
+from fraudstream.sockets import answers, free_port, loopback
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class LocalCluster:
         return self._configured_rest()
 
     def _configured_rest(self) -> str:
-        host = _loopback(self.cfg.host)
+        host = loopback(self.cfg.host)
         return f"[{host}]:{self.cfg.rest_port}" if ":" in host else f"{host}:{self.cfg.rest_port}"
 
     @property
@@ -193,7 +193,7 @@ class LocalCluster:
             return None
         if kind != "port" or not port.isdigit():
             return None
-        host = _loopback(self.settings.metrics.host)
+        host = loopback(self.settings.metrics.host)
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     # ----------------------------------------------------------------- start
@@ -215,7 +215,7 @@ class LocalCluster:
             if record.taskmanagers:  # left over from a JobManager that died
                 logger.warning("stopping TaskManagers %s, whose JobManager has ended", record.all())
             self._stop_locked(record, 30)  # and the Python workers of any that ended by themselves
-            if _answers(self.cfg.host, self.cfg.rest_port):
+            if answers(self.cfg.host, self.cfg.rest_port):
                 raise ClusterError(
                     f"port {self.cfg.rest_port} on {self.cfg.host} is already in use by another program: "
                     "stop it, or choose another port with --set cluster.rest_port=N"
@@ -422,7 +422,7 @@ class LocalCluster:
             "jobmanager.bind-host": c.host,
             "jobmanager.rpc.address": c.host,
             # TaskManagers find the JobManager at this port, so it cannot be 0: a free one now
-            "jobmanager.rpc.port": _free_port(c.host),
+            "jobmanager.rpc.port": free_port(c.host),
             "jobmanager.memory.process.size": c.jobmanager_memory,
             "jobmanager.execution.failover-strategy": "region",
             "taskmanager.bind-host": c.host,
@@ -432,7 +432,7 @@ class LocalCluster:
             "taskmanager.rpc.port": "0",
             "taskmanager.data.port": 0,
             "blob.server.port": "0",
-            "rest.address": _loopback(c.host),
+            "rest.address": loopback(c.host),
             "rest.bind-address": c.host,
             "rest.port": c.rest_port,
             "heartbeat.interval": HEARTBEAT_INTERVAL,
@@ -746,22 +746,3 @@ def _user() -> str:
         return getpass.getuser() or _IDENT
     except (KeyError, OSError):
         return _IDENT
-
-
-def _loopback(host: str) -> str:
-    """Where this machine reaches a server listening on `host` (any address: loopback)."""
-    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((_loopback(host), port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((_loopback(host), 0))
-        return s.getsockname()[1]
