@@ -13,6 +13,9 @@ from fraudstream.kafka.broker import BrokerError, LocalBroker
 from fraudstream.kafka.clients import connect_admin, partition_count
 from tests.kafka.conftest import consume, free_port, kafka_flags
 
+# Too slow for `make check` (under a minute, no Flink): the broker's own tests (a broker start, the producer's pacing): `make test` runs them.
+pytestmark = pytest.mark.slow
+
 EXE = [sys.executable, "-m", "fraudstream"]
 
 

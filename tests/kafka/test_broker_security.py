@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
 from fraudstream.config import BrokerSettings
 from fraudstream.kafka.broker import LocalBroker
 from tests.sockets import not_loopback
+
+# Too slow for `make check` (under a minute, no Flink): the session broker's start; `make test` runs it.
+pytestmark = pytest.mark.slow
 
 
 def test_the_broker_listens_on_loopback_only(broker):

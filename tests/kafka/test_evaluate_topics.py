@@ -7,12 +7,16 @@ import sys
 import time
 
 import orjson
+import pytest
 
 from fraudstream.detectors import HighValueDetector
 from fraudstream.events import parse_record
 from fraudstream.kafka.clients import read_topic
 from tests.conftest import BASE, make_order
 from tests.kafka.conftest import kafka_flags, send
+
+# Too slow for `make check` (under a minute, no Flink): evaluate over the topics of a real broker: `make test` runs it.
+pytestmark = pytest.mark.slow
 
 
 def test_evaluate_reads_the_raw_and_alerts_topics(kafka):

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 
 import orjson
+import pytest
 
 from fraudstream.events.text import CONTROL_CLASS
 from fraudstream.kafka.tail import tail_alerts
 from tests.cli.test_hostile_text import hostile_alert
 from tests.kafka.conftest import send
+
+# Too slow for `make check` (under a minute, no Flink): the session broker's start and the tail against it; `make test` runs it.
+pytestmark = pytest.mark.slow
 
 
 def test_tail_survives_malformed_alerts_and_shows_hostile_text_escaped(kafka):
