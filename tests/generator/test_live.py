@@ -116,7 +116,9 @@ def test_paced_takes_each_item_when_its_turn_comes():
     assert time.monotonic() - started >= 10 / 100 - 0.005
     # Made just before it was handed over, not one interval earlier.
     assert all(at - m < 0.005 for m, (_, at) in zip(made, received, strict=True))
-    assert all(b - a >= 0.005 for a, b in zip(made, made[1:], strict=False))
+    # And never before its turn (the pacer keeps an absolute schedule: a late wake-up is caught
+    # up by the next item, so the gap between two may be short under load, but none is early).
+    assert all(m - started >= i / 100 - 0.005 for i, m in enumerate(made))
 
 
 def test_pin_stream_makes_unseeded_paced_runs_live_and_leaves_the_others_alone():
