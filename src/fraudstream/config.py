@@ -84,6 +84,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+
+
 class DetectorSettings(_Section):
     velocity_threshold: int = Field(3, ge=0, description="alert when a user has MORE than this many orders")
     velocity_window_ms: int = Field(300_000, gt=0)
@@ -91,7 +94,21 @@ class DetectorSettings(_Section):
     device_sharing_window_ms: int = Field(1_800_000, gt=0)
     high_value_threshold: float = Field(1500.0, ge=0, description="alert when amount is above this (INR)")
     geo_window_ms: int = Field(1_800_000, gt=0)
-    dedup_cooldown_ms: int = Field(300_000, ge=0)
+    dedup_cooldown_ms: int = Field(300_000, ge=0, description="the cooldown of every rule without its own")
+    # Each rule's switch, severity and cooldown (None: dedup_cooldown_ms). Live rule changes
+    # (`fraudstream rules set`, docs/rules.md) change these, thresholds and windows in a running job.
+    velocity_enabled: bool = True
+    velocity_severity: Severity = "HIGH"
+    velocity_cooldown_ms: int | None = Field(None, ge=0)
+    device_sharing_enabled: bool = True
+    device_sharing_severity: Severity = "CRITICAL"
+    device_sharing_cooldown_ms: int | None = Field(None, ge=0)
+    high_value_enabled: bool = True
+    high_value_severity: Severity = "MEDIUM"
+    high_value_cooldown_ms: int | None = Field(None, ge=0)
+    geo_enabled: bool = True
+    geo_severity: Severity = "HIGH"
+    geo_cooldown_ms: int | None = Field(None, ge=0)
     detail_list_max: int = Field(
         20,
         ge=1,
@@ -99,6 +116,38 @@ class DetectorSettings(_Section):
         description="an alert's details list at most this many users or cities (the newest; the total is counted): "
         "an alert stays one small Kafka record however many accounts share a device",
     )
+
+    def cooldown_of(self, rule: str) -> int:
+        """The cooldown of `rule` (velocity, device_sharing, high_value, geo)."""
+        own = getattr(self, f"{rule}_cooldown_ms")
+        return self.dedup_cooldown_ms if own is None else own
+
+
+class RulesSettings(_Section):
+    """Live rule changes: the control topic, how far a window may be widened in a running job
+    (state is kept for that long), and what `fraudstream rules set` tries first (docs/rules.md)."""
+
+    live: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="read the rules topic in the job: auto = with --source kafka and the sql engine; "
+        "on = also refuse the datastream engine; off = the settings' rules only",
+    )
+    topic: str = Field("zomato_fraud_rules", description="the compacted topic of rule versions (key: the version)")
+    velocity_max_window_ms: int = Field(3_600_000, gt=0, description="velocity.window_ms can be widened up to this")
+    device_sharing_max_window_ms: int = Field(
+        7_200_000, gt=0, description="device_sharing.window_ms can be widened up to this"
+    )
+    geo_max_window_ms: int = Field(7_200_000, gt=0, description="geo.window_ms can be widened up to this")
+    min_takeover_risk: float = Field(
+        0.5, ge=0, le=1, description="model.takeover_risk can be lowered down to this (orders this risky are explained)"
+    )
+    author: str | None = Field(None, description="who `rules set` says made a change [the OS user]")
+    backtest_hours: float = Field(
+        2.0, ge=0, description="`rules set` backtests a change on this many of the archive's last hours (0 = none)"
+    )
+
+    def max_window_of(self, rule: str) -> int:
+        return int(getattr(self, f"{rule}_max_window_ms"))
 
 
 # The steps of the job whose parallelism can be set on their own (pipeline.step_parallelism):
@@ -546,6 +595,23 @@ class Settings(_Section):
     model: ModelSettings = ModelSettings()
     alerts: AlertSettings = AlertSettings()
     cluster: ClusterSettings = ClusterSettings()
+    rules: RulesSettings = RulesSettings()
+
+    @model_validator(mode="after")
+    def _windows_within_their_maximum(self) -> Settings:
+        """A live change can widen a window only as far as the job keeps state for."""
+        d, r = self.detectors, self.rules
+        for rule, window in (
+            ("velocity", d.velocity_window_ms),
+            ("device_sharing", d.device_sharing_window_ms),
+            ("geo", d.geo_window_ms),
+        ):
+            if window > r.max_window_of(rule):
+                raise ValueError(
+                    f"detectors.{rule}_window_ms ({window}) must not exceed rules.{rule}_max_window_ms "
+                    f"({r.max_window_of(rule)})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _transactions_outlive_checkpoints(self) -> Settings:
@@ -661,8 +727,8 @@ def rule_alias(dotted: str, value: Any) -> tuple[str, Any] | None:
             except (TypeError, ValueError):
                 return None
             return f"detectors.{name}_{key.removesuffix(unit)}_ms", ms
-    if key == "threshold":
-        return f"detectors.{name}_threshold", value
+    if key == "threshold" or (key in ("enabled", "severity") and name != "dedup"):
+        return f"detectors.{name}_{key}", value
     return None
 
 
