@@ -225,7 +225,7 @@ def test_the_rules_catch_almost_no_quiet_fraud(quiet):
     _, events, by_kind = quiet
     rules = Settings().detectors
     orders = [parse_record(orjson.dumps(e)) for e in events]
-    alerts = replay(orders, build_detectors(rules), AlertDeduplicator(rules.dedup_cooldown_ms))
+    alerts = replay(orders, build_detectors(rules), AlertDeduplicator.from_settings(rules))
     actor_of = {e["transaction_id"]: e.get("fraud_actor") for e in events}
     caught = {actor_of[a.transaction_id] for a in alerts} - {None}
 

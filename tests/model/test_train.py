@@ -193,9 +193,7 @@ def test_training_on_analysts_verdicts_leaves_unreviewed_alerts_out() -> None:
 
     settings = Settings()
     orders = training_stream()[1][:6_000]
-    alerts = replay(
-        orders, build_detectors(settings.detectors), AlertDeduplicator(settings.detectors.dedup_cooldown_ms)
-    )
+    alerts = replay(orders, build_detectors(settings.detectors), AlertDeduplicator.from_settings(settings.detectors))
     fraud = {o.transaction_id for o in orders if (o.behavior or "normal") != "normal"}
     alerted = [a.transaction_id for a in alerts]
     reviewed = alerted[::2]  # analysts judged every other alert, rightly

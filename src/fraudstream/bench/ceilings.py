@@ -109,7 +109,7 @@ def python_ceiling(values: Sequence[bytes], detectors: DetectorSettings) -> dict
             logger.info("python ceiling: parsed %d of %d", i, total)
     parsed_at = time.perf_counter()
     logger.info("python ceiling: running the rules over %d orders", len(orders))
-    found = replay(orders, build_detectors(detectors), AlertDeduplicator(detectors.dedup_cooldown_ms))
+    found = replay(orders, build_detectors(detectors), AlertDeduplicator.from_settings(detectors))
     end = time.perf_counter()
     seconds = end - start
     result = {

@@ -18,6 +18,13 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from fraudstream.events.model import Order
 
 KeyField = Literal["user_id", "device_id"]
+# Each rule's name in the settings (detectors.<rule>_*, rules.*) and the type of its alerts.
+RULE_ALERT_TYPES = {
+    "velocity": "VELOCITY_FRAUD",
+    "device_sharing": "DEVICE_SHARING_FRAUD",
+    "high_value": "HIGH_VALUE_FRAUD",
+    "geo": "GEO_ANOMALY_FRAUD",
+}
 S = TypeVar("S")
 
 
@@ -42,6 +49,9 @@ class Alert:
     # and marked, not notified.
     risk: float | None = None
     held_back: bool = False
+    # The version of the rules that raised it (docs/rules.md): 0 = the settings' own rules,
+    # None = a run without versioned rules (the datastream engine, offline replays).
+    rule_version: int | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -66,6 +76,7 @@ class Alert:
             "detected_at": self.detected_at,
             "risk": self.risk,
             "held_back": self.held_back,
+            "rule_version": self.rule_version,
         }
 
 
@@ -80,8 +91,9 @@ class Detector(ABC, Generic[S]):
     ListState and MapState; any other field maps to ValueState."""
 
     alert_type: ClassVar[str]
-    severity: ClassVar[str]
+    severity: str  # the class gives the rule's default; build_detectors sets the configured one
     key_field: ClassVar[KeyField]
+    rule_version: int | None = None  # stamped on its alerts
 
     @abstractmethod
     def new_state(self) -> S: ...
@@ -108,6 +120,7 @@ class Detector(ABC, Generic[S]):
             event_time=order.event_time,
             message=message,
             details=details,
+            rule_version=self.rule_version,
         )
 
 

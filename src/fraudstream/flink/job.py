@@ -342,7 +342,7 @@ def _build_job(
     unioned = keyed_outputs[0].union(*keyed_outputs[1:])
     deduped = (
         unioned.key_by(lambda a: a.dedup_key, key_type=Types.STRING())
-        .process(DedupFunction(AlertDeduplicator(settings.detectors.dedup_cooldown_ms)), output_type=PICKLED)
+        .process(DedupFunction(AlertDeduplicator.from_settings(settings.detectors)), output_type=PICKLED)
         .name("dedup")
         .uid("dedup")
         .set_parallelism(settings.pipeline.parallelism_of("cooldown"))

@@ -57,4 +57,4 @@ def replay_with_model(
             a if a.alert_type == risk_alerts.alert_type else risk_alerts.mark(a, risk_of.get(_order_key(a)))
             for a in raw
         ]
-    return deduplicate(raw, AlertDeduplicator(settings.detectors.dedup_cooldown_ms))
+    return deduplicate(raw, AlertDeduplicator.from_settings(settings.detectors))

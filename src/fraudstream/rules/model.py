@@ -25,15 +25,11 @@ from typing import Any
 import orjson
 
 from fraudstream.config import Settings
+from fraudstream.detectors.base import RULE_ALERT_TYPES
 from fraudstream.errors import UserFacingError
 
 RULES = ("velocity", "device_sharing", "high_value", "geo")
-ALERT_TYPES = {
-    "velocity": "VELOCITY_FRAUD",
-    "device_sharing": "DEVICE_SHARING_FRAUD",
-    "high_value": "HIGH_VALUE_FRAUD",
-    "geo": "GEO_ANOMALY_FRAUD",
-}
+ALERT_TYPES = RULE_ALERT_TYPES
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 # Which knobs each rule has: geo alerts on any other city (no threshold), high value has no window.
 KNOBS: dict[str, tuple[str, ...]] = {

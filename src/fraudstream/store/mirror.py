@@ -74,9 +74,11 @@ class Unstorable(ValueError):
 
 _INT64 = 2**63
 _ALERT_TEXT = ("alert_id", "alert_type", "severity", "key", "user_id", "device_id", "transaction_id", "message")
-_ALERT_FIELDS = frozenset((*_ALERT_TEXT, "amount", "event_time", "details", "detected_at", "risk", "held_back"))
+_ALERT_FIELDS = frozenset(
+    (*_ALERT_TEXT, "amount", "event_time", "details", "detected_at", "risk", "held_back", "rule_version")
+)
 # Written by a job without the model (or before it) as absent: no risk, not held back.
-_ALERT_OPTIONAL = frozenset(("details", "detected_at", "risk", "held_back"))
+_ALERT_OPTIONAL = frozenset(("details", "detected_at", "risk", "held_back", "rule_version"))
 _DEAD_FIELDS = frozenset(("reason", "detail", "raw", "seen_at", "event_time"))
 
 
@@ -134,6 +136,9 @@ def _alert(value: bytes | None) -> Alert:
         d["risk"] = float(risk)
     if not isinstance(d.get("held_back", False), bool):
         raise _wrong("held_back", "true or false", d["held_back"])
+    version = d.get("rule_version")
+    if version is not None and not (_is_int(version) and 0 <= version < 2**62):
+        raise _wrong("rule_version", "a whole number from 0 or null", version)
     return Alert(**d)
 
 
