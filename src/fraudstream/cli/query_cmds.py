@@ -93,7 +93,13 @@ def _limit(ctx: click.Context, default: int = _ROWS) -> int:
 
 
 def _risk_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The listings' filters on the learned model's marks (docs/commands.md)."""
+    """The listings' filters on the learned model's marks and the rule version (docs/commands.md)."""
+    f = click.option(
+        "--rule-version",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Only alerts raised by version N of the live rules (0: the settings' own; see 'fraudstream rules history').",
+    )(f)
     f = click.option(
         "--min-risk",
         type=click.FloatRange(0, 1),
@@ -107,8 +113,8 @@ def _risk_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def _risk_filter(held_back: bool | None, min_risk: float | None) -> dict[str, Any]:
-    return {"held_back": held_back, "min_risk": min_risk}
+def _risk_filter(held_back: bool | None, min_risk: float | None, rule_version: int | None) -> dict[str, Any]:
+    return {"held_back": held_back, "min_risk": min_risk, "rule_version": rule_version}
 
 
 def _show(ctx: click.Context, title: str, run: Callable[[Connection, int], list[dict[str, Any]]]) -> None:
@@ -127,6 +133,8 @@ def _show(ctx: click.Context, title: str, run: Callable[[Connection, int], list[
     # The model's columns only when a shown alert has a risk or is held back: a store without
     # a model lists as before.
     scored = any(r.get("risk") is not None or r.get("held_back") for r in rows)
+    # The rules column ("v3") only when a shown alert names the rule version that raised it.
+    versioned = any(r.get("rule_version") is not None for r in rows)
     shown = []
     for r in rows:
         r = dict(r)
@@ -137,6 +145,14 @@ def _show(ctx: click.Context, title: str, run: Callable[[Connection, int], list[
             r["amount"] = f"{r['amount']:,.2f}"
         r.pop("alert_id", None)
         risk, held = r.pop("risk", None), r.pop("held_back", None)
+        version = r.pop("rule_version", None)
+        if versioned:  # beside the type and severity it set, not after the long message
+            placed: dict[str, Any] = {}
+            for k, v in r.items():
+                placed[k] = v
+                if k == "severity":
+                    placed["rules"] = "-" if version is None else f"v{version}"
+            r = placed
         if scored:
             out: dict[str, Any] = {}
             for k, v in r.items():
@@ -185,11 +201,11 @@ def query_stats(ctx: click.Context) -> None:
 @query.command("all")
 @_risk_options
 @click.pass_context
-def query_all(ctx: click.Context, held_back: bool | None, min_risk: float | None) -> None:
+def query_all(ctx: click.Context, held_back: bool | None, min_risk: float | None, rule_version: int | None) -> None:
     """Most recent alerts (by event time)."""
     from fraudstream.store import queries
 
-    risk = _risk_filter(held_back, min_risk)
+    risk = _risk_filter(held_back, min_risk, rule_version)
     _show(ctx, "Recent alerts", lambda conn, limit: queries.recent(conn, limit, **risk))
 
 
@@ -197,22 +213,24 @@ def query_all(ctx: click.Context, held_back: bool | None, min_risk: float | None
 @click.argument("user_id")
 @_risk_options
 @click.pass_context
-def query_user(ctx: click.Context, user_id: str, held_back: bool | None, min_risk: float | None) -> None:
+def query_user(
+    ctx: click.Context, user_id: str, held_back: bool | None, min_risk: float | None, rule_version: int | None
+) -> None:
     """Alerts of one user."""
     from fraudstream.store import queries
 
-    risk = _risk_filter(held_back, min_risk)
+    risk = _risk_filter(held_back, min_risk, rule_version)
     _show(ctx, f"Alerts for user {user_id}", lambda conn, limit: queries.for_user(conn, user_id, limit, **risk))
 
 
 @query.command("high")
 @_risk_options
 @click.pass_context
-def query_high(ctx: click.Context, held_back: bool | None, min_risk: float | None) -> None:
+def query_high(ctx: click.Context, held_back: bool | None, min_risk: float | None, rule_version: int | None) -> None:
     """HIGH and CRITICAL alerts."""
     from fraudstream.store import queries
 
-    risk = _risk_filter(held_back, min_risk)
+    risk = _risk_filter(held_back, min_risk, rule_version)
     _show(ctx, "HIGH and CRITICAL alerts", lambda conn, limit: queries.high_priority(conn, limit, **risk))
 
 
@@ -220,12 +238,14 @@ def query_high(ctx: click.Context, held_back: bool | None, min_risk: float | Non
 @click.argument("alert_type")
 @_risk_options
 @click.pass_context
-def query_type(ctx: click.Context, alert_type: str, held_back: bool | None, min_risk: float | None) -> None:
+def query_type(
+    ctx: click.Context, alert_type: str, held_back: bool | None, min_risk: float | None, rule_version: int | None
+) -> None:
     """Alerts of one type (VELOCITY_FRAUD, HIGH_VALUE_FRAUD, ACCOUNT_TAKEOVER, ...)."""
     from fraudstream.store import queries
 
     kind = alert_type.upper()
-    risk = _risk_filter(held_back, min_risk)
+    risk = _risk_filter(held_back, min_risk, rule_version)
     _show(ctx, f"{kind} alerts", lambda conn, limit: queries.of_type(conn, kind, limit, **risk))
 
 

@@ -65,7 +65,8 @@ def open_writer(location: Location, busy_timeout_ms: int = 30_000) -> Connection
 
 _INSERT_ALERT = (
     "INSERT INTO fraud_alerts (alert_id, alert_type, user_id, device_id, transaction_id, severity, amount,"
-    " message, event_time, detected_at, alert_data, risk, held_back) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " message, event_time, detected_at, alert_data, risk, held_back, rule_version)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (alert_id) DO NOTHING"
 )
 # letter_id's unique index (NULLs never collide: the job's own dead letters have none).
@@ -84,7 +85,7 @@ def _insert(cur: Cursor, records: Sequence[Alert | DeadLetter]) -> None:
             (
                 a.alert_id, a.alert_type, a.user_id, a.device_id, a.transaction_id,
                 a.severity, a.amount, a.message, a.event_time, a.detected_at,
-                orjson.dumps(a.details).decode(), a.risk, int(a.held_back),
+                orjson.dumps(a.details).decode(), a.risk, int(a.held_back), a.rule_version,
             )
             for a in alerts
         ],

@@ -24,6 +24,10 @@ COLUMNS = "alert_id, alert_type, severity, user_id, device_id, transaction_id, a
 # migrate) reads as alerts without a risk, none held back.
 RISK_COLUMNS = "risk, held_back"
 NO_RISK_COLUMNS = "NULL AS risk, 0 AS held_back"
+# The rule version that raised each alert (schema version 4); a store from before it reads as
+# alerts without one (NULL), as do alerts of runs without versioned rules.
+VERSION_COLUMN = "rule_version"
+NO_VERSION_COLUMN = "NULL AS rule_version"
 _FALSE = "1 = 0"
 
 
@@ -65,8 +69,18 @@ def has_risk(conn: Connection | Connection) -> bool:
     return "risk" in _connection(conn).columns("fraud_alerts")
 
 
+def has_rule_version(conn: Connection) -> bool:
+    """Whether the store has the rule_version column (a store from before live rules has not)."""
+    return VERSION_COLUMN in _connection(conn).columns("fraud_alerts")
+
+
 def risk_columns(conn: Connection) -> str:
-    return RISK_COLUMNS if has_risk(conn) else NO_RISK_COLUMNS
+    """The columns later migrations added (risk, held_back, rule_version), or their stand-ins."""
+    return _later_columns(has_risk(conn), has_rule_version(conn))
+
+
+def _later_columns(risk: bool, version: bool) -> str:
+    return f"{RISK_COLUMNS if risk else NO_RISK_COLUMNS}, {VERSION_COLUMN if version else NO_VERSION_COLUMN}"
 
 
 def bytewise(conn: Connection) -> str:
@@ -124,16 +138,20 @@ def _alerts(
     limit: int,
     held_back: bool | None = None,
     min_risk: float | None = None,
+    rule_version: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Alerts matching `where` (over `fraud_alerts a`), newest event first, with their risk.
-    `held_back`: only held-back (True) or only other (False) alerts; `min_risk`: only alerts
-    whose order's risk is at least that (an alert without a risk has none)."""
-    risk = has_risk(conn)
+    """Alerts matching `where` (over `fraud_alerts a`), newest event first, with their risk
+    and rule version. `held_back`: only held-back (True) or only other (False) alerts;
+    `min_risk`: only alerts whose order's risk is at least that (an alert without a risk has
+    none); `rule_version`: only alerts raised by that version of the rules."""
+    risk, versioned = has_risk(conn), has_rule_version(conn)
     terms, extra = _risk_terms(risk, held_back, min_risk)
+    more, more_params = _version_terms(versioned, rule_version)
+    terms, extra = terms + more, extra + more_params
     if terms:
         where = (where + " AND " if where else "WHERE ") + " AND ".join(terms)
     sql = (
-        f"SELECT {COLUMNS}, {RISK_COLUMNS if risk else NO_RISK_COLUMNS} FROM fraud_alerts a {where}"
+        f"SELECT {COLUMNS}, {_later_columns(risk, versioned)} FROM fraud_alerts a {where}"
         " ORDER BY event_time DESC, id DESC LIMIT ?"
     )
     return _rows(conn, sql, (*params, *extra, limit))
@@ -156,6 +174,13 @@ def _risk_terms(risk: bool, held_back: bool | None, min_risk: float | None) -> t
         else:
             terms.append(_FALSE)
     return terms, params
+
+
+def _version_terms(versioned: bool, rule_version: int | None) -> tuple[list[str], list[Any]]:
+    """The condition on the rule version; on a store without the column no alert has one."""
+    if rule_version is None:
+        return [], []
+    return (["a.rule_version = ?"], [rule_version]) if versioned else ([_FALSE], [])
 
 
 def recent(conn: Connection, limit: int, **risk: Any) -> list[dict[str, Any]]:
@@ -214,11 +239,13 @@ class AlertFilter:
     max_id: int | None = None  # rows up to this id only: later pages of a search see its first page's rows
     held_back: bool | None = None  # only held-back alerts (True), or none of them (False)
     min_risk: float | None = None  # only alerts whose order's risk is at least this
+    rule_version: int | None = None  # only alerts raised by this version of the rules
 
-    def where(self, reviews: bool = True, risk: bool = True) -> tuple[str, tuple[Any, ...]]:
+    def where(self, reviews: bool = True, risk: bool = True, versioned: bool = True) -> tuple[str, tuple[Any, ...]]:
         """The WHERE clause over `fraud_alerts a` and its bound parameters. `reviews`: whether
         the store has alert_reviews (without it, nothing is reviewed); `risk`: whether it has
-        the risk columns (without them, nothing has a risk or is held back)."""
+        the risk columns (without them, nothing has a risk or is held back); `versioned`:
+        whether it has rule_version (without it, no alert has a version)."""
         terms: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -252,6 +279,9 @@ class AlertFilter:
         more, more_params = _risk_terms(risk, self.held_back, self.min_risk)
         terms += more
         params += more_params
+        more, more_params = _version_terms(versioned, self.rule_version)
+        terms += more
+        params += more_params
         return ("WHERE " + " AND ".join(terms)) if terms else "", tuple(params)
 
 
@@ -276,15 +306,15 @@ def search(conn: Connection, f: AlertFilter, page: int, page_size: int, sort: st
     try:
         if f.max_id is None:
             f = replace(f, max_id=last_id(conn))
-        risk = has_risk(conn)
-        where, params = f.where(has_table(conn, "alert_reviews"), risk)
+        risk, versioned = has_risk(conn), has_rule_version(conn)
+        where, params = f.where(has_table(conn, "alert_reviews"), risk, versioned)
         total = conn.execute(f"SELECT COUNT(*) FROM fraud_alerts a {where}", params).fetchone()[0]
         order = "a.event_time DESC, a.id DESC"
         if sort == "risk" and risk:
             order = "a.risk IS NULL, a.risk DESC, " + order
         rows = _rows(
             conn,
-            f"SELECT {FULL_COLUMNS}, {RISK_COLUMNS if risk else NO_RISK_COLUMNS} FROM fraud_alerts a {where}"
+            f"SELECT {FULL_COLUMNS}, {_later_columns(risk, versioned)} FROM fraud_alerts a {where}"
             f" ORDER BY {order} LIMIT ? OFFSET ?",
             (*params, page_size, (page - 1) * page_size),
         )

@@ -166,6 +166,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS idx_notify_sent_receiver ON notify_sent(receiver, id)",
         ),
     ),
+    Migration(
+        4,
+        "the rule version of each alert",
+        (),
+        # The version of the live rules that raised the alert (docs/rules.md); NULL for alerts
+        # stored before versions and for runs without a rules topic.
+        columns=(("fraud_alerts", "rule_version", "INTEGER"),),
+        after=("CREATE INDEX IF NOT EXISTS idx_alerts_rule_version ON fraud_alerts(rule_version)",),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -98,15 +98,15 @@ def time_window(values: dict[str, str]) -> tuple[int | None, int | None]:
 
 SEARCH_PARAMS = {
     "user", "device", "type", "severity", "since", "until", "review", "page", "page_size", "before_id",
-    "min_risk", "held_back", "sort",
+    "min_risk", "held_back", "sort", "rule_version",
 }  # fmt: skip
 
 
 def search(params: Mapping[str, Sequence[str]], default_page_size: int) -> Search:
     """GET /api/alerts?user=&device=&type=&severity=&since=&until=&review=&min_risk=&held_back=
-    &sort=&page=&page_size=&before_id=
+    &rule_version=&sort=&page=&page_size=&before_id=
 
-    min_risk: alerts whose order's risk is at least this (0-1); held_back: hide|only; sort:
+    rule_version: alerts raised by that version of the live rules (docs/rules.md); min_risk: alerts whose order's risk is at least this (0-1); held_back: hide|only; sort:
     time (newest first) or risk (riskiest first); before_id: the first page's max_id, so that
     later pages count and show the same rows."""
     v = _single(params, SEARCH_PARAMS)
@@ -139,6 +139,7 @@ def search(params: Mapping[str, Sequence[str]], default_page_size: int) -> Searc
         max_id=None if "before_id" not in v else integer("before_id", v["before_id"], 0, 0),
         held_back=None if held is None else HELD_BACK[held],
         min_risk=fraction("min_risk", v.get("min_risk")),
+        rule_version=None if "rule_version" not in v else integer("rule_version", v["rule_version"], 0, 0, 2**62),
     )
     page = integer("page", v.get("page"), 1, 1, 1_000_000)
     page_size = integer("page_size", v.get("page_size"), default_page_size, 1, 500)
