@@ -413,6 +413,11 @@ class DashboardSettings(_Section):
         description="more names the page may be reached by (a proxy's), beside loopback, host and public_url's host",
     )
     max_sse_clients: int = Field(64, ge=1, description="live-feed connections at once; more are refused with 503")
+    rules_token: str | None = Field(
+        None,
+        description="token an analyst gives to propose and publish a rule change from the page; unset = proposing "
+        "is disabled (secret)",
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -50,6 +50,7 @@ def create_app(settings: Settings, health: HealthCollector | None = None) -> Sta
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await dashboard.rules.close()
             await run_in_threadpool(dashboard.collector.close)
 
     app = Starlette(

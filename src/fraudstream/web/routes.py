@@ -17,6 +17,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -25,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from fraudstream.config import Settings
 from fraudstream.detectors.risk import describe
 from fraudstream.features.spec import FEATURES
+from fraudstream.rules.model import RuleError
 from fraudstream.store import db, queries, reviews
 from fraudstream.store.db import Connection, StoreMissingError
 from fraudstream.store.schema import check_version
@@ -34,6 +36,7 @@ from fraudstream.web.feed import Feed
 from fraudstream.web.health import HealthCollector
 from fraudstream.web.metrics import DashboardMetrics
 from fraudstream.web.params import BadRequest
+from fraudstream.web.rules import Refused, RulesPanel
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +118,30 @@ def review_history(conn: Connection, alert_id: str) -> list[reviews.Review]:
     return reviews.history(conn, alert_id) if conn.has_table("alert_reviews") else []
 
 
+async def _json_body(request: Request, shape: str) -> dict[str, Any]:
+    """A write's body: a JSON object of at most MAX_BODY bytes (BadRequest otherwise)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise HTTPException(415, "send the body as application/json")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, "request body too large")
+    try:
+        data = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a JSON object: {shape}")
+    return data
+
+
+def _rules_token(request: Request, data: dict[str, Any]) -> str | None:
+    """The rules token, from the X-Rules-Token header or the body's rules_token field."""
+    given = request.headers.get("x-rules-token")
+    if given is None and isinstance(data.get("rules_token"), str):
+        given = data["rules_token"]
+    return given
+
+
 class Store:
     """Short-lived connections to the store (SQLite, or PostgreSQL with store.url), one per
     request, made in worker threads: read-only for reading (no lock next to the copier,
@@ -161,6 +188,7 @@ class Dashboard:
         self.metrics = metrics
         self.health: dict[str, Any] | None = None
         self._health_lock = asyncio.Lock()
+        self.rules = RulesPanel(settings)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -171,6 +199,10 @@ class Dashboard:
             Route("/api/stats", self.stats),
             Route("/api/health", self.health_now),
             Route("/api/events", self.events),
+            Route("/api/rules", self.rules_now),
+            Route("/api/rules/proposals", self.propose, methods=["POST"]),
+            Route("/api/rules/proposals/{proposal_id}", self.proposal),
+            Route("/api/rules/proposals/{proposal_id}/publish", self.publish, methods=["POST"]),
             Route("/metrics", self.prometheus),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
@@ -277,17 +309,7 @@ class Dashboard:
 
     async def add_review(self, request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return JSON({"error": "send the verdict as application/json"}, status_code=415)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSON({"error": "request body too large"}, status_code=413)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequest('the body must be a JSON object: {"verdict": ..., "note": ..., "reviewer": ...}')
+        data = await _json_body(request, '{"verdict": ..., "note": ..., "reviewer": ...}')
         verdict, note, reviewer = data.get("verdict"), data.get("note"), data.get("reviewer")
         if not isinstance(verdict, str) or not isinstance(reviewer, str) or not isinstance(note, str | None):
             raise BadRequest("verdict and reviewer must be text, note text or null")
@@ -303,6 +325,37 @@ class Dashboard:
         self.metrics.reviews.labels(verdict).inc()
         self.feed.publish("review", review.to_dict())
         return JSON({"review": review.to_dict()}, status_code=201)
+
+    # -- the rules: in force, history, proposals (web/rules.py) ----------------------------------
+
+    async def rules_now(self, request: Request) -> Response:
+        params.no_params(_multi(request))
+        return JSON(await self.rules.snapshot())
+
+    async def propose(self, request: Request) -> Response:
+        data = await _json_body(request, '{"changes": "KEY=VALUE ...", "comment": ..., "author": ...}')
+        try:
+            proposal = await self.rules.propose(data, _rules_token(request, data))
+        except Refused as exc:
+            return JSON({"error": str(exc)}, status_code=exc.status)
+        except RuleError as exc:
+            return JSON({"error": str(exc), "field": "changes"}, status_code=400)
+        return JSON({"proposal": proposal.view(self.rules.own)}, status_code=202)
+
+    async def proposal(self, request: Request) -> Response:
+        params.no_params(_multi(request))
+        found = self.rules.proposals.get(request.path_params["proposal_id"])
+        if found is None:
+            return JSON({"error": "no such proposal"}, status_code=404)
+        return JSON({"proposal": found.view(self.rules.own)})
+
+    async def publish(self, request: Request) -> Response:
+        data = await _json_body(request, '{"rules_token": ...}')
+        try:
+            proposal = await self.rules.publish(request.path_params["proposal_id"], _rules_token(request, data))
+        except Refused as exc:
+            return JSON({"error": str(exc)}, status_code=exc.status)
+        return JSON({"proposal": proposal.view(self.rules.own)})
 
     async def stats(self, request: Request) -> Response:
         q = params.stats(_multi(request))

@@ -103,12 +103,20 @@
       el("span", { class: "track" }, bar), long ? "risk " + r.toFixed(3) : r.toFixed(2));
   }
 
+  // The version of the live rules that raised the alert ("v3"); "–" for alerts from before versions.
+  function versionBadge(a) {
+    const v = a.rule_version;
+    if (v === null || v === undefined) return el("span", { class: "rv none", title: "raised before versioned rules" }, "rules –");
+    return el("span", { class: "rv", title: "raised by version " + v + " of the rules" }, "v" + v);
+  }
+
   function alertItem(a, fresh) {
     const li = el("li", { class: "sev-" + a.severity + (fresh ? " fresh" : "") + (a.held_back ? " held" : ""), alert: a.alert_id },
       el("span", { class: "sev t-" + a.severity }, a.severity),
       el("span", { class: "who" }, a.alert_type, " · user ", a.user_id, " · device ", a.device_id),
       reviewBadge(a.review),
       riskBadge(a.risk),
+      versionBadge(a),
       el("span", { class: "msg" }, fmtTime(a.event_time), " · ", fmtAmount(a.amount), " · ", a.message),
       a.held_back ? el("span", { class: "held-note" }, HELD_NOTE) : null);
     li.addEventListener("click", () => openAlert(a.alert_id));
@@ -304,7 +312,7 @@
   function searchParams(page) {
     const form = $("search");
     const out = filterRange();
-    for (const name of ["user", "device", "type", "severity", "review", "min_risk", "held_back"]) {
+    for (const name of ["user", "device", "type", "severity", "review", "min_risk", "held_back", "rule_version"]) {
       const v = form.elements[name].value.trim();
       if (v) out.set(name, v);
     }
@@ -333,6 +341,7 @@
           el("td", {}, a.device_id),
           el("td", { class: "num" }, fmtAmount(a.amount)),
           el("td", {}, riskBadge(a.risk)),
+          el("td", {}, versionBadge(a)),
           el("td", {}, reviewBadge(a.review)),
           el("td", {}, a.message, a.held_back ? el("div", { class: "held-note" }, HELD_NOTE) : null));
         tr.addEventListener("click", () => openAlert(a.alert_id));
@@ -438,7 +447,8 @@
       for (const [key, value] of Object.entries(o)) {  // the producer's extra fields, as archived
         if (!SHOWN.has(key)) order.push([key.replace(/_/g, " "), detailText(value)]);
       }
-      order.push(["detected", fmtTime(a.detected_at)], ["alert id", a.alert_id]);
+      order.push(["detected", fmtTime(a.detected_at)], ["alert id", a.alert_id],
+        ["rules version", a.rule_version === null || a.rule_version === undefined ? "– (before versioned rules)" : "v" + a.rule_version]);
       kv($("d-order"), order);
       const risk = $("d-risk");
       clear(risk);
@@ -498,6 +508,159 @@
     openAlert(alertId);
   }
 
+  // -- the rules: in force, history, proposing a change ------------------------------------
+
+  const RULES_EVERY_MS = 10000;
+
+  function fmtValue(v) {
+    if (typeof v === "boolean") return v ? "on" : "off";
+    if (v === null || v === undefined) return "–";
+    return String(v);
+  }
+
+  function versionLine(v) {
+    return el("li", {},
+      el("strong", {}, "v" + v.version), " ", fmtTime(v.created_at), " by ", v.author || "?",
+      v.comment ? el("span", { class: "comment" }, " — ", v.comment) : null,
+      v.reverts !== null && v.reverts !== undefined ? el("span", { class: "muted" }, " (reverts v" + v.reverts + ")") : null,
+      v.changes.length ? el("ul", { class: "changes" }, ...v.changes.map((c) => el("li", {}, c))) : null);
+  }
+
+  async function loadRules() {
+    try {
+      const r = await getJSON("/api/rules");
+      $("rules-state").textContent = "(topic " + r.topic + ")";
+      $("propose-disabled").hidden = r.proposing;
+      $("propose").hidden = !r.proposing;
+      if (r.state !== "ok") {
+        $("rules-error").textContent = r.message;
+        $("rules-current").hidden = true;
+        return;
+      }
+      $("rules-error").textContent = "";
+      const c = r.current;
+      const meta = $("rules-meta");
+      clear(meta);
+      meta.append(el("strong", { class: "rules-version" }, "version " + c.version + " in force"),
+        c.version === 0 ? " (the settings' own: nothing published yet)" : " — by " + c.author + " at " + fmtTime(c.created_at),
+        c.comment ? el("span", { class: "comment" }, " — ", c.comment) : null);
+      const body = $("rules-table").querySelector("tbody");
+      clear(body);
+      for (const it of c.items) {
+        body.append(el("tr", { class: it.differs ? "differs" : "" }, el("td", {}, it.key), el("td", {}, fmtValue(it.value)),
+          el("td", { class: "muted" }, it.differs ? fmtValue(it.settings) : "same")));
+      }
+      $("rules-current").hidden = false;
+      const history = $("rules-history");
+      clear(history);
+      for (const v of r.history) history.append(versionLine(v));
+      if (!r.history.length) history.append(el("li", { class: "muted" }, "no version published yet"));
+      const rejected = $("rules-rejected");
+      clear(rejected);
+      for (const x of r.rejected) rejected.append(el("li", {}, "offset " + x.offset + ": ", x.reason));
+      $("rules-rejected-box").hidden = !r.rejected.length;
+    } catch (err) {
+      $("rules-error").textContent = "rules unavailable: " + err.message;
+    }
+  }
+
+  // A backtest's result, whatever its shape: objects as key/value tables, lists of objects as tables.
+  function renderResult(value) {
+    if (Array.isArray(value)) {
+      if (value.length && value.every((x) => x && typeof x === "object" && !Array.isArray(x))) {
+        const cols = [...new Set(value.flatMap((x) => Object.keys(x)))];
+        return el("table", { class: "orders" }, el("thead", {}, el("tr", {}, ...cols.map((k) => el("th", {}, k.replace(/_/g, " "))))),
+          el("tbody", {}, ...value.map((x) => el("tr", {}, ...cols.map((k) => el("td", {}, renderResult(x[k])))))));
+      }
+      return value.map(fmtNumberish).join(", ");
+    }
+    if (value !== null && typeof value === "object") {
+      const dl = el("dl", { class: "kv" });
+      for (const [k, v] of Object.entries(value)) dl.append(el("dt", {}, k.replace(/_/g, " ")), el("dd", {}, renderResult(v)));
+      return dl;
+    }
+    return fmtNumberish(value);
+  }
+
+  function fmtNumberish(v) {
+    if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(3);
+    return fmtValue(v);
+  }
+
+  let proposalTimer = null;
+
+  async function postJSON(url, data) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": cookie("fraudstream_csrf") },
+      body: JSON.stringify(data),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || String(response.status));
+    return body;
+  }
+
+  function showProposal(p) {
+    $("proposal").hidden = false;
+    const state = { running: "Backtesting version " + p.candidate.version + "…", done: "Backtest finished: publish version " + p.candidate.version + "?",
+      failed: "Not published: " + (p.error || "the backtest failed"), published: "Published version " + p.candidate.version + "." };
+    $("proposal-state").textContent = state[p.state] || p.state;
+    const changes = $("proposal-changes");
+    clear(changes);
+    for (const c of p.candidate.changes) changes.append(el("li", {}, c));
+    $("proposal-progress").textContent = p.progress.join("\n");
+    const result = $("proposal-result");
+    clear(result);
+    if (p.result !== null && p.result !== undefined) result.append(renderResult(p.result));
+    const publish = $("proposal-publish");
+    publish.hidden = p.state !== "done";
+    publish.textContent = "Publish version " + p.candidate.version;
+    publish.dataset.proposal = p.id;
+    clearTimeout(proposalTimer);
+    if (p.state === "running") proposalTimer = setTimeout(() => pollProposal(p.id), 1000);
+    if (p.state === "published") loadRules();
+  }
+
+  async function pollProposal(id) {
+    try {
+      showProposal((await getJSON("/api/rules/proposals/" + encodeURIComponent(id))).proposal);
+    } catch (err) {
+      $("propose-error").textContent = err.message;
+    }
+  }
+
+  async function propose(e) {
+    e.preventDefault();
+    const form = $("propose");
+    const error = $("propose-error");
+    error.textContent = "";
+    const author = $("reviewer").value.trim();
+    if (!author) {
+      error.textContent = "Enter your name as reviewer (top right) first: it is recorded as the author.";
+      $("reviewer").focus();
+      return;
+    }
+    const data = { changes: form.elements.changes.value, comment: form.elements.comment.value.trim(), author: author,
+      rules_token: form.elements.rules_token.value };
+    if (form.elements.hours.value !== "") data.hours = Number(form.elements.hours.value);
+    try {
+      showProposal((await postJSON("/api/rules/proposals", data)).proposal);
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  async function publishProposal() {
+    const id = $("proposal-publish").dataset.proposal;
+    try {
+      showProposal((await postJSON("/api/rules/proposals/" + encodeURIComponent(id) + "/publish",
+        { rules_token: $("propose").elements.rules_token.value })).proposal);
+    } catch (err) {
+      $("propose-error").textContent = "Not published: " + err.message;
+    }
+  }
+
   // -- wiring ---------------------------------------------------------------------------------
 
   function start() {
@@ -518,6 +681,8 @@
     };
     held.addEventListener("change", showHeld);
     showHeld();
+    $("propose").addEventListener("submit", propose);
+    $("proposal-publish").addEventListener("click", publishProposal);
     $("confirm").addEventListener("click", () => triage("confirmed_fraud"));
     $("falsepos").addEventListener("click", () => triage("false_positive"));
     window.addEventListener("resize", () => scheduleStats());
@@ -527,6 +692,8 @@
     getJSON("/api/health").then(renderHealth).catch(() => {});
     loadStats();
     runSearch(1);
+    loadRules();
+    setInterval(loadRules, RULES_EVERY_MS);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
