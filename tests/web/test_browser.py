@@ -6,6 +6,7 @@ store, names it, shows a new alert live and stores a verdict there). Keeps a scr
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import re
 import time
@@ -324,3 +325,88 @@ def test_on_a_postgresql_store_the_page_names_it_shows_alerts_live_and_stores_a_
             context.close()
     with db.connect(s) as conn:
         assert reviewed_alerts(conn) == [("DEVICE_SHARING_FRAUD", "confirmed_fraud")]
+
+
+def test_each_alert_shows_its_rule_version_and_the_rules_panel_says_when_it_cannot_read(page, served):
+    from dataclasses import replace
+
+    p = page.page
+    assert p.locator("#results tbody tr").first.locator(".rv.none").inner_text() == "rules –"  # before versions
+    served.add(replace(alert(BASE + 70 * MIN, user="u_v4", device="d_v4", kind="velocity"), rule_version=4))
+    fed = p.locator("#feed li", has_text="u_v4")
+    fed.wait_for(timeout=3_000)
+    assert fed.locator(".rv").inner_text() == "v4"
+    p.fill("#search input[name=rule_version]", "4")
+    p.click("#search button[type=submit]")
+    expect(p.locator("#page-info")).to_have_text(re.compile(r"· 1 alerts$"))
+    row = p.locator("#results tbody tr").first
+    assert "u_v4" in row.inner_text() and row.locator(".rv").inner_text() == "v4"
+    row.click()
+    p.wait_for_selector("#detail:not([hidden])")
+    assert "rules version\nv4" in p.locator("#d-order").inner_text()
+    p.click("#detail-close")
+    # No broker answers this dashboard's settings: the panel says so.
+    expect(p.locator("#rules-error")).to_contain_text("cannot be read", timeout=15_000)
+    assert p.locator("#propose-disabled").is_visible() and not p.locator("#propose").is_visible()
+    assert page.errors == [] and page.dialogs == []
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(f"fraudstream.rules.{m}") for m in ("topic", "trial")),
+    reason="needs fraudstream.rules.topic and .trial",
+)
+def test_the_rules_panel_shows_the_version_in_force_and_a_proposal_is_published(browser, broker, kafka, tmp_path):
+    import uuid
+    from dataclasses import replace
+
+    from fraudstream.kafka.clients import connect_admin, ensure_topics
+    from fraudstream.rules import topic
+    from fraudstream.rules.model import Limits, RuleSet
+    from fraudstream.web import create_app
+    from tests.kafka.conftest import send
+
+    token = "rules-token-for-the-browser-test"
+    rules_topic = f"rules-{uuid.uuid4().hex[:8]}"
+    s = settings_for(tmp_path, **{"dashboard.push_interval_ms": 200, "dashboard.rules_token": token,
+                                  "rules.topic": rules_topic})  # fmt: skip
+    s = s.model_copy(update={"kafka": kafka})
+    ensure_topics(connect_admin(kafka), {rules_topic: 1})
+    limits = Limits.from_settings(s)
+    v1 = RuleSet.from_settings(s).with_changes({"velocity.threshold": "5"}, limits, author="ops", comment=HOSTILE)
+    send(kafka, [(0, b"1", v1.to_bytes())], topic=rules_topic)
+    write(s, [*sample(), replace(alert(BASE + 45 * MIN, user="u_v1", kind="velocity"), rule_version=1)])
+    with serving(create_app(s)) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        try:
+            p = context.new_page()
+            p.on("pageerror", lambda e: errors.append(str(e)))
+            p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            p.goto(url + "/")
+            expect(p.locator("#rules-meta")).to_contain_text("version 1 in force", timeout=10_000)
+            assert HOSTILE in p.locator("#rules-meta").inner_text()  # the comment, as text
+            assert HOSTILE in p.locator("#rules-history").inner_text()
+            differs = p.locator("#rules-table tr.differs").all_inner_texts()
+            assert [d.split("\t")[:3] for d in differs] == [["velocity.threshold", "5", "3"]]
+            assert p.locator("#results tbody tr", has_text="u_v1").locator(".rv").inner_text() == "v1"
+            p.fill("#reviewer", "Asha")
+            p.dispatch_event("#reviewer", "change")
+            p.fill("#propose textarea[name=changes]", "velocity.treshold=4")
+            p.fill("#propose input[name=rules_token]", token)
+            p.click("#propose button[type=submit]")
+            expect(p.locator("#propose-error")).to_contain_text("unknown rule setting 'velocity.treshold'")
+            p.fill("#propose textarea[name=changes]", "velocity.threshold=4")
+            p.fill("#propose input[name=comment]", "between the two")
+            p.fill("#propose input[name=hours]", "0")
+            p.click("#propose button[type=submit]")
+            expect(p.locator("#proposal-publish")).to_be_visible(timeout=60_000)
+            assert "velocity.threshold 5 -> 4" in p.locator("#proposal-changes").inner_text()
+            assert topic.current(s).version == 1
+            p.locator("#rules-panel").screenshot(path=str(ARTIFACTS / "rules.png"))
+            p.click("#proposal-publish")
+            expect(p.locator("#proposal-state")).to_have_text("Published version 2.", timeout=10_000)
+            expect(p.locator("#rules-meta")).to_contain_text("version 2 in force", timeout=10_000)
+            assert topic.current(s).author == "dashboard:Asha"
+            assert p.locator("img").count() == 0 and errors == []
+        finally:
+            context.close()

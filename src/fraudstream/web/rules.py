@@ -28,7 +28,7 @@ from fraudstream.rules.model import Limits, RuleError, RuleSet
 logger = logging.getLogger(__name__)
 
 CACHE_S = 5.0  # how long one read of the rules topic answers the panel
-READ_TIMEOUT_S = 5.0  # a broker that does not answer in this long is reported as unreachable
+READ_TIMEOUT_S = 3.0  # a broker that does not answer in this long is reported as unreachable
 MAX_CHANGES = 20
 MAX_TEXT = 500
 PROGRESS_LINES = 200  # the trial's progress lines a proposal keeps
@@ -125,6 +125,11 @@ class RulesPanel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The panel waits for a broker briefly (kafka.connect_timeout_s is for the job's start).
+        kafka = settings.kafka.model_copy(
+            update={"connect_timeout_s": min(settings.kafka.connect_timeout_s, READ_TIMEOUT_S)}
+        )
+        self._reading = settings.model_copy(update={"kafka": kafka})
         self.limits = Limits.from_settings(settings)
         self.own = RuleSet.from_settings(settings)
         self._cached: tuple[float, dict[str, Any]] | None = None
@@ -143,7 +148,7 @@ class RulesPanel:
     def _read(self) -> Any:
         from fraudstream.rules import topic
 
-        return topic.read_history(self.settings, timeout_s=READ_TIMEOUT_S)
+        return topic.read_history(self._reading, timeout_s=READ_TIMEOUT_S)
 
     async def snapshot(self, fresh: bool = False) -> dict[str, Any]:
         """The rules in force and their history, or why they cannot be read (the rest of the
@@ -167,6 +172,7 @@ class RulesPanel:
                 current = history.latest or self.own
                 out.update(
                     state="ok",
+                    topic_exists=getattr(history, "topic_exists", True),
                     current=ruleset_view(current, self.own),
                     history=[ruleset_view(v) for v in reversed(history.versions)],
                     rejected=[{"offset": o, "reason": r} for o, r in history.rejected],
@@ -204,8 +210,11 @@ class RulesPanel:
         self.own.with_changes(changes, self.limits, author=author, comment=comment.strip())
         if self._running is not None:
             raise Refused(409, "a backtest is running already: wait for it to finish, then propose again")
+        known = await self.snapshot()  # a broker just found missing is not waited for again
+        if known["state"] != "ok":
+            raise Refused(503, known["message"])
         try:
-            history = await run_in_threadpool(self._read)
+            history = await run_in_threadpool(self._read)  # fresh: the base of the next version
         except (UserFacingError, ImportError) as exc:
             raise Refused(503, f"the rules topic cannot be read: {exc}") from None
         base = history.latest or self.own
