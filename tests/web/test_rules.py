@@ -138,3 +138,20 @@ def test_the_panel_reads_the_rules_topic_and_a_proposal_is_backtested_then_publi
         assert c.get("/api/rules").json()["current"]["version"] == 3  # the cache was dropped
         again = c.post(f"/api/rules/proposals/{p['id']}/publish", json={}, headers=h)
         assert again.status_code == 409
+
+
+def test_changes_as_text_or_object_and_the_token_check():
+    from fraudstream.rules.model import RuleError
+    from fraudstream.web.rules import parse_changes, token_ok
+
+    assert parse_changes("velocity.threshold=5\n geo.enabled=off, model.min_risk=0.3") == {
+        "velocity.threshold": "5",
+        "geo.enabled": "off",
+        "model.min_risk": "0.3",
+    }
+    assert parse_changes({"velocity.threshold": 5}) == {"velocity.threshold": 5}
+    for bad in ("", "velocity.threshold", "=5", {}, {"velocity.threshold": [5]}, [("a", 1)]):
+        with pytest.raises(RuleError):
+            parse_changes(bad)
+    assert token_ok(TOKEN, TOKEN) and not token_ok(TOKEN[:-1], TOKEN) and not token_ok(None, TOKEN)
+    assert not token_ok("", None) and not token_ok("", "")

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from fraudstream.config import Settings
@@ -61,12 +62,13 @@ def ruleset_view(rs: RuleSet, base: RuleSet | None = None) -> dict[str, Any]:
 
 
 def trial_view(found: Any) -> Any:
-    """The backtest's result as JSON-ready data: its own `to_dict()`, else its fields."""
+    """The backtest's result as JSON-ready data: its own `to_dict()`, else its fields; whatever
+    orjson cannot write (a set, a path) as text, so the page always gets the result."""
     if hasattr(found, "to_dict"):
-        return found.to_dict()
-    if dataclasses.is_dataclass(found) and not isinstance(found, type):
-        return dataclasses.asdict(found)
-    return found
+        found = found.to_dict()
+    elif dataclasses.is_dataclass(found) and not isinstance(found, type):
+        found = dataclasses.asdict(found)
+    return orjson.loads(orjson.dumps(found, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
 def parse_changes(given: Any) -> dict[str, Any]:
