@@ -155,3 +155,11 @@ def test_changes_as_text_or_object_and_the_token_check():
             parse_changes(bad)
     assert token_ok(TOKEN, TOKEN) and not token_ok(TOKEN[:-1], TOKEN) and not token_ok(None, TOKEN)
     assert not token_ok("", None) and not token_ok("", "")
+
+
+def test_a_short_rules_token_is_refused_at_start(tmp_path):
+    from fraudstream.web import create_app
+    from fraudstream.web.security import DashboardRefused
+
+    with pytest.raises(DashboardRefused, match="rules_token is too short"):
+        create_app(settings_for(tmp_path, **{"dashboard.rules_token": "short"}))

@@ -25,7 +25,7 @@ from fraudstream.web.health import HealthCollector
 from fraudstream.web.metrics import DashboardMetrics
 from fraudstream.web.params import BadRequest
 from fraudstream.web.routes import JSON, Dashboard
-from fraudstream.web.security import Guard, allowed_hosts, check_bind
+from fraudstream.web.security import Guard, allowed_hosts, check_bind, check_rules_token
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings, health: HealthCollector | None = None) -> Sta
     Raises `DashboardRefused` for a listening address beyond loopback without a token."""
     d = settings.dashboard
     check_bind(d.host, d.token)
+    check_rules_token(d.rules_token)
     metrics = DashboardMetrics()
     dashboard = Dashboard(settings, health or HealthCollector(settings), metrics)
     routes = dashboard.routes()

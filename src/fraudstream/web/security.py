@@ -78,6 +78,15 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+def check_rules_token(token: str | None) -> None:
+    """Refuse a rules token (who may publish rule changes from the page) too short to be one."""
+    if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
+        raise DashboardRefused(
+            f"dashboard.rules_token is too short: use at least {MIN_TOKEN_CHARS} characters "
+            "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
+
+
 def session_value(token: str) -> str:
     """What the session cookie holds: proof of the token, not the token itself."""
     return hmac.new(token.encode(), b"fraudstream-dashboard-session", hashlib.sha256).hexdigest()
