@@ -576,6 +576,7 @@ class AlertSettings(_Section):
 # wherever settings are shown or logged.
 SECRETS = (
     ("dashboard", "token"),
+    ("dashboard", "rules_token"),
     ("notify", "webhook_url"),
     ("notify", "urls"),
     ("notify", "smtp_password"),
