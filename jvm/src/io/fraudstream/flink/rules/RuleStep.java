@@ -1,0 +1,143 @@
+package io.fraudstream.flink.rules;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.BroadcastState;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+
+import io.fraudstream.flink.ScoredRows;
+import io.fraudstream.flink.ValueTimes;
+
+/**
+ * A keyed rule step fed by the stamped versions (broadcast, {@link Stamper}): each key's orders wait
+ * in keyed state for the watermark (orders and versions combined), then the orders of one instant are
+ * taken together in {@code Order.sort_key} order with the version in force at that instant (the
+ * highest stamped effective_from at or before it; ties: the higher version), as
+ * {@code InEventTimeOrder} does for the feature steps. Other event-time timers (state expiry)
+ * reach {@link #expire}, before the orders of that instant.
+ */
+public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row, Row, Row> {
+    private static final long serialVersionUID = 1L;
+    private static final Comparator<Row> SORT_KEY = Comparator
+            .comparing((Row r) -> (Long) r.getField(RuleRows.O_EVENT_TIME))
+            .thenComparing(r -> (String) r.getField(0), ValueTimes::compareCodePoints)
+            .thenComparing(r -> (String) r.getField(1), ValueTimes::compareCodePoints)
+            .thenComparing(r -> (String) r.getField(2), ValueTimes::compareCodePoints);
+
+    private final RowTypeInfo versionType;
+    protected transient MapState<Long, List<Row>> pending;
+    private transient List<Row> sorted;
+
+    protected RuleStep(RowTypeInfo versionType) {
+        this.versionType = versionType;
+    }
+
+    /** The broadcast state: version -> stamped version row. */
+    public static MapStateDescriptor<Long, Row> versions(RowTypeInfo versionType) {
+        return new MapStateDescriptor<>("rule_versions", Types.LONG, versionType);
+    }
+
+    @Override
+    public void open(OpenContext openContext) throws Exception {
+        pending = getRuntimeContext().getMapState(
+                new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(ScoredRows.scoredType())));
+    }
+
+    @Override
+    public void processBroadcastElement(Row version, Context ctx, Collector<Row> out) throws Exception {
+        BroadcastState<Long, Row> state = ctx.getBroadcastState(versions(versionType));
+        state.put(RuleRows.version(version), version);
+        sorted = null;
+    }
+
+    @Override
+    public void processElement(Row order, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
+        long t = (Long) order.getField(RuleRows.O_EVENT_TIME);
+        List<Row> waiting = pending.get(t);
+        if (waiting == null) {
+            waiting = new ArrayList<>(1);
+            ctx.timerService().registerEventTimeTimer(t);
+        }
+        waiting.add(order);
+        pending.put(t, waiting);
+    }
+
+    @Override
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
+        List<Row> batch = pending.get(timestamp);
+        expire(timestamp, batch != null, ctx);
+        if (batch == null) {
+            return;
+        }
+        pending.remove(timestamp);
+        if (batch.size() > 1) {
+            batch.sort(SORT_KEY);
+        }
+        if (sorted == null) {
+            sorted = RuleRows.byEffective(ctx.getBroadcastState(versions(versionType)).immutableEntries());
+        }
+        Row v = RuleRows.inForce(sorted, timestamp);
+        if (v == null) {
+            throw new IllegalStateException("no rules version in force at event time " + timestamp);
+        }
+        take(timestamp, batch, v, ctx, out);
+    }
+
+    /** Drop the state past keeping at {@code timestamp} (see {@code InEventTimeOrder.expire}). */
+    protected abstract void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception;
+
+    /** The orders of one instant, in sort_key order, under version {@code v}. */
+    protected abstract void take(long timestamp, List<Row> orders, Row v, OnTimerContext ctx, Collector<Row> out)
+            throws Exception;
+
+    /** Move the key's expiry timer from {@code previous} (if any) to {@code next}, never deleting an
+     * instant at which orders still wait. */
+    protected void moveTimer(OnTimerContext ctx, Long previous, long next) throws Exception {
+        if (previous != null && previous != next && !pending.contains(previous)) {
+            ctx.timerService().deleteEventTimeTimer(previous);
+        }
+        ctx.timerService().registerEventTimeTimer(next);
+    }
+
+    /** The {@code limit} entries of {@code latest} (name -> time) with time above {@code after} and the
+     * newest times, equal times in code-point order ({@code detectors.base.newest}'s choice). */
+    static Map<String, Long> newest(Map<String, Long> latest, long after, int limit) {
+        List<Map.Entry<String, Long>> in = new ArrayList<>();
+        for (Map.Entry<String, Long> e : latest.entrySet()) {
+            if (e.getValue() > after) {
+                in.add(e);
+            }
+        }
+        if (in.size() > limit) {
+            in.sort((a, b) -> !a.getValue().equals(b.getValue()) ? Long.compare(b.getValue(), a.getValue())
+                    : ValueTimes.compareCodePoints(a.getKey(), b.getKey()));
+            in = in.subList(0, limit);
+        }
+        Map<String, Long> out = new HashMap<>();
+        for (Map.Entry<String, Long> e : in) {
+            out.put(e.getKey(), e.getValue());
+        }
+        return out;
+    }
+
+    static long countAfter(Map<String, Long> latest, long after) {
+        long n = 0;
+        for (long t : latest.values()) {
+            if (t > after) {
+                n++;
+            }
+        }
+        return n;
+    }
+}
