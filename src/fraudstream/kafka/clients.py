@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fraudstream.config import KafkaSettings
+from fraudstream.config import KafkaSettings, Settings
 from fraudstream.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
@@ -133,10 +133,17 @@ def admin_servers(admin: AdminClient) -> str:
     return ",".join(f"{b.host}:{b.port}" for b in brokers) or "the broker"
 
 
-def ensure_topics(admin: AdminClient, topics: Mapping[str, int]) -> list[str]:
-    """Create the topics that are missing (name -> partitions); returns those created."""
+def ensure_topics(
+    admin: AdminClient, topics: Mapping[str, int], configs: Mapping[str, Mapping[str, str]] | None = None
+) -> list[str]:
+    """Create the topics that are missing (name -> partitions, `configs`: name -> topic
+    settings such as cleanup.policy); returns those created. Existing topics stay as they are."""
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+    configs = configs or {}
+    wanted = [
+        NewTopic(name, num_partitions=n, replication_factor=1, config=dict(configs.get(name, {})))
+        for name, n in topics.items()
+    ]
     missing = [t for t in wanted if t.topic not in existing]
     if not missing:
         return []
@@ -161,9 +168,21 @@ def check_job_topics(k: KafkaSettings) -> int:
     return partitions
 
 
-def project_topics(k: KafkaSettings) -> dict[str, int]:
-    """The topics the pipeline uses, with the partitions we create them with."""
-    return {k.raw_topic: k.raw_partitions, k.alerts_topic: k.raw_partitions, k.dead_letter_topic: 1}
+def project_topics(k: KafkaSettings, rules_topic: str | None = None) -> dict[str, int]:
+    """The topics the pipeline uses, with the partitions we create them with (with
+    `rules_topic`: the rules topic too, one partition)."""
+    out = {k.raw_topic: k.raw_partitions, k.alerts_topic: k.raw_partitions, k.dead_letter_topic: 1}
+    if rules_topic:
+        out[rules_topic] = 1
+    return out
+
+
+def ensure_project_topics(settings: Settings) -> list[str]:
+    """Create the pipeline's missing topics, the rules topic compacted; returns those created."""
+    topics = project_topics(settings.kafka, settings.rules.topic)
+    return ensure_topics(
+        connect_admin(settings.kafka), topics, configs={settings.rules.topic: {"cleanup.policy": "compact"}}
+    )
 
 
 def _job_group_consumer(k: KafkaSettings) -> Consumer:
