@@ -22,7 +22,9 @@ from fraudstream.config import DetectorSettings, RulesSettings
 
 _D = DetectorSettings()  # the oracle judges the configured defaults unless told otherwise
 _R = RulesSettings()
-# Re-deliveries are judged over the longest window a rule may be widened to in a running job.
+# Once the job applies rule versions live (issue 17, not wired in yet), re-deliveries are judged
+# over the longest window a rule may be widened to; today the job judges them over the rules'
+# longest window (`Params.horizon_ms`), and so does the oracle unless told this one.
 REDELIVERY_HORIZON_MS = max(_R.velocity_max_window_ms, _R.device_sharing_max_window_ms, _R.geo_max_window_ms)
 
 
@@ -36,7 +38,7 @@ class Params:
     geo_window_ms: int = _D.geo_window_ms
     cooldown_ms: int = _D.dedup_cooldown_ms
     detail_list_max: int = _D.detail_list_max
-    redelivery_horizon_ms: int = REDELIVERY_HORIZON_MS  # how long an admitted id is remembered
+    redelivery_horizon_ms: int | None = None  # how long an admitted id is remembered; None: horizon_ms
 
     @property
     def horizon_ms(self) -> int:
@@ -44,7 +46,7 @@ class Params:
         return max(self.velocity_window_ms, self.device_window_ms, self.geo_window_ms)
 
     @staticmethod
-    def of(d: DetectorSettings, redelivery_horizon_ms: int = REDELIVERY_HORIZON_MS) -> Params:
+    def of(d: DetectorSettings, redelivery_horizon_ms: int | None = None) -> Params:
         return Params(
             d.velocity_threshold, d.velocity_window_ms, d.device_sharing_threshold, d.device_sharing_window_ms,
             d.high_value_threshold, d.geo_window_ms, d.dedup_cooldown_ms, d.detail_list_max, redelivery_horizon_ms,
@@ -59,8 +61,10 @@ def redeliveries(orders: list[dict], p: Params = Params(), horizon_ms: int | Non
     """Positions (in `orders`, i.e. arrival order) of the copies the job must reject as
     `duplicate`: by event time, then arrival, an order is a re-delivery when an order with
     its user and id was admitted in the horizon before it (t - horizon, t]. The horizon:
-    `horizon_ms`, else `p.redelivery_horizon_ms` (2 h by default)."""
-    horizon = p.redelivery_horizon_ms if horizon_ms is None else horizon_ms
+    `horizon_ms`, else `p.redelivery_horizon_ms`, else the rules' longest window."""
+    horizon = horizon_ms if horizon_ms is not None else p.redelivery_horizon_ms
+    if horizon is None:
+        horizon = p.horizon_ms
     admitted: dict[tuple[str, str], list[int]] = defaultdict(list)
     out = []
     for i in sorted(range(len(orders)), key=lambda i: orders[i]["event_time"]):
