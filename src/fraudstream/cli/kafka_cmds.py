@@ -15,7 +15,7 @@ import click
 from fraudstream.cli.app import global_options, resolve_settings, sigterm_as_interrupt
 from fraudstream.cli.options import Command, Group, model_option
 from fraudstream.cli.run_cmd import banner, check_cluster, check_model, summarize
-from fraudstream.config import SECRETS, DashboardSettings, KafkaSettings, Settings
+from fraudstream.config import SECRETS, DashboardSettings, Settings
 from fraudstream.sockets import answers, free_port
 
 # How long the demo waits for its dashboard to answer: the web stack's imports and the first
@@ -61,7 +61,7 @@ def kafka_start(ctx: click.Context, no_topics: bool) -> None:
             f"(ready in {time.monotonic() - started:.1f}s; logs in {broker.log_dir})"
         )
     if not no_topics:
-        _create_topics(broker.kafka_settings(settings.kafka))
+        _create_topics(settings.model_copy(update={"kafka": broker.kafka_settings(settings.kafka)}))
 
 
 @kafka_group.command("stop")
@@ -84,7 +84,7 @@ def kafka_status(ctx: click.Context) -> None:
     status = _broker(settings).status()
     if status.running and status.ready:
         click.echo(f"running: pid {status.pid}, answering at {status.bootstrap}")
-        _list_topics(_broker(settings).kafka_settings(settings.kafka))
+        _list_topics(settings.model_copy(update={"kafka": _broker(settings).kafka_settings(settings.kafka)}))
         return
     if status.running:
         click.echo(f"starting or unhealthy: pid {status.pid}, not answering at {status.bootstrap}")
@@ -97,25 +97,27 @@ def kafka_status(ctx: click.Context) -> None:
 @click.option("--bootstrap-servers", metavar="HOST:PORT", help="Brokers to use [kafka.bootstrap_servers].")
 @click.pass_context
 def kafka_topics(ctx: click.Context, bootstrap_servers: str | None) -> None:
-    """Create the pipeline's topics where missing (raw orders, alerts, dead letters) and list them."""
+    """Create the pipeline's topics where missing (raw orders, alerts, dead letters, the compacted
+    rules topic) and list them."""
     settings = resolve_settings(ctx, **{"kafka.bootstrap_servers": bootstrap_servers})
-    _create_topics(settings.kafka)
+    _create_topics(settings)
 
 
-def _create_topics(k: KafkaSettings) -> None:
-    from fraudstream.kafka.clients import connect_admin, ensure_topics, project_topics
+def _create_topics(settings: Settings) -> None:
+    from fraudstream.kafka.clients import ensure_project_topics
 
-    created = ensure_topics(connect_admin(k), project_topics(k))
+    created = ensure_project_topics(settings)
     if created:
         click.echo(f"created topics: {', '.join(created)}")
-    _list_topics(k)
+    _list_topics(settings)
 
 
-def _list_topics(k: KafkaSettings) -> None:
+def _list_topics(settings: Settings) -> None:
     from fraudstream.kafka.clients import connect_admin, project_topics
 
+    k = settings.kafka
     meta = connect_admin(k).list_topics(timeout=10)
-    for name in project_topics(k):
+    for name in project_topics(k, settings.rules.topic):
         info = meta.topics.get(name)
         shown = f"{len(info.partitions)} partitions" if info and not info.error else "missing"
         click.echo(f"   {name:<32} {shown}")
@@ -204,10 +206,10 @@ def demo(
             f"Kafka broker {'started' if started_broker else 'already running'}: pid {status.pid}, {status.bootstrap}"
         )
         k = broker.kafka_settings(settings.kafka)
-        _create_topics(k)
         settings = settings.model_copy(
             update={"kafka": k, "pipeline": settings.pipeline.model_copy(update={"source": "kafka"})}
         )
+        _create_topics(settings)
         # Started first and awaited after the producer: the two start up side by side.
         started = None if no_dashboard else _start_dashboard(ctx, settings)
         dashboard = started[0] if started else None
