@@ -46,7 +46,6 @@ from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.functions import MapFunction, RuntimeContext
 from pyflink.java_gateway import get_gateway
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from fraudstream.config import Settings
 from fraudstream.detectors import build_detectors
@@ -59,6 +58,7 @@ from fraudstream.features.spec import FeatureSpec
 from fraudstream.flink.functions import announce_origin, now_ms
 from fraudstream.flink.job_metrics import JobMetrics
 from fraudstream.model.file import ModelFile
+from fraudstream.rules.model import FLAT_FIELDS, RULES, RuleSet
 
 logger = logging.getLogger(__name__)
 
@@ -230,12 +230,16 @@ def detect(
     max_future_ms: int,
     model: ModelFile | None = None,
     tap: bool = False,
+    rule_set: RuleSet | None = None,
+    versions: DataStream | None = None,
 ) -> SqlStreams:
     """The SQL engine's part of the job, from raw records to deduplicated alerts.
 
     `lines` carries byte arrays (Kafka) or text (`raw_charset` names how text stands for bytes).
     `model`: the risk model (loaded from settings.model.path), or None for the rules alone.
     `tap` (tests): with a model, `scored` carries every order's features, risk and reasons.
+    `rule_set`: the version in force at the start (None: the settings', version 0); `versions`:
+    later versions as flat rows (RuleRows.flatType), None when rules are not live.
     """
     jvm = get_gateway().jvm
     helper = jvm.io.fraudstream.flink
@@ -285,29 +289,14 @@ def detect(
 
     j_scored, scored = _score(helper, settings, j_timely, model, tap)
 
-    t_env = StreamTableEnvironment.create(env)
-    t_env.create_java_temporary_system_function("DISTINCT_LATEST", "io.fraudstream.flink.DistinctLatest")
-    t_env.create_java_temporary_system_function("LATEST_BEFORE", "io.fraudstream.flink.OthersBefore")
-    admitted = t_env.from_data_stream(
-        DataStream(j_scored),
-        Schema.new_builder()
-        .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
-        .watermark("rowtime", "SOURCE_WATERMARK()")
-        .build(),
-    )
-    t_env.create_temporary_view("admitted", admitted)
-    # The windows keep whole rows in state: the record as received stays out of them.
-    # appended_at (when the order entered the pipeline) rides along for the alert latency metric.
-    t_env.create_temporary_view(
-        "orders", t_env.sql_query(f"SELECT {_ORDER_COLUMNS}, appended_at, risk, reasons, rowtime FROM admitted")
-    )
-    takeover_risk = settings.model.takeover_risk if model is not None else None
-    candidates = t_env.to_data_stream(t_env.sql_query(candidates_sql(detectors, takeover_risk)))._j_data_stream
-    _set_parallelism_between(candidates.getTransformation(), j_scored.getTransformation(), p.parallelism_of("rules"))
+    initial = rule_set if rule_set is not None else RuleSet.from_settings(settings)
+    candidates = _rule_steps(helper, settings, j_scored, initial, versions)
     row_type = candidates.getType()
+    d = settings.detectors
+    keep_ms = max([d.dedup_cooldown_ms, *(d.cooldown_of(rule) for rule in RULES)])
     cooled = (
-        candidates.keyBy(helper.Cooldown.Key(float(settings.alerts.min_risk)))
-        .process(helper.Cooldown(settings.detectors.dedup_cooldown_ms, row_type), row_type)
+        candidates.keyBy(helper.Cooldown.Key())
+        .process(helper.Cooldown(keep_ms, row_type), row_type)
         .name("cooldown")
         .uid("sql-cooldown")
         .setParallelism(p.parallelism_of("cooldown"))
@@ -321,6 +310,73 @@ def detect(
     )
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
     return SqlStreams(alerts, dead, echo, DataStream(j_timely), scored)
+
+
+def _rule_steps(helper: Any, settings: Settings, j_scored: Any, initial: RuleSet, versions: DataStream | None) -> Any:
+    """The rules' candidates (RuleRows.candidateType()): the Stamper (parallelism 1) stamps each
+    version with the event time it applies from, behind the orders' watermark, and broadcasts
+    it to UserRules (keyed by user) and DeviceRules (keyed by device). `versions`: the checked
+    versions as flat rows (RuleRows.flatType), or None (live off: the initial version alone)."""
+    gateway = get_gateway()
+    rules = helper.rules
+    names = gateway.new_array(gateway.jvm.String, len(FLAT_FIELDS))
+    for i, name in enumerate(FLAT_FIELDS):
+        names[i] = name
+    flat_type = rules.RuleRows.flatType(names)
+    values = gateway.new_array(gateway.jvm.Object, len(FLAT_FIELDS))
+    for i, value in enumerate(initial.to_row()):
+        values[i] = value
+    p = settings.pipeline
+    n_scored = j_scored.getParallelism()
+    j_watermarks = j_scored.filter(rules.RuleRows.NoRecords()).name("rules-watermark").setParallelism(n_scored)
+    # Live off: no versions come (the filtered orders stand for an empty input 2, whose
+    # watermark the Stamper ignores).
+    j_versions = versions._j_data_stream if versions is not None else j_watermarks
+    stamped = (
+        j_watermarks.connect(j_versions)
+        .transform(
+            "stamp-rules",
+            flat_type,
+            rules.Stamper(rules.RuleRows.fromValues(values), settings.store.dead_letter_max_chars),
+        )
+        .uid("sql-rules-stamp")
+        .setParallelism(1)
+    )
+    descriptors = gateway.new_array(gateway.jvm.org.apache.flink.api.common.state.MapStateDescriptor, 1)
+    descriptors[0] = rules.RuleStep.versions(flat_type)  # broadcast(...) takes varargs
+    broadcast = stamped.broadcast(descriptors)
+    r = settings.rules
+    list_max = int(settings.detectors.detail_list_max)
+    n = p.parallelism_of("rules")
+    candidate_type = rules.RuleRows.candidateType()
+    users = (
+        j_scored.keyBy(helper.Redelivery.UserKey())
+        .connect(broadcast)
+        .process(
+            rules.UserRules(
+                flat_type,
+                r.max_window_of("velocity"),
+                r.max_window_of("geo"),
+                list_max,
+                settings.detectors.dedup_cooldown_ms,
+            ),
+            candidate_type,
+        )
+        .name("user-rules")
+        .uid("sql-user-rules")
+        .setParallelism(n)
+    )
+    devices = (
+        j_scored.keyBy(helper.DeviceFeatures.DeviceKey())
+        .connect(broadcast)
+        .process(rules.DeviceRules(flat_type, r.max_window_of("device_sharing"), list_max), candidate_type)
+        .name("device-rules")
+        .uid("sql-device-rules")
+        .setParallelism(n)
+    )
+    others = gateway.new_array(gateway.jvm.org.apache.flink.streaming.api.datastream.DataStream, 1)
+    others[0] = devices  # union(...) takes varargs
+    return users.union(others)
 
 
 def _set_parallelism_between(last: Any, first: Any, parallelism: int) -> None:

@@ -19,7 +19,7 @@ import org.apache.flink.util.Collector;
 
 /**
  * The alert cooldown of the SQL engine, over the rules' candidates keyed by (alert_type, key):
- * at most one alert per key per `cooldownMs` of event time, the same rule as the Python
+ * at most one alert per key per cooldown of event time (each candidate's own), the same rule as the Python
  * {@code AlertDeduplicator}. Candidates of one instant wait for the watermark and are then taken
  * in (event_time, transaction_id, user_id, device_id) order, so the choice between two orders at
  * the same instant never depends on arrival order. Kept in the JVM because it sees every
@@ -28,7 +28,13 @@ import org.apache.flink.util.Collector;
  * <p>Candidate rows: alert_type, key, then the order columns (transaction_id at 2, user_id 3,
  * device_id 4, ..., event_time at 9), then the rule's facts (n at 11, m at 12), then the order's
  * {@code appended_at} (13, {@link OrderAdmission#APPENDED_AT}), its risk (14, null without a model)
- * and reasons (15).
+ * and reasons (15), then the rule version in force at its event time (16..22,
+ * {@link io.fraudstream.flink.rules.RuleRows}): each candidate's cooldown is that version's
+ * (cooldown_ms, 20), and its held-back chain that version's min_risk (21).
+ *
+ * <p>The last alert's time is kept for the longer of its own cooldown and {@code keepMs} (the
+ * longest cooldown of the settings), so a version that lengthens a cooldown within that still
+ * counts from an earlier alert.
  *
  * <p>Metric ({@link JobMetrics}): {@code alert_latency_ms}, a histogram of the wall clock at an
  * alert's emission here minus its order's {@code appended_at}: from the order's Kafka timestamp
@@ -44,34 +50,33 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
     static final int RISK = 14;
     static final String TAKEOVER = "ACCOUNT_TAKEOVER";
 
-    private final long cooldownMs;
+    static final int COOLDOWN_MS = 20;
+    static final int MIN_RISK = 21;
+
+    private final long keepMs;
     private final TypeInformation<Row> rowType;
     private transient MapState<Long, List<Row>> pending;
     private transient ValueState<Long> lastEmitted;
     private transient Histogram latency;
 
-    public Cooldown(long cooldownMs, TypeInformation<Row> rowType) {
-        this.cooldownMs = cooldownMs;
+    public Cooldown(long keepMs, TypeInformation<Row> rowType) {
+        this.keepMs = keepMs;
         this.rowType = rowType;
     }
 
     /** The key: alert type and the user or device the alert is about; a rule alert held back
-     * (its order's risk below {@code minRisk}) has a chain of its own, "held|" first, so that it
+     * (its order's risk below the candidate's min_risk) has a chain of its own, "held|" first, so that it
      * never silences a delivered one (Python: {@code Alert.dedup_key}). Without a model the risk
      * is null and the key is what it always was. */
     public static class Key implements KeySelector<Row, String> {
         private static final long serialVersionUID = 1L;
-        private final double minRisk;
-
-        public Key(double minRisk) {
-            this.minRisk = minRisk;
-        }
 
         @Override
         public String getKey(Row candidate) {
             String key = candidate.getField(0) + "|" + candidate.getField(1);
-            Object risk = candidate.getArity() > RISK ? candidate.getField(RISK) : null;
-            boolean held = risk instanceof Double r && r < minRisk && !TAKEOVER.equals(candidate.getField(0));
+            Object risk = candidate.getField(RISK);
+            boolean held = risk instanceof Double r && r < (Double) candidate.getField(MIN_RISK)
+                    && !TAKEOVER.equals(candidate.getField(0));
             return held ? "held|" + key : key;
         }
     }
@@ -104,10 +109,11 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
             batch.sort(ORDER);
             for (Row candidate : batch) {
                 long t = (Long) candidate.getField(EVENT_TIME);
+                long cooldownMs = (Long) candidate.getField(COOLDOWN_MS);
                 Long last = lastEmitted.value();
                 if (last == null || t - last >= cooldownMs) {
                     lastEmitted.update(t);
-                    ctx.timerService().registerEventTimeTimer(t + cooldownMs);
+                    ctx.timerService().registerEventTimeTimer(t + Math.max(cooldownMs, keepMs));
                     out.collect(candidate);
                     if (candidate.getArity() > APPENDED_AT && candidate.getField(APPENDED_AT) instanceof Long at) {
                         latency.update(Math.max(0, System.currentTimeMillis() - at));
@@ -116,7 +122,7 @@ public class Cooldown extends KeyedProcessFunction<String, Row, Row> {
             }
         }
         Long last = lastEmitted.value();
-        if (last != null && last + cooldownMs <= timestamp) {
+        if (last != null && last + keepMs <= timestamp) {
             lastEmitted.clear();
         }
     }

@@ -101,6 +101,38 @@ public final class RuleRows {
                 });
     }
 
+    /** A flat version row from loosely typed values (as py4j passes Python ints and floats), each
+     * field converted to the type {@link #flatType} gives it. */
+    public static Row fromValues(Object[] values) {
+        if (values.length != FLAT_ARITY) {
+            throw new IllegalArgumentException("a rules version row has " + FLAT_ARITY + " fields, not " + values.length);
+        }
+        Row r = Row.withPositions(FLAT_ARITY);
+        r.setField(VERSION, ((Number) values[VERSION]).longValue());
+        r.setField(EFFECTIVE_FROM, ((Number) values[EFFECTIVE_FROM]).longValue());
+        for (int rule = 0; rule < RULES.length; rule++) {
+            int b = 2 + 5 * rule;
+            r.setField(b, Boolean.TRUE.equals(values[b]));
+            r.setField(b + 1, ((Number) values[b + 1]).doubleValue());
+            r.setField(b + 2, ((Number) values[b + 2]).longValue());
+            r.setField(b + 3, ((Number) values[b + 3]).longValue());
+            r.setField(b + 4, values[b + 4] == null ? null : values[b + 4].toString());
+        }
+        r.setField(TAKEOVER_RISK, ((Number) values[TAKEOVER_RISK]).doubleValue());
+        r.setField(MIN_RISK, ((Number) values[MIN_RISK]).doubleValue());
+        return r;
+    }
+
+    /** Lets no record through: the orders' stream as the {@link Stamper}'s watermark input. */
+    public static class NoRecords implements org.apache.flink.api.common.functions.FilterFunction<Row> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public boolean filter(Row value) {
+            return false;
+        }
+    }
+
     static boolean enabled(Row v, int rule) {
         return Boolean.TRUE.equals(v.getField(2 + 5 * rule));
     }
