@@ -35,6 +35,7 @@ through the same cooldown; every candidate carries its order's risk, which marks
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import re
@@ -192,6 +193,7 @@ class CandidateAlert(MapFunction):
     def __init__(self, detectors: list[Detector], risk: RiskAlerts | None = None) -> None:
         self.detectors = {d.alert_type: d for d in detectors}
         self.risk = risk
+        self.versioned: dict[tuple[Any, ...], Detector] = {}
 
     def open(self, runtime_context: RuntimeContext) -> None:
         announce_origin()
@@ -199,9 +201,29 @@ class CandidateAlert(MapFunction):
         self.metrics = JobMetrics.from_context(runtime_context)
 
     def map(self, value: Any) -> Alert:
-        alert = alert_from_scored_candidate(self.detectors, self.risk, value)
+        detectors = self.detectors
+        if len(value) > 16 and value[0] in self.detectors:
+            # the rule's detector configured as the version in force at the order's event time
+            key = (value[0], value[17], value[18], value[19])
+            detector = self.versioned.get(key)
+            if detector is None:
+                detector = self.versioned[key] = _detector_for(self.detectors[value[0]], *key[1:])
+            detectors = {value[0]: detector}
+        alert = alert_from_scored_candidate(detectors, self.risk, value)
         self.metrics.alert(alert)
         return dataclasses.replace(alert, detected_at=now_ms())
+
+
+def _detector_for(base: Detector, threshold: float, window_ms: int, severity: str | None) -> Detector:
+    """A copy of `base` with a version's threshold, window and severity (-1 / None: base's)."""
+    d = copy.copy(base)
+    if threshold is not None and threshold >= 0 and hasattr(d, "threshold"):
+        d.threshold = type(d.threshold)(threshold)  # type: ignore[attr-defined]
+    if window_ms is not None and window_ms >= 0 and hasattr(d, "window_ms"):
+        d.window_ms = int(window_ms)  # type: ignore[attr-defined]
+    if severity:
+        d.severity = severity
+    return d
 
 
 _pydantic_announced: list[bool] = []

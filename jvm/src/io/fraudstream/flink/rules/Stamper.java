@@ -40,6 +40,11 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
     private final Row initial;
     private final int detailMax;
     private transient ListState<Long> highestState;
+    private transient ListState<Long> floorState;
+    /** The orders' watermark at the last checkpoint: after a restore the watermark restarts at
+     * Long.MIN_VALUE, and a version arriving before the first one would otherwise be stamped
+     * behind instants the rule steps have already taken; it applies from floor + 1 at the earliest. */
+    private transient long floor;
     private transient long highest;
     private transient boolean initialPending;
     private transient long ordersWatermark;
@@ -58,6 +63,11 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
         for (Long h : highestState.get()) {
             highest = Math.max(highest, h);
         }
+        floorState = context.getOperatorStateStore().getListState(new ListStateDescriptor<>("stamp_floor", Types.LONG));
+        floor = Long.MIN_VALUE;
+        for (Long f : floorState.get()) {
+            floor = Math.max(floor, f);
+        }
         initialPending = !context.isRestored();
         ordersWatermark = Long.MIN_VALUE;
         newest = highest;
@@ -73,6 +83,7 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
     public void snapshotState(StateSnapshotContext context) throws Exception {
         super.snapshotState(context);
         highestState.update(java.util.List.of(highest));
+        floorState.update(java.util.List.of(Math.max(floor, ordersWatermark)));
     }
 
     private void emitInitial() {
@@ -106,6 +117,7 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
             return;
         }
         long from = ordersWatermark == Long.MAX_VALUE ? Long.MAX_VALUE : ordersWatermark + 1;
+        from = Math.max(from, floor == Long.MIN_VALUE || floor == Long.MAX_VALUE ? floor : floor + 1);
         long asked = RuleRows.effectiveFrom(v);
         if (asked >= 0 && asked < from) {
             LOG.warn("rules version {} asked to apply from event time {}, behind the orders' watermark: "
