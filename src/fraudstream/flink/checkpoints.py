@@ -56,13 +56,16 @@ class OlderStateLayout(UserFacingError):
 #   5: the SQL part's steps (OVER windows, ConstraintEnforcer, table source) and the Table API's
 #      Kafka sinks and table sources carry fixed uids (sql_engine._set_parallelism_between,
 #      job.fix_archive_ids), so that a savepoint restores whatever the step_parallelism.
-STATE_LAYOUT = 5
+#   6: the SQL engine's rules are keyed Java steps fed by broadcast rule versions (stamp-rules,
+#      user-rules, device-rules) instead of OVER windows; candidates carry the version's values.
+STATE_LAYOUT = 6
 # What changed after each older layout (the first change a point of that layout misses).
 _LAYOUT_CHANGES = {
     1: "before the orders' appended_at field and the count-dead-letters step",
     2: "before the orders' risk and reasons columns",
     3: "before the archive's steps had fixed ids",
     4: "before the SQL part's and the Kafka sinks' steps had fixed ids",
+    5: "before the rules were versioned steps instead of SQL OVER windows",
 }
 
 
