@@ -1,0 +1,86 @@
+"""`fraudstream rules` against the session broker: set, show, history and revert round trip; a
+bad change or a missing --yes off a terminal publishes nothing; a trial that cannot run says why."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from fraudstream.cli.main import main
+from fraudstream.config import load_settings
+from fraudstream.rules.model import RuleSet
+from fraudstream.rules.topic import read_history
+from fraudstream.rules.trial import trial
+
+pytestmark = pytest.mark.slow
+
+
+def test_set_show_history_revert_round_trip_and_refusals(kafka, tmp_path, capsys):
+    topic = f"rules-{uuid.uuid4().hex[:8]}"
+    common = ["--data-dir", str(tmp_path), "--set", f"kafka.bootstrap_servers={kafka.bootstrap_servers}",
+              "--set", f"rules.topic={topic}"]  # fmt: skip
+    settings = load_settings(
+        environ={}, flags={"kafka.bootstrap_servers": kafka.bootstrap_servers, "rules.topic": topic}
+    )
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([*common, "rules", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    # A bad key: one line, exit 2, nothing published (the topic is not even created).
+    code, out, err = run("set", "velocity.thresold=5", "--yes", "--no-backtest")
+    assert code == 2 and err.count("\n") == 1 and "unknown rule setting 'velocity.thresold'" in err, err
+    # Off a terminal without --yes: refused in one line, after the change and the trial were shown.
+    code, out, err = run("set", "velocity.threshold=5", "--hours", "0")
+    assert code == 1 and "velocity.threshold 3 -> 5" in out and "No backtest: no backtest asked for" in out
+    assert "say --yes" in err and err.count("\n") == 1, err
+    assert read_history(settings).versions == []
+
+    code, out, err = run("set", "velocity.threshold=5", "geo.severity=low", "--no-backtest", "--yes", "--comment", "c1")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "published version 1; the job does not apply versions yet: see docs/rules.md"
+    code, out, _ = run("set", "high_value.enabled=off", "--no-backtest", "--yes", "--json")
+    assert code == 0 and orjson.loads(out)["version"] == 2 and orjson.loads(out)["published"] is True
+
+    code, out, _ = run("show", "--json")
+    shown = orjson.loads(out)
+    assert code == 0 and shown["version"] == 2 and shown["rules"]["high_value"]["enabled"] is False
+    assert shown["rules"]["velocity"]["threshold"] == 5 and shown["rules"]["geo"]["severity"] == "LOW"
+    code, out, _ = run("show")
+    assert code == 0 and "Version 2" in out and "high_value.enabled" in out
+
+    code, out, _ = run("history", "--json", "--limit", "1")
+    data = orjson.loads(out)
+    assert [v["version"] for v in data["versions"]] == [2] and data["rejected"] == []
+    code, out, _ = run("history")
+    assert code == 0 and "c1" in out and "velocity.threshold 3 -> 5" in out
+
+    code, out, err = run("revert", "7", "--no-backtest", "--yes")
+    assert code == 2 and "no version 7" in err
+    code, out, err = run("revert", "0", "--no-backtest", "--yes")
+    assert code == 0, err
+    versions = read_history(settings).versions
+    assert [v.version for v in versions] == [1, 2, 3] and versions[-1].reverts == 0
+    assert dict(versions[-1].items()) == dict(RuleSet.from_settings(settings).items())
+    code, out, err = run("revert", "0", "--no-backtest", "--yes")
+    assert code == 2 and "nothing would change" in err
+
+
+def test_a_trial_that_cannot_run_says_why(tmp_path):
+    settings = load_settings(environ={}, flags={"data_dir": str(tmp_path)})
+    candidate = RuleSet.from_settings(settings).with_changes({"velocity.threshold": 4}, _limits(settings))
+    none = trial(settings, candidate, 0)
+    assert not none.ran and "0 hours" in none.reason and none.to_dict() == {"ran": False, "hours": 0.0,
+                                                                              "reason": none.reason}  # fmt: skip
+    empty = trial(settings, candidate, 1.5)
+    assert not empty.ran and "no archived orders" in empty.reason
+    assert empty.table().startswith("No backtest: ")
+
+
+def _limits(settings):
+    from fraudstream.rules.model import Limits
+
+    return Limits.from_settings(settings)
