@@ -4,6 +4,7 @@ bad change or a missing --yes off a terminal publishes nothing; a trial that can
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -84,3 +85,32 @@ def _limits(settings):
     from fraudstream.rules.model import Limits
 
     return Limits.from_settings(settings)
+
+
+@pytest.mark.flink
+def test_set_backtests_the_archive_last_hours_then_publishes(kafka, tmp_path, capsys):
+    """The one real trial (two bounded Flink replays, ~30 s): a stricter velocity threshold
+    raises no more velocity alerts over the archive's last half hour, and is then published."""
+    from fraudstream.config import GeneratorSettings
+    from fraudstream.generator import generator_from_settings
+    from tests.flink.test_backtest import _write_archive
+
+    orders = list(generator_from_settings(GeneratorSettings(seed=99, mean_gap_ms=2_000)).orders(2_000))
+    _write_archive(tmp_path / "archive", orders)
+    newest = max(o["event_time"] for o in orders)
+    in_period = sum(1 for o in orders if o["event_time"] > newest - 1_800_000)
+    topic = f"rules-{uuid.uuid4().hex[:8]}"
+    code = main(["--data-dir", str(tmp_path / "data"), "--set", f"archive.path={tmp_path / 'archive'}",
+                 "--set", f"kafka.bootstrap_servers={kafka.bootstrap_servers}", "--set", f"rules.topic={topic}",
+                 "rules", "set", "velocity.threshold=5", "--hours", "0.5", "--yes", "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    result = orjson.loads(out)
+    bt = result["backtest"]
+    assert bt["ran"] and bt["orders"] == in_period and (bt["baseline_version"], bt["candidate_version"]) == (0, 1)
+    velocity = next(a for a in bt["alerts"] if a["type"] == "VELOCITY_FRAUD")
+    assert 0 < velocity["candidate"] < velocity["baseline"]
+    others = [a for a in bt["alerts"] if a["type"] != "VELOCITY_FRAUD"]
+    assert others and all(a["baseline"] == a["candidate"] for a in others)  # only velocity changed
+    assert bt["removed_alerts"] > 0 and Path(bt["work_dir"], "candidate", "fraud_alerts.db").is_file()
+    assert "published version 1" in err
