@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from unittest.mock import ANY
 
 import orjson
 import pytest
 
 from fraudstream.cli.main import main
 from fraudstream.config import load_settings
-from fraudstream.rules.model import RuleSet
+from fraudstream.rules.model import Limits, RuleSet
 from fraudstream.rules.topic import read_history
 from fraudstream.rules.trial import trial
 
@@ -34,28 +35,30 @@ def test_set_show_history_revert_round_trip_and_refusals(kafka, tmp_path, capsys
     # A bad key: one line, exit 2, nothing published (the topic is not even created).
     code, out, err = run("set", "velocity.thresold=5", "--yes", "--no-backtest")
     assert code == 2 and err.count("\n") == 1 and "unknown rule setting 'velocity.thresold'" in err, err
-    # Off a terminal without --yes: refused in one line, after the change and the trial were shown.
-    code, out, err = run("set", "velocity.threshold=5", "--hours", "0")
-    assert code == 1 and "velocity.threshold 3 -> 5" in out and "No backtest: no backtest asked for" in out
-    assert "say --yes" in err and err.count("\n") == 1, err
+    # Off a terminal without --yes: refused in one line, before any backtest.
+    code, out, err = run("set", "velocity.threshold=5", "--hours", "0.5")
+    assert code == 1 and out == "" and "say --yes" in err and err.count("\n") == 1, err
     assert read_history(settings).versions == []
+    code, out, err = run("set", "velocity.threshold=5", "--hours", "0", "--yes", "--json")
+    assert code == 0 and orjson.loads(out)["backtest"] == {"ran": False, "hours": 0.0, "reason": ANY}
+    assert "No backtest: no backtest asked for (0 hours)" in err and "published version 1" in err
 
     code, out, err = run("set", "velocity.threshold=5", "geo.severity=low", "--no-backtest", "--yes", "--comment", "c1")
     assert code == 0, err
-    assert out.strip().splitlines()[-1] == "published version 1; the job does not apply versions yet: see docs/rules.md"
+    assert out.strip().splitlines()[-1] == "published version 2; the job does not apply versions yet: see docs/rules.md"
     code, out, _ = run("set", "high_value.enabled=off", "--no-backtest", "--yes", "--json")
-    assert code == 0 and orjson.loads(out)["version"] == 2 and orjson.loads(out)["published"] is True
+    assert code == 0 and orjson.loads(out)["version"] == 3 and orjson.loads(out)["published"] is True
 
     code, out, _ = run("show", "--json")
     shown = orjson.loads(out)
-    assert code == 0 and shown["version"] == 2 and shown["rules"]["high_value"]["enabled"] is False
+    assert code == 0 and shown["version"] == 3 and shown["rules"]["high_value"]["enabled"] is False
     assert shown["rules"]["velocity"]["threshold"] == 5 and shown["rules"]["geo"]["severity"] == "LOW"
     code, out, _ = run("show")
-    assert code == 0 and "Version 2" in out and "high_value.enabled" in out
+    assert code == 0 and "Version 3" in out and "high_value.enabled" in out
 
     code, out, _ = run("history", "--json", "--limit", "1")
     data = orjson.loads(out)
-    assert [v["version"] for v in data["versions"]] == [2] and data["rejected"] == []
+    assert [v["version"] for v in data["versions"]] == [3] and data["rejected"] == []
     code, out, _ = run("history")
     assert code == 0 and "c1" in out and "velocity.threshold 3 -> 5" in out
 
@@ -64,7 +67,7 @@ def test_set_show_history_revert_round_trip_and_refusals(kafka, tmp_path, capsys
     code, out, err = run("revert", "0", "--no-backtest", "--yes")
     assert code == 0, err
     versions = read_history(settings).versions
-    assert [v.version for v in versions] == [1, 2, 3] and versions[-1].reverts == 0
+    assert [v.version for v in versions] == [1, 2, 3, 4] and versions[-1].reverts == 0
     assert dict(versions[-1].items()) == dict(RuleSet.from_settings(settings).items())
     code, out, err = run("revert", "0", "--no-backtest", "--yes")
     assert code == 2 and "nothing would change" in err
@@ -72,19 +75,13 @@ def test_set_show_history_revert_round_trip_and_refusals(kafka, tmp_path, capsys
 
 def test_a_trial_that_cannot_run_says_why(tmp_path):
     settings = load_settings(environ={}, flags={"data_dir": str(tmp_path)})
-    candidate = RuleSet.from_settings(settings).with_changes({"velocity.threshold": 4}, _limits(settings))
+    candidate = RuleSet.from_settings(settings).with_changes({"velocity.threshold": 4}, Limits.from_settings(settings))
     none = trial(settings, candidate, 0)
     assert not none.ran and "0 hours" in none.reason and none.to_dict() == {"ran": False, "hours": 0.0,
                                                                               "reason": none.reason}  # fmt: skip
     empty = trial(settings, candidate, 1.5)
     assert not empty.ran and "no archived orders" in empty.reason
     assert empty.table().startswith("No backtest: ")
-
-
-def _limits(settings):
-    from fraudstream.rules.model import Limits
-
-    return Limits.from_settings(settings)
 
 
 @pytest.mark.flink

@@ -20,6 +20,7 @@ from fraudstream.cli.app import UserError, resolve_settings, sigterm_as_interrup
 from fraudstream.cli.options import Group
 from fraudstream.config import Settings
 from fraudstream.rules.model import Limits, RuleError, RuleSet
+from fraudstream.rules.model import _show as _show_value  # as the change lines show values
 
 NOT_APPLIED = "the job does not apply versions yet: see docs/rules.md"
 
@@ -51,14 +52,6 @@ def _ms(ms: int | None) -> str:
     from fraudstream.rules.topic import when
 
     return "-" if ms is None else when(ms)
-
-
-def _show_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float) and value == int(value):
-        return str(int(value))
-    return str(value)
 
 
 def _describe(rules: RuleSet) -> str:
@@ -177,10 +170,6 @@ def _refuse(ctx: click.Context, exc: RuleError) -> None:
     ctx.exit(2)
 
 
-def _author(settings: Settings) -> str | None:
-    return settings.rules.author  # None: the OS user (the model's default)
-
-
 @rules_group.command("set")
 @click.argument("changes", nargs=-1, required=True, metavar="KEY=VALUE...")
 @_publish_options
@@ -214,7 +203,7 @@ def rules_set(ctx: click.Context, changes: tuple[str, ...], comment: str, effect
             _refuse(ctx, exc)
     base = current(settings)
     try:
-        candidate = base.with_changes(given, limits, author=_author(settings), comment=comment)
+        candidate = base.with_changes(given, limits, author=settings.rules.author, comment=comment)
     except RuleError as exc:
         _refuse(ctx, exc)
         return
@@ -250,7 +239,7 @@ def rules_revert(ctx: click.Context, version: int, comment: str, effective_from:
         old = found[version]
         if dict(old.items()) == dict(base.items()):
             raise RuleError(f"version {version} has the rules in force already: nothing would change")
-        candidate = base.reverted_to(old, Limits.from_settings(settings), author=_author(settings), comment=comment)
+        candidate = base.reverted_to(old, Limits.from_settings(settings), author=settings.rules.author, comment=comment)
     except RuleError as exc:
         _refuse(ctx, exc)
         return
@@ -266,6 +255,8 @@ def _go(ctx: click.Context, settings: Settings, candidate: RuleSet, effective_fr
 
     if no_backtest and hours is not None:
         raise click.UsageError("--hours and --no-backtest do not go together")
+    if not yes and not sys.stdin.isatty():  # before the backtest: it would be minutes for nothing
+        raise UserError(f"not publishing version {candidate.version}: not on a terminal, say --yes to publish")
     at = _effective_from(effective_from)
     if at is not None:
         candidate = dataclasses.replace(candidate, effective_from=at)
@@ -291,12 +282,9 @@ def _go(ctx: click.Context, settings: Settings, candidate: RuleSet, effective_fr
             found = trial(settings, candidate, hours, echo)
         out(found.table())
         result["backtest"] = found.to_dict()
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UserError(f"not publishing version {candidate.version}: not on a terminal, say --yes to publish")
-        if not click.confirm(f"Publish version {candidate.version}?", default=False, err=as_json):
-            out("Not published.")
-            ctx.exit(1)
+    if not yes and not click.confirm(f"Publish version {candidate.version}?", default=False, err=as_json):
+        out("Not published.")
+        ctx.exit(1)
     publish(settings, candidate)
     result["published"] = True
     if as_json:
