@@ -78,6 +78,25 @@ def archived_period(archive: Path, start_ms: int | None, end_ms: int | None, out
     return table.num_rows
 
 
+def newest_event_time(archive: Path) -> int | None:
+    """The event time (ms) of the archive's newest order, from the event_time column alone;
+    None when there is no archive or it holds no orders."""
+    import pyarrow.compute as pc
+
+    from fraudstream.evaluation.errors import EvaluationInputError
+    from fraudstream.evaluation.labels import open_order_archive
+
+    if not archive.is_dir():
+        return None
+    try:
+        _, dataset = open_order_archive(archive)
+        column = dataset.to_table(columns=["event_time"]).column("event_time")
+    except (EvaluationInputError, OSError, ValueError, KeyError):
+        return None
+    newest = pc.max(column).as_py() if len(column) else None
+    return None if newest is None else int(newest)
+
+
 def without_secrets(settings: Settings) -> Settings:
     """The settings with no password: a replay reads a file into SQLite and logs in nowhere,
     and its settings file stays behind in the work folder."""

@@ -25,6 +25,7 @@ from fraudstream.cli import (
     produce_cmd,
     quality_cmds,
     query_cmds,
+    rules_cmds,
     run_cmd,
     store_cmds,
 )
@@ -77,6 +78,7 @@ for command in (
     notify_cmd.notify_group,
     cluster_cmds.cluster_group,
     store_cmds.store_group,
+    rules_cmds.rules_group,
 ):
     cli.add_command(command)
 

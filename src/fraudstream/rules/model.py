@@ -54,6 +54,10 @@ class RuleError(UserFacingError):
     """A rule change (or a rules message) that is not valid: unknown key, wrong type, out of range."""
 
 
+class NothingChanges(RuleError):
+    """Every value given is already in force: valid, but no new version."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     enabled: bool
@@ -141,9 +145,9 @@ class RuleSet:
             new = _coerce(key, knob, value)
             (model if rule == "model" else rules[rule])[knob] = new
             if new != old:
-                said.append(f"{key} {_show(old)} -> {_show(new)}")
+                said.append(f"{key} {show_value(old)} -> {show_value(new)}")
         if not said:
-            raise RuleError("nothing would change: every value given is already in force")
+            raise NothingChanges("nothing would change: every value given is already in force")
         out = dataclasses.replace(
             self,
             version=self.version + 1,
@@ -163,7 +167,9 @@ class RuleSet:
     def reverted_to(self, old: RuleSet, limits: Limits, *, author: str | None = None, comment: str = "") -> RuleSet:
         """The next version (after this one), with the rules of `old`."""
         said = tuple(
-            f"{k} {_show(a)} -> {_show(b)}" for (k, a), (_, b) in zip(self.items(), old.items(), strict=True) if a != b
+            f"{k} {show_value(a)} -> {show_value(b)}"
+            for (k, a), (_, b) in zip(self.items(), old.items(), strict=True)
+            if a != b
         )
         out = dataclasses.replace(
             old,
@@ -403,7 +409,8 @@ def _str(key: str, value: Any) -> str:
     return value[:500]
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as the change lines say it: on/off, 5 rather than 5.0."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float) and value == int(value):
