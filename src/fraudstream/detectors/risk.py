@@ -86,9 +86,11 @@ class RiskAlerts:
     def raises(self, risk: float | None) -> bool:
         return risk is not None and risk >= self.model.takeover_risk
 
-    def takeover(self, order: Order, risk: float, reasons: Sequence[Reason]) -> Alert:
+    def takeover(self, order: Order, risk: float, reasons: Sequence[Reason], threshold: float | None = None) -> Alert:
+        """`threshold`: the takeover risk of the rules version in force (default: the settings')."""
         said = ", ".join(describe(r) for r in reasons) or "an order unlike their history"
-        details: dict[str, Any] = {"risk": risk, "reasons": list(reasons), "threshold": self.model.takeover_risk}
+        limit = self.model.takeover_risk if threshold is None else threshold
+        details: dict[str, Any] = {"risk": risk, "reasons": list(reasons), "threshold": limit}
         if self.model_version is not None:
             details["model"] = self.model_version
         return Alert(
@@ -106,8 +108,10 @@ class RiskAlerts:
             risk=risk,
         )
 
-    def mark(self, alert: Alert, risk: float | None) -> Alert:
-        """A rule alert with its order's risk; held back when that is below alerts.min_risk."""
+    def mark(self, alert: Alert, risk: float | None, min_risk: float | None = None) -> Alert:
+        """A rule alert with its order's risk; held back when that is below alerts.min_risk (or
+        `min_risk`, the rules version's)."""
         if risk is None:
             return alert
-        return dataclasses.replace(alert, risk=risk, held_back=risk < self.min_risk)
+        floor = self.min_risk if min_risk is None else min_risk
+        return dataclasses.replace(alert, risk=risk, held_back=risk < floor)

@@ -15,6 +15,7 @@ judged late against the others.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import re
 import site
@@ -52,6 +53,10 @@ from fraudstream.flink.gateway import start_gateway
 from fraudstream.flink.sources import SourceSpec, raw_lines
 from fraudstream.jars import archive_jars, flink_connector_jars, onnx_jars
 from fraudstream.model.file import ModelFile
+from fraudstream.rules.live import RulesPlan, plan
+from fraudstream.rules.model import Limits, RuleSet
+
+logger = logging.getLogger(__name__)
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
@@ -232,8 +237,11 @@ def build_job(
     `scored` (tests): with a model, the output also carries ("scored", (transaction_id,
     features, risk, reasons)) for each order the model scored."""
     model = load_model(settings)
+    rules = plan(settings, spec.kind)  # reads the rules topic: before the graph, in the driver
+    if rules.note is not None:
+        logger.warning("%s", rules.note)
     with one_jvm_thread():
-        return _build_job(settings, spec, env, restore_from, model, scored)
+        return _build_job(settings, spec, env, restore_from, model, scored, rules)
 
 
 def _build_job(
@@ -243,8 +251,10 @@ def _build_job(
     restore_from: str | None,
     model: ModelFile | None = None,
     scored: bool = False,
+    rules: RulesPlan | None = None,
 ) -> JobGraph:
     context = env is not None
+    rules = rules or RulesPlan(RuleSet.from_settings(settings), live=False)
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
     bound = settings.pipeline.out_of_orderness_ms
 
@@ -271,13 +281,17 @@ def _build_job(
         from fraudstream.flink import sql_engine
 
         charset = {"kafka": None, "file": "ISO-8859-1", "generator": "UTF-8"}[spec.kind]
-        streams = sql_engine.detect(env, settings, lines, readers, charset, max_future, model, scored)
+        versions, refused = _rule_versions(env, settings, rules) if rules.live else (None, None)
+        streams = sql_engine.detect(
+            env, settings, lines, readers, charset, max_future, model, scored, rules.initial, versions,
+            rules.redelivery_horizon_ms,
+        )  # fmt: skip
         return _outputs(
             env,
             settings,
             spec,
             streams.alerts,
-            [streams.dead_letters],
+            [streams.dead_letters] + ([refused] if refused is not None else []),
             streams.orders,
             on_finished,
             streams.archive_rows,
@@ -305,7 +319,7 @@ def _build_job(
     ).set_parallelism(readers)
     env.set_parallelism(settings.pipeline.parallelism)
 
-    detectors = build_detectors(settings.detectors)
+    detectors = build_detectors(settings.detectors, rule_version=rules.initial.version)
     reference = settings.pipeline.engine == "reference"
     rules_n = settings.pipeline.parallelism_of("rules")  # the detectors (with re-deliveries: by user)
     dead_streams = [admitted.get_side_output(DEAD_LETTERS)]
@@ -320,7 +334,7 @@ def _build_job(
     else:
         by_user = _detect(
             orders, [d for d in detectors if d.key_field == "user_id"], limits, "detect-by-user_id",
-            Redelivery(horizon_of(detectors)), measure_lag=True, parallelism=rules_n,
+            Redelivery(rules.redelivery_horizon_ms or horizon_of(detectors)), measure_lag=True, parallelism=rules_n,
         )  # fmt: skip
         # Only the first copy of an order goes on: to the device's rules and to the archive.
         orders = by_user.get_side_output(ADMITTED)
@@ -352,6 +366,33 @@ def _build_job(
     return _outputs(
         env, settings, spec, deduped, dead_streams, orders if settings.pipeline.verbose else None, on_finished, archive
     )
+
+
+def _rule_versions(
+    env: StreamExecutionEnvironment, settings: Settings, rules: RulesPlan
+) -> tuple[DataStream, DataStream]:
+    """The rules topic, read from the plan's offsets at parallelism 1 and checked as the CLI
+    checks it: valid versions as flat rows (for the sql engine's Stamper), and the refused
+    messages as `invalid_rules` dead letters."""
+    from fraudstream.flink.rules import INVALID, CheckRules, flat_type
+    from fraudstream.flink.sources import rules_source
+
+    raw = (
+        env.from_source(
+            rules_source(settings.kafka, settings.rules.topic, rules.start_offsets),
+            WatermarkStrategy.no_watermarks(),
+            "rules-kafka",
+        )
+        .uid("rules-kafka")
+        .set_parallelism(1)
+    )
+    checked = (
+        raw.process(CheckRules(Limits.from_settings(settings), settings.store.dead_letter_max_chars), flat_type())
+        .name("check-rules")
+        .uid("check-rules")
+        .set_parallelism(1)
+    )
+    return checked, checked.get_side_output(INVALID)
 
 
 def _outputs(

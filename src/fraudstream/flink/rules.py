@@ -5,7 +5,8 @@
 
 The check is `fraudstream.rules.model.from_message`, the same one the CLI uses, so the job
 accepts exactly what `fraudstream rules` would publish; the Java steps receive only
-`RuleSet.to_row()` (FLAT_FIELDS, the contract between the two). Not wired into the job yet:
+`RuleSet.to_row()` (FLAT_FIELDS, the contract between the two). `job._rule_versions` reads the
+topic into this step when the rules are live (`fraudstream.rules.live`), and
 `sql_engine.detect(..., versions=...)` takes the checked stream.
 """
 
@@ -17,9 +18,10 @@ from typing import Any
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import ProcessFunction
+from pyflink.datastream.functions import ProcessFunction, RuntimeContext
 
 from fraudstream.events.model import DeadLetter
+from fraudstream.flink.job_metrics import JobMetrics
 from fraudstream.rules.model import FLAT_FIELDS, RULES, Limits, RuleError, from_message
 
 logger = logging.getLogger(__name__)
@@ -54,10 +56,14 @@ class CheckRules(ProcessFunction):
         self.limits = limits
         self.max_chars = max_chars
 
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.metrics = JobMetrics.from_context(runtime_context)
+
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Any:
         row, dead = check(value, self.limits, self.max_chars)
         if dead is not None:
             logger.warning("rules message refused: %s", dead.detail)
+            self.metrics.dead_letter(dead.reason)
             yield INVALID, dead
             return
         assert row is not None

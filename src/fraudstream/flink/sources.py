@@ -163,6 +163,30 @@ def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Sou
     return _unstopped(builder.build())
 
 
+def rules_source(k: KafkaSettings, topic: str, start_offsets: dict[int, int]) -> Source:
+    """The rules topic as bytes, unbounded, from `start_offsets` (partition -> offset; empty:
+    the beginning). Its position is kept in the job's checkpoints, so a restored job reads on
+    from where it was, whatever `start_offsets` says; nothing is committed to a group."""
+    from fraudstream.kafka.clients import java_properties
+
+    if start_offsets:
+        start = KafkaOffsetsInitializer.offsets({KafkaTopicPartition(topic, p): o for p, o in start_offsets.items()})
+    else:
+        start = KafkaOffsetsInitializer.earliest()
+    builder = (
+        KafkaSource.builder()
+        .set_topics(topic)
+        .set_group_id(f"{k.group_id}-rules")
+        .set_client_id_prefix(f"{k.group_id}-rules")
+        .set_starting_offsets(start)
+        .set_value_only_deserializer(_raw_bytes())
+        .set_properties(java_properties(k))
+        .set_property("commit.offsets.on.checkpoint", "false")
+        .set_property("isolation.level", "read_committed")
+    )
+    return _unstopped(builder.build())
+
+
 def raw_lines(
     env: StreamExecutionEnvironment,
     spec: SourceSpec,

@@ -178,11 +178,13 @@ def alert_from_scored_candidate(detectors: dict[str, Detector], risk: RiskAlerts
     """The alert a candidate row stands for (see `candidates_sql`): an ACCOUNT_TAKEOVER from the
     order's risk and reasons, or a rule's alert marked with its order's risk (with a model)."""
     order = order_from_row(value, 2)
+    versioned = len(value) > 16  # a rule step's candidate: the version's takeover_risk and min_risk
     if value[0] == TAKEOVER:
         assert risk is not None, "an ACCOUNT_TAKEOVER candidate without a model"
-        return risk.takeover(order, value[14], orjson.loads(value[15]) if value[15] else [])
+        reasons = orjson.loads(value[15]) if value[15] else []
+        return risk.takeover(order, value[14], reasons, value[22] if versioned else None)
     alert = alert_from_candidate(detectors[value[0]], order, value[11], value[12])
-    return risk.mark(alert, value[14]) if risk is not None else alert
+    return risk.mark(alert, value[14], value[21] if versioned else None) if risk is not None else alert
 
 
 class CandidateAlert(MapFunction):
@@ -211,7 +213,8 @@ class CandidateAlert(MapFunction):
             detectors = {value[0]: detector}
         alert = alert_from_scored_candidate(detectors, self.risk, value)
         self.metrics.alert(alert)
-        return dataclasses.replace(alert, detected_at=now_ms())
+        version = value[16] if len(value) > 16 else None
+        return dataclasses.replace(alert, detected_at=now_ms(), rule_version=version)
 
 
 def _detector_for(base: Detector, threshold: float, window_ms: int, severity: str | None) -> Detector:
@@ -254,6 +257,7 @@ def detect(
     tap: bool = False,
     rule_set: RuleSet | None = None,
     versions: DataStream | None = None,
+    redelivery_horizon_ms: int | None = None,
 ) -> SqlStreams:
     """The SQL engine's part of the job, from raw records to deduplicated alerts.
 
@@ -261,7 +265,8 @@ def detect(
     `model`: the risk model (loaded from settings.model.path), or None for the rules alone.
     `tap` (tests): with a model, `scored` carries every order's features, risk and reasons.
     `rule_set`: the version in force at the start (None: the settings', version 0); `versions`:
-    later versions as flat rows (RuleRows.flatType), None when rules are not live.
+    later versions as flat rows (RuleRows.flatType), None when rules are not live;
+    `redelivery_horizon_ms`: how long re-deliveries are looked for (None: the rules' longest window).
     """
     jvm = get_gateway().jvm
     helper = jvm.io.fraudstream.flink
@@ -295,7 +300,7 @@ def detect(
     j_timely = (
         j_orders.keyBy(helper.Redelivery.UserKey())
         .process(
-            helper.Redelivery(horizon_of(detectors), settings.store.dead_letter_max_chars),
+            helper.Redelivery(redelivery_horizon_ms or horizon_of(detectors), settings.store.dead_letter_max_chars),
             helper.OrderAdmission.orderType(),
         )
         .name("redelivery")
@@ -303,16 +308,12 @@ def detect(
         .setParallelism(p.parallelism_of("redelivery"))
     )
     dead_letters = helper.OrderAdmission.DEAD_LETTERS
-    dead = (
-        DataStream(j_admitted.getSideOutput(dead_letters))
-        .union(DataStream(j_timely.getSideOutput(dead_letters)))
-        .map(_dead_letter, output_type=PICKLED)
-    )
-
-    j_scored, scored = _score(helper, settings, j_timely, model, tap)
 
     initial = rule_set if rule_set is not None else RuleSet.from_settings(settings)
-    candidates = _rule_steps(helper, settings, j_scored, initial, versions)
+    # The orders risky enough for any version's takeover_risk get their reasons.
+    explain_from = min(initial.takeover_risk, settings.rules.min_takeover_risk) if versions else initial.takeover_risk
+    j_scored, scored = _score(helper, settings, j_timely, model, tap, explain_from)
+    candidates, refused = _rule_steps(helper, settings, j_scored, initial, versions)
     row_type = candidates.getType()
     d = settings.detectors
     keep_ms = max([d.dedup_cooldown_ms, *(d.cooldown_of(rule) for rule in RULES)])
@@ -330,12 +331,20 @@ def detect(
         .name("alert-text")
         .set_parallelism(p.parallelism_of("alert-text"))
     )
+    dead = (
+        DataStream(j_admitted.getSideOutput(dead_letters))
+        .union(DataStream(j_timely.getSideOutput(dead_letters)), DataStream(refused))
+        .map(_dead_letter, output_type=PICKLED)
+    )
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
     return SqlStreams(alerts, dead, echo, DataStream(j_timely), scored)
 
 
-def _rule_steps(helper: Any, settings: Settings, j_scored: Any, initial: RuleSet, versions: DataStream | None) -> Any:
-    """The rules' candidates (RuleRows.candidateType()): the Stamper (parallelism 1) stamps each
+def _rule_steps(
+    helper: Any, settings: Settings, j_scored: Any, initial: RuleSet, versions: DataStream | None
+) -> tuple[Any, Any]:
+    """The rules' candidates (RuleRows.candidateType()) and the versions refused as stale (dead
+    letter rows, OrderAdmission.deadLetterType()). The Stamper (parallelism 1) stamps each
     version with the event time it applies from, behind the orders' watermark, and broadcasts
     it to UserRules (keyed by user) and DeviceRules (keyed by device). `versions`: the checked
     versions as flat rows (RuleRows.flatType), or None (live off: the initial version alone)."""
@@ -398,7 +407,7 @@ def _rule_steps(helper: Any, settings: Settings, j_scored: Any, initial: RuleSet
     )
     others = gateway.new_array(gateway.jvm.org.apache.flink.streaming.api.datastream.DataStream, 1)
     others[0] = devices  # union(...) takes varargs
-    return users.union(others)
+    return users.union(others), stamped.getSideOutput(rules.Stamper.REJECTED)
 
 
 def _set_parallelism_between(last: Any, first: Any, parallelism: int) -> None:
@@ -441,7 +450,12 @@ def _kind(name: str) -> str:
 
 
 def _score(
-    helper: Any, settings: Settings, j_timely: Any, model: ModelFile | None, tap: bool = False
+    helper: Any,
+    settings: Settings,
+    j_timely: Any,
+    model: ModelFile | None,
+    tap: bool = False,
+    explain_from: float | None = None,
 ) -> tuple[Any, DataStream | None]:
     """The admitted orders with `risk` and `reasons` (Java rows, ScoredRows.scoredType), and,
     with a model and `tap`, the scoring step's tap for tests. Features are computed in keyed state in the
@@ -467,7 +481,13 @@ def _score(
     m = settings.model
     n = settings.pipeline.parallelism_of("features")
     scorer = helper.RiskScorer(
-        bytearray(model.onnx), names, baseline, m.batch_size, m.takeover_risk, m.explain_top, tap
+        bytearray(model.onnx),
+        names,
+        baseline,
+        m.batch_size,
+        m.takeover_risk if explain_from is None else explain_from,
+        m.explain_top,
+        tap,
     )
     j_devices = (
         j_timely.keyBy(helper.DeviceFeatures.DeviceKey())

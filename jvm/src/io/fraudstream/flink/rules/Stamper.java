@@ -49,6 +49,7 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
     private transient boolean initialPending;
     private transient long ordersWatermark;
     private transient volatile long newest;
+    private transient JobMetrics metrics;
 
     public Stamper(Row initial, int detailMax) {
         this.initial = initial;
@@ -76,7 +77,8 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
     @Override
     public void open() throws Exception {
         super.open();
-        new JobMetrics(getMetricGroup()).gauge("rules_version", () -> newest);
+        metrics = new JobMetrics(getMetricGroup());
+        metrics.gauge("rules_version", () -> newest);
     }
 
     @Override
@@ -111,6 +113,7 @@ public class Stamper extends AbstractStreamOperator<Row> implements TwoInputStre
             String detail = "rules version " + version + " is not newer than version " + highest
                     + ", already in force: ignored";
             LOG.warn(detail);
+            metrics.deadLetter("stale_rules");
             String raw = v.toString();
             output.collect(REJECTED, new StreamRecord<>(Row.of("stale_rules", detail,
                     raw.length() > detailMax ? raw.substring(0, detailMax) : raw, System.currentTimeMillis(), null)));
