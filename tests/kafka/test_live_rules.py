@@ -239,7 +239,8 @@ def test_rule_versions_apply_at_their_event_times_across_a_kill_and_resume(kafka
     devices = {o["device_id"] for o in orders}
     assert {_subtask(u) for u in users} == {0, 1} and {_subtask(d) for d in devices} == {0, 1}
     t = [o["event_time"] for o in orders]
-    s1, s2, s3 = orders[:600], orders[600:1200], orders[1200:1800]
+    # s3 before the kill, s3b after the resume (under the restored version 2, before version 3)
+    s1, s2, s3, s3b = orders[:600], orders[600:1200], orders[1200:1500], orders[1500:1800]
     s4 = [*orders[1800:], *_sentinel(orders[-1])]
     clock = _clock_orders(s4[-1])
 
@@ -287,7 +288,7 @@ def test_rule_versions_apply_at_their_event_times_across_a_kill_and_resume(kafka
         script.stale.append(v1.to_bytes())
         script.marker(proc)
         send(kafka, _records(s3))
-        _until("alert past t[1500]", lambda: any(a["event_time"] >= t[1500] for a in script.alerts()), proc)
+        _until("alert past t[1400]", lambda: any(a["event_time"] >= t[1400] for a in script.alerts()), proc)
         assert proc.poll() is None
         kill_hard(proc)
     killed_at = max(a["event_time"] for a in script.alerts())  # the newest alert committed before the kill
@@ -296,6 +297,7 @@ def test_rule_versions_apply_at_their_event_times_across_a_kill_and_resume(kafka
     with in_own_session([*command, "--resume"], stderr=subprocess.PIPE) as (proc, lines):
         # read from the restored offsets: the message published while the job was down
         _until("the marker published while the job was down", lambda: script.seen(down_marker), proc)
+        send(kafka, _records(s3b))
         _until("alert past t[1750]", lambda: any(a["event_time"] >= t[1750] for a in script.alerts()), proc)
         floor3 = t[1750]
         script.publish_version(v3)
