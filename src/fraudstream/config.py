@@ -129,8 +129,9 @@ class RulesSettings(_Section):
 
     live: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="(not read by the job yet, docs/rules.md) read the rules topic in the job: auto = with "
-        "--source kafka and the sql engine; on = also refuse the datastream engine; off = the settings' rules only",
+        description="follow the rules topic in the running job (docs/rules.md): auto = the sql engine on an "
+        "unbounded --source kafka (a bounded run takes the newest version); on = whatever the source, other engines "
+        "refused; off = the settings' rules only",
     )
     topic: str = Field("zomato_fraud_rules", description="the compacted topic of rule versions (key: the version)")
     velocity_max_window_ms: int = Field(3_600_000, gt=0, description="velocity.window_ms can be widened up to this")

@@ -95,7 +95,7 @@ def test_resume_across_a_model_change_is_refused_in_one_line(tmp_path, scored):
     runs = tmp_path / "checkpoints" / "runs"
     runs.mkdir()
     record = {"job_id": "job-a", "started": time.time() - 30, "checkpointed": True, "state_layout": STATE_LAYOUT}
-    (runs / "job-a.json").write_text(json.dumps({**record, "scored": scored}))
+    (runs / "job-a.json").write_text(json.dumps({**record, "scored": scored, "live_rules": True}))
     flags = {"data_dir": str(tmp_path), "pipeline.source": "kafka"}
     model = {"model.path": str(tmp_path / "m.zip")}
     other = load_settings(flags={**flags, **({} if scored else model)}, environ={})

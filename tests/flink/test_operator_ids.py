@@ -11,13 +11,17 @@ import pytest
 
 import fraudstream.kafka.clients as kafka_clients
 from fraudstream.config import load_settings
+from fraudstream.flink import job
 from fraudstream.flink.job import build_job
 from fraudstream.flink.sources import SourceSpec
+from fraudstream.rules.live import RulesPlan, follows_topic
+from fraudstream.rules.model import RuleSet
 
 # Operators that keep state (by their name with the planner's numbers removed); these must keep
-# their ids. The sql engine's rules are the Stamper (stamp-rules) and the keyed rule steps.
+# their ids. The sql engine's rules are the rules topic's source and check, the Stamper
+# (stamp-rules) and the keyed rule steps.
 STATEFUL = re.compile(
-    r"^(Source: orders-kafka|admit|redelivery|device-features|user-features|score|cooldown|detect|dedup|"
+    r"^(Source: orders-kafka|Source: rules-kafka|check-rules|admit|redelivery|device-features|user-features|score|cooldown|detect|dedup|"
     r"stamp-rules|user-rules|device-rules|ConstraintEnforcer|\*anonymous_datastream_source|StreamingFileWriter|PartitionCommitter|"
     r"\w+\[\]: (Writer|Committer))"
 )
@@ -63,6 +67,10 @@ def _stateful_ids(data_dir, parallelism: int, steps: dict[str, int], **flags) ->
 )
 def test_stateful_operators_keep_their_ids_at_any_parallelism(tmp_path, monkeypatch, engine, model, variants):
     monkeypatch.setattr(kafka_clients, "check_job_topics", lambda k: PARTITIONS)
+    # No broker: the rules plan as a live job on an empty rules topic would have it.
+    monkeypatch.setattr(
+        job, "plan", lambda settings, kind: RulesPlan(RuleSet.from_settings(settings), follows_topic(settings, kind))
+    )
     flags: dict[str, object] = {"pipeline.engine": engine}
     if model:
         from tests.modelkit import tiny_model
@@ -73,7 +81,7 @@ def test_stateful_operators_keep_their_ids_at_any_parallelism(tmp_path, monkeypa
     first_key, first = next(iter(seen.items()))
     assert len(first) >= (6 if engine == "sql" else 4), first  # the stateful steps were found
     if engine == "sql":
-        assert {"stamp-rules", "user-rules", "device-rules"} <= first.keys(), first
+        assert {"Source: rules-kafka", "stamp-rules", "user-rules", "device-rules"} <= first.keys(), first
     for key, ids in seen.items():
         changed = {k: (first.get(k), v) for k, v in ids.items() if first.get(k) != v}
         assert ids.keys() == first.keys() and not changed, f"{key} vs {first_key}: {changed}"

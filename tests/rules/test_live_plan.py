@@ -3,9 +3,13 @@ the topic's reads are plain functions returning a History."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
-from fraudstream.config import Settings
+from fraudstream.config import Settings, load_settings
+from fraudstream.flink.checkpoints import STATE_LAYOUT, OtherSteps, resume_point
 from fraudstream.rules import live
 from fraudstream.rules.model import Limits, RuleSet
 from fraudstream.rules.topic import History
@@ -24,18 +28,18 @@ def _history(settings: Settings) -> History:
     ("flags", "source", "expected"),
     [
         ({}, "kafka", "live"),
-        ({"kafka.bounded": True}, "kafka", "latest"),
+        ({"kafka.bounded": True}, "kafka", "live"),  # up to the topic's end, then it ends with its input
         ({}, "generator", "settings"),
-        ({}, "file", "settings"),
+        ({}, "file", "settings"),  # replays and backtests: the rules they are given
         ({"rules.live": "off"}, "kafka", "settings"),
         ({"rules.live": "on"}, "generator", "live"),
-        ({"rules.live": "on", "kafka.bounded": True}, "kafka", "latest"),
         ({"pipeline.engine": "datastream"}, "kafka", "settings"),
         ({"pipeline.engine": "datastream", "rules.live": "off"}, "kafka", "settings"),
     ],
 )
 def test_what_each_mode_engine_and_source_wants(flags, source, expected):
     assert live.wanted(_settings(**flags), source) == expected
+    assert live.follows_topic(_settings(**flags), source) == (expected == "live")
 
 
 def test_live_on_with_an_engine_that_cannot_apply_versions_is_one_line():
@@ -43,15 +47,8 @@ def test_live_on_with_an_engine_that_cannot_apply_versions_is_one_line():
         live.wanted(_settings(**{"pipeline.engine": "datastream", "rules.live": "on"}), "kafka")
 
 
-def test_a_bounded_run_keeps_the_newest_version_and_a_file_run_the_settings(monkeypatch):
-    s = _settings(**{"kafka.bounded": True})
-    got = live.plan(s, "kafka", read=_history)
-    assert (got.initial.version, got.initial.rules["velocity"].threshold, got.live) == (1, 5, False)
-    # a version may widen a window up to its maximum: ids are remembered that long
-    assert got.redelivery_horizon_ms == 2 * 3_600_000
-    got = live.plan(s, "kafka", read=lambda s: History())
-    assert (got.initial.version, got.redelivery_horizon_ms) == (0, None)  # the settings' rules: their windows
-    got = live.plan(s, "file", read=_history)
+def test_a_file_run_keeps_the_settings_rules_whatever_the_topic_holds():
+    got = live.plan(_settings(), "file", read=_history)
     assert (got.initial.version, got.live, got.redelivery_horizon_ms) == (0, False, None)
 
 
@@ -72,3 +69,21 @@ def test_the_datastream_engine_says_when_a_published_version_is_not_applied():
     assert (got.initial.version, got.live) == (0, False)
     assert got.note is not None and "version 1" in got.note and "not applied" in got.note
     assert live.plan(s, "kafka", read=lambda s: History()).note is None
+
+
+@pytest.mark.parametrize("followed", [True, False])
+def test_resume_across_a_change_of_rules_live_is_refused_in_one_line(tmp_path, followed):
+    """A run that followed the rules topic has its source and check steps in its checkpoints: a
+    run without them (rules.live=off) cannot map that state, nor the reverse; said before Flink starts."""
+    point = tmp_path / "checkpoints" / "job-a" / "chk-4"
+    point.mkdir(parents=True)
+    (point / "_metadata").write_bytes(b"x")
+    (tmp_path / "checkpoints" / "runs").mkdir()
+    record = {"job_id": "job-a", "started": time.time() - 30, "checkpointed": True, "state_layout": STATE_LAYOUT}
+    (tmp_path / "checkpoints" / "runs" / "job-a.json").write_text(json.dumps({**record, "live_rules": followed}))
+    flags = {"data_dir": str(tmp_path), "pipeline.source": "kafka"}
+    other = load_settings(flags={**flags, "rules.live": "off" if followed else "auto"}, environ={})
+    with pytest.raises(OtherSteps, match=("followed" if followed else "did not follow") + " the rules topic"):
+        resume_point(other)
+    same = load_settings(flags={**flags, "rules.live": "auto" if followed else "off"}, environ={})
+    assert resume_point(same) == point

@@ -45,7 +45,10 @@ def test_set_show_history_revert_round_trip_and_refusals(kafka, tmp_path, capsys
 
     code, out, err = run("set", "velocity.threshold=5", "geo.severity=low", "--no-backtest", "--yes", "--comment", "c1")
     assert code == 0, err
-    assert out.strip().splitlines()[-1] == "published version 2; the job does not apply versions yet: see docs/rules.md"
+    assert out.strip().splitlines()[-1] == (
+        "published version 2; live jobs (sql engine, --source kafka) apply it from the event time their orders "
+        "have reached"
+    )
     code, out, _ = run("set", "high_value.enabled=off", "--no-backtest", "--yes", "--json")
     assert code == 0 and orjson.loads(out)["version"] == 3 and orjson.loads(out)["published"] is True
 

@@ -21,7 +21,9 @@ from fraudstream.cli.options import Group
 from fraudstream.config import Settings
 from fraudstream.rules.model import Limits, NothingChanges, RuleError, RuleSet, show_value
 
-NOT_APPLIED = "the job does not apply versions yet: see docs/rules.md"
+# What a running job does with a published version (docs/rules.md, "In the running job").
+APPLIED = "live jobs (sql engine, --source kafka) apply it from the event time their orders have reached"
+APPLIED_AT = "live jobs (sql engine, --source kafka) apply it from event time {at}"
 
 
 @click.group("rules", cls=Group)
@@ -289,4 +291,5 @@ def _go(ctx: click.Context, settings: Settings, candidate: RuleSet, effective_fr
     result["published"] = True
     if as_json:
         click.echo(_json(result))
-    click.echo(f"published version {candidate.version}; {NOT_APPLIED}", err=as_json)
+    applied = APPLIED if at is None else APPLIED_AT.format(at=_ms(at))
+    click.echo(f"published version {candidate.version}; {applied}", err=as_json)

@@ -30,6 +30,7 @@ from pyflink.common import Configuration
 
 from fraudstream.config import Settings
 from fraudstream.errors import UserFacingError
+from fraudstream.rules.live import follows_topic
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class RunRecord:
     state_layout: int = 1
     # The job scored orders with a model (model.path set): its graph has the scoring steps
     scored: bool = False
+    # The job followed the rules topic (fraudstream.rules.live): its graph has the topic's source
+    live_rules: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -236,6 +239,7 @@ def configure(
             transaction_timeout_ms=settings.kafka.transaction_timeout_ms,
             state_layout=STATE_LAYOUT,
             scored=scores(settings),
+            live_rules=follows_topic(settings, "kafka"),
         )
         _current.save()
 
@@ -357,6 +361,13 @@ def check_layout(point: Path, writer: RunRecord | None, settings: Settings | Non
                 f"{point} was written by a run {had} a risk model, and this run is {has} one: their steps "
                 "differ, so its state does not restore here; run with the same --model (model.path) "
                 "as that run, or start afresh without --resume or --from-savepoint"
+            )
+        if settings is not None and writer is not None and writer.live_rules != follows_topic(settings, "kafka"):
+            had, has = ("followed", "does not follow") if writer.live_rules else ("did not follow", "follows")
+            raise OtherSteps(
+                f"{point} was written by a run that {had} the rules topic, and this run {has} it "
+                "(rules.live, the engine): their steps differ, so its state does not restore here; run with "
+                "the same rules.live as that run, or start afresh without --resume or --from-savepoint"
             )
         return
     if layout < STATE_LAYOUT:

@@ -281,7 +281,12 @@ def _build_job(
         from fraudstream.flink import sql_engine
 
         charset = {"kafka": None, "file": "ISO-8859-1", "generator": "UTF-8"}[spec.kind]
-        versions, refused = _rule_versions(env, settings, rules) if rules.live else (None, None)
+        bounded = (
+            (spec.kind == "kafka" and settings.kafka.bounded)
+            or spec.kind == "file"
+            or (spec.kind == "generator" and settings.generator.count is not None)
+        )
+        versions, refused = _rule_versions(env, settings, rules, bounded) if rules.live else (None, None)
         streams = sql_engine.detect(
             env, settings, lines, readers, charset, max_future, model, scored, rules.initial, versions,
             rules.redelivery_horizon_ms,
@@ -369,17 +374,17 @@ def _build_job(
 
 
 def _rule_versions(
-    env: StreamExecutionEnvironment, settings: Settings, rules: RulesPlan
+    env: StreamExecutionEnvironment, settings: Settings, rules: RulesPlan, bounded: bool = False
 ) -> tuple[DataStream, DataStream]:
-    """The rules topic, read from the plan's offsets at parallelism 1 and checked as the CLI
-    checks it: valid versions as flat rows (for the sql engine's Stamper), and the refused
-    messages as `invalid_rules` dead letters."""
+    """The rules topic, read from the plan's offsets at parallelism 1 (`bounded`: up to them, for a
+    run that ends with its input) and checked as the CLI checks it: valid versions as flat rows
+    (for the sql engine's Stamper), and the refused messages as `invalid_rules` dead letters."""
     from fraudstream.flink.rules import INVALID, CheckRules, flat_type
     from fraudstream.flink.sources import rules_source
 
     raw = (
         env.from_source(
-            rules_source(settings.kafka, settings.rules.topic, rules.start_offsets),
+            rules_source(settings.kafka, settings.rules.topic, rules.start_offsets, bounded),
             WatermarkStrategy.no_watermarks(),
             "rules-kafka",
         )

@@ -163,10 +163,11 @@ def kafka_source(k: KafkaSettings, stop_at: dict[int, int] | None = None) -> Sou
     return _unstopped(builder.build())
 
 
-def rules_source(k: KafkaSettings, topic: str, start_offsets: dict[int, int]) -> Source:
-    """The rules topic as bytes, unbounded, from `start_offsets` (partition -> offset; empty:
-    the beginning). Its position is kept in the job's checkpoints, so a restored job reads on
-    from where it was, whatever `start_offsets` says; nothing is committed to a group."""
+def rules_source(k: KafkaSettings, topic: str, start_offsets: dict[int, int], bounded: bool = False) -> Source:
+    """The rules topic as bytes from `start_offsets` (partition -> offset; empty: the beginning).
+    Its position is kept in the job's checkpoints, so a restored job reads on from where it was,
+    whatever `start_offsets` says; nothing is committed to a group. `bounded` (a run that ends with
+    its input): it stops at `start_offsets`, after what a restored position had still to read."""
     from fraudstream.kafka.clients import java_properties
 
     if start_offsets:
@@ -184,6 +185,10 @@ def rules_source(k: KafkaSettings, topic: str, start_offsets: dict[int, int]) ->
         .set_property("commit.offsets.on.checkpoint", "false")
         .set_property("isolation.level", "read_committed")
     )
+    if bounded:
+        stops = start_offsets or {0: 0}
+        ends = {KafkaTopicPartition(topic, p): o for p, o in stops.items()}
+        return _restartable(builder.set_bounded(KafkaOffsetsInitializer.offsets(ends)).build(), stops)
     return _unstopped(builder.build())
 
 

@@ -1,36 +1,29 @@
-"""The SQL engine: parsing, event time and the four rules run inside the JVM.
+"""The sql engine: parsing, event time and the rules run inside the JVM.
 
     raw bytes -> OrderAdmission (Java: parse, validate, late?) -> event time + watermarks
       -> Redelivery (Java, keyed by user: re-deliveries and orders behind the combined watermark)
-      -> Flink SQL: one OVER window per rule, each keyed by user or device
-      -> rule candidates (a few per cent of the orders) -> cooldown (Java)
+      -> [with a model: DeviceFeatures -> UserFeatures -> RiskScorer]
+      -> UserRules (keyed by user: velocity, high value, geo, takeover) | DeviceRules (keyed by device)
+         each under the rules version in force at the order's event time (broadcast from the Stamper)
+      -> rule candidates (a few per cent of the orders) -> Cooldown (Java, per version's cooldown)
       -> Python: the alert's text and details, for the alerts that pass
 
-Python operators cost a JVM-to-Python crossing and a pickle per record; here only the
-rules' candidates cross. The rules are the same definitions as the Python detectors
-(`fraudstream.detectors`), written as OVER aggregates whose event-time semantics match:
+Python operators cost a JVM-to-Python crossing and a pickle per record; here only the rules'
+candidates (and the rare rules-topic message) cross. The rule steps (jvm/src/.../rules) implement
+the same definitions as the Python detectors (`fraudstream.detectors`), in event time:
 
-- velocity: COUNT(*) over the user's orders in (t - w, t];
-- device sharing: the distinct users of the device in (t - w, t] (DISTINCT_LATEST, Java);
-- geo anomaly: the user's cities seen strictly before t in (t - w, t) (LATEST_BEFORE, Java:
-  an OVER frame always ends at the current row, peers included, so "before" needs a UDAF);
-  both give a count and a bounded map, the newest `detectors.detail_list_max` (+1) values, so
-  a row costs O(log n + cap) however many users share a device;
-- high value: a filter.
+- velocity: the user's orders in (t - w, t];
+- device sharing: the distinct users of the device in (t - w, t], the newest
+  `detectors.detail_list_max` (+1) of them with their latest times;
+- geo anomaly: the user's cities seen strictly before t in (t - w, t);
+- high value: an amount above the threshold;
+- ACCOUNT_TAKEOVER (with a model): risk at or above the version's takeover_risk.
 
-The alert itself (its text and details) stays in Python, in the detectors' own code, so both
-engines emit identical alerts; the cooldown is the same rule in Java (`Cooldown.java`).
-
-With a model (model.path), every order is scored before the rules see it, in the JVM too:
-
-    -> key by device: DeviceFeatures -> key by user: UserFeatures (the behavioural features in
-       keyed state, `fraudstream.features.history` line by line in Java, each key's orders in
-       sort_key order once the watermark passes them)
-    -> RiskScorer (chained: ONNX Runtime on batches of model.batch_size; reasons for the risky)
-
-and `admitted` gains `risk` and `reasons` (NULL without a model, so the SQL and its state are
-the same either way). ACCOUNT_TAKEOVER is one more candidate branch (risk >= takeover_risk),
-through the same cooldown; every candidate carries its order's risk, which marks rule alerts.
+Each step keeps its history for the rule's maximum window (rules.*_max_window_ms), so a version may
+widen a window (docs/rules.md). The versions come from `RuleSet.to_row()` rows: the initial one, and
+with live rules those read from the rules topic (`fraudstream.flink.rules`). The alert itself (its
+text and details) stays in Python, in the detectors' own code configured as the candidate's version,
+so both engines emit identical alerts; the cooldown is the same rule in Java (`Cooldown.java`).
 """
 
 from __future__ import annotations
@@ -38,7 +31,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +56,6 @@ from fraudstream.rules.model import FLAT_FIELDS, RULES, RuleSet
 logger = logging.getLogger(__name__)
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
-# What every candidate ends with: when its order entered the pipeline, and the order's risk.
-_TAIL = "appended_at, risk, reasons"
-_ORDER_COLUMNS = "transaction_id, user_id, device_id, restaurant_id, amount, city, payment_method, event_time, behavior"
 
 
 @dataclass(frozen=True)
@@ -77,68 +66,6 @@ class SqlStreams:
     archive_rows: DataStream  # the orders the rules saw, as rows with the record as received (`raw`, archive on)
     # With a model: each order's (transaction_id, features, risk, reasons) as Java rows, for tests
     scored: DataStream | None = None
-
-
-def interval(ms: int) -> str:
-    """A SQL day-to-second interval of `ms` milliseconds."""
-    days, rest = divmod(ms, 86_400_000)
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds, millis = divmod(rest, 1_000)
-    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
-
-
-def _window(key: str, window_ms: int) -> str:
-    # RANGE n PRECEDING keeps rows with t - ts <= n: (t - w, t] on millisecond times.
-    return (
-        f"PARTITION BY {key} ORDER BY rowtime RANGE BETWEEN {interval(max(window_ms - 1, 0))} PRECEDING AND CURRENT ROW"
-    )
-
-
-def candidates_sql(detectors: list[Detector], takeover_risk: float | None = None) -> str:
-    """One SELECT per rule over the `orders` view, as (alert_type, key, order..., n, m, appended_at,
-    risk, reasons); with `takeover_risk`, one more for ACCOUNT_TAKEOVER (the orders that risky)."""
-    branches = []
-    for d in detectors:
-        t = d.alert_type
-        if t == "VELOCITY_FRAUD":
-            src = f"(SELECT *, COUNT(*) OVER ({_window('user_id', d.window_ms)}) AS n FROM orders)"
-            branches.append(
-                f"SELECT '{t}' AS alert_type, user_id AS k, {_ORDER_COLUMNS}, n, "
-                f"CAST(NULL AS MAP<STRING, BIGINT>) AS m, {_TAIL} FROM {src} WHERE n > {int(d.threshold)}"
-            )
-        elif t == "DEVICE_SHARING_FRAUD":
-            src = (
-                f"(SELECT *, DISTINCT_LATEST(user_id, event_time, {int(d.list_max)}) "
-                f"OVER ({_window('device_id', d.window_ms)}) AS a FROM orders) AS s"
-            )
-            branches.append(
-                f"SELECT '{t}', device_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, {_TAIL} FROM {src} "
-                f"WHERE s.a.n > {int(d.threshold)}"
-            )
-        elif t == "HIGH_VALUE_FRAUD":
-            branches.append(
-                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>), "
-                f"{_TAIL} FROM orders WHERE amount > {float(d.threshold)!r}"
-            )
-        elif t == "GEO_ANOMALY_FRAUD":
-            src = (
-                f"(SELECT *, LATEST_BEFORE(city, event_time, {int(d.list_max)}) "
-                f"OVER ({_window('user_id', d.window_ms)}) AS a FROM orders) AS s"
-            )
-            # s.a.m holds the row's own city whenever it is among the s.a.n cities before it.
-            branches.append(
-                f"SELECT '{t}', user_id, {_ORDER_COLUMNS}, s.a.n, s.a.m, {_TAIL} FROM {src} "
-                "WHERE s.a.n > 1 OR (s.a.n = 1 AND s.a.m[city] IS NULL)"
-            )
-        else:
-            raise ValueError(f"the sql engine has no rule for {t}: run it with --engine datastream")
-    if takeover_risk is not None:
-        branches.append(
-            f"SELECT '{TAKEOVER}', user_id, {_ORDER_COLUMNS}, CAST(NULL AS BIGINT), CAST(NULL AS MAP<STRING, BIGINT>), "
-            f"{_TAIL} FROM orders WHERE risk >= {float(takeover_risk)!r}"
-        )
-    return "\nUNION ALL\n".join(branches)
 
 
 def order_from_row(row: Any, offset: int = 0) -> Order:
@@ -175,7 +102,7 @@ def alert_from_candidate(detector: Detector, order: Order, n: int | None, m: dic
 
 
 def alert_from_scored_candidate(detectors: dict[str, Detector], risk: RiskAlerts | None, value: Any) -> Alert:
-    """The alert a candidate row stands for (see `candidates_sql`): an ACCOUNT_TAKEOVER from the
+    """The alert a candidate row stands for (RuleRows.candidateType()): an ACCOUNT_TAKEOVER from the
     order's risk and reasons, or a rule's alert marked with its order's risk (with a model)."""
     order = order_from_row(value, 2)
     versioned = len(value) > 16  # a rule step's candidate: the version's takeover_risk and min_risk
@@ -408,45 +335,6 @@ def _rule_steps(
     others = gateway.new_array(gateway.jvm.org.apache.flink.streaming.api.datastream.DataStream, 1)
     others[0] = devices  # union(...) takes varargs
     return users.union(others), stamped.getSideOutput(rules.Stamper.REJECTED)
-
-
-def _set_parallelism_between(last: Any, first: Any, parallelism: int) -> None:
-    """The SQL part's steps (the transformations after `first` up to `last`) at `parallelism`,
-    each with a fixed uid.
-
-    The planner gives its operators the parallelism of their input or of the environment, not
-    `table.exec.resource.default-parallelism` of the table environment (measured with Flink
-    2.2.1), so the rules' step is set on its transformations directly. It gives them no uid
-    either: their ids came from the graph's shape, chaining included, so the OVER windows'
-    state written with `rules` at its own parallelism did not restore at a uniform one (or the
-    reverse). Named in the order the planner made them (the same program makes them in the
-    same order), by kind: `sql-rules-3-overaggregate`."""
-    stop = first.getId()
-    seen: dict[int, Any] = {}
-    todo = [last]
-    while todo:
-        t = todo.pop()
-        if t.getId() == stop or t.getId() in seen:
-            continue
-        seen[t.getId()] = t
-        t.setParallelism(parallelism)
-        todo.extend(t.getInputs())
-    n = 0
-    for _, t in sorted(seen.items()):
-        if str(t.getClass().getSimpleName()) in _VIRTUAL or t.getUid() is not None:
-            continue  # an exchange or a union (no operator of their own), or one of ours
-        t.setUid(f"sql-rules-{n}-{_kind(str(t.getName()))}")
-        n += 1
-
-
-_VIRTUAL = ("PartitionTransformation", "UnionTransformation")
-
-
-def _kind(name: str) -> str:
-    """`OverAggregate[4]` -> `overaggregate`, `*anonymous_datastream_source$1*[1]` -> `anonymous_datastream_source`:
-    the planner's numbers count per process and table environment, not per job."""
-    found = re.search(r"[A-Za-z][A-Za-z_]*", name)
-    return found.group(0).lower() if found else "step"
 
 
 def _score(

@@ -4,13 +4,14 @@ Decided once in the driver, before the job graph is built (`plan`), from `rules.
 engine and the source:
 
 - off: the settings' rules (version 0), the topic is not read;
-- auto: the sql engine on an unbounded Kafka source follows the topic (live); a bounded Kafka
-  run takes the newest version on the topic as it starts, and keeps it; other sources (the
-  generator, a file: replays and backtests) use the settings' rules;
-- on: follow the topic whatever the source; an engine that cannot apply versions is refused.
+- auto: the sql engine on a Kafka source follows the topic; other sources (the generator, a
+  file: replays and backtests) and other engines use the settings' rules;
+- on: the sql engine follows the topic whatever the source; other engines are refused.
 
-A live job starts with the newest version on the topic and reads the topic from its end
-offsets as read here, so a version published while the graph is built is not missed.
+A job that follows the topic starts with the newest version on it and reads on from the end
+offsets read here, so a version published while the graph is built is not missed; a bounded run
+reads the topic up to those offsets, then ends with its input (`job._rule_versions`). Whether a
+run followed the topic is in its run record: its checkpoints have the rules steps' state.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from fraudstream.config import Settings
 from fraudstream.errors import UserFacingError
+from fraudstream.kafka.clients import KafkaUnavailable
 from fraudstream.rules.model import RuleSet
 from fraudstream.rules.topic import History, ensure_rules_topic, read_history
 
@@ -41,27 +43,28 @@ class RulesPlan:
     start_offsets: dict[int, int] = field(default_factory=dict)  # where a live job's rules source starts
     note: str | None = None  # one line for the operator, when the rules are not what they may expect
     # How long the re-delivery check remembers an order's id: None, the settings' rules' longest
-    # window; with rules from the topic, the longest window any version may have (rules.*_max_window_ms)
+    # window; following the topic, the longest window any version may have (rules.*_max_window_ms)
     redelivery_horizon_ms: int | None = None
 
 
 def wanted(settings: Settings, source_kind: str) -> str:
-    """'live', 'latest' (the topic's newest version, fixed) or 'settings' (version 0), before any IO."""
+    """'live' (follow the topic) or 'settings' (version 0), before any IO; LiveRulesRefused for
+    rules.live=on with an engine that cannot apply versions."""
     mode, engine = settings.rules.live, settings.pipeline.engine
-    if mode == "off":
-        return "settings"
-    if engine != LIVE_ENGINE:
-        if mode == "on":
-            raise LiveRulesRefused(
-                f"rules.live=on needs --engine {LIVE_ENGINE}: the {engine} engine cannot change rules while it runs "
-                "(use --engine sql, or rules.live=auto to run the settings' rules)"
-            )
-        return "settings"
-    if mode == "on":
-        return "latest" if source_kind == "kafka" and settings.kafka.bounded else "live"
-    if source_kind != "kafka":
-        return "settings"
-    return "latest" if settings.kafka.bounded else "live"
+    if mode == "on" and engine != LIVE_ENGINE:
+        raise LiveRulesRefused(
+            f"rules.live=on needs --engine {LIVE_ENGINE}: the {engine} engine cannot change rules while it runs "
+            "(use --engine sql, or rules.live=auto to run the settings' rules)"
+        )
+    return "live" if follows_topic(settings, source_kind) else "settings"
+
+
+def follows_topic(settings: Settings, source_kind: str) -> bool:
+    """Whether a run of these settings reads the rules topic (and has the rule steps' state for it)."""
+    mode = settings.rules.live
+    if settings.pipeline.engine != LIVE_ENGINE or mode == "off":
+        return False
+    return mode == "on" or source_kind == "kafka"
 
 
 def plan(settings: Settings, source_kind: str, read: Callable[[Settings], History] = read_history) -> RulesPlan:
@@ -71,25 +74,25 @@ def plan(settings: Settings, source_kind: str, read: Callable[[Settings], Histor
     if how == "settings":
         note = None
         if settings.rules.live == "auto" and source_kind == "kafka" and settings.pipeline.engine != LIVE_ENGINE:
-            latest = read(settings).latest
+            try:
+                latest = read(settings).latest
+            except KafkaUnavailable:
+                latest = None  # the job says so itself, in its own words
             if latest is not None:
                 note = (
                     f"the {settings.pipeline.engine} engine runs the settings' rules: version {latest.version} on "
                     f"{settings.rules.topic} is not applied (use --engine {LIVE_ENGINE} for live rules)"
                 )
         return RulesPlan(base, live=False, note=note)
-    if how == "live":
-        ensure_rules_topic(settings)
+    ensure_rules_topic(settings)
     history = read(settings)
-    initial = history.latest or base
     for offset, reason in history.rejected:
         logger.warning("rules topic %s offset %d refused: %s", settings.rules.topic, offset, reason)
-    follows = how == "live" or history.latest is not None
     return RulesPlan(
-        initial,
-        live=how == "live",
+        history.latest or base,
+        live=True,
         start_offsets=dict(history.end_offsets),
-        redelivery_horizon_ms=longest_window_ms(settings) if follows else None,
+        redelivery_horizon_ms=longest_window_ms(settings),
     )
 
 
