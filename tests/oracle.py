@@ -22,9 +22,8 @@ from fraudstream.config import DetectorSettings, RulesSettings
 
 _D = DetectorSettings()  # the oracle judges the configured defaults unless told otherwise
 _R = RulesSettings()
-# Once the job applies rule versions live (issue 17, not wired in yet), re-deliveries are judged
-# over the longest window a rule may be widened to; today the job judges them over the rules'
-# longest window (`Params.horizon_ms`), and so does the oracle unless told this one.
+# The job judges re-deliveries over the longest window a rules version may widen a rule to
+# (events.redelivery.redelivery_horizon), whatever the rules in force; so does the oracle.
 REDELIVERY_HORIZON_MS = max(_R.velocity_max_window_ms, _R.device_sharing_max_window_ms, _R.geo_max_window_ms)
 
 
@@ -38,7 +37,7 @@ class Params:
     geo_window_ms: int = _D.geo_window_ms
     cooldown_ms: int = _D.dedup_cooldown_ms
     detail_list_max: int = _D.detail_list_max
-    redelivery_horizon_ms: int | None = None  # how long an admitted id is remembered; None: horizon_ms
+    redelivery_horizon_ms: int | None = None  # how long an admitted id is remembered; None: REDELIVERY_HORIZON_MS
 
     @property
     def horizon_ms(self) -> int:
@@ -61,10 +60,10 @@ def redeliveries(orders: list[dict], p: Params = Params(), horizon_ms: int | Non
     """Positions (in `orders`, i.e. arrival order) of the copies the job must reject as
     `duplicate`: by event time, then arrival, an order is a re-delivery when an order with
     its user and id was admitted in the horizon before it (t - horizon, t]. The horizon:
-    `horizon_ms`, else `p.redelivery_horizon_ms`, else the rules' longest window."""
+    `horizon_ms`, else `p.redelivery_horizon_ms`, else REDELIVERY_HORIZON_MS."""
     horizon = horizon_ms if horizon_ms is not None else p.redelivery_horizon_ms
     if horizon is None:
-        horizon = p.horizon_ms
+        horizon = REDELIVERY_HORIZON_MS
     admitted: dict[tuple[str, str], list[int]] = defaultdict(list)
     out = []
     for i in sorted(range(len(orders)), key=lambda i: orders[i]["event_time"]):

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import random
 
+from tests.oracle import REDELIVERY_HORIZON_MS
+
 MIN = 60_000
 
 
 def with_redeliveries(
-    events: list[dict], rng: random.Random, every: int = 100, horizon_ms: int = 30 * MIN, bound_ms: int = 5_000
+    events: list[dict],
+    rng: random.Random,
+    every: int = 100,
+    horizon_ms: int = REDELIVERY_HORIZON_MS,
+    bound_ms: int = 5_000,
 ) -> list[dict]:
     """`events` (in arrival order) with a copy of every `every`-th order, four kinds in turn:
 

@@ -7,14 +7,14 @@ import random
 
 import orjson
 
-from fraudstream.config import DetectorSettings
+from fraudstream.config import DetectorSettings, RulesSettings
 from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.detectors.replay import deduplicate, first_copies, replay, run_detector
 from fraudstream.events import parse_record
-from fraudstream.events.redelivery import Redelivery, horizon_of
+from fraudstream.events.redelivery import Redelivery, horizon_of, redelivery_horizon
 from fraudstream.generator import OrderGenerator
 from tests.conftest import BASE, MIN, make_order
-from tests.oracle import Params, expected_alerts, redeliveries
+from tests.oracle import REDELIVERY_HORIZON_MS, Params, expected_alerts, redeliveries
 from tests.redeliveries import with_redeliveries
 
 HORIZON = 30 * MIN
@@ -92,6 +92,10 @@ def test_the_horizon_is_the_longest_rule_window():
     d = DetectorSettings()
     assert horizon_of(build_detectors(d)) == max(d.velocity_window_ms, d.device_sharing_window_ms, d.geo_window_ms)
     assert Params.of(d).horizon_ms == horizon_of(build_detectors(d))
+    # the job's: the longest window any rules version may have, which the oracle judges by too
+    r = RulesSettings()
+    assert redelivery_horizon(r) == max(r.velocity_max_window_ms, r.geo_max_window_ms) == REDELIVERY_HORIZON_MS
+    assert redelivery_horizon(r) >= horizon_of(build_detectors(d))
 
 
 def test_three_orders_and_a_redelivery_raise_no_velocity_alert():
@@ -111,7 +115,7 @@ def test_replay_with_redeliveries_matches_the_oracle():
     dropped = redeliveries(mixed)
     assert len(dropped) > 60
     orders = [parse_record(orjson.dumps(r)) for r in mixed]
-    kept = first_copies(orders, Redelivery(Params().horizon_ms))
+    kept = first_copies(orders, Redelivery(REDELIVERY_HORIZON_MS))
     assert len(kept) == len(mixed) - len(dropped)
     detectors = build_detectors(DetectorSettings())
     got = replay(orders, detectors, AlertDeduplicator())

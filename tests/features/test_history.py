@@ -11,11 +11,10 @@ import orjson
 import pytest
 
 from fraudstream.config import Settings
-from fraudstream.detectors import build_detectors
 from fraudstream.detectors.replay import first_copies
 from fraudstream.events.model import Order
 from fraudstream.events.parse import parse_record
-from fraudstream.events.redelivery import Redelivery, horizon_of
+from fraudstream.events.redelivery import Redelivery, redelivery_horizon
 from fraudstream.features import FEATURES, DeviceHistory, FeatureSpec, UserHistory, device_step, user_step
 from fraudstream.features.replay import feature_rows
 from fraudstream.generator import OrderGenerator
@@ -146,7 +145,7 @@ def test_the_features_of_a_generated_stream_equal_a_brute_force_oracle() -> None
     orders = [parse_record(orjson.dumps(e)) for e in gen.orders(2_500)]
     rng = random.Random(1)
     rng.shuffle(orders)  # arrival order must not matter
-    orders = first_copies(orders, Redelivery(horizon_of(build_detectors(Settings().detectors))))
+    orders = first_copies(orders, Redelivery(redelivery_horizon(Settings().rules)))
     expected = _oracle(orders, spec)
     got = vector(orders, spec)
     assert len(got) == len(expected) == len(orders)

@@ -74,10 +74,11 @@ def _kafka_settings(tmp_path, **kafka):
 
 def _run(tmp_path, job: str, started: float, **fields) -> None:
     """A run record as `fraudstream run` leaves it beside the checkpoints (this version's
-    state layout unless `fields` say otherwise; state_layout=None: a record without it)."""
+    state layout, of a run that followed the rules topic as the defaults on Kafka do, unless
+    `fields` say otherwise; state_layout=None: a record without it)."""
     runs = tmp_path / "checkpoints" / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    record = {"job_id": job, "started": started, "state_layout": STATE_LAYOUT, **fields}
+    record = {"job_id": job, "started": started, "state_layout": STATE_LAYOUT, "live_rules": True, **fields}
     if record["state_layout"] is None:
         del record["state_layout"]
     (runs / f"{job}.json").write_text(json.dumps(record))

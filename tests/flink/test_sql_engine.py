@@ -1,5 +1,5 @@
-"""The SQL engine's pure parts (no Flink): intervals, the rules' SQL, and alerts built from
-the facts SQL computes, which must equal the Python detectors' own alerts."""
+"""The sql engine's pure parts (no Flink): alerts built from the facts the JVM rule steps
+compute, which must equal the Python detectors' own alerts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fraudstream.detectors.geo_anomaly import GeoAnomalyDetector
 from fraudstream.detectors.high_value import HighValueDetector
 from fraudstream.detectors.velocity import VelocityDetector
 from fraudstream.events.model import Order
-from fraudstream.flink.sql_engine import alert_from_candidate, candidates_sql, interval
+from fraudstream.flink.sql_engine import alert_from_candidate
 
 MIN = 60_000
 
@@ -23,11 +23,6 @@ def _replay(detector, orders):
     for o in orders:
         alerts = detector.evaluate(state, [o])
     return alerts
-
-
-def test_intervals_are_exact_to_the_millisecond():
-    assert interval(299_999) == "INTERVAL '0 00:04:59.999' DAY TO SECOND(3)"
-    assert interval(90_061_001) == "INTERVAL '1 01:01:01.001' DAY TO SECOND(3)"
 
 
 def test_velocity_alert_from_its_count_equals_the_detectors():
@@ -76,15 +71,3 @@ def test_high_value_alert_equals_the_detectors():
     d = HighValueDetector(threshold=1500.0)
     o = _order("a", 0, amount=2000.0)
     assert alert_from_candidate(d, o, None, None) == _replay(d, [o])[0]
-
-
-def test_the_sql_has_one_branch_per_configured_rule_with_its_thresholds():
-    sql = candidates_sql([VelocityDetector(threshold=7, window_ms=5 * MIN), HighValueDetector(threshold=99.5)])
-    assert sql.count("UNION ALL") == 1
-    assert "n > 7" in sql and "amount > 99.5" in sql
-    assert interval(5 * MIN - 1) in sql
-
-
-def test_the_window_aggregates_are_told_the_cap():
-    sql = candidates_sql([DeviceSharingDetector(list_max=7), GeoAnomalyDetector(list_max=9)])
-    assert "DISTINCT_LATEST(user_id, event_time, 7)" in sql and "LATEST_BEFORE(city, event_time, 9)" in sql

@@ -15,9 +15,8 @@ import time
 import orjson
 import pytest
 
-from fraudstream.config import DetectorSettings
-from fraudstream.detectors import build_detectors
-from fraudstream.events.redelivery import horizon_of
+from fraudstream.config import RulesSettings
+from fraudstream.events.redelivery import redelivery_horizon
 from tests.flink.conftest import run_file, write_lines
 
 
@@ -31,7 +30,7 @@ def order(tx: str, t: int, amount: float) -> dict:
 @pytest.mark.flink
 @pytest.mark.parametrize("engine", ["datastream", "sql"])
 def test_an_order_at_the_keys_cleanup_time_is_evaluated(tmp_path, engine):
-    horizon = horizon_of(build_detectors(DetectorSettings()))
+    horizon = redelivery_horizon(RulesSettings())  # when the re-delivery check forgets the key
     t0 = int(time.time() * 1000) - 2 * horizon
     orders = [order("a", t0, 300.0), order("big", t0 + horizon, 4_000.0), order("c", t0 + horizon - 1_000, 300.0)]
     path = write_lines(tmp_path / "orders.jsonl", [orjson.dumps(o) for o in orders])

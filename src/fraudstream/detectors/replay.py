@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
+from fraudstream.config import RulesSettings
 from fraudstream.detectors.base import Alert, Detector
 from fraudstream.detectors.dedup import AlertDeduplicator
 from fraudstream.events.model import Order
-from fraudstream.events.redelivery import Redelivery, horizon_of
+from fraudstream.events.redelivery import Redelivery, redelivery_horizon
 
 
 def _batches_per_key(
@@ -62,7 +63,13 @@ def first_copies(orders: Iterable[Order], redelivery: Redelivery) -> list[Order]
     return kept
 
 
-def replay(orders: Sequence[Order], detectors: Sequence[Detector], dedup: AlertDeduplicator) -> list[Alert]:
-    orders = first_copies(orders, Redelivery(horizon_of(detectors)))
+def replay(
+    orders: Sequence[Order],
+    detectors: Sequence[Detector],
+    dedup: AlertDeduplicator,
+    rules: RulesSettings | None = None,
+) -> list[Alert]:
+    """The job's alerts for `orders`; re-deliveries judged over `rules`' horizon (the defaults')."""
+    orders = first_copies(orders, Redelivery(redelivery_horizon(rules or RulesSettings())))
     raw = [a for d in detectors for a in run_detector(d, orders)]
     return deduplicate(raw, dedup)

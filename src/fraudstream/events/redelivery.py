@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraudstream.config import RulesSettings
 from fraudstream.events.model import Order
 
 # The fields two copies are compared on (the user is the key, the id the same by definition).
@@ -72,3 +73,10 @@ class Redelivery:
 def horizon_of(detectors: Sequence[Any]) -> int:
     """The rules' longest horizon: beyond it no rule can see two copies of one order."""
     return max((d.horizon_ms() for d in detectors), default=0)
+
+
+def redelivery_horizon(rules: RulesSettings) -> int:
+    """How long the job remembers an admitted order's id: the longest window any rules version
+    may give a rule (rules.*_max_window_ms, which a configured window never exceeds), so that no
+    version, live or configured, sees two copies of one order in one window."""
+    return max(rules.velocity_max_window_ms, rules.device_sharing_max_window_ms, rules.geo_max_window_ms)

@@ -36,7 +36,7 @@ from fraudstream.detectors import AlertDeduplicator, build_detectors
 from fraudstream.errors import UserFacingError
 from fraudstream.events.model import Order
 from fraudstream.events.parse import ParseLimits
-from fraudstream.events.redelivery import Redelivery, horizon_of
+from fraudstream.events.redelivery import Redelivery, redelivery_horizon
 from fraudstream.flink import checkpoints, network, remote, reporter
 from fraudstream.flink.archive import attach_archive, order_rows
 from fraudstream.flink.functions import (
@@ -288,9 +288,8 @@ def _build_job(
         )
         versions, refused = _rule_versions(env, settings, rules, bounded) if rules.live else (None, None)
         streams = sql_engine.detect(
-            env, settings, lines, readers, charset, max_future, model, scored, rules.initial, versions,
-            rules.redelivery_horizon_ms,
-        )  # fmt: skip
+            env, settings, lines, readers, charset, max_future, model, scored, rules.initial, versions
+        )
         return _outputs(
             env,
             settings,
@@ -339,7 +338,7 @@ def _build_job(
     else:
         by_user = _detect(
             orders, [d for d in detectors if d.key_field == "user_id"], limits, "detect-by-user_id",
-            Redelivery(rules.redelivery_horizon_ms or horizon_of(detectors)), measure_lag=True, parallelism=rules_n,
+            Redelivery(redelivery_horizon(settings.rules)), measure_lag=True, parallelism=rules_n,
         )  # fmt: skip
         # Only the first copy of an order goes on: to the device's rules and to the archive.
         orders = by_user.get_side_output(ADMITTED)

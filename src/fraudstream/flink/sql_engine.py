@@ -46,7 +46,7 @@ from fraudstream.detectors.base import Alert, Detector
 from fraudstream.detectors.risk import ALERT_TYPE as TAKEOVER
 from fraudstream.detectors.risk import RiskAlerts
 from fraudstream.events.model import DeadLetter, Order
-from fraudstream.events.redelivery import horizon_of
+from fraudstream.events.redelivery import redelivery_horizon
 from fraudstream.features.spec import FeatureSpec
 from fraudstream.flink.functions import announce_origin, now_ms
 from fraudstream.flink.job_metrics import JobMetrics
@@ -184,7 +184,6 @@ def detect(
     tap: bool = False,
     rule_set: RuleSet | None = None,
     versions: DataStream | None = None,
-    redelivery_horizon_ms: int | None = None,
 ) -> SqlStreams:
     """The SQL engine's part of the job, from raw records to deduplicated alerts.
 
@@ -192,8 +191,7 @@ def detect(
     `model`: the risk model (loaded from settings.model.path), or None for the rules alone.
     `tap` (tests): with a model, `scored` carries every order's features, risk and reasons.
     `rule_set`: the version in force at the start (None: the settings', version 0); `versions`:
-    later versions as flat rows (RuleRows.flatType), None when rules are not live;
-    `redelivery_horizon_ms`: how long re-deliveries are looked for (None: the rules' longest window).
+    later versions as flat rows (RuleRows.flatType), None when rules are not live.
     """
     jvm = get_gateway().jvm
     helper = jvm.io.fraudstream.flink
@@ -227,7 +225,7 @@ def detect(
     j_timely = (
         j_orders.keyBy(helper.Redelivery.UserKey())
         .process(
-            helper.Redelivery(redelivery_horizon_ms or horizon_of(detectors), settings.store.dead_letter_max_chars),
+            helper.Redelivery(redelivery_horizon(settings.rules), settings.store.dead_letter_max_chars),
             helper.OrderAdmission.orderType(),
         )
         .name("redelivery")

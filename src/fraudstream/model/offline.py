@@ -16,7 +16,7 @@ from fraudstream.detectors.base import Alert
 from fraudstream.detectors.replay import deduplicate, first_copies, run_detector
 from fraudstream.detectors.risk import RiskAlerts
 from fraudstream.events.model import Order
-from fraudstream.events.redelivery import Redelivery, horizon_of
+from fraudstream.events.redelivery import Redelivery, redelivery_horizon
 from fraudstream.features.replay import feature_rows
 from fraudstream.features.spec import FeatureSpec
 from fraudstream.model.score import Scorer
@@ -44,7 +44,7 @@ def replay_with_model(
     """The alerts the job gives for `orders`: the rules (unless `rules` is False: the model
     alone) and, with a scorer, the model's."""
     detectors = build_detectors(settings.detectors)
-    firsts = first_copies(orders, Redelivery(horizon_of(detectors)))
+    firsts = first_copies(orders, Redelivery(redelivery_horizon(settings.rules)))
     raw = [a for d in detectors for a in run_detector(d, firsts)] if rules else []
     if scorer is not None:
         risk_alerts = RiskAlerts(settings.model, settings.alerts, scorer.model.version)

@@ -42,9 +42,6 @@ class RulesPlan:
     live: bool  # the job reads the rules topic while it runs
     start_offsets: dict[int, int] = field(default_factory=dict)  # where a live job's rules source starts
     note: str | None = None  # one line for the operator, when the rules are not what they may expect
-    # How long the re-delivery check remembers an order's id: None, the settings' rules' longest
-    # window; following the topic, the longest window any version may have (rules.*_max_window_ms)
-    redelivery_horizon_ms: int | None = None
 
 
 def wanted(settings: Settings, source_kind: str) -> str:
@@ -92,11 +89,4 @@ def plan(settings: Settings, source_kind: str, read: Callable[[Settings], Histor
         history.latest or base,
         live=True,
         start_offsets=dict(history.end_offsets),
-        redelivery_horizon_ms=longest_window_ms(settings),
     )
-
-
-def longest_window_ms(settings: Settings) -> int:
-    """The longest window a rules version may give any rule: within it, two copies of one order
-    can fall in one window, so the re-delivery check remembers ids that long."""
-    return max(settings.rules.max_window_of(rule) for rule in ("velocity", "device_sharing", "geo"))
