@@ -129,7 +129,7 @@ def run_job(
                 continue
             base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
             try:
-                count = _records_read(base, k.raw_topic, partitions, queries)
+                count = records_read(base, k.raw_topic, partitions, queries)
                 _checkpoints(result, rest_get(f"{base}/checkpoints"))
             except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError):
                 continue
@@ -158,7 +158,7 @@ def run_job(
     return result
 
 
-def _records_read(base: str, topic: str, partitions: int, queries: dict[str, str]) -> int:
+def records_read(base: str, topic: str, partitions: int, queries: dict[str, str]) -> int:
     """Records the Kafka source has consumed: the sum over partitions of its current offset
     (+1), from the reader's own metrics. Counting the source vertex's output instead would
     also count whatever else that chain emits (in the SQL engine, the high-value candidates).

@@ -5,6 +5,12 @@ Orders are generated as usual but stamped with the wall clock as they are sent, 
 time and append time agree and the measured delay is the pipeline's: the watermark bound
 (an alert waits until event time has passed the order by the out-of-orderness bound), the
 rules, and the transaction that commits the alert at the next checkpoint.
+
+A run ends once the last orders' alerts can be read: the job has read every order sent, a
+checkpoint begun after that has completed (the alerts the last watermark released are in
+its transaction), and every alert committed has been read. Orders within the watermark
+bound of the last one never alert (nothing after them moves event time past them), so
+there is no count of alerts to wait for; a fixed time after the last order is the ceiling.
 """
 
 from __future__ import annotations
@@ -22,10 +28,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from fraudstream.backtest.replay import private_store_environ
-from fraudstream.bench.jobs import kafka_flags, rest_get
+from fraudstream.bench.jobs import kafka_flags, records_read, rest_get
 from fraudstream.config import GeneratorSettings, KafkaSettings
 from fraudstream.flink.jobinfo import JobInfo
 from fraudstream.generator import generator_from_settings
@@ -83,20 +99,28 @@ def measure_latency(
     consumer = Consumer(
         client_config(k, **{"group.id": f"bench-latency-{uuid.uuid4().hex[:8]}", "isolation.level": "read_committed"})
     )
-    partitions = partition_count(connect_admin(k), k.alerts_topic)
+    admin = connect_admin(k)
+    partitions = partition_count(admin, k.alerts_topic)
     consumer.assign([TopicPartition(k.alerts_topic, p, OFFSET_END) for p in range(partitions)])
+    positions: dict[int, int] = {}  # how far the reader has read each alerts partition
     with (data_dir / "bench-latency.log").open("wb") as log:
         proc = subprocess.Popen(  # a SQLite store in data_dir, whatever store the environment names
             command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, env=private_store_environ()
         )
         try:
-            _wait_until_running(data_dir / "job.json", proc)
+            info = _wait_until_running(data_dir / "job.json", proc)
             stop = threading.Event()
-            reader = threading.Thread(target=_read_alerts, args=(consumer, received, stop), daemon=True)
+            reader = threading.Thread(target=_read_alerts, args=(consumer, received, positions, stop), daemon=True)
             reader.start()
             result.sent = _send_paced(k, rate, seconds, appended, seed)
             # the last orders' wait for the watermark, then for the checkpoint that commits them
-            time.sleep(15 + 2 * checkpoint_interval_ms / 1000)
+            sent_at = time.monotonic()
+            ceiling = sent_at + 15 + 2 * checkpoint_interval_ms / 1000
+            base = f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}"
+            if _until_all_read(base, admin, k, result.sent, partitions, positions, ceiling):
+                logger.info("every alert committed was read %.1f s after the last order", time.monotonic() - sent_at)
+            else:
+                logger.info("stopped at the ceiling, %.0f s after the last order", time.monotonic() - sent_at)
             stop.set()
             reader.join()
         finally:
@@ -121,7 +145,7 @@ def measure_latency(
     return result
 
 
-def _wait_until_running(info_path: Path, proc: subprocess.Popen, timeout_s: float = 180) -> None:
+def _wait_until_running(info_path: Path, proc: subprocess.Popen, timeout_s: float = 180) -> JobInfo:
     """Until every task of the job runs (a job is submitted long before its operators are up;
     orders sent in between would measure start-up, not latency)."""
     deadline = time.monotonic() + timeout_s
@@ -133,7 +157,7 @@ def _wait_until_running(info_path: Path, proc: subprocess.Popen, timeout_s: floa
             try:
                 vertices = rest_get(f"http://127.0.0.1:{info.rest_port}/jobs/{info.job_id}")["vertices"]
                 if vertices and all(v["status"] == "RUNNING" for v in vertices):
-                    return
+                    return info
             except (OSError, KeyError, ValueError):
                 pass
         time.sleep(0.5)
@@ -169,10 +193,63 @@ def _send_paced(k: KafkaSettings, rate: float, seconds: float, appended: dict[st
     return sent
 
 
-def _read_alerts(consumer: Consumer, received: dict[str, float], stop: threading.Event) -> None:
+def _read_alerts(
+    consumer: Consumer, received: dict[str, float], positions: dict[int, int], stop: threading.Event
+) -> None:
+    """When each alert is first read; `positions`: how far each partition is read."""
+    assigned = consumer.assignment()
     while not stop.is_set():
         for msg in consumer.consume(1000, timeout=0.1):
             if msg.error() is None and msg.value():
                 now = time.monotonic()
                 tx = orjson.loads(msg.value()).get("transaction_id")
                 received.setdefault(tx, now)
+        positions.update({tp.partition: tp.offset for tp in consumer.position(assigned)})
+
+
+def _until_all_read(
+    base: str,
+    admin: AdminClient,
+    k: KafkaSettings,
+    sent: int,
+    partitions: int,
+    positions: dict[int, int],
+    ceiling: float,
+) -> bool:
+    """Wait until every alert the orders sent will give has been read, or until `ceiling`
+    (monotonic); True if not stopped by the ceiling. In three steps: the job's source has
+    read all `sent` orders (its last watermark follows them); a checkpoint triggered over a
+    second after that (its barrier behind that watermark, emitted every 200 ms) has
+    completed, so the alerts that watermark released are in the log; then no transaction
+    is open on the alerts topic (theirs is committed) and the reader is at its end."""
+    queries: dict[str, str] = {}
+    raw_partitions = partition_count(admin, k.raw_topic)
+    read_at: float | None = None  # epoch ms, the clock of Flink's checkpoint statistics
+    checkpointed = False
+    while time.monotonic() < ceiling:
+        try:
+            if read_at is None:
+                if records_read(base, k.raw_topic, raw_partitions, queries) >= sent:
+                    read_at = time.time() * 1000
+            elif not checkpointed:
+                latest = (rest_get(f"{base}/checkpoints").get("latest") or {}).get("completed") or {}
+                checkpointed = latest.get("trigger_timestamp", 0) > read_at + 1000
+            elif _read_to_end(admin, k.alerts_topic, partitions, positions):
+                return True
+        except (OSError, KafkaException, KeyError, IndexError, ValueError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _read_to_end(admin: AdminClient, topic: str, partitions: int, positions: dict[int, int]) -> bool:
+    """No transaction open on `topic` (each partition's last stable offset is its end) and
+    every partition read to that end."""
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
+
+    def ends(level: IsolationLevel) -> dict[int, int]:
+        asked = admin.list_offsets({tp: OffsetSpec.latest() for tp in parts}, isolation_level=level, request_timeout=5)
+        return {tp.partition: future.result().offset for tp, future in asked.items()}
+
+    stable, end = ends(IsolationLevel.READ_COMMITTED), ends(IsolationLevel.READ_UNCOMMITTED)
+    return stable == end and all(positions.get(p, -1) >= offset for p, offset in end.items())
