@@ -46,8 +46,12 @@ def flink_cluster(tmp_path_factory) -> Iterator[LocalCluster]:
     A test may kill a TaskManager (`kill_taskmanager(pid)`, from `taskmanager_pids()`) and add
     one (`add_taskmanager()`): it should leave 4 slots behind (`wait_for_slots(4, timeout_s)`)
     for the next test. Stopped at the end of the session; no JVM or Python worker of it is
-    left (asserted). With pytest-xdist, each worker that uses it starts its own."""
-    cluster = LocalCluster(cluster_settings(tmp_path_factory.mktemp("flink-cluster")))
+    left (asserted). With pytest-xdist, each worker that uses it starts its own.
+
+    Heartbeats every 500 ms (2 s by default): a killed TaskManager is noticed after two
+    refused heartbeats, so within about a second, while one that hangs is still given the
+    default 10 s."""
+    cluster = LocalCluster(cluster_settings(tmp_path_factory.mktemp("flink-cluster")), heartbeat_interval="500 ms")
     cluster.start()
     seen: set[psutil.Process] = set()
     try:

@@ -46,7 +46,9 @@ from fraudstream.sockets import answers, free_port, loopback
 logger = logging.getLogger(__name__)
 
 # A killed TaskManager is declared lost after this long without a heartbeat (Flink's default
-# is 50 s): a crashed TaskManager's tasks are then restarted elsewhere within seconds.
+# is 50 s): a crashed TaskManager's tasks are then restarted elsewhere within seconds. One
+# whose process is gone is declared lost sooner, after two heartbeats it refused
+# (heartbeat.rpc-failure-threshold), so the interval decides how soon.
 HEARTBEAT_INTERVAL = "2 s"
 HEARTBEAT_TIMEOUT = "10 s"
 # Flink's Prometheus reporter binds every interface; the project's own (jvm/src:
@@ -117,8 +119,11 @@ class LocalCluster:
     """The local standalone cluster of these settings: its files live in cluster.dir
     (default <data_dir>/cluster): conf/, log/, pid/ (Flink's), plugins/ and cluster.json."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, heartbeat_interval: str = HEARTBEAT_INTERVAL) -> None:
+        """`heartbeat_interval` (Flink's duration syntax) is for tests, which kill TaskManagers
+        and wait for the loss to be noticed; it is written into the conf at `start`."""
         self.settings = settings
+        self.heartbeat_interval = heartbeat_interval
         self.cfg = settings.cluster
         self.root = Path(self.cfg.dir or settings.data_dir / "cluster").resolve()
         self.record_file = self.root / "cluster.json"
@@ -435,7 +440,7 @@ class LocalCluster:
             "rest.address": loopback(c.host),
             "rest.bind-address": c.host,
             "rest.port": c.rest_port,
-            "heartbeat.interval": HEARTBEAT_INTERVAL,
+            "heartbeat.interval": self.heartbeat_interval,
             "heartbeat.timeout": HEARTBEAT_TIMEOUT,
             "cluster.registration.error-delay": "1 s",
             "parallelism.default": 1,
