@@ -240,6 +240,11 @@ def build_job(
     rules = plan(settings, spec.kind)  # reads the rules topic: before the graph, in the driver
     if rules.note is not None:
         logger.warning("%s", rules.note)
+    logger.info(
+        "rules version %d in force at the start%s",
+        rules.initial.version,
+        f", then the versions published on {settings.rules.topic}" if rules.live else " (rules.live: not followed)",
+    )
     with one_jvm_thread():
         return _build_job(settings, spec, env, restore_from, model, scored, rules)
 
