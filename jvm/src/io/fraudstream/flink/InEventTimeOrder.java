@@ -9,6 +9,7 @@ import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.streaming.api.TimerService;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -43,28 +44,38 @@ public abstract class InEventTimeOrder extends KeyedProcessFunction<String, Row,
 
     @Override
     public void processElement(Row order, Context ctx, Collector<Row> out) throws Exception {
-        long t = OrderTimestamps.eventTime(order);
-        List<Row> waiting = pending.get(t);
-        if (waiting == null) {
-            waiting = new ArrayList<>(1);
-            ctx.timerService().registerEventTimeTimer(t);
-        }
-        waiting.add(order);
-        pending.put(t, waiting);
+        hold(pending, ctx.timerService(), order);
     }
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
         List<Row> batch = pending.get(timestamp);
         expire(timestamp, batch != null, ctx);
-        if (batch == null) {
-            return;
+        if (batch != null) {
+            take(timestamp, release(pending, timestamp, batch), ctx, out);
         }
-        pending.remove(timestamp);
+    }
+
+    /** Keeps {@code order} in {@code pending} until the watermark passes its event time (one
+     * timer per instant); shared with the rule steps, whose base class is another Flink one. */
+    public static void hold(MapState<Long, List<Row>> pending, TimerService timers, Row order) throws Exception {
+        long t = OrderTimestamps.eventTime(order);
+        List<Row> waiting = pending.get(t);
+        if (waiting == null) {
+            waiting = new ArrayList<>(1);
+            timers.registerEventTimeTimer(t);
+        }
+        waiting.add(order);
+        pending.put(t, waiting);
+    }
+
+    /** The held orders {@code batch} of instant {@code t}, out of {@code pending}, in sort_key order. */
+    public static List<Row> release(MapState<Long, List<Row>> pending, long t, List<Row> batch) throws Exception {
+        pending.remove(t);
         if (batch.size() > 1) {
             batch.sort(SORT_KEY);
         }
-        take(timestamp, batch, ctx, out);
+        return batch;
     }
 
     /** Drop the state that is past keeping at {@code timestamp}. {@code ordersWaiting}: the timer

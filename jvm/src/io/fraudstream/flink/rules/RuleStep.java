@@ -1,7 +1,6 @@
 package io.fraudstream.flink.rules;
 
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -16,6 +15,7 @@ import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
+import io.fraudstream.flink.InEventTimeOrder;
 import io.fraudstream.flink.ScoredRows;
 import io.fraudstream.flink.ValueTimes;
 
@@ -29,11 +29,6 @@ import io.fraudstream.flink.ValueTimes;
  */
 public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row, Row, Row> {
     private static final long serialVersionUID = 1L;
-    private static final Comparator<Row> SORT_KEY = Comparator
-            .comparing((Row r) -> (Long) r.getField(RuleRows.O_EVENT_TIME))
-            .thenComparing(r -> (String) r.getField(0), ValueTimes::compareCodePoints)
-            .thenComparing(r -> (String) r.getField(1), ValueTimes::compareCodePoints)
-            .thenComparing(r -> (String) r.getField(2), ValueTimes::compareCodePoints);
 
     private final RowTypeInfo versionType;
     protected transient MapState<Long, List<Row>> pending;
@@ -63,14 +58,7 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
 
     @Override
     public void processElement(Row order, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
-        long t = (Long) order.getField(RuleRows.O_EVENT_TIME);
-        List<Row> waiting = pending.get(t);
-        if (waiting == null) {
-            waiting = new ArrayList<>(1);
-            ctx.timerService().registerEventTimeTimer(t);
-        }
-        waiting.add(order);
-        pending.put(t, waiting);
+        InEventTimeOrder.hold(pending, ctx.timerService(), order);
     }
 
     @Override
@@ -80,10 +68,7 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
         if (batch == null) {
             return;
         }
-        pending.remove(timestamp);
-        if (batch.size() > 1) {
-            batch.sort(SORT_KEY);
-        }
+        InEventTimeOrder.release(pending, timestamp, batch);
         if (sorted == null) {
             sorted = RuleRows.byEffective(ctx.getBroadcastState(versions(versionType)).immutableEntries());
         }
