@@ -54,7 +54,7 @@ from fraudstream.flink.sources import SourceSpec, raw_lines
 from fraudstream.jars import archive_jars, flink_connector_jars, onnx_jars
 from fraudstream.model.file import ModelFile
 from fraudstream.rules.live import RulesPlan, plan
-from fraudstream.rules.model import Limits, RuleSet
+from fraudstream.rules.model import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -254,12 +254,11 @@ def _build_job(
     spec: SourceSpec,
     env: StreamExecutionEnvironment | None,
     restore_from: str | None,
-    model: ModelFile | None = None,
-    scored: bool = False,
-    rules: RulesPlan | None = None,
+    model: ModelFile | None,
+    scored: bool,
+    rules: RulesPlan,
 ) -> JobGraph:
     context = env is not None
-    rules = rules or RulesPlan(RuleSet.from_settings(settings), live=False)
     limits = ParseLimits(settings.pipeline.max_record_bytes, settings.store.dead_letter_max_chars)
     bound = settings.pipeline.out_of_orderness_ms
 

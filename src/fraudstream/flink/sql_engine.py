@@ -236,7 +236,9 @@ def detect(
 
     initial = rule_set if rule_set is not None else RuleSet.from_settings(settings)
     # The orders risky enough for any version's takeover_risk get their reasons.
-    explain_from = min(initial.takeover_risk, settings.rules.min_takeover_risk) if versions else initial.takeover_risk
+    explain_from = (
+        min(initial.takeover_risk, settings.rules.min_takeover_risk) if versions is not None else initial.takeover_risk
+    )
     j_scored, scored = _score(helper, settings, j_timely, model, tap, explain_from)
     candidates, refused = _rule_steps(helper, settings, j_scored, initial, versions)
     row_type = candidates.getType()
