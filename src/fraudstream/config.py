@@ -130,7 +130,7 @@ class RulesSettings(_Section):
     live: Literal["auto", "on", "off"] = Field(
         "auto",
         description="follow the rules topic in the running job (docs/rules.md): auto = the sql engine on an "
-        "unbounded --source kafka (a bounded run takes the newest version); on = whatever the source, other engines "
+        "--source kafka (a bounded run reads it up to its end at the start); on = whatever the source, other engines "
         "refused; off = the settings' rules only",
     )
     topic: str = Field("zomato_fraud_rules", description="the compacted topic of rule versions (key: the version)")

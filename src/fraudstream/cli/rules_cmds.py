@@ -32,8 +32,8 @@ def rules_group() -> None:
     threshold, window, cooldown and severity, and the model's takeover_risk and min_risk.
 
     Version 0 is the settings' own rules; every change publishes the whole set as the next
-    version, backtested first on the archive's last hours. The running job does not apply
-    versions yet (docs/rules.md).
+    version, backtested first on the archive's last hours; a live job (sql engine, --source
+    kafka) applies it from the event time its orders have reached (docs/rules.md).
 
     \b
     Examples:
