@@ -46,7 +46,7 @@ $(JARS): jvm/pom.xml jvm/archive/pom.xml | maven
 $(HELPER): $(JARS) $(STAMP) $(HELPER_SRC)
 	rm -rf jvm/build && mkdir -p jvm/build
 	javac --release 17 -nowarn -d jvm/build \
-	  -cp "$$($(BIN)/python -c 'import glob, os, pyflink; lib = os.path.join(os.path.dirname(pyflink.__file__), "lib"); print(":".join(glob.glob(os.path.join(lib, p))[0] for p in ("flink-dist-*.jar", "flink-table-api-java-uber-*.jar")))'):$$(ls jvm/lib/flink/flink-sql-connector-kafka-*.jar):$$(ls jvm/lib/onnx/onnxruntime-*.jar)" \
+	  -cp "$$($(BIN)/python -c 'import glob, os, pyflink; lib = os.path.join(os.path.dirname(pyflink.__file__), "lib"); print(":".join(glob.glob(os.path.join(lib, p))[0] for p in ("flink-dist-*.jar", "flink-table-api-java-uber-*.jar", "flink-connector-files-*.jar")))'):$$(ls jvm/lib/flink/flink-sql-connector-kafka-*.jar):$$(ls jvm/lib/onnx/onnxruntime-*.jar):$$(ls jvm/lib/parquet/*.jar | tr '\n' ':')" \
 	  $(HELPER_SRC)
 	jar cf $@.tmp -C jvm/build . && mv $@.tmp $@
 

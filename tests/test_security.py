@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from fraudstream.config import KafkaSettings, load_settings
-from fraudstream.flink.archive import _table_sql, sql_string
 from fraudstream.jars import archive_jars, kafka_classpath
 from fraudstream.kafka.clients import java_properties
 
@@ -75,13 +74,6 @@ def test_the_jobs_jaas_line_carries_any_password_to_kafkas_parser(tmp_path):
     assert result.returncode == 0, result.stderr[-1500:]
     read = result.stdout.decode().split("\0")[:-1]
     assert list(zip(read[::2], read[1::2], strict=True)) == [('us"er\\', p) for p in _PASSWORDS]
-
-
-def test_the_archives_path_is_one_sql_string_whatever_it_holds():
-    assert sql_string("file:///tmp/it's") == "'file:///tmp/it''s'"
-    ddl = _table_sql("t", (("a", "STRING"),), "file:///tmp/x', 'format' = 'csv")
-    assert "'path' = 'file:///tmp/x'', ''format'' = ''csv'," in ddl
-    assert ddl.count("'format' = ") == 1
 
 
 def test_a_backtest_writes_its_settings_without_passwords(tmp_path, monkeypatch):

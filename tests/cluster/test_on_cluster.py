@@ -106,7 +106,7 @@ def _widths(p: int) -> dict[str, int]:
     return {
         "Source: orders-kafka": PARTITIONS, "redelivery": p, "no-model": p, "user-rules": p, "device-rules": p,
         "stamp-rules": 1, "Source: rules-kafka": 1, "cooldown": p, "alert-text": steps.get("alert-text", p),
-        "alerts_out[": steps.get("sinks", p), "dead_letters_out[": steps.get("sinks", p),
+        "to-alerts_out": steps.get("sinks", p), "to-dead_letters_out": steps.get("sinks", p),
     }  # fmt: skip
 
 

@@ -21,7 +21,7 @@ EXE = [sys.executable, "-m", "fraudstream"]
 
 def test_a_run_listens_on_loopback_only_and_keeps_its_files_private(tmp_path):
     data = tmp_path / "data"
-    archive = tmp_path / "it's" / "archive"  # a quote, inside the SQL string the archive's DDL is
+    archive = tmp_path / "it's" / "archive"  # a quote: the path reaches the JVM as it is
     command = [
         *EXE, "--data-dir", str(data), "run", "--engine", "datastream", "--count", "2500", "--rate", "250", "--seed", "5",
         "--set", f"archive.path=file://{archive}",

@@ -4,11 +4,13 @@ letter, written by the job to Parquet files partitioned by hour.
     <archive>/orders/dt=YYYY-MM-DD/hour=HH/part-...        by the order's event time (UTC)
     <archive>/dead_letters/dt=YYYY-MM-DD/hour=HH/part-...  by when the job saw the record
 
-Flink's filesystem connector writes a part file per partition and subtask, hidden while in
-progress (`.part-...inprogress...`), and renames it into place only when the checkpoint
-covering its rows completes: a crash leaves no half-written or duplicated file visible, and a
-resumed run rewrites nothing it had committed. A committed partition gets a `_SUCCESS` file.
-Bulk formats roll at every checkpoint, so the checkpoint interval sets the file size.
+Flink's FileSink (io.fraudstream.flink.sinks.ParquetArchive) writes a part file per partition
+and subtask, hidden while in progress (`.part-...inprogress...`), and renames it into place
+only when the checkpoint covering its rows completes: a crash leaves no half-written or
+duplicated file visible, and a resumed run rewrites nothing it had committed. Bulk formats
+roll at every checkpoint, so the checkpoint interval sets the file size. (It is a DataStream
+sink, not the Table API's filesystem connector, which wrote `_SUCCESS` markers but cost every
+run seconds of SQL planning at start-up.)
 
 Columns of orders: the contract fields, `behavior` (the generator's label, if any) and `raw`,
 the record exactly as received (its extra fields, e.g. a legacy producer's `order_id` or
@@ -23,7 +25,6 @@ import logging
 import orjson
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import StreamTableEnvironment
 
 from fraudstream.config import Settings
 from fraudstream.events.model import DeadLetter, Order
@@ -74,31 +75,6 @@ def dead_letter_row(dead: DeadLetter) -> Row:
     return Row(dead.reason, dead.detail, dead.raw, dead.seen_at, dead.event_time)
 
 
-def sql_string(text: str) -> str:
-    """`text` as a Flink SQL string literal: a quote is doubled, the only escape SQL has."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _table_sql(name: str, columns: tuple[tuple[str, str], ...], uri: str) -> str:
-    cols = ", ".join(f"`{c}` {t}" for c, t in columns)
-    return f"""CREATE TEMPORARY TABLE {name} ({cols}, dt STRING, `hour` STRING)
-PARTITIONED BY (dt, `hour`) WITH (
-  'connector' = 'filesystem',
-  'path' = {sql_string(uri)},
-  'format' = 'parquet',
-  'parquet.compression' = 'SNAPPY',
-  'sink.partition-commit.trigger' = 'process-time',
-  'sink.partition-commit.delay' = '0 s',
-  'sink.partition-commit.policy.kind' = 'success-file'
-)"""
-
-
-def _insert_sql(name: str, view: str, columns: tuple[tuple[str, str], ...], time_column: str) -> str:
-    cols = ", ".join(f"`{c}`" for c, _ in columns)
-    ts = f"TO_TIMESTAMP_LTZ(`{time_column}`, 3)"
-    return f"INSERT INTO {name} SELECT {cols}, DATE_FORMAT({ts}, 'yyyy-MM-dd'), DATE_FORMAT({ts}, 'HH') FROM {view}"
-
-
 def order_rows(orders: DataStream) -> DataStream:
     """`Order` objects (the datastream engine's) as archive rows."""
     return orders.map(order_row, output_type=ORDER_ROW).name("to-archive-row").uid("to-archive-row")
@@ -110,22 +86,28 @@ def attach_archive(
     orders: DataStream,
     dead_letters: DataStream,
 ) -> None:
-    """Attach the archive's two sinks to the job. `orders` carries rows with the columns of
-    `ORDER_COLUMNS`, by those names; `dead_letters` carries `DeadLetter`s."""
+    """Attach the archive's two sinks to the job (io.fraudstream.flink.sinks.ParquetArchive).
+    `orders` carries rows with the columns of `ORDER_COLUMNS`, by those names; `dead_letters`
+    carries `DeadLetter`s."""
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    archive = gateway.jvm.io.fraudstream.flink.sinks.ParquetArchive
     base = settings.archive_uri.rstrip("/")
-    t_env = StreamTableEnvironment.create(env)
-    # Partitions are UTC hours, whatever the machine's zone.
-    t_env.get_config().set("table.local-time-zone", "UTC")
     dead_rows = (
         dead_letters.map(dead_letter_row, output_type=_DEAD_ROW).name("to-dead-archive-row").uid("to-dead-archive-row")
     )
-    statements = t_env.create_statement_set()
-    for name, stream, columns, time_column, folder in (
-        ("archive_orders", orders, ORDER_COLUMNS, "event_time", "orders"),
-        ("archive_dead_letters", dead_rows, DEAD_LETTER_COLUMNS, "seen_at", "dead_letters"),
+    for stream, columns, time_column, folder in (
+        (orders, ORDER_COLUMNS, "event_time", "orders"),
+        (dead_rows, DEAD_LETTER_COLUMNS, "seen_at", "dead_letters"),
     ):
-        t_env.execute_sql(_table_sql(name, columns, f"{base}/{folder}"))
-        t_env.create_temporary_view(f"{name}_in", t_env.from_data_stream(stream))
-        statements.add_insert_sql(_insert_sql(name, f"{name}_in", columns, time_column))
-    statements.attach_as_datastream()
+        names, kinds = _strings(gateway, [c for c, _ in columns]), _strings(gateway, [t for _, t in columns])
+        archive.attach(stream._j_data_stream, f"{base}/{folder}", names, kinds, time_column, f"archive-{folder}")
     logger.info("archiving raw orders and dead letters under %s", base)
+
+
+def _strings(gateway, values: list[str]):
+    array = gateway.new_array(gateway.jvm.String, len(values))
+    for i, value in enumerate(values):
+        array[i] = value
+    return array

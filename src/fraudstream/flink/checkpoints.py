@@ -59,7 +59,10 @@ class OlderStateLayout(UserFacingError):
 #      job.fix_archive_ids), so that a savepoint restores whatever the step_parallelism.
 #   6: the SQL engine's rules are keyed Java steps fed by broadcast rule versions (stamp-rules,
 #      user-rules, device-rules) instead of OVER windows; candidates carry the version's values.
-STATE_LAYOUT = 6
+#   7: the archive and the Kafka sinks are DataStream sinks (sinks.ParquetArchive, KafkaSinks:
+#      archive-orders, archive-dead_letters, sink-alerts_out, sink-dead_letters_out) instead of
+#      the Table API's, whose steps job.fix_archive_ids named.
+STATE_LAYOUT = 7
 # What changed after each older layout (the first change a point of that layout misses).
 _LAYOUT_CHANGES = {
     1: "before the orders' appended_at field and the count-dead-letters step",
@@ -67,6 +70,7 @@ _LAYOUT_CHANGES = {
     3: "before the archive's steps had fixed ids",
     4: "before the SQL part's and the Kafka sinks' steps had fixed ids",
     5: "before the rules were versioned steps instead of SQL OVER windows",
+    6: "before the archive and the Kafka sinks left the Table API",
 }
 
 

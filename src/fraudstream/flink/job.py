@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import re
 import site
 import sys
 from collections.abc import Callable, Iterator
@@ -74,7 +73,7 @@ class JobGraph:
         """Submit the job; returns its client and, if it has one, its (kind, record) stream.
 
         Unlike `execute_and_collect`, this runs every sink attached to the environment
-        (the Kafka sinks are attached from the Table API) together with the collection.
+        (the Kafka and archive sinks) together with the collection.
         """
         with one_jvm_thread():
             j_iterator = self.output._j_data_stream.collectAsync() if self.output is not None else None
@@ -108,14 +107,15 @@ def make_environment(
     if not context:
         start_gateway()
     conf = Configuration()
-    conf.set_string("python.execution-mode", execution_mode(settings, local))
+    mode = execution_mode(settings, local)
+    conf.set_string("python.execution-mode", mode)
     conf.set_string("python.client.executable", sys.executable)
     checkpoints.configure(conf, settings, restore_from, local=local)
     if local:
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.pythonpath", _python_path())
         # Only the mini-cluster's own servers and reporter: a cluster has its own.
-        network.configure_network(conf, settings)
+        network.configure_network(conf, settings, worker_pool=mode != "thread")
         reporter.configure(conf, settings)
     elif remote_target:
         remote.configure(conf, settings)
@@ -128,12 +128,33 @@ def make_environment(
     if remote_target:
         env = remote.remote_environment(conf)
     else:
-        env = StreamExecutionEnvironment.get_execution_environment(conf)
+        with _loopback_pool(local and mode != "thread"):
+            env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(settings.pipeline.parallelism)
     # Key groups of every keyed step (admission keeps its own, ADMIT_MAX_PARALLELISM): the
     # most the job can be rescaled to from its checkpoints, the same whatever its parallelism.
     env.set_max_parallelism(settings.pipeline.max_parallelism)
     return env
+
+
+@contextmanager
+def _loopback_pool(wanted: bool) -> Iterator[None]:
+    """Whether PyFlink starts its loopback worker pool for the environment made inside. Only
+    process-mode workers use it; in thread mode Python runs inside the JVM, and skipping the
+    pool spares the driver importing Apache Beam (about a second of every start-up)."""
+    if wanted:
+        yield
+        return
+    key = "_python_worker_execution_mode"  # PyFlink's own switch: "process" starts no pool
+    before = os.environ.get(key)
+    os.environ[key] = "process"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def execution_mode(settings: Settings, local: bool = True) -> str:
@@ -149,10 +170,11 @@ def job_jars(settings: Settings, with_python: bool = False) -> list[Path]:
     """The jars the job's classes come from, shipped with it as `pipeline.jars`. `with_python`:
     the flink-python jar too, which a cluster's lib/ lacks (the mini-cluster has it)."""
     jars = [remote.flink_python_jar()] if with_python else []
-    if settings.pipeline.source == "kafka" or settings.pipeline.engine == "sql":
-        # The Kafka connector, and our own classes (jvm/src), which the SQL engine runs on.
+    archive = settings.archive.enabled and settings.pipeline.engine != "reference"
+    if settings.pipeline.source == "kafka" or settings.pipeline.engine == "sql" or archive:
+        # The Kafka connector, and our own classes (jvm/src): the SQL engine's steps, the sinks.
         jars += flink_connector_jars(settings.broker.jars_dir)
-    if settings.archive.enabled and settings.pipeline.engine != "reference":
+    if archive:
         jars += archive_jars(settings.broker.jars_dir)
     if settings.model.path is not None and settings.pipeline.engine == "sql":
         jars += onnx_jars(settings.broker.jars_dir)  # the risk model is scored in the JVM
@@ -435,60 +457,7 @@ def _outputs(
     if scored is not None:
         tagged.append(scored.map(lambda r: ("scored", (r[0], list(r[1]), r[2], r[3])), output_type=PICKLED))
     output = tagged[0].union(*tagged[1:]) if tagged else None
-    fix_archive_ids(env)
     return JobGraph(env, output, on_finished)
-
-
-# The archive's stateful steps (Flink's filesystem sink: pending part files, partitions to commit).
-_ARCHIVE_STATEFUL = ("StreamingFileWriter", "PartitionCommitter")
-# A Kafka sink from the Table API (`alerts_out[23]`; its writer keeps its transactions' state)
-_TABLE_SINK = re.compile(r"^(\w+)\[\d+\]$")
-# The Table API's conversion of a DataStream into a table, in front of each sink
-_TABLE_SOURCE = "*anonymous_datastream_source"
-
-
-def fix_archive_ids(env: StreamExecutionEnvironment) -> None:
-    """Fixed uids for the Table API sinks' steps (the archive's, the Kafka sinks'), which the
-    Table API leaves without.
-
-    Flink derives the id of an operator without a uid from its place in the graph, chaining
-    included: at parallelism 1 the file writer chains to its (always single) committer and
-    both get other ids than at 2 or more, so a savepoint taken at 2 or 4 did not restore at 1
-    ("Cannot map checkpoint/savepoint state for operator ..."); the Kafka sinks' writers
-    changed theirs with `sinks` at another parallelism than `cooldown`. Named in the order they
-    were made (the same program makes them in the same order), e.g.
-    `archive-0-streamingfilewriter`, or by their table: `sink-alerts_out`.
-    """
-    found: dict[int, object] = {}
-    todo = list(env._j_stream_execution_environment.getTransformations())
-    while todo:
-        t = todo.pop()
-        if t.getId() in found:
-            continue
-        found[t.getId()] = t
-        todo.extend(t.getInputs())
-    from pyflink.java_gateway import get_gateway
-
-    head = get_gateway().jvm.org.apache.flink.streaming.api.operators.ChainingStrategy.HEAD
-    n = sources = 0
-    for _, t in sorted(found.items()):
-        name = str(t.getName())
-        table_sink = _TABLE_SINK.match(name) if str(t.getClass().getSimpleName()) == "SinkTransformation" else None
-        if t.getUid() is not None:
-            pass
-        elif name.startswith(_ARCHIVE_STATEFUL):
-            t.setUid(f"archive-{n}-{name.split()[0].lower()}")
-            n += 1
-        elif table_sink is not None:  # its writer and committer take their uids from it
-            t.setUid(f"sink-{table_sink.group(1)}")
-        elif name.startswith(_TABLE_SOURCE):
-            t.setUid(f"table-source-{sources}")
-            sources += 1
-        if name.startswith("PartitionCommitter"):
-            # Its own task at every parallelism: chained to a writer at parallelism 1, it would take
-            # the writer's max parallelism (128) instead of its own 1, and a savepoint taken at 2
-            # or more would not restore ("Max parallelism mismatch ... with max parallelism 1").
-            t.setChainingStrategy(head)
 
 
 ADMIT_MAX_PARALLELISM = 128

@@ -22,8 +22,9 @@ from fraudstream.config import WILDCARD_HOSTS, Settings
 logger = logging.getLogger(__name__)
 
 
-def configure_network(conf: Configuration, settings: Settings) -> None:
-    """Bind every listener of the job to `pipeline.bind_host` and drop the CORS wildcard."""
+def configure_network(conf: Configuration, settings: Settings, worker_pool: bool = True) -> None:
+    """Bind every listener of the job to `pipeline.bind_host` and drop the CORS wildcard.
+    `worker_pool`: whether PyFlink's loopback pool will be started (process mode only)."""
     host = settings.pipeline.bind_host
     for key in ("jobmanager.bind-host", "taskmanager.bind-host", "rest.bind-address"):
         conf.set_string(key, host)
@@ -33,7 +34,8 @@ def configure_network(conf: Configuration, settings: Settings) -> None:
         conf.set_string(key, reach)
     # Same-origin only: the value names no page, so no browser lets another site read the API.
     conf.set_string("web.access-control-allow-origin", "")
-    _bind_worker_pool(host)
+    if worker_pool:
+        _bind_worker_pool(host)
 
 
 def _bind_worker_pool(host: str) -> None:

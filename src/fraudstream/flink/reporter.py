@@ -12,8 +12,9 @@ only through `ServiceLoader` on the thread's context class loader (the one PyFli
 `pipeline.jars` to). So the reporter comes in there, and only there: the flink-metrics-prometheus
 jar from the PyFlink package's `plugins/`, our classes, and a small jar with the service file
 naming our factory (written to the data directory). Not through `pipeline.classpaths`: the
-Table API merges that list into its own configuration again, tasks then see different class
-paths, and Flink refuses to run them ("a different set of library BLOBs").
+Table API (which the job's sinks once used) merged that list into its own configuration again,
+tasks then saw different class paths, and Flink refused to run them ("a different set of
+library BLOBs").
 """
 
 from __future__ import annotations

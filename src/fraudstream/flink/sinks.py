@@ -1,8 +1,9 @@
 """Alerts and dead letters to Kafka.
 
-The DataStream Kafka sink in PyFlink can only serialise the whole record as the key, so
-the sinks are Table API Kafka tables with a raw key column and a raw JSON value column,
-attached to the same job as the DataStream graph.
+PyFlink's own DataStream Kafka sink can only serialise the whole record as the key, so the
+sinks are our JVM class (io.fraudstream.flink.sinks.KafkaSinks) over rows of a text key and
+a JSON value. (They were Table API Kafka tables once, which cost every run seconds of SQL
+planning at start-up.)
 
 Both sinks are exactly-once: each subtask writes inside a Kafka transaction that commits
 when the checkpoint covering those records completes, so a reader with
@@ -22,9 +23,8 @@ from __future__ import annotations
 import orjson
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor
 
-from fraudstream.config import KafkaSettings, Settings
+from fraudstream.config import Settings
 from fraudstream.kafka.clients import java_properties
 
 _ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
@@ -40,36 +40,23 @@ def dead_letter_record(dead) -> Row:
     return Row(dead.reason, orjson.dumps(dead.to_dict()).decode())
 
 
-def _kafka_table(k: KafkaSettings, topic: str, transactional_id_prefix: str) -> TableDescriptor:
-    builder = (
-        TableDescriptor.for_connector("kafka")
-        .schema(Schema.new_builder().column("k", DataTypes.STRING()).column("v", DataTypes.STRING()).build())
-        .option("topic", topic)
-        .option("key.format", "raw")
-        .option("key.fields", "k")
-        .option("value.format", "raw")
-        .option("value.fields-include", "EXCEPT_KEY")
-        .option("sink.delivery-guarantee", "exactly-once")
-        .option("sink.transactional-id-prefix", transactional_id_prefix)
-        .option("properties.transaction.timeout.ms", str(k.transaction_timeout_ms))
-    )
-    for name, value in java_properties(k).items():
-        builder = builder.option(f"properties.{name}", value)
-    return builder.build()
-
-
 def attach_kafka_sinks(
     env: StreamExecutionEnvironment, settings: Settings, alerts: DataStream, dead_letters: DataStream
 ) -> None:
+    from pyflink.java_gateway import get_gateway
+
     k = settings.kafka
     n = settings.pipeline.parallelism_of("sinks")
-    t_env = StreamTableEnvironment.create(env)
-    statements = t_env.create_statement_set()
+    jvm = get_gateway().jvm
+    producer = jvm.java.util.Properties()
+    for name, value in (java_properties(k) | {"transaction.timeout.ms": str(k.transaction_timeout_ms)}).items():
+        producer.setProperty(name, value)
     for name, stream, to_row, topic, suffix in (
         ("alerts_out", alerts, alert_record, k.alerts_topic, "alerts"),
         ("dead_letters_out", dead_letters, dead_letter_record, k.dead_letter_topic, "dead-letters"),
     ):
-        t_env.create_temporary_table(name, _kafka_table(k, topic, f"{settings.transactional_id_prefix}-{suffix}"))
         rows = stream.map(to_row, output_type=_ROW).name(f"to-{name}").uid(f"to-{name}").set_parallelism(n)
-        statements.add_insert(name, t_env.from_data_stream(rows))
-    statements.attach_as_datastream()
+        prefix = f"{settings.transactional_id_prefix}-{suffix}"
+        jvm.io.fraudstream.flink.sinks.KafkaSinks.attach(
+            rows._j_data_stream, topic, producer, prefix, f"sink-{name}", n
+        )

@@ -1,0 +1,202 @@
+package io.fraudstream.flink.sinks;
+
+import java.io.IOException;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.HashMap;
+
+import org.apache.flink.connector.file.sink.FileSink;
+import org.apache.flink.core.fs.Path;
+import org.apache.flink.core.io.SimpleVersionedSerializer;
+import org.apache.flink.formats.parquet.ParquetBuilder;
+import org.apache.flink.formats.parquet.ParquetWriterFactory;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.functions.sink.filesystem.BucketAssigner;
+import org.apache.flink.streaming.api.functions.sink.filesystem.bucketassigners.SimpleVersionedStringSerializer;
+import org.apache.flink.streaming.api.functions.sink.filesystem.rollingpolicies.OnCheckpointRollingPolicy;
+import org.apache.flink.types.Row;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.parquet.hadoop.ParquetWriter;
+import org.apache.parquet.hadoop.api.WriteSupport;
+import org.apache.parquet.hadoop.metadata.CompressionCodecName;
+import org.apache.parquet.io.OutputFile;
+import org.apache.parquet.io.api.Binary;
+import org.apache.parquet.io.api.RecordConsumer;
+import org.apache.parquet.schema.LogicalTypeAnnotation;
+import org.apache.parquet.schema.MessageType;
+import org.apache.parquet.schema.PrimitiveType.PrimitiveTypeName;
+import org.apache.parquet.schema.Types;
+
+/**
+ * The raw-event archive's sink: flat rows as Snappy Parquet files under
+ * {@code <base>/dt=YYYY-MM-DD/hour=HH/} (UTC, from one epoch-millisecond column). Flink's
+ * FileSink keeps a part file hidden while in progress and renames it into place when the
+ * checkpoint covering its rows completes; bulk formats roll at every checkpoint.
+ *
+ * <p>A DataStream sink, not the Table API's filesystem connector, so that no job plans SQL
+ * at start-up. Column kinds: STRING, DOUBLE, BIGINT (all optional).
+ */
+public final class ParquetArchive {
+
+    private ParquetArchive() {}
+
+    /** Attach the sink of {@code rows}, whose fields are {@code names} of {@code kinds}. */
+    public static void attach(
+            DataStream<Row> rows, String base, String[] names, String[] kinds, String timeColumn, String uid) {
+        int time = indexOf(names, timeColumn);
+        for (String kind : kinds) {
+            primitive(kind); // fail now, in the driver, on an unknown kind
+        }
+        FileSink<Row> sink =
+                FileSink.forBulkFormat(new Path(base), new ParquetWriterFactory<>(new Rows(names, kinds)))
+                        .withBucketAssigner(new Hours(time))
+                        .withRollingPolicy(OnCheckpointRollingPolicy.build())
+                        .build();
+        rows.sinkTo(sink).name("archive: " + base).uid(uid).setParallelism(rows.getParallelism());
+    }
+
+    private static int indexOf(String[] names, String name) {
+        for (int i = 0; i < names.length; i++) {
+            if (names[i].equals(name)) {
+                return i;
+            }
+        }
+        throw new IllegalArgumentException("no column " + name);
+    }
+
+    private static PrimitiveTypeName primitive(String kind) {
+        switch (kind) {
+            case "STRING":
+                return PrimitiveTypeName.BINARY;
+            case "DOUBLE":
+                return PrimitiveTypeName.DOUBLE;
+            case "BIGINT":
+                return PrimitiveTypeName.INT64;
+            default:
+                throw new IllegalArgumentException("unknown column kind " + kind);
+        }
+    }
+
+    /** The partition folder of a row: its time column's UTC date and hour. */
+    static final class Hours implements BucketAssigner<Row, String> {
+        private static final long serialVersionUID = 1L;
+        private static final String NONE = "__DEFAULT_PARTITION__";
+        private final int time;
+        private transient DateTimeFormatter format;
+
+        Hours(int time) {
+            this.time = time;
+        }
+
+        @Override
+        public String getBucketId(Row row, Context context) {
+            Object millis = row.getField(time);
+            if (millis == null) {
+                return "dt=" + NONE + "/hour=" + NONE;
+            }
+            if (format == null) {
+                format = DateTimeFormatter.ofPattern("'dt='yyyy-MM-dd'/hour='HH").withZone(ZoneOffset.UTC);
+            }
+            return format.format(Instant.ofEpochMilli(((Number) millis).longValue()));
+        }
+
+        @Override
+        public SimpleVersionedSerializer<String> getSerializer() {
+            return SimpleVersionedStringSerializer.INSTANCE;
+        }
+    }
+
+    /** A Parquet writer of flat rows, one optional column per field. */
+    static final class Rows implements ParquetBuilder<Row> {
+        private static final long serialVersionUID = 1L;
+        private final String[] names;
+        private final String[] kinds;
+
+        Rows(String[] names, String[] kinds) {
+            this.names = names.clone();
+            this.kinds = kinds.clone();
+        }
+
+        @Override
+        public ParquetWriter<Row> createWriter(OutputFile out) throws IOException {
+            return new Builder(out, names, kinds).withCompressionCodec(CompressionCodecName.SNAPPY).build();
+        }
+    }
+
+    private static final class Builder extends ParquetWriter.Builder<Row, Builder> {
+        private final String[] names;
+        private final String[] kinds;
+
+        Builder(OutputFile out, String[] names, String[] kinds) {
+            super(out);
+            this.names = names;
+            this.kinds = kinds;
+        }
+
+        @Override
+        protected Builder self() {
+            return this;
+        }
+
+        @Override
+        protected WriteSupport<Row> getWriteSupport(Configuration conf) {
+            return new Writes(names, kinds);
+        }
+    }
+
+    private static final class Writes extends WriteSupport<Row> {
+        private final String[] names;
+        private final String[] kinds;
+        private final MessageType schema;
+        private RecordConsumer out;
+
+        Writes(String[] names, String[] kinds) {
+            this.names = names;
+            this.kinds = kinds;
+            Types.MessageTypeBuilder builder = Types.buildMessage();
+            for (int i = 0; i < names.length; i++) {
+                if (kinds[i].equals("STRING")) {
+                    builder.optional(PrimitiveTypeName.BINARY).as(LogicalTypeAnnotation.stringType()).named(names[i]);
+                } else {
+                    builder.optional(primitive(kinds[i])).named(names[i]);
+                }
+            }
+            this.schema = builder.named("archive");
+        }
+
+        @Override
+        public WriteContext init(Configuration configuration) {
+            return new WriteContext(schema, new HashMap<>());
+        }
+
+        @Override
+        public void prepareForWrite(RecordConsumer recordConsumer) {
+            this.out = recordConsumer;
+        }
+
+        @Override
+        public void write(Row row) {
+            out.startMessage();
+            for (int i = 0; i < names.length; i++) {
+                Object value = row.getField(i);
+                if (value == null) {
+                    continue;
+                }
+                out.startField(names[i], i);
+                switch (kinds[i]) {
+                    case "STRING":
+                        out.addBinary(Binary.fromString((String) value));
+                        break;
+                    case "DOUBLE":
+                        out.addDouble(((Number) value).doubleValue());
+                        break;
+                    default:
+                        out.addLong(((Number) value).longValue());
+                }
+                out.endField(names[i], i);
+            }
+            out.endMessage();
+        }
+    }
+}
