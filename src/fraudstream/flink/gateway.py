@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 
 # The JVM's log4j2 configuration: everything to the Flink log file, nothing to the console.
 LOG4J_PROPERTIES = Path(__file__).with_name("log4j2.properties")
+# The gateway JVM's class-data-sharing archive (AppCDS): the classes a run loads (Flink's
+# runtime, the mini-cluster's, PyFlink's), already parsed and verified, mapped at start-up
+# instead of read from the jars. Made once by `make setup` (`record_classes`); it belongs to
+# this environment's PyFlink jars and Java, and a JVM that finds it stale ignores it.
+CLASS_ARCHIVE = Path(sys.prefix) / "share" / "fraudstream" / "gateway-classes.jsa"
+# Set (to anything) for a run that records the archive when its JVM exits.
+RECORD_CLASSES = "RECORD_FLINK_CLASSES"  # not FRAUDSTREAM_*: those are settings
 
 
 @dataclass(frozen=True)
@@ -105,17 +112,57 @@ def start_gateway() -> None:
     ours = "LOG4J_PROPERTIES" not in os.environ
     if ours:
         os.environ["LOG4J_PROPERTIES"] = str(LOG4J_PROPERTIES)
+    jvm_args = os.environ.get("JVM_ARGS")
+    extra = class_archive_flags()
+    if extra:
+        os.environ["JVM_ARGS"] = " ".join([*((jvm_args or "").split()), *extra])
     try:
         get_gateway()
     finally:
         server.Popen = original
         if ours:
             os.environ.pop("LOG4J_PROPERTIES", None)
+        if extra:
+            if jvm_args is None:
+                os.environ.pop("JVM_ARGS", None)
+            else:
+                os.environ["JVM_ARGS"] = jvm_args
+
+
+def class_archive_flags(archive: Path = CLASS_ARCHIVE) -> list[str]:
+    """The gateway JVM's class-sharing flags: record the archive (RECORD_CLASSES set), use it
+    (it exists), or none. Its messages stay off the console: a stale archive (another Java,
+    other jars) is ignored without a word, at the cost of the seconds it saves."""
+    if os.environ.get(RECORD_CLASSES):
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        return [f"-XX:ArchiveClassesAtExit={_recording(archive)}", "-Xlog:cds*=off"]
+    if archive.is_file():
+        return [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds*=off"]
+    return []
+
+
+def _recording(archive: Path) -> Path:
+    """Where this process's JVM writes the archive before it is moved into place."""
+    return archive.with_name(f"{archive.name}.{os.getpid()}.tmp")
+
+
+def _keep_recorded(archive: Path = CLASS_ARCHIVE) -> None:
+    """Move a recorded archive into place (one rename: a JVM never maps a half-written one)."""
+    recorded = _recording(archive)
+    if recorded.is_file() and recorded.stat().st_size > 0:
+        recorded.replace(archive)
+        logger.info("class archive recorded: %s (%.0f MB)", archive, archive.stat().st_size / 2**20)
+    else:
+        recorded.unlink(missing_ok=True)
+        logger.warning("no class archive was recorded (the JVM did not exit cleanly)")
 
 
 def stop_gateway(timeout_s: float = 15.0) -> None:
     """Terminate and reap this process's Flink gateway JVM (a no-op where there is none)."""
     global _gateway_pid
+    recording = bool(os.environ.get(RECORD_CLASSES)) and (_gateway_pid is not None)
+    if recording:
+        timeout_s = max(timeout_s, 180.0)  # the JVM writes the class archive as it exits
     gateway_module = sys.modules.get("pyflink.java_gateway")
     gateway = getattr(gateway_module, "_gateway", None)
     if gateway is not None:
@@ -150,3 +197,5 @@ def stop_gateway(timeout_s: float = 15.0) -> None:
             logger.warning("Flink gateway %d did not stop in %.0fs; killing it", pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+    if recording:
+        _keep_recorded()
