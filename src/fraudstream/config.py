@@ -365,6 +365,11 @@ class KafkaSettings(_Section):
     transaction_timeout_ms: int = Field(
         600_000, gt=0, description="must exceed checkpoint interval + timeout and be within the broker's maximum"
     )
+    delivery: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once",
+        description="the alert and dead-letter sinks: 'exactly-once' (transactions, visible at each checkpoint) or "
+        "'at-least-once' (visible at once; a restart may write a record again: the store keeps each once by id)",
+    )
 
 
 _SAFE_CREDENTIAL = re.compile(r"[A-Za-z0-9._@+-]+")
@@ -623,9 +628,11 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _transactions_outlive_checkpoints(self) -> Settings:
         """A Kafka transaction stays open from one checkpoint to the next (longer if a checkpoint
-        is slow); if the broker times it out first, its alerts are lost."""
+        is slow); if the broker times it out first, its alerts are lost. (At least once, the
+        sinks open no transactions.)"""
         c = self.checkpoint
-        if self.kafka.transaction_timeout_ms <= c.interval_ms + c.timeout_ms:
+        transactional = self.kafka.delivery == "exactly-once"
+        if transactional and self.kafka.transaction_timeout_ms <= c.interval_ms + c.timeout_ms:
             raise ValueError(
                 f"kafka.transaction_timeout_ms ({self.kafka.transaction_timeout_ms}) must exceed "
                 f"checkpoint.interval_ms + checkpoint.timeout_ms ({c.interval_ms + c.timeout_ms})"

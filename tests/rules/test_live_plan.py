@@ -86,3 +86,21 @@ def test_resume_across_a_change_of_rules_live_is_refused_in_one_line(tmp_path, f
         resume_point(other)
     same = load_settings(flags={**flags, "rules.live": "auto" if followed else "off"}, environ={})
     assert resume_point(same) == point
+
+
+@pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
+def test_resume_across_a_change_of_kafka_delivery_is_refused_in_one_line(tmp_path, delivery):
+    """An exactly-once sink's transactions are in its checkpoints, an at-least-once one has none:
+    neither restores into the other, said before Flink starts."""
+    point = tmp_path / "checkpoints" / "job-a" / "chk-4"
+    point.mkdir(parents=True)
+    (point / "_metadata").write_bytes(b"x")
+    (tmp_path / "checkpoints" / "runs").mkdir()
+    record = {"job_id": "job-a", "started": time.time() - 30, "checkpointed": True, "state_layout": STATE_LAYOUT}
+    record |= {"live_rules": True, "delivery": delivery}
+    (tmp_path / "checkpoints" / "runs" / "job-a.json").write_text(json.dumps(record))
+    flags = {"data_dir": str(tmp_path), "pipeline.source": "kafka"}
+    other = "at-least-once" if delivery == "exactly-once" else "exactly-once"
+    with pytest.raises(OtherSteps, match=f"sinks were {delivery}, and this run's are {other}"):
+        resume_point(load_settings(flags={**flags, "kafka.delivery": other}, environ={}))
+    assert resume_point(load_settings(flags={**flags, "kafka.delivery": delivery}, environ={})) == point

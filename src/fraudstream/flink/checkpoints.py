@@ -115,6 +115,9 @@ class RunRecord:
     scored: bool = False
     # The job followed the rules topic (fraudstream.rules.live): its graph has the topic's source
     live_rules: bool = False
+    # kafka.delivery of its sinks: an exactly-once sink's state (its transactions) does not
+    # restore into an at-least-once one, nor the reverse
+    delivery: str = "exactly-once"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -244,6 +247,7 @@ def configure(
             state_layout=STATE_LAYOUT,
             scored=scores(settings),
             live_rules=follows_topic(settings, "kafka"),
+            delivery=settings.kafka.delivery,
         )
         _current.save()
 
@@ -372,6 +376,13 @@ def check_layout(point: Path, writer: RunRecord | None, settings: Settings | Non
                 f"{point} was written by a run that {had} the rules topic, and this run {has} it "
                 "(rules.live, the engine): their steps differ, so its state does not restore here; run with "
                 "the same rules.live as that run, or start afresh without --resume or --from-savepoint"
+            )
+        if settings is not None and writer is not None and writer.delivery != settings.kafka.delivery:
+            raise OtherSteps(
+                f"{point} was written by a run whose sinks were {writer.delivery}, and this run's are "
+                f"{settings.kafka.delivery} (kafka.delivery): their state does not restore into each other; run "
+                f"with kafka.delivery={writer.delivery}, or stop that run with 'fraudstream savepoint --stop' and "
+                "start afresh with --start-from committed"
             )
         return
     if layout < STATE_LAYOUT:

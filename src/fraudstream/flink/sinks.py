@@ -5,9 +5,12 @@ sinks are our JVM class (io.fraudstream.flink.sinks.KafkaSinks) over rows of a t
 a JSON value. (They were Table API Kafka tables once, which cost every run seconds of SQL
 planning at start-up.)
 
-Both sinks are exactly-once: each subtask writes inside a Kafka transaction that commits
-when the checkpoint covering those records completes, so a reader with
-`isolation.level=read_committed` never sees an alert twice, nor one a crash took back.
+Both sinks are exactly-once by default (`kafka.delivery`): each subtask writes inside a Kafka
+transaction that commits when the checkpoint covering those records completes, so a reader
+with `isolation.level=read_committed` never sees an alert twice, nor one a crash took back.
+`at-least-once` trades that for latency: records are visible as soon as the broker has them
+(not a checkpoint later), and a restart may write some again; the store and the dashboard
+still show each once, since alerts and dead letters are stored by their deterministic ids.
 Transactional ids start with `<prefix>-alerts` / `<prefix>-dead-letters`; the prefix
 (default: the job's group id) must be unique per running job, or the jobs fence each other.
 
@@ -58,5 +61,5 @@ def attach_kafka_sinks(
         rows = stream.map(to_row, output_type=_ROW).name(f"to-{name}").uid(f"to-{name}").set_parallelism(n)
         prefix = f"{settings.transactional_id_prefix}-{suffix}"
         jvm.io.fraudstream.flink.sinks.KafkaSinks.attach(
-            rows._j_data_stream, topic, producer, prefix, f"sink-{name}", n
+            rows._j_data_stream, topic, producer, k.delivery == "exactly-once", prefix, f"sink-{name}", n
         )

@@ -20,22 +20,25 @@ public final class KafkaSinks {
     private KafkaSinks() {}
 
     /**
-     * Attach an exactly-once sink of {@code rows} (field 0: key, field 1: value, both text,
-     * either may be null) to {@code topic}. {@code producer} holds the client properties,
-     * bootstrap.servers and transaction.timeout.ms included; transactional ids start with
-     * {@code transactionalIdPrefix}, which must be unique per running job.
+     * Attach a sink of {@code rows} (field 0: key, field 1: value, both text, either may be
+     * null) to {@code topic}. {@code producer} holds the client properties, bootstrap.servers
+     * and transaction.timeout.ms included. {@code exactlyOnce}: in transactions whose ids start
+     * with {@code transactionalIdPrefix} (unique per running job), visible when the checkpoint
+     * covering them completes; else at least once, visible as soon as the broker has them.
      */
     public static void attach(
             DataStream<Row> rows,
             String topic,
             Properties producer,
+            boolean exactlyOnce,
             String transactionalIdPrefix,
             String uid,
             int parallelism) {
         KafkaSink<Row> sink =
                 KafkaSink.<Row>builder()
                         .setKafkaProducerConfig(producer)
-                        .setDeliveryGuarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                        .setDeliveryGuarantee(
+                                exactlyOnce ? DeliveryGuarantee.EXACTLY_ONCE : DeliveryGuarantee.AT_LEAST_ONCE)
                         .setTransactionalIdPrefix(transactionalIdPrefix)
                         .setRecordSerializer(new KeyValue(topic))
                         .build();
