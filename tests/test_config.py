@@ -198,3 +198,16 @@ def test_notification_and_dashboard_secrets_are_masked_and_lists_come_from_text(
     assert tomllib.loads(to_toml(settings.redacted()))["notify"]["severities"] == ["HIGH", "CRITICAL"]
     with pytest.raises(ConfigError, match="notify.severities"):
         load_settings(flags={"notify.severities": "URGENT"}, environ={})
+
+
+def test_the_low_latency_mode_flushes_buffers_and_moves_event_time_sooner_unless_told_otherwise():
+    default = load_settings(environ={})
+    assert (default.buffer_timeout_ms, default.watermark_interval_ms) == (100, 200)
+    fast = load_settings(flags={"kafka.delivery": "at-least-once"}, environ={})
+    assert (fast.buffer_timeout_ms, fast.watermark_interval_ms) == (5, 50)
+    told = load_settings(flags={"kafka.delivery": "at-least-once", "pipeline.buffer_timeout_ms": "20"}, environ={})
+    assert (told.buffer_timeout_ms, told.watermark_interval_ms) == (20, 50)
+    # no transactions at least once: the timeout need not outlive a long checkpoint interval
+    load_settings(flags={"kafka.delivery": "at-least-once", "checkpoint.interval_ms": "3600000"}, environ={})
+    with pytest.raises(ValueError, match="must exceed"):
+        load_settings(flags={"checkpoint.interval_ms": "3600000"}, environ={})

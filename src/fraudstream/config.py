@@ -189,6 +189,17 @@ class PipelineSettings(_Section):
         + "); the sources always run one reader per raw-topic partition",
     )
     rest_port: int = Field(0, ge=0, le=65535, description="REST port of the local job (savepoints); 0 = any free port")
+    buffer_timeout_ms: int | None = Field(
+        None,
+        ge=0,
+        description="longest a record waits in a network buffer between steps; unset = 100, or 5 with "
+        "kafka.delivery=at-least-once (the low-latency mode)",
+    )
+    watermark_interval_ms: int | None = Field(
+        None,
+        gt=0,
+        description="how often sources emit watermarks; unset = 200, or 50 with kafka.delivery=at-least-once",
+    )
     bind_host: str = Field(
         "127.0.0.1",
         description="address the local job's servers listen on (Flink's BLOB, data and REST servers, "
@@ -638,6 +649,22 @@ class Settings(_Section):
                 f"checkpoint.interval_ms + checkpoint.timeout_ms ({c.interval_ms + c.timeout_ms})"
             )
         return self
+
+    @property
+    def buffer_timeout_ms(self) -> int:
+        """pipeline.buffer_timeout_ms, or the delivery mode's: flushing buffers often costs little
+        and, with alerts readable at once, is what the low-latency mode waits on."""
+        p = self.pipeline
+        return p.buffer_timeout_ms if p.buffer_timeout_ms is not None else (5 if self._low_latency else 100)
+
+    @property
+    def watermark_interval_ms(self) -> int:
+        p = self.pipeline
+        return p.watermark_interval_ms if p.watermark_interval_ms is not None else (50 if self._low_latency else 200)
+
+    @property
+    def _low_latency(self) -> bool:
+        return self.kafka.delivery == "at-least-once"
 
     @property
     def db_path(self) -> Path:

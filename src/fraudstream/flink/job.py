@@ -131,6 +131,9 @@ def make_environment(
         with _loopback_pool(local and mode != "thread"):
             env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(settings.pipeline.parallelism)
+    # Latency: how long a record may wait in a buffer, and how often event time moves on.
+    env.set_buffer_timeout(settings.buffer_timeout_ms)
+    env.get_config().set_auto_watermark_interval(settings.watermark_interval_ms)
     # Key groups of every keyed step (admission keeps its own, ADMIT_MAX_PARALLELISM): the
     # most the job can be rescaled to from its checkpoints, the same whatever its parallelism.
     env.set_max_parallelism(settings.pipeline.max_parallelism)
@@ -348,6 +351,9 @@ def _build_job(
         watermarks.with_timestamp_assigner(OrderTimestamps())
     ).set_parallelism(readers)
     env.set_parallelism(settings.pipeline.parallelism)
+    # Latency: how long a record may wait in a buffer, and how often event time moves on.
+    env.set_buffer_timeout(settings.buffer_timeout_ms)
+    env.get_config().set_auto_watermark_interval(settings.watermark_interval_ms)
 
     detectors = build_detectors(settings.detectors, rule_version=rules.initial.version)
     reference = settings.pipeline.engine == "reference"
