@@ -9,10 +9,13 @@ JARS   := jvm/lib/.fetched
 # fraudstream's own Flink classes (jvm/src), compiled against PyFlink's Flink and the connector.
 HELPER := jvm/lib/flink/fraudstream-flink.jar
 HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java jvm/src/io/fraudstream/flink/*/*.java)
+# The benchmark's Quix Streams peer, in an environment of its own: quixstreams pins older
+# confluent-kafka and pydantic than constraints.txt. Its pins are in fraudstream/bench/peers.py.
+PEERS  := .venv-peers/.installed
 
-.PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop
+.PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop peers
 
-setup: java $(STAMP) $(JARS) $(HELPER)
+setup: java $(STAMP) $(JARS) $(HELPER) $(PEERS)
 
 # Flink needs Java (17 is what we test on), and javac for our few classes; install it if missing.
 java:
@@ -57,6 +60,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+peers: $(PEERS)
+
+$(PEERS): src/fraudstream/bench/peers.py | $(STAMP)
+	$(BIN)/python -m fraudstream.bench.peers
+
 run: setup
 	$(BIN)/fraudstream run $(ARGS)
 
@@ -91,4 +99,4 @@ test: tools lint
 	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=$(DURATIONS)
 
 clean:
-	rm -rf $(VENV) data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-peers data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache
