@@ -53,6 +53,7 @@ class PeerRun:
     events_per_s: float = 0.0
     source_events_per_s: float = 0.0  # the raw topic's read rate alone (ends before the re-keyed tail)
     startup_s: float | None = None  # from starting the command to its first record read
+    ready_s: float | None = None  # from starting the command to the app defined, its topics created
     finished: bool = False
     peak_rss_mb: float = 0.0
     exit_code: int | None = None
@@ -151,6 +152,7 @@ def run_quix(
         "state_dir": str(work / "state"),
         "expected": expected,
         "rules": rules_config(detectors),
+        "loglevel": os.environ.get("FRAUDSTREAM_PEER_LOGLEVEL", "WARNING"),
     }
     (work / "config.json").write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
     log = (work / "peer.log").open("wb")
@@ -184,6 +186,9 @@ def run_quix(
                     report = orjson.loads(line)
                     if report.get("exited"):
                         continue
+                    if report.get("ready"):
+                        result.ready_s = round(at - started, 2)
+                        continue
                     count = report["records"]
                     if first is None and count > 0:
                         first = (at, count)
@@ -194,12 +199,14 @@ def run_quix(
                     if report.get("done"):
                         done_at = at
                         result.finished = True
-            if not stopping and time.monotonic() - started > max_seconds:
-                logger.info(
-                    "quix peer (%s): time limit reached after %d records; stopping it", guarantee, result.records
-                )
+            elapsed = time.monotonic() - started
+            if not stopping and elapsed > max_seconds:
+                logger.info("quix peer (%s): time limit reached at %d records; stopping it", guarantee, result.records)
                 proc.send_signal(signal.SIGTERM)
                 stopping = True
+            elif stopping and elapsed > max_seconds + 60 and proc.poll() is None:
+                logger.warning("quix peer (%s): still running a minute after SIGTERM; killing it", guarantee)
+                os.killpg(proc.pid, signal.SIGKILL)
         result.exit_code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:

@@ -13,7 +13,7 @@ flaw to fix here. Usage (the bench runs it so, and reads its stdout):
 
     .venv-peers/bin/python quix_peer.py CONFIG.json
 
-stdout carries one JSON line at the first order read, then about every 0.25 s, and one
+stdout carries one JSON line when the app is defined (its topics created), one at the first order read, then about every 0.25 s, and one
 when every order has been through both key kinds (`"done": true`); the app then commits
 and exits.
 """
@@ -265,7 +265,7 @@ def main(argv: list[str]) -> int:
         processing_guarantee=cfg["processing_guarantee"],
         commit_interval=cfg["commit_interval_s"],
         state_dir=cfg["state_dir"],
-        loglevel="WARNING",
+        loglevel=cfg.get("loglevel", "WARNING"),
         on_message_processed=lambda *a: progress(*a),
     )
     progress = Progress(cfg["raw_topic"], cfg["expected"], app.stop)
@@ -282,6 +282,9 @@ def main(argv: list[str]) -> int:
     by_device = by_device.apply(lambda order, state: device_rules(order, state, rules), stateful=True, expand=True)
     by_device.apply(progress.count).to_topic(alerts_topic, key=lambda alert: alert["key"])
 
+    # Quix has created its topics by now (the alerts topic if missing, a repartition topic and
+    # a changelog topic per stateful step): the rest of the start-up is joining the group.
+    progress.report(ready=True)
     app.run()
     sys.stdout.write(json.dumps({"exited": True, "records": progress.raw, "alerts": progress.alerts}) + "\n")
     sys.stdout.flush()
