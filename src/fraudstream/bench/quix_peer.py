@@ -13,9 +13,9 @@ flaw to fix here. Usage (the bench runs it so, and reads its stdout):
 
     .venv-peers/bin/python quix_peer.py CONFIG.json
 
-stdout carries one JSON line when the app is defined (its topics created), one at the first order read, then about every 0.25 s, and one
-when every order has been through both key kinds (`"done": true`); the app then commits
-and exits.
+stdout carries one JSON line when the app is defined (its topics created), one at the first
+order read, then about every 0.25 s, and one when every order has been through both key
+kinds (`"done": true`); the app then commits and exits.
 """
 
 from __future__ import annotations
