@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from fraudstream.bench import quix_peer
+from fraudstream.bench.ceilings import python_ceiling
 from fraudstream.bench.peers import rules_config
 from fraudstream.bench.report import markdown, ratios
 from fraudstream.config import DetectorSettings, GeneratorSettings
@@ -69,6 +70,15 @@ def test_in_event_time_order_the_peer_finds_the_exact_alerts():
         (a.alert_type, a.key, a.event_time) for a in exact
     )
     assert len({a["alert_id"] for a in got} & {a.alert_id for a in exact}) > 0.99 * len(exact)
+
+
+def test_the_python_ceiling_counts_the_exact_alerts_per_type():
+    records = _stream(3_000, 800)
+    d = DetectorSettings()
+    result = python_ceiling(records, d)
+    exact = replay([parse_record(v) for v in records], build_detectors(d), AlertDeduplicator.from_settings(d))
+    assert result["alerts_by_type"] == dict(sorted(Counter(a.alert_type for a in exact).items()))
+    assert sum(result["alerts_by_type"].values()) == result["alerts"] == len(exact) > 0
 
 
 def test_the_peer_takes_thresholds_windows_cooldowns_and_switches_from_the_settings():
