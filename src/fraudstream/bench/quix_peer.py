@@ -91,13 +91,12 @@ def _alert(rules: dict[str, Any], rule: str, key: str, order: dict[str, Any], me
     }
 
 
-def _cooled(state: StateLike, rules: dict[str, Any], rule: str, t: int) -> bool:
+def _cooled(last_alert: dict[str, int], rules: dict[str, Any], rule: str, t: int) -> bool:
     """The cooldown per (alert type, key): the state is the key's, so one entry per type."""
-    name = f"cooldown:{rule}"
-    last = state.get(name)
+    last = last_alert.get(rule)
     if last is not None and t - last < rules[rule]["cooldown_ms"]:
         return False
-    state.set(name, t)
+    last_alert[rule] = t
     return True
 
 
@@ -106,16 +105,19 @@ def _newest(latest: dict[str, int], limit: int) -> list[str]:
 
 
 def user_rules(order: dict[str, Any], state: StateLike, rules: dict[str, Any]) -> list[dict]:
-    """Velocity, high value and geo for one order, on the state of its user."""
+    """Velocity, high value and geo for one order, on the state of its user (one value per
+    user, read and written once per order: each State access is a store lookup)."""
     alerts = []
     t = order["event_time"]
     user = order["user_id"]
+    mine = state.get("user") or {"velocity": [], "geo": {}, "cooldown": {}}
+    cooldown = mine["cooldown"]
     r = rules.get("velocity")
     if r:
-        times = [ts for ts in state.get("velocity", []) if ts > t - r["window_ms"]]
+        times = [ts for ts in mine["velocity"] if ts > t - r["window_ms"]]
         times.append(t)
-        state.set("velocity", times)
-        if len(times) > r["threshold"] and _cooled(state, rules, "velocity", t):
+        mine["velocity"] = times
+        if len(times) > r["threshold"] and _cooled(cooldown, rules, "velocity", t):
             minutes = r["window_ms"] / 60_000
             alerts.append(
                 _alert(
@@ -128,7 +130,7 @@ def user_rules(order: dict[str, Any], state: StateLike, rules: dict[str, Any]) -
                 )
             )
     r = rules.get("high_value")
-    if r and order["amount"] > r["threshold"] and _cooled(state, rules, "high_value", t):
+    if r and order["amount"] > r["threshold"] and _cooled(cooldown, rules, "high_value", t):
         alerts.append(
             _alert(
                 rules,
@@ -142,11 +144,11 @@ def user_rules(order: dict[str, Any], state: StateLike, rules: dict[str, Any]) -
     r = rules.get("geo")
     if r:
         city = order["city"]
-        cities = {c: ts for c, ts in state.get("geo", {}).items() if ts > t - r["window_ms"]}
+        cities = {c: ts for c, ts in mine["geo"].items() if ts > t - r["window_ms"]}
         others = {c: ts for c, ts in cities.items() if c != city}
         cities[city] = t
-        state.set("geo", cities)
-        if others and _cooled(state, rules, "geo", t):
+        mine["geo"] = cities
+        if others and _cooled(cooldown, rules, "geo", t):
             listed = _newest(others, rules["list_max"])
             minutes = (t - others[listed[0]]) / 60_000
             alerts.append(
@@ -166,6 +168,7 @@ def user_rules(order: dict[str, Any], state: StateLike, rules: dict[str, Any]) -
                     },
                 )
             )
+    state.set("user", mine)
     return alerts
 
 
@@ -175,10 +178,13 @@ def device_rules(order: dict[str, Any], state: StateLike, rules: dict[str, Any])
     if not r:
         return []
     t = order["event_time"]
-    users = {u: ts for u, ts in state.get("users", {}).items() if ts > t - r["window_ms"]}
+    mine = state.get("device") or {"users": {}, "cooldown": {}}
+    users = {u: ts for u, ts in mine["users"].items() if ts > t - r["window_ms"]}
     users[order["user_id"]] = t
-    state.set("users", users)
-    if len(users) <= r["threshold"] or not _cooled(state, rules, "device_sharing", t):
+    mine["users"] = users
+    alert = len(users) > r["threshold"] and _cooled(mine["cooldown"], rules, "device_sharing", t)
+    state.set("device", mine)
+    if not alert:
         return []
     device = order["device_id"]
     minutes = r["window_ms"] / 60_000
