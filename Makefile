@@ -11,10 +11,13 @@ HELPER := jvm/lib/flink/fraudstream-flink.jar
 # Stamp of the gateway JVM's class archive (the archive itself: $(VENV)/share/fraudstream/).
 CLASSES := $(VENV)/.classes
 HELPER_SRC := $(wildcard jvm/src/io/fraudstream/flink/*.java jvm/src/io/fraudstream/flink/*/*.java)
+# The benchmark's Quix Streams peer, in an environment of its own: quixstreams pins older
+# confluent-kafka and pydantic than constraints.txt. Its pins are in fraudstream/bench/peers.py.
+PEERS  := .venv-peers/.installed
 
-.PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop
+.PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop peers
 
-setup: java $(STAMP) $(JARS) $(HELPER) $(CLASSES)
+setup: java $(STAMP) $(JARS) $(HELPER) $(CLASSES) $(PEERS)
 
 # Flink needs Java (17 is what we test on), and javac for our few classes; install it if missing.
 java:
@@ -68,6 +71,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+peers: $(PEERS)
+
+$(PEERS): src/fraudstream/bench/peers.py | $(STAMP)
+	$(BIN)/python -m fraudstream.bench.peers
+
 run: setup
 	$(BIN)/fraudstream run $(ARGS)
 
@@ -102,4 +110,4 @@ test: tools lint
 	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=$(DURATIONS)
 
 clean:
-	rm -rf $(VENV) data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-peers data build jvm/lib jvm/build jvm/target .pytest_cache .ruff_cache

@@ -13,34 +13,74 @@ LABELS = {
 }
 
 
+PEER_LABEL = "Quix Streams peer, {guarantee} (the same rules, arrival order)"
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "–"
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def reference_peer(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The peer the engines are compared with: exactly-once, as the job is, if it ran."""
+    peers = [p for p in data.get("peers", []) if p.get("events_per_s")]
+    return next((p for p in peers if p["processing_guarantee"] == "exactly-once"), peers[0] if peers else None)
+
+
+def ratios(data: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Each engine's and peer's throughput over the reference peer's and the two ceilings'."""
+    peer = reference_peer(data)
+    bases = {
+        "python ceiling": data["python_ceiling"].get("events_per_s"),
+        "kafka ceiling": data["kafka_ceiling"].get("events_per_s"),
+    }
+    if peer is not None:
+        bases = {peer["peer"]: peer["events_per_s"], **bases}
+    named = [(p["peer"], p["events_per_s"]) for p in data.get("peers", [])]
+    named += [(r["engine"], r["events_per_s"]) for r in data["runs"]]
+    return {name: {base: _div(rate, value) for base, value in bases.items()} for name, rate in named}
 
 
 def markdown(data: dict[str, Any]) -> str:
     kafka = data["kafka_ceiling"].get("events_per_s")
     python = data["python_ceiling"].get("events_per_s")
     runs = data["runs"]
+    peers = data.get("peers", [])
+    peer = reference_peer(data)
+    quix = peer["events_per_s"] if peer else None
     reference = next((r["events_per_s"] for r in runs if r["engine"] == "reference"), None)
     opts = data["options"]
+    peer_head = f"÷ Quix peer ({peer['processing_guarantee']})" if peer else "÷ Quix peer"
     lines = [
         f"Machine: {data['machine']['cpus']} CPUs, {data['machine']['memory_gb']} GB, {data['machine']['date']}; "
         f"{opts['orders']:,} orders, {opts['users']:,} users.",
         "",
-        "| what | events/s | × reference layout | ÷ Kafka ceiling | records measured |",
-        "|---|---:|---:|---:|---:|",
-        f"| Kafka ceiling (read + write alerts, no processing) | {kafka:,.0f} | {_ratio(kafka, reference)} | 1.00 "
-        f"| {data['kafka_ceiling'].get('records', 0):,} |",
-        f"| Python ceiling (parse + rules, one process, no Flink) | {python:,.0f} | {_ratio(python, reference)} "
-        f"| {_ratio(python, kafka)} | {opts['orders']:,} |",
+        f"| what | events/s | {peer_head} | ÷ Python ceiling | ÷ Kafka ceiling | × reference layout | records measured |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| Kafka ceiling (read + write alerts, no processing) | {kafka:,.0f} | {_ratio(kafka, quix)} "
+        f"| {_ratio(kafka, python)} | 1.00 | {_ratio(kafka, reference)} | {data['kafka_ceiling'].get('records', 0):,} |",
+        f"| Python ceiling (parse + rules, one process, no Flink) | {python:,.0f} | {_ratio(python, quix)} | 1.00 "
+        f"| {_ratio(python, kafka)} | {_ratio(python, reference)} | {opts['orders']:,} |",
     ]
+    for p in peers:
+        note = "" if p["finished"] else " (time limit)"
+        lines.append(
+            f"| {PEER_LABEL.format(guarantee=p['processing_guarantee'])} | {p['events_per_s']:,.0f} | "
+            f"{_ratio(p['events_per_s'], quix)} | {_ratio(p['events_per_s'], python)} | "
+            f"{_ratio(p['events_per_s'], kafka)} | {_ratio(p['events_per_s'], reference)} | {p['records']:,}{note} |"
+        )
     for r in runs:
         note = "" if r["finished"] else " (time limit)"
         lines.append(
-            f"| {LABELS.get(r['engine'], r['engine'])} | {r['events_per_s']:,.0f} | "
-            f"{_ratio(r['events_per_s'], reference)} | {_ratio(r['events_per_s'], kafka)} | "
-            f"{r['records']:,}{note} |"
+            f"| {LABELS.get(r['engine'], r['engine'])} | {r['events_per_s']:,.0f} | {_ratio(r['events_per_s'], quix)} "
+            f"| {_ratio(r['events_per_s'], python)} | {_ratio(r['events_per_s'], kafka)} | "
+            f"{_ratio(r['events_per_s'], reference)} | {r['records']:,}{note} |"
         )
+    if peers:
+        lines += ["", *_peer_tables(data)]
     plain = next((r["events_per_s"] for r in runs if r["engine"] == "sql"), None)
     scored = next((r["events_per_s"] for r in runs if r["engine"] == "sql-model"), None)
     if plain and scored:
@@ -71,6 +111,37 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{lat['p50_ms']} | {lat['p95_ms']} | {lat['p99_ms']} | {lat['checkpoint_interval_ms']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _peer_tables(data: dict[str, Any]) -> list[str]:
+    """The peers' start-up and memory, and their alerts per type beside the exact counts."""
+    peers = data["peers"]
+    lines = [
+        "| peer | events/s (all rules) | raw topic read/s | start-up s | peak RSS MB | exit code |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in peers:
+        lines.append(
+            f"| {p['peer']} | {p['events_per_s']:,.0f} | {p['source_events_per_s']:,.0f} | {p['startup_s']} | "
+            f"{p['peak_rss_mb']:,.0f} | {p['exit_code']} |"
+        )
+    exact = data["python_ceiling"].get("alerts_by_type", {})
+    types = sorted(set(exact).union(*(p["alerts_by_type"] for p in peers)))
+    lines += [
+        "",
+        "| alert type | exact (Python ceiling's replay) | "
+        + " | ".join(f"{p['peer']} (÷ exact)" for p in peers)
+        + " |",
+        "|---|---:|" + "---:|" * len(peers),
+    ]
+    for t in [*types, None]:
+        want = sum(exact.values()) if t is None else exact.get(t, 0)
+        cells = []
+        for p in peers:
+            got = p["alerts"] if t is None else p["alerts_by_type"].get(t, 0)
+            cells.append(f"{got:,} ({_ratio(got, want)})")
+        lines.append(f"| {t or 'all'} | {want:,} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_latency(data: dict[str, Any], path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Steps: start a private broker; load N generated orders (the default fraud mix, a large user
 population) into a fresh raw topic; measure the Kafka and Python ceilings over those very
-records; run each engine bounded over them (the slow Python-operator layouts for a limited
-time: their rate is steady long before the end); measure alert latency at fixed offered
+records; run the Quix Streams peer over them (at-least-once, then exactly-once); run each
+engine bounded over them (the slow Python-operator layouts for a limited time: their rate
+is steady long before the end); measure alert latency at fixed offered
 loads below the fastest engine's maximum; write JSON, a Markdown table and a PNG chart.
 """
 
@@ -25,6 +26,7 @@ import psutil
 from fraudstream.bench.ceilings import kafka_ceiling, python_ceiling, read_values
 from fraudstream.bench.jobs import JobRun, run_job
 from fraudstream.bench.latency import LatencyRun, measure_latency
+from fraudstream.bench.peers import GUARANTEES, PeerRun, peer_python, run_quix
 from fraudstream.config import BrokerSettings, GeneratorSettings, KafkaSettings, Settings
 from fraudstream.generator import generator_from_settings
 from fraudstream.kafka.broker import LocalBroker
@@ -50,6 +52,8 @@ class BenchOptions:
     latency_seconds: float = 60.0
     latency_checkpoint_ms: int | None = None  # checkpoint interval of the latency runs (None: configured)
     latency_rates: tuple[float, ...] = ()  # offered rates in orders/s; replaces latency_loads when given
+    # The Quix Streams peer, once per processing guarantee given (none: no peer).
+    peer_guarantees: tuple[str, ...] = GUARANTEES
     seed: int = 20261130
     out_dir: Path = Path("benchmarks/results")
     work_dir: Path = Path("data/bench")
@@ -69,7 +73,10 @@ class BenchResult:
     machine: dict[str, Any]
     kafka_ceiling: dict[str, Any] = field(default_factory=dict)
     python_ceiling: dict[str, Any] = field(default_factory=dict)
+    peers: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # each engine's and peer's throughput over the ceilings' and the peer's (report.ratios)
+    ratios: dict[str, dict[str, float | None]] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -103,6 +110,7 @@ def run_bench(settings: Settings, opts: BenchOptions, echo: Callable[[str], None
         echo("Kafka ceiling: read the records and write as many alert-sized records as the rules give")
         result.kafka_ceiling = kafka_ceiling(k, opts.orders, result.python_ceiling["alerts"])
         echo(f"   {result.kafka_ceiling['events_per_s']:,.0f} events/s")
+        result.peers = [p.to_dict() for p in _peers(settings, opts, k, work, result.python_ceiling["alerts"], echo)]
         runs: list[JobRun] = []
         for engine in opts.engines:
             limit = opts.fast_seconds if engine in ("sql", MODEL_ENGINE) else opts.slow_seconds
@@ -130,9 +138,41 @@ def run_bench(settings: Settings, opts: BenchOptions, echo: Callable[[str], None
                 echo(f"   p50 {lat.p50_ms} ms, p99 {lat.p99_ms} ms over {lat.alerts} alerts")
     finally:
         broker.stop()
+    from fraudstream.bench.report import ratios
+
+    result.ratios = ratios(result.__dict__)
     write_reports(result, opts.out_dir)
     echo(f"results in {opts.out_dir}/ (bench.json, bench.md, latency.png)")
     return result
+
+
+def _peers(
+    settings: Settings, opts: BenchOptions, k: KafkaSettings, work: Path, exact: int, echo: Callable[[str], None]
+) -> list[PeerRun]:
+    """The Quix Streams peer over the same records, once per processing guarantee; its
+    commit interval is the job's checkpoint interval (the job commits its alerts then)."""
+    if not opts.peer_guarantees:
+        return []
+    python = peer_python(echo)
+    found = []
+    for guarantee in opts.peer_guarantees:
+        echo(f"peer, Quix Streams ({guarantee}): the same rules and cooldown, in arrival order")
+        run = run_quix(
+            k,
+            work / f"peer-quix-{guarantee}",
+            opts.orders,
+            settings.detectors,
+            guarantee,
+            settings.checkpoint.interval_ms / 1000,
+            opts.fast_seconds,
+            python,
+        )
+        found.append(run)
+        echo(
+            f"   {run.events_per_s:,.0f} events/s over {run.records:,} records, start-up {run.startup_s} s, "
+            f"{run.alerts:,} alerts (exact: {exact:,})"
+        )
+    return found
 
 
 def _model(settings: Settings, opts: BenchOptions, work: Path, echo: Callable[[str], None]) -> Path:

@@ -43,6 +43,14 @@ from fraudstream.cli.options import Command
     help="Checkpoint interval of the latency runs: alerts commit at checkpoints [checkpoint.interval_ms].",
 )
 @click.option(
+    "--peer",
+    "peer_guarantees",
+    multiple=True,
+    type=click.Choice(["at-least-once", "exactly-once"]),
+    help="Processing guarantee of a Quix Streams peer run (repeatable) [both].",
+)
+@click.option("--no-peer", is_flag=True, help="Skip the Quix Streams peer.")
+@click.option(
     "--quick", is_flag=True, help="A small, fast run that proves every step works (CI runs it, on fewer orders)."
 )
 @click.option(
@@ -53,17 +61,25 @@ from fraudstream.cli.options import Command
     help="Where bench.json, bench.md and latency.png go.",
 )
 @click.pass_context
-def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
+def bench(ctx: click.Context, quick: bool, no_peer: bool, out: Path, **opts: Any) -> None:
     """Measure the job on this machine, beside the ceilings it cannot beat.
 
     Starts a private Kafka broker, loads generated orders into a fresh raw topic and
     measures, over those same records: the Kafka ceiling (read them and write as many
     alert-sized records, no processing), the Python ceiling (parse and apply the rules
-    in one process, no Flink), and the job with each engine, bounded. Python-operator
-    engines run for --slow-seconds only (their rate is steady long before). Then the
-    fastest engine runs at fixed offered loads to measure alert latency, from an order's
-    append to its alert's commit. Throughput is the slope of the source's record count
-    (Flink's REST metrics), so start-up is reported apart.
+    in one process, no Flink; exact), the Quix Streams peer, and the job with each
+    engine, bounded. Python-operator engines run for --slow-seconds only (their rate is
+    steady long before). Then the fastest engine runs at fixed offered loads to measure
+    alert latency, from an order's append to its alert's commit. Throughput is the slope
+    of the source's record count (Flink's REST metrics), so start-up is reported apart.
+
+    The peer is the same four rules and cooldown written on Quix Streams, the pure-Python
+    stream processor a Python team would pick instead of Flink, run at-least-once and
+    exactly-once (--peer picks one, --no-peer skips it). It processes orders in arrival
+    order, so its alert counts are shown beside the exact ones; each engine's throughput
+    is shown as a ratio to its own. It runs in an environment of its own, .venv-peers
+    (quixstreams pins older Kafka and pydantic libraries), which `make setup` creates, or
+    the bench on first use.
 
     \b
     Results: <out>/bench.json, bench.md (the README's table) and latency.png.
@@ -83,6 +99,7 @@ def bench(ctx: click.Context, quick: bool, out: Path, **opts: Any) -> None:
         "latency_seconds": opts["latency_seconds"],
         "latency_rates": tuple(opts["latency_rates"]) or None,
         "latency_checkpoint_ms": opts["latency_checkpoint_ms"],
+        "peer_guarantees": () if no_peer else tuple(opts["peer_guarantees"]) or None,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if given.get("orders", 1000) < 1000:
