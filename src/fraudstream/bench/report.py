@@ -65,19 +65,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"| Python ceiling (parse + rules, one process, no Flink) | {python:,.0f} | {_ratio(python, quix)} | 1.00 "
         f"| {_ratio(python, kafka)} | {_ratio(python, reference)} | {opts['orders']:,} |",
     ]
-    for p in peers:
-        note = "" if p["finished"] else " (time limit)"
+    measured = [(PEER_LABEL.format(guarantee=p["processing_guarantee"]), p) for p in peers]
+    measured += [(LABELS.get(r["engine"], r["engine"]), r) for r in runs]
+    for label, m in measured:
+        rate, note = m["events_per_s"], "" if m["finished"] else " (time limit)"
         lines.append(
-            f"| {PEER_LABEL.format(guarantee=p['processing_guarantee'])} | {p['events_per_s']:,.0f} | "
-            f"{_ratio(p['events_per_s'], quix)} | {_ratio(p['events_per_s'], python)} | "
-            f"{_ratio(p['events_per_s'], kafka)} | {_ratio(p['events_per_s'], reference)} | {p['records']:,}{note} |"
-        )
-    for r in runs:
-        note = "" if r["finished"] else " (time limit)"
-        lines.append(
-            f"| {LABELS.get(r['engine'], r['engine'])} | {r['events_per_s']:,.0f} | {_ratio(r['events_per_s'], quix)} "
-            f"| {_ratio(r['events_per_s'], python)} | {_ratio(r['events_per_s'], kafka)} | "
-            f"{_ratio(r['events_per_s'], reference)} | {r['records']:,}{note} |"
+            f"| {label} | {rate:,.0f} | {_ratio(rate, quix)} | {_ratio(rate, python)} | {_ratio(rate, kafka)} "
+            f"| {_ratio(rate, reference)} | {m['records']:,}{note} |"
         )
     if peers:
         lines += ["", *_peer_tables(data)]
