@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 LOG4J_PROPERTIES = Path(__file__).with_name("log4j2.properties")
 # The gateway JVM's class-data-sharing archive (AppCDS): the classes a run loads (Flink's
 # runtime, the mini-cluster's, PyFlink's), already parsed and verified, mapped at start-up
-# instead of read from the jars. Made once by `make setup` (`record_classes`); it belongs to
+# instead of read from the jars. Made once by `make setup` (a short run with RECORD_CLASSES set); it belongs to
 # this environment's PyFlink jars and Java, and a JVM that finds it stale ignores it.
 CLASS_ARCHIVE = Path(sys.prefix) / "share" / "fraudstream" / "gateway-classes.jsa"
 # Set (to anything) for a run that records the archive when its JVM exits.
@@ -109,24 +110,30 @@ def start_gateway() -> None:
         return proc
 
     server.Popen = popen
-    ours = "LOG4J_PROPERTIES" not in os.environ
-    if ours:
-        os.environ["LOG4J_PROPERTIES"] = str(LOG4J_PROPERTIES)
-    jvm_args = os.environ.get("JVM_ARGS")
+    # The JVM logs with ours unless the environment names another file.
+    log4j = {} if "LOG4J_PROPERTIES" in os.environ else {"LOG4J_PROPERTIES": str(LOG4J_PROPERTIES)}
     extra = class_archive_flags()
-    if extra:
-        os.environ["JVM_ARGS"] = " ".join([*((jvm_args or "").split()), *extra])
+    jvm_args = {"JVM_ARGS": " ".join([*os.environ.get("JVM_ARGS", "").split(), *extra])} if extra else {}
     try:
-        get_gateway()
+        with environ_set(log4j | jvm_args):
+            get_gateway()
     finally:
         server.Popen = original
-        if ours:
-            os.environ.pop("LOG4J_PROPERTIES", None)
-        if extra:
-            if jvm_args is None:
-                os.environ.pop("JVM_ARGS", None)
+
+
+@contextmanager
+def environ_set(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block (read by PyFlink as it starts things), as before after."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
             else:
-                os.environ["JVM_ARGS"] = jvm_args
+                os.environ[key] = value
 
 
 def class_archive_flags(archive: Path = CLASS_ARCHIVE) -> list[str]:

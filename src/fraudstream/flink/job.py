@@ -48,7 +48,7 @@ from fraudstream.flink.functions import (
     OrderTimestamps,
     TagReader,
 )
-from fraudstream.flink.gateway import start_gateway
+from fraudstream.flink.gateway import environ_set, start_gateway
 from fraudstream.flink.sources import SourceSpec, raw_lines
 from fraudstream.jars import archive_jars, flink_connector_jars, onnx_jars
 from fraudstream.model.file import ModelFile
@@ -145,19 +145,9 @@ def _loopback_pool(wanted: bool) -> Iterator[None]:
     """Whether PyFlink starts its loopback worker pool for the environment made inside. Only
     process-mode workers use it; in thread mode Python runs inside the JVM, and skipping the
     pool spares the driver importing Apache Beam (about a second of every start-up)."""
-    if wanted:
+    # PyFlink's own switch: "process" starts no pool
+    with environ_set({} if wanted else {"_python_worker_execution_mode": "process"}):
         yield
-        return
-    key = "_python_worker_execution_mode"  # PyFlink's own switch: "process" starts no pool
-    before = os.environ.get(key)
-    os.environ[key] = "process"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
 
 
 def execution_mode(settings: Settings, local: bool = True) -> str:
