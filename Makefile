@@ -96,9 +96,8 @@ lint: setup
 unit: setup
 	$(BIN)/pytest -q -m "not flink and not slow"
 
-# Parallel test workers of `make test` and `make check`: 3 on 2 cores, since most tests wait on
-# JVMs, brokers and event time more than they compute.
-TEST_WORKERS ?= 3
+# Parallel test workers of `make test` and `make check`.
+TEST_WORKERS ?= 2
 DURATIONS ?= 10
 
 # The inner loop: lint and every test that needs no Flink (under a minute).
