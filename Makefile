@@ -17,7 +17,10 @@ PEERS  := .venv-peers/.installed
 
 .PHONY: setup run demo test check lint unit clean java jars maven tools kafka-start kafka-stop peers
 
-setup: java $(STAMP) $(JARS) $(HELPER) $(CLASSES) $(PEERS)
+# Two at a time (pip beside Maven, the class archive beside the peers' environment), each
+# part's output kept together.
+setup:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target java $(STAMP) $(JARS) $(HELPER) $(CLASSES) $(PEERS)
 
 # Flink needs Java (17 is what we test on), and javac for our few classes; install it if missing.
 java:
@@ -48,7 +51,7 @@ $(JARS): jvm/pom.xml jvm/archive/pom.xml | maven
 	mvn -q -B --no-transfer-progress -Dstyle.color=never -f jvm/archive/pom.xml package
 	touch $@
 
-$(HELPER): $(JARS) $(STAMP) $(HELPER_SRC)
+$(HELPER): $(JARS) $(STAMP) $(HELPER_SRC) | java
 	rm -rf jvm/build && mkdir -p jvm/build
 	javac --release 17 -nowarn -d jvm/build \
 	  -cp "$$($(BIN)/python -c 'import glob, os, pyflink; lib = os.path.join(os.path.dirname(pyflink.__file__), "lib"); print(":".join(glob.glob(os.path.join(lib, p))[0] for p in ("flink-dist-*.jar", "flink-table-api-java-uber-*.jar", "flink-connector-files-*.jar")))'):$$(ls jvm/lib/flink/flink-sql-connector-kafka-*.jar):$$(ls jvm/lib/onnx/onnxruntime-*.jar):$$(ls jvm/lib/parquet/*.jar | tr '\n' ':')" \

@@ -197,8 +197,9 @@ def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
     """Partition 3 never gets an order. With idleness, the other three partitions' event
     time alone moves the watermark, so alerts come out while the job is still running.
 
-    The timeout is longer than the job takes to get its partitions assigned: a subtask idle
-    before its first record lets the others' watermark run ahead, and its backlog is late."""
+    The timeout is well above the time the job takes to read its partitions' first records,
+    even on a loaded machine (5 s was not, once): a subtask idle before its first record lets
+    the others' watermark run ahead, and its backlog is then late."""
     records = []
     for p in range(3):
         user = f"u_burst{p}"
@@ -208,7 +209,7 @@ def test_an_idle_partition_does_not_hold_back_alerts(kafka, tmp_path):
         # a later order on the same partition moves that partition's event time on
         records.append((p, b"u_clock", orjson.dumps(order(f"c{p}", BASE + 30 * MIN, f"u_clock{p}", f"d_c{p}"))))
     send(kafka, records)
-    proc = _start_unbounded(kafka, tmp_path, idle_timeout_ms=5000)
+    proc = _start_unbounded(kafka, tmp_path, idle_timeout_ms=15_000)
     try:
         alerts = consume(kafka, kafka.alerts_topic, expect=3, limit_s=120)
         still_running = proc.poll() is None
