@@ -183,3 +183,10 @@ def test_without_a_peer_the_ratios_to_it_are_absent():
     data = _data(peer_rate=20_000.0, sql_rate=60_000.0) | {"peers": []}
     assert ratios(data)["sql"] == {"python ceiling": 1.5, "kafka ceiling": 0.15}
     assert "Quix" not in markdown(data).split("\n\n")[1].splitlines()[2]
+
+
+def test_the_model_runs_cost_is_one_ratio_to_the_plain_run():
+    data = _data(peer_rate=20_000.0, sql_rate=60_000.0)
+    data["runs"].append(data["runs"][0] | {"engine": "sql-model", "events_per_s": 45_000.0})
+    assert "With the risk model the SQL engine keeps 0.75 of its throughput" in markdown(data)
+    assert "keeps" not in markdown(_data(peer_rate=20_000.0, sql_rate=60_000.0))
