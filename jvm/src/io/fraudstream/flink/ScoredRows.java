@@ -72,11 +72,15 @@ public final class ScoredRows {
                 new String[] {"transaction_id", "features", "risk", "reasons"});
     }
 
-    /** The order's fields of {@code row} followed by {@code extra}. */
+    /** The order's fields of {@code row} followed by {@code extra}, without the record as received
+     * ({@link OrderAdmission#RAW}: the archive has it by now, and no step after needs it, so it is
+     * neither shipped between the steps nor held in their state). */
     static Row extended(Row row, Object... extra) {
         Row out = Row.withPositions(ORDER_ARITY + extra.length);
         for (int i = 0; i < ORDER_ARITY; i++) {
-            out.setField(i, row.getField(i));
+            if (i != OrderAdmission.RAW) {
+                out.setField(i, row.getField(i));
+            }
         }
         for (int i = 0; i < extra.length; i++) {
             out.setField(ORDER_ARITY + i, extra[i]);

@@ -5,6 +5,7 @@ import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
 import java.util.HashMap;
+import java.util.Set;
 
 import org.apache.flink.connector.file.sink.FileSink;
 import org.apache.flink.core.fs.Path;
@@ -83,7 +84,10 @@ public final class ParquetArchive {
         private static final long serialVersionUID = 1L;
         private static final String NONE = "__DEFAULT_PARTITION__";
         private final int time;
+        private static final long HOUR_MS = 3_600_000L;
         private transient DateTimeFormatter format;
+        private transient long lastHour;
+        private transient String lastId;
 
         Hours(int time) {
             this.time = time;
@@ -95,10 +99,15 @@ public final class ParquetArchive {
             if (millis == null) {
                 return "dt=" + NONE + "/hour=" + NONE;
             }
+            long hour = Math.floorDiv(((Number) millis).longValue(), HOUR_MS);
             if (format == null) {
                 format = DateTimeFormatter.ofPattern("'dt='yyyy-MM-dd'/hour='HH").withZone(ZoneOffset.UTC);
+            } else if (hour == lastHour) {
+                return lastId; // the rows of one hour come together: format once
             }
-            return format.format(Instant.ofEpochMilli(((Number) millis).longValue()));
+            lastHour = hour;
+            lastId = format.format(Instant.ofEpochMilli(hour * HOUR_MS));
+            return lastId;
         }
 
         @Override
@@ -110,6 +119,8 @@ public final class ParquetArchive {
     /** A Parquet writer of flat rows, one optional column per field. */
     static final class Rows implements ParquetBuilder<Row> {
         private static final long serialVersionUID = 1L;
+        /** Columns whose values are (nearly) all distinct: written without a dictionary. */
+        private static final Set<String> UNIQUE = Set.of("raw", "transaction_id", "detail");
         private final String[] names;
         private final String[] kinds;
 
@@ -120,7 +131,14 @@ public final class ParquetArchive {
 
         @Override
         public ParquetWriter<Row> createWriter(OutputFile out) throws IOException {
-            return new Builder(out, names, kinds).withCompressionCodec(CompressionCodecName.SNAPPY).build();
+            Builder builder = new Builder(out, names, kinds).withCompressionCodec(CompressionCodecName.SNAPPY);
+            for (String name : names) {
+                if (UNIQUE.contains(name)) {
+                    // a dictionary of values that never repeat only costs a hash of each
+                    builder = builder.withDictionaryEncoding(name, false);
+                }
+            }
+            return builder.build();
         }
     }
 
