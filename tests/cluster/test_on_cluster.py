@@ -104,7 +104,7 @@ def _widths(p: int) -> dict[str, int]:
     """Each step's operators (a name in its vertices' names) -> the step's width in the run at `p`."""
     steps = {"alert-text": 2, "sinks": 1} if p == 4 else {}
     return {
-        "Source: orders-kafka": PARTITIONS, "redelivery": p, "no-model": p, "user-rules": p, "device-rules": p,
+        "Source: orders-kafka": PARTITIONS, "user-rules": p, "device-rules": p,
         "stamp-rules": 1, "Source: rules-kafka": 1, "cooldown": p, "alert-text": steps.get("alert-text", p),
         "to-alerts_out": steps.get("sinks", p), "to-dead_letters_out": steps.get("sinks", p),
     }  # fmt: skip

@@ -62,7 +62,9 @@ class OlderStateLayout(UserFacingError):
 #   7: the archive and the Kafka sinks are DataStream sinks (sinks.ParquetArchive, KafkaSinks:
 #      archive-orders, archive-dead_letters, sink-alerts_out, sink-dead_letters_out) instead of
 #      the Table API's, whose steps job.fix_archive_ids named.
-STATE_LAYOUT = 7
+#   8: without a model, one user step (sql-user-step: re-deliveries and the user's rules) in place
+#      of sql-redelivery and sql-user-rules; an admitted order's id keeps its compared fields only.
+STATE_LAYOUT = 8
 # What changed after each older layout (the first change a point of that layout misses).
 _LAYOUT_CHANGES = {
     1: "before the orders' appended_at field and the count-dead-letters step",
@@ -71,6 +73,7 @@ _LAYOUT_CHANGES = {
     4: "before the SQL part's and the Kafka sinks' steps had fixed ids",
     5: "before the rules were versioned steps instead of SQL OVER windows",
     6: "before the archive and the Kafka sinks left the Table API",
+    7: "before the re-delivery check and the user's rules became one step",
 }
 
 

@@ -1,10 +1,13 @@
 """The sql engine: parsing, event time and the rules run inside the JVM.
 
     raw bytes -> OrderAdmission (Java: parse, validate, late?) -> event time + watermarks
-      -> Redelivery (Java, keyed by user: re-deliveries and orders behind the combined watermark)
-      -> [with a model: DeviceFeatures -> UserFeatures -> RiskScorer]
-      -> UserRules (keyed by user: velocity, high value, geo, takeover) | DeviceRules (keyed by device)
-         each under the rules version in force at the order's event time (broadcast from the Stamper)
+      without a model (the default):
+      -> UserStep (keyed by user: re-deliveries and orders behind the combined watermark, then
+         velocity, high value and geo, in one pass) -> its admitted orders -> DeviceRules (keyed by device)
+      with a model:
+      -> Redelivery (keyed by user) -> DeviceFeatures -> UserFeatures -> RiskScorer
+      -> UserRules (keyed by user: the same rules and takeover) | DeviceRules (keyed by device)
+      each under the rules version in force at the order's event time (broadcast from the Stamper)
       -> rule candidates (a few per cent of the orders) -> Cooldown (Java, per version's cooldown)
       -> Python: the alert's text and details, for the alerts that pass
 
@@ -219,28 +222,35 @@ def detect(
         .setParallelism(readers)
     )
     detectors = build_detectors(settings.detectors)
-    # Keyed by user, behind the shuffle: re-deliveries of an order become `duplicate` dead
-    # letters, and an order behind the combined watermark (after idleness) a `late` one,
-    # never a silent drop by the OVER windows.
-    j_timely = (
-        j_orders.keyBy(helper.Redelivery.UserKey())
-        .process(
-            helper.Redelivery(redelivery_horizon(settings.rules), settings.store.dead_letter_max_chars),
-            helper.OrderAdmission.orderType(),
-        )
-        .name("redelivery")
-        .uid("sql-redelivery")
-        .setParallelism(p.parallelism_of("redelivery"))
-    )
     dead_letters = helper.OrderAdmission.DEAD_LETTERS
-
     initial = rule_set if rule_set is not None else RuleSet.from_settings(settings)
-    # The orders risky enough for any version's takeover_risk get their reasons.
-    explain_from = (
-        min(initial.takeover_risk, settings.rules.min_takeover_risk) if versions is not None else initial.takeover_risk
-    )
-    j_scored, scored = _score(helper, settings, j_timely, model, tap, explain_from)
-    candidates, refused = _rule_steps(helper, settings, j_scored, initial, versions)
+    if model is None:
+        # One step keyed by user checks the input and runs the user's rules (UserStep).
+        candidates, j_timely, checked, refused = _rule_steps(helper, settings, j_orders, initial, versions, True)
+        scored = None
+    else:
+        # Keyed by user, behind the shuffle: re-deliveries of an order become `duplicate` dead
+        # letters, and an order behind the combined watermark (after idleness) a `late` one,
+        # never a silent drop. The features come after it, then the rules.
+        j_timely = (
+            j_orders.keyBy(helper.Redelivery.UserKey())
+            .process(
+                helper.Redelivery(redelivery_horizon(settings.rules), settings.store.dead_letter_max_chars),
+                helper.OrderAdmission.orderType(),
+            )
+            .name("redelivery")
+            .uid("sql-redelivery")
+            .setParallelism(p.parallelism_of("redelivery"))
+        )
+        checked = j_timely
+        # The orders risky enough for any version's takeover_risk get their reasons.
+        explain_from = (
+            min(initial.takeover_risk, settings.rules.min_takeover_risk)
+            if versions is not None
+            else initial.takeover_risk
+        )
+        j_scored, scored = _score(helper, settings, j_timely, model, tap, explain_from)
+        candidates, _, _, refused = _rule_steps(helper, settings, j_scored, initial, versions, False)
     row_type = candidates.getType()
     d = settings.detectors
     keep_ms = max([d.dedup_cooldown_ms, *(d.cooldown_of(rule) for rule in RULES)])
@@ -260,7 +270,7 @@ def detect(
     )
     dead = (
         DataStream(j_admitted.getSideOutput(dead_letters))
-        .union(DataStream(j_timely.getSideOutput(dead_letters)), DataStream(refused))
+        .union(DataStream(checked.getSideOutput(dead_letters)), DataStream(refused))
         .map(_dead_letter, output_type=PICKLED)
     )
     echo = DataStream(j_orders).map(order_from_row, output_type=PICKLED) if p.verbose else None
@@ -268,13 +278,17 @@ def detect(
 
 
 def _rule_steps(
-    helper: Any, settings: Settings, j_scored: Any, initial: RuleSet, versions: DataStream | None
-) -> tuple[Any, Any]:
-    """The rules' candidates (RuleRows.candidateType()) and the versions refused as stale (dead
-    letter rows, OrderAdmission.deadLetterType()). The Stamper (parallelism 1) stamps each
-    version with the event time it applies from, behind the orders' watermark, and broadcasts
-    it to UserRules (keyed by user) and DeviceRules (keyed by device). `versions`: the checked
-    versions as flat rows (RuleRows.flatType), or None (live off: the initial version alone)."""
+    helper: Any, settings: Settings, j_scored: Any, initial: RuleSet, versions: DataStream | None, checks: bool
+) -> tuple[Any, Any, Any, Any]:
+    """The rules' candidates (RuleRows.candidateType()), the admitted orders as received and the
+    step whose side output has the input's dead letters (`checks` only, else None), and the
+    versions refused as stale (dead letter rows, OrderAdmission.deadLetterType()). The Stamper
+    (parallelism 1) stamps each version with the event time it applies from, behind the orders'
+    watermark, and broadcasts it to the user's step (keyed by user) and DeviceRules (keyed by
+    device). `j_scored`: scored rows (ScoredRows.scoredType), or with `checks` the orders as
+    admitted (OrderAdmission.orderType), which UserStep checks for re-deliveries and lateness
+    before its rules and passes on to DeviceRules. `versions`: the checked versions as flat rows
+    (RuleRows.flatType), or None (live off: the initial version alone)."""
     gateway = get_gateway()
     rules = helper.rules
     names = gateway.new_array(gateway.jvm.String, len(FLAT_FIELDS))
@@ -307,25 +321,24 @@ def _rule_steps(
     list_max = int(settings.detectors.detail_list_max)
     n = p.parallelism_of("rules")
     candidate_type = rules.RuleRows.candidateType()
+    windows = (r.max_window_of("velocity"), r.max_window_of("geo"), list_max, settings.detectors.dedup_cooldown_ms)
+    if checks:
+        step = rules.UserStep(
+            flat_type, *windows, redelivery_horizon(settings.rules), settings.store.dead_letter_max_chars
+        )
+    else:
+        step = rules.UserRules(flat_type, *windows)
     users = (
         j_scored.keyBy(helper.Redelivery.UserKey())
         .connect(broadcast)
-        .process(
-            rules.UserRules(
-                flat_type,
-                r.max_window_of("velocity"),
-                r.max_window_of("geo"),
-                list_max,
-                settings.detectors.dedup_cooldown_ms,
-            ),
-            candidate_type,
-        )
+        .process(step, candidate_type)
         .name("user-rules")
-        .uid("sql-user-rules")
+        .uid("sql-user-step" if checks else "sql-user-rules")
         .setParallelism(n)
     )
+    to_devices = users.getSideOutput(rules.UserStep.TO_DEVICES) if checks else j_scored
     devices = (
-        j_scored.keyBy(helper.DeviceFeatures.DeviceKey())
+        to_devices.keyBy(helper.DeviceFeatures.DeviceKey())
         .connect(broadcast)
         .process(rules.DeviceRules(flat_type, r.max_window_of("device_sharing"), list_max), candidate_type)
         .name("device-rules")
@@ -334,7 +347,8 @@ def _rule_steps(
     )
     others = gateway.new_array(gateway.jvm.org.apache.flink.streaming.api.datastream.DataStream, 1)
     others[0] = devices  # union(...) takes varargs
-    return users.union(others), stamped.getSideOutput(rules.Stamper.REJECTED)
+    admitted = users.getSideOutput(rules.UserStep.ADMITTED) if checks else None
+    return users.union(others), admitted, users if checks else None, stamped.getSideOutput(rules.Stamper.REJECTED)
 
 
 def _score(

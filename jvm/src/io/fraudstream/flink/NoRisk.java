@@ -10,6 +10,6 @@ public class NoRisk implements MapFunction<Row, Row> {
 
     @Override
     public Row map(Row order) {
-        return ScoredRows.extended(order, null, null);
+        return ScoredRows.unscored(order);
     }
 }

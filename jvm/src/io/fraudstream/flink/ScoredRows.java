@@ -72,6 +72,11 @@ public final class ScoredRows {
                 new String[] {"transaction_id", "features", "risk", "reasons"});
     }
 
+    /** {@code order} as a scored row with no risk and no reasons (without a model). */
+    public static Row unscored(Row order) {
+        return extended(order, null, null);
+    }
+
     /** The order's fields of {@code row} followed by {@code extra}, without the record as received
      * ({@link OrderAdmission#RAW}: the archive has it by now, and no step after needs it, so it is
      * neither shipped between the steps nor held in their state). */

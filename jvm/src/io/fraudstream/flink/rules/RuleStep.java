@@ -31,11 +31,18 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
     private static final long serialVersionUID = 1L;
 
     private final RowTypeInfo versionType;
+    private final RowTypeInfo heldType;
     protected transient MapState<Long, List<Row>> pending;
     private transient List<Row> sorted;
 
     protected RuleStep(RowTypeInfo versionType) {
+        this(versionType, ScoredRows.scoredType());
+    }
+
+    /** {@code heldType}: the rows that wait for the watermark (what {@link #admit} is given). */
+    protected RuleStep(RowTypeInfo versionType, RowTypeInfo heldType) {
         this.versionType = versionType;
+        this.heldType = heldType;
     }
 
     /** The broadcast state: version -> stamped version row. */
@@ -46,7 +53,7 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
     @Override
     public void open(OpenContext openContext) throws Exception {
         pending = getRuntimeContext().getMapState(
-                new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(ScoredRows.scoredType())));
+                new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(heldType)));
     }
 
     @Override
@@ -68,7 +75,11 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
         if (batch == null) {
             return;
         }
+        batch = admit(timestamp, batch, ctx);
         InEventTimeOrder.release(pending, timestamp, batch);
+        if (batch.isEmpty()) {
+            return;
+        }
         if (sorted == null) {
             sorted = RuleRows.byEffective(ctx.getBroadcastState(versions(versionType)).immutableEntries());
         }
@@ -77,6 +88,12 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
             throw new IllegalStateException("no rules version in force at event time " + timestamp);
         }
         take(timestamp, batch, v, ctx, out);
+    }
+
+    /** The orders of instant {@code timestamp} that the rules take, from those that waited for it
+     * ({@code batch}, in arrival order): all of them, unless the step also checks its input. */
+    protected List<Row> admit(long timestamp, List<Row> batch, OnTimerContext ctx) throws Exception {
+        return batch;
     }
 
     /** Drop the state past keeping at {@code timestamp} (see {@code InEventTimeOrder.expire}). */

@@ -13,6 +13,8 @@ import org.apache.flink.api.java.typeutils.RowTypeInfo;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
+import io.fraudstream.flink.ScoredRows;
+
 /**
  * The user's rules, keyed by user, under the version in force at each instant: velocity (the
  * user's orders in (t - w, t], this instant's included, more than the threshold), high value (an
@@ -33,7 +35,12 @@ public class UserRules extends RuleStep {
     private transient ValueState<Map<String, Long>> cities;
 
     public UserRules(RowTypeInfo versionType, long velocityMaxMs, long geoMaxMs, int listMax, long takeoverCooldownMs) {
-        super(versionType);
+        this(versionType, ScoredRows.scoredType(), velocityMaxMs, geoMaxMs, listMax, takeoverCooldownMs);
+    }
+
+    protected UserRules(RowTypeInfo versionType, RowTypeInfo heldType, long velocityMaxMs, long geoMaxMs,
+            int listMax, long takeoverCooldownMs) {
+        super(versionType, heldType);
         this.velocityMaxMs = velocityMaxMs;
         this.geoMaxMs = geoMaxMs;
         this.listMax = listMax;

@@ -1,0 +1,185 @@
+package io.fraudstream.flink;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+import org.apache.flink.api.common.functions.RuntimeContext;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.types.Row;
+
+/**
+ * Input idempotence for one user's orders (the key of the step that holds it), the rule of the
+ * Python {@code fraudstream.events.redelivery} (docs/event-contract.md): the first copy of each
+ * order id is admitted, a later copy within {@code horizonMs} of it is a {@code duplicate} dead
+ * letter. The step calls {@link #expire} and then {@link #admit} when the watermark passes an
+ * instant, with that instant's orders in arrival order, and registers a timer at the instant
+ * {@link #admit} returns. An id is forgotten {@code horizonMs} after its admitted copy.
+ *
+ * <p>Used by {@link Redelivery} (a step of its own, before the features of a model) and by the
+ * rules' user step ({@code rules.UserStep}, without a model), which does this and the user's rules
+ * in one pass. Metrics ({@link JobMetrics}): {@code orders_valid}, {@code dead_letters} by reason
+ * and {@code event_time_lag_ms}, the wall clock minus the newest watermark seen (NaN before).
+ */
+public final class Admissions {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final int TRANSACTION_ID = 0;
+    /** The fields two copies are compared on, as in Python's {@code COMPARED}. */
+    private static final String[] COMPARED = {
+        "device_id", "restaurant_id", "amount", "city", "payment_method", "event_time"
+    };
+    private static final int[] COMPARED_AT = {2, 3, 4, 5, 6, OrderTimestamps.EVENT_TIME};
+
+    private final long horizonMs;
+    private final int deadLetterMaxChars;
+    /** id -> the admitted copy's compared fields, in {@link #COMPARED} order. */
+    private final MapState<String, Row> admitted;
+    private final MapState<Long, List<String>> admittedAt;
+    private final JobMetrics metrics;
+    private final Counter valid;
+    private volatile long watermarkSeen = Long.MIN_VALUE;
+
+    /** One step's admissions: its keyed state and metrics, from its runtime context at open. */
+    public Admissions(RuntimeContext context, long horizonMs, int deadLetterMaxChars) {
+        this.horizonMs = Math.max(horizonMs, 1); // two copies at one instant are always one order
+        this.deadLetterMaxChars = deadLetterMaxChars;
+        admitted = context.getMapState(new MapStateDescriptor<>("admitted", Types.STRING, comparedType()));
+        admittedAt = context.getMapState(
+                new MapStateDescriptor<>("admitted_at", Types.LONG, Types.LIST(Types.STRING)));
+        metrics = new JobMetrics(context.getMetricGroup());
+        valid = metrics.counter("orders_valid");
+        metrics.gauge("event_time_lag_ms", () -> {
+            long w = watermarkSeen;
+            return w == Long.MIN_VALUE ? Double.NaN : (double) (System.currentTimeMillis() - w);
+        });
+    }
+
+    /** What is remembered of an admitted copy: the compared fields alone, not the whole order. */
+    static RowTypeInfo comparedType() {
+        RowTypeInfo order = OrderAdmission.orderType();
+        TypeInformation<?>[] types =
+                new TypeInformation<?>[COMPARED_AT.length];
+        for (int i = 0; i < COMPARED_AT.length; i++) {
+            types[i] = order.getTypeAt(COMPARED_AT[i]);
+        }
+        return new RowTypeInfo(types, COMPARED.clone());
+    }
+
+    /** The newest watermark the step has seen (for {@code event_time_lag_ms}). */
+    public void sawWatermark(long watermark) {
+        watermarkSeen = watermark;
+    }
+
+    /** The dead letter of an order behind the watermark on arrival, or null if it is in time. */
+    public Row lateOrNull(Row order, long watermark) throws JsonProcessingException {
+        watermarkSeen = watermark;
+        long t = OrderTimestamps.eventTime(order);
+        if (t > watermark) {
+            return null;
+        }
+        metrics.deadLetter("late");
+        return deadLetter("late", "event_time " + t + " is behind the watermark " + watermark, order);
+    }
+
+    /** Whether {@link #expire} has ids to forget at {@code timestamp} (its timer must stay). */
+    public boolean expiresAt(long timestamp) throws Exception {
+        return admittedAt.contains(timestamp - horizonMs);
+    }
+
+    /** Forget the ids admitted exactly one horizon before {@code timestamp}: (t - horizon, t] is half-open. */
+    public void expire(long timestamp) throws Exception {
+        long expired = timestamp - horizonMs;
+        List<String> ids = admittedAt.get(expired);
+        if (ids == null) {
+            return;
+        }
+        for (String id : ids) {
+            Row kept = admitted.get(id);
+            if (kept != null && (Long) kept.getField(COMPARED_AT.length - 1) == expired) {
+                admitted.remove(id);
+            }
+        }
+        admittedAt.remove(expired);
+    }
+
+    /**
+     * The orders of instant {@code timestamp} ({@code batch}, in arrival order) that are first copies;
+     * each later copy goes to {@code duplicates} as a dead letter row. Returns the instant of the
+     * timer that forgets them ({@code timestamp + horizon}), or null if none was admitted.
+     */
+    public Long admit(long timestamp, List<Row> batch, List<Row> admittedOut, List<Row> duplicates)
+            throws Exception {
+        List<String> fresh = new ArrayList<>();
+        for (Row order : batch) {
+            String id = (String) order.getField(TRANSACTION_ID);
+            Row kept = admitted.get(id);
+            if (kept != null) {
+                metrics.deadLetter("duplicate");
+                duplicates.add(deadLetter("duplicate", detail(id, kept, order), order));
+                continue;
+            }
+            Row remembered = Row.withPositions(COMPARED_AT.length);
+            for (int i = 0; i < COMPARED_AT.length; i++) {
+                remembered.setField(i, order.getField(COMPARED_AT[i]));
+            }
+            admitted.put(id, remembered);
+            fresh.add(id);
+            valid.inc();
+            admittedOut.add(order);
+        }
+        if (fresh.isEmpty()) {
+            return null;
+        }
+        admittedAt.put(timestamp, fresh);
+        return timestamp + horizonMs;
+    }
+
+    /** What a duplicate dead letter says: which copy was kept and which fields differ. */
+    static String detail(String id, Row kept, Row copy) {
+        List<String> differ = new ArrayList<>();
+        for (int i = 0; i < COMPARED.length; i++) {
+            Object a = kept.getField(i);
+            Object b = copy.getField(COMPARED_AT[i]);
+            boolean same = a instanceof Double x && b instanceof Double y ? x.doubleValue() == y.doubleValue()
+                    : Objects.equals(a, b);
+            if (!same) {
+                differ.add(COMPARED[i]);
+            }
+        }
+        String what = differ.isEmpty() ? "is identical" : "differs in " + String.join(", ", differ);
+        return "order " + id + " was already admitted with event_time " + kept.getField(COMPARED.length - 1)
+                + "; this copy " + what;
+    }
+
+    private Row deadLetter(String reason, String detail, Row order) throws JsonProcessingException {
+        Object received = order.getField(OrderAdmission.RAW);
+        String raw = OrderParser.truncate(
+                received != null ? (String) received : JSON.writeValueAsString(asMap(order)), deadLetterMaxChars);
+        return Row.of(reason, detail, raw, System.currentTimeMillis(), OrderTimestamps.eventTime(order));
+    }
+
+    /** The admitted order by field name (behavior only when set), for when the record as received was not kept. */
+    static Map<String, Object> asMap(Row order) {
+        Map<String, Object> fields = new LinkedHashMap<>();
+        String[] names = OrderAdmission.orderType().getFieldNames();
+        for (int i = 0; i < names.length; i++) {
+            Object value = order.getField(i);
+            if (i == OrderAdmission.RAW || i == OrderAdmission.APPENDED_AT) {
+                continue;
+            }
+            if (value != null || !"behavior".equals(names[i])) {
+                fields.put(names[i], value);
+            }
+        }
+        return fields;
+    }
+}
