@@ -200,6 +200,13 @@ class PipelineSettings(_Section):
         gt=0,
         description="how often sources emit watermarks; unset = 200, or 50 with kafka.delivery=at-least-once",
     )
+    jvm_options: str = Field(
+        "-XX:+UseParallelGC -Xmx1g",
+        description="options of the local job's JVM (PyFlink's gateway, which runs the mini-cluster): the "
+        "throughput collector, measured faster than G1 for this job, and a heap sized for it rather than a "
+        "quarter of the machine (docs/performance.md); raise -Xmx for millions of keys. A cluster's "
+        "TaskManagers have their own",
+    )
     bind_host: str = Field(
         "127.0.0.1",
         description="address the local job's servers listen on (Flink's BLOB, data and REST servers, "

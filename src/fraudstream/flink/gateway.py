@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +80,10 @@ def _gateway_children() -> list[int]:
 _gateway_pid: int | None = None
 
 
-def start_gateway() -> None:
+def start_gateway(jvm_options: Sequence[str] = ()) -> None:
     """Start PyFlink's gateway JVM (if not yet running) so that it ignores SIGTERM as well as
-    SIGINT, and remember its PID.
+    SIGINT, and remember its PID. `jvm_options` (pipeline.jvm_options) go to that JVM, which
+    is also the local mini-cluster's, before any in the environment's JVM_ARGS.
 
     A stop signal sent to the whole process group (`timeout`, `kill -- -PGID`, a service
     manager) then reaches only this process, which stops the job, flushes what it received
@@ -112,8 +113,8 @@ def start_gateway() -> None:
     server.Popen = popen
     # The JVM logs with ours unless the environment names another file.
     log4j = {} if "LOG4J_PROPERTIES" in os.environ else {"LOG4J_PROPERTIES": str(LOG4J_PROPERTIES)}
-    extra = class_archive_flags()
-    jvm_args = {"JVM_ARGS": " ".join([*os.environ.get("JVM_ARGS", "").split(), *extra])} if extra else {}
+    extra = [*jvm_options, *class_archive_flags()]
+    jvm_args = {"JVM_ARGS": " ".join([*extra, *os.environ.get("JVM_ARGS", "").split()])} if extra else {}
     try:
         with environ_set(log4j | jvm_args):
             get_gateway()

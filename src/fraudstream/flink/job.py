@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shlex
 import site
 import sys
 from collections.abc import Callable, Iterator
@@ -105,7 +106,7 @@ def make_environment(
     # process-mode job in loopback), it would stop this driver from starting its own gateway.
     os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     if not context:
-        start_gateway()
+        start_gateway(shlex.split(settings.pipeline.jvm_options) if local else ())
     conf = Configuration()
     mode = execution_mode(settings, local)
     conf.set_string("python.execution-mode", mode)
