@@ -190,3 +190,13 @@ def test_the_model_runs_cost_is_one_ratio_to_the_plain_run():
     data["runs"].append(data["runs"][0] | {"engine": "sql-model", "events_per_s": 45_000.0})
     assert "With the risk model the SQL engine keeps 0.75 of its throughput" in markdown(data)
     assert "keeps" not in markdown(_data(peer_rate=20_000.0, sql_rate=60_000.0))
+
+
+def test_two_slots_are_reported_as_the_growth_over_one():
+    data = _data(peer_rate=20_000.0, sql_rate=60_000.0)
+    data["runs"].append(data["runs"][0] | {"engine": "sql-p2", "events_per_s": 78_000.0})
+    table = markdown(data)
+    assert "On two task slots the SQL engine runs 1.30 times as fast as on one." in table
+    two_row = next(line for line in table.splitlines() if "two task slots (`" in line)
+    assert "| 78,000 | 3.90 | 1.95 |" in two_row
+    assert "two task slots" not in markdown(_data(peer_rate=20_000.0, sql_rate=60_000.0))

@@ -18,8 +18,9 @@ from fraudstream.cli.options import Command
     "--engine",
     "engines",
     multiple=True,
-    type=click.Choice(["sql", "sql-model", "datastream", "reference"]),
-    help="Engines to run (repeatable) [all four]; sql-model is the SQL engine with a risk model trained for the run.",
+    type=click.Choice(["sql", "sql-p2", "sql-model", "datastream", "reference"]),
+    help="Engines to run (repeatable) [all five]; sql-p2 is the SQL engine on two task slots (parallelism 2), "
+    "sql-model the SQL engine with a risk model trained for the run.",
 )
 @click.option("--slow-seconds", type=float, help="Time limit of a Python-operator engine's run [120].")
 @click.option(
