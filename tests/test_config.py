@@ -102,6 +102,18 @@ def test_kafka_transactions_must_outlive_a_checkpoint():
         load_settings(flags={"kafka.transaction_timeout_ms": 30_000, "checkpoint.interval_ms": 5_000}, environ={})
     ok = load_settings(flags={"kafka.transaction_timeout_ms": 120_000}, environ={})
     assert ok.kafka.transaction_timeout_ms == 120_000
+    # over a backlog checkpoints come less often: the transaction must outlive that interval too
+    with pytest.raises(ConfigError, match="transaction_timeout_ms"):
+        load_settings(
+            flags={"kafka.transaction_timeout_ms": 30_000, "checkpoint.backlog_interval_ms": 5_000}, environ={}
+        )
+
+
+def test_a_backlog_is_checkpointed_less_often_but_never_more_often_than_live_orders():
+    default = load_settings(environ={}).checkpoint
+    assert default.interval_ms < default.backlog_interval_ms == default.longest_interval_ms
+    raised = load_settings(flags={"checkpoint.interval_ms": 10_000}, environ={}).checkpoint
+    assert raised.longest_interval_ms == 10_000
 
 
 def test_checkpoint_and_savepoint_locations_are_uris(tmp_path):
@@ -200,10 +212,13 @@ def test_notification_and_dashboard_secrets_are_masked_and_lists_come_from_text(
         load_settings(flags={"notify.severities": "URGENT"}, environ={})
 
 
-def test_the_low_latency_mode_flushes_buffers_and_moves_event_time_sooner_unless_told_otherwise():
+def test_live_runs_flush_buffers_and_move_event_time_sooner_than_replays_unless_told_otherwise():
     default = load_settings(environ={})
-    assert (default.buffer_timeout_ms, default.watermark_interval_ms) == (100, 200)
-    fast = load_settings(flags={"kafka.delivery": "at-least-once"}, environ={})
+    assert (default.buffer_timeout_ms, default.watermark_interval_ms) == (5, 50)
+    replay = {"pipeline.source": "kafka", "kafka.bounded": "true"}
+    slow = load_settings(flags=replay, environ={})
+    assert slow.replays_backlog and (slow.buffer_timeout_ms, slow.watermark_interval_ms) == (100, 200)
+    fast = load_settings(flags={**replay, "kafka.delivery": "at-least-once"}, environ={})
     assert (fast.buffer_timeout_ms, fast.watermark_interval_ms) == (5, 50)
     told = load_settings(flags={"kafka.delivery": "at-least-once", "pipeline.buffer_timeout_ms": "20"}, environ={})
     assert (told.buffer_timeout_ms, told.watermark_interval_ms) == (20, 50)

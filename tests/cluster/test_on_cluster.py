@@ -64,6 +64,7 @@ def _records(orders: list[dict]) -> list[tuple[int | None, bytes | None, bytes]]
 def _run(cluster, k: KafkaSettings, data: Path, parallelism: int, *extra: str, sets: tuple[str, ...] = ()) -> list[str]:
     return [
         *EXE, "--data-dir", str(data), *kafka_flags(k), "--set", "checkpoint.interval_ms=1000",
+        "--set", "checkpoint.backlog_interval_ms=1000",
         *(x for s in sets for x in ("--set", s)),
         "run", "--source", "kafka", "--jobmanager", cluster.rest_address, "--parallelism", str(parallelism), *extra,
     ]  # fmt: skip

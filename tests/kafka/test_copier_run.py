@@ -45,6 +45,7 @@ def test_a_run_whose_copier_fails_stops_with_one_line(kafka, tmp_path):
     db = data / "fraud_alerts.db"
     command = [
         *EXE, "--data-dir", str(data), *kafka_flags(kafka), "--set", "checkpoint.interval_ms=1000",
+        "--set", "checkpoint.backlog_interval_ms=1000",
         "run", "--source", "kafka", "--start-from", "earliest",
     ]  # fmt: skip
     with in_own_session(command, stderr=subprocess.PIPE) as (proc, lines):

@@ -25,7 +25,7 @@ def test_demo_shows_alerts_and_ctrl_c_leaves_nothing_running(tmp_path, keep_brok
     ports = ["--set", f"broker.port={free_port()}", "--set", f"broker.controller_port={free_port()}"]
     ports += ["--set", f"dashboard.port={dash}"]
     # alerts are printed once committed, at a checkpoint: the first ones show sooner
-    ports += ["--set", "checkpoint.interval_ms=1000"]
+    ports += ["--set", "checkpoint.interval_ms=1000", "--set", "checkpoint.backlog_interval_ms=1000"]
     with open(tmp_path / "stderr.txt", "w+") as stderr:
         command = [sys.executable, "-m", "fraudstream", "--data-dir", str(data), *ports,
                    "demo", "--rate", "200", *(["--keep-broker"] if keep_broker else [])]  # fmt: skip

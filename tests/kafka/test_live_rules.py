@@ -179,6 +179,7 @@ def _command(k: KafkaSettings, data: Path, rules_topic: str, job_port: int, *ext
         "--set", f"rules.topic={rules_topic}",
         "--set", f"pipeline.parallelism={PARALLELISM}",
         "--set", "checkpoint.interval_ms=1000",
+        "--set", "checkpoint.backlog_interval_ms=1000",
         "--set", "checkpoint.restart_max_backoff_ms=4000",
         "--set", f"metrics.job_port={job_port}",
         "--set", "metrics.process_port=0",

@@ -29,6 +29,7 @@ EXE = [sys.executable, "-m", "fraudstream"]
 FIRST, MORE = 2_000, 1_000
 SETTINGS = {
     "checkpoint.interval_ms": 1000,
+    "checkpoint.backlog_interval_ms": 1000,
     "model.takeover_risk": 0.5,
     "model.high_risk": 0.8,
     "model.critical_risk": 0.95,

@@ -108,6 +108,7 @@ def _command(k: KafkaSettings, data: Path, *extra: str) -> list[str]:
     return [
         *EXE, "--data-dir", str(data), *kafka_flags(k),
         "--set", "checkpoint.interval_ms=1000",
+        "--set", "checkpoint.backlog_interval_ms=1000",
         "--set", "checkpoint.restart_max_backoff_ms=4000",
         "run", "--source", "kafka", "--bounded", "--start-from", "earliest", *extra,
     ]  # fmt: skip

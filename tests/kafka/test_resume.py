@@ -36,6 +36,7 @@ def _command(k: KafkaSettings, data: Path, *extra: str) -> list[str]:
     return [
         *EXE, "--data-dir", str(data), *kafka_flags(k),
         "--set", "checkpoint.interval_ms=1000",
+        "--set", "checkpoint.backlog_interval_ms=1000",
         "run", "--source", "kafka", *extra,
     ]  # fmt: skip
 

@@ -103,7 +103,7 @@ def test_a_kafka_run_scraped_by_prometheus_reconciles_with_its_input_and_store(k
     data = tmp_path / "data"
     command = [
         *EXE, "--data-dir", str(data), *kafka_flags(kafka),
-        "--set", "checkpoint.interval_ms=1000", "--set", "archive.enabled=false",
+        "--set", "checkpoint.interval_ms=1000", "--set", "checkpoint.backlog_interval_ms=1000", "--set", "archive.enabled=false",
         "--set", f"metrics.job_port={job_port}", "--set", f"metrics.process_port={process_port}",
         "run", "--source", "kafka", "--start-from", "earliest",
     ]  # fmt: skip

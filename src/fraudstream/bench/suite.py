@@ -160,7 +160,8 @@ def _peers(
     settings: Settings, opts: BenchOptions, k: KafkaSettings, work: Path, exact: int, echo: Callable[[str], None]
 ) -> list[PeerRun]:
     """The Quix Streams peer over the same records, once per processing guarantee; its
-    commit interval is the job's checkpoint interval (the job commits its alerts then)."""
+    commit interval is the job's checkpoint interval over a backlog (the bounded job commits its
+    alerts then)."""
     if not opts.peer_guarantees:
         return []
     python = peer_python(echo)
@@ -173,7 +174,7 @@ def _peers(
             opts.orders,
             settings.detectors,
             guarantee,
-            settings.checkpoint.interval_ms / 1000,
+            settings.checkpoint.backlog_interval_ms / 1000,
             opts.fast_seconds,
             python,
         )

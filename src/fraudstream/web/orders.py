@@ -212,5 +212,5 @@ def _missing(settings: Settings, hour: Path, row: dict[str, Any]) -> str:
         return OFF
     in_progress = hour.is_dir() and any(f.name.startswith(".") for f in hour.iterdir())
     c = settings.checkpoint
-    recent = time.time() * 1000 - (row.get("detected_at") or 0) < c.interval_ms + c.timeout_ms
+    recent = time.time() * 1000 - (row.get("detected_at") or 0) < c.longest_interval_ms + c.timeout_ms
     return NOT_YET if in_progress or recent else NOT_FOUND

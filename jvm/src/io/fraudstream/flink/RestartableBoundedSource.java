@@ -48,6 +48,9 @@ import org.apache.flink.metrics.groups.SplitEnumeratorMetricGroup;
  * while this run commits its own, later end for the group. Splits reach the readers (from a
  * checkpoint, or from the enumerator) only through the split serializer, so that is where
  * the offsets are replaced.
+ *
+ * <p>It also tells Flink that the source reads a backlog, so that a bounded run checkpoints at
+ * the slower backlog interval.
  */
 public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT>
         implements Source<T, SplitT, EnumT>, ResultTypeQueryable<T> {
@@ -359,6 +362,10 @@ public final class RestartableBoundedSource<T, SplitT extends SourceSplit, EnumT
 
         @Override
         public void start() {
+            // A bounded run replays what is already in the topic: a backlog, so Flink
+            // checkpoints at execution.checkpointing.interval-during-backlog (FLIP-309), the
+            // throughput's pace, not the live interval that exactly-once alerts wait on.
+            outer.setIsProcessingBacklog(true);
             inner.start();
             started = true;
             maybeSignal();
