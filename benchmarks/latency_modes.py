@@ -53,7 +53,7 @@ def main() -> None:
     ax.set_xscale("log")
     ax.set_xlabel("offered load (orders/s)")
     ax.set_ylabel("alert latency (s): append to readable alert")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max(args.bound_s + 2, ax.get_ylim()[1]))  # room above the bound + 1 s line
     ax.set_title("alert latency by delivery mode (5 s out-of-orderness bound)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

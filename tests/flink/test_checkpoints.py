@@ -196,3 +196,27 @@ def test_a_checkpoint_or_savepoint_of_an_older_state_layout_is_refused_in_one_li
     _run(tmp_path, "job-c", now - 30, checkpointed=True)
     assert _resume(settings) == str(new)
     assert check_restore_path(str(new)) == str(new.resolve())
+
+
+class _Conf:
+    """Stands in for Flink's Configuration: what configure() sets."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+
+    def set_string(self, key: str, value: str) -> None:
+        self.entries[key] = value
+
+
+def test_a_backlog_is_checkpointed_at_its_own_slower_pace(tmp_path):
+    from fraudstream.flink.checkpoints import configure
+
+    conf = _Conf()
+    settings = load_settings(flags={"data_dir": str(tmp_path), "checkpoint.backlog_interval_ms": 4_000}, environ={})
+    configure(conf, settings)
+    assert conf.entries["execution.checkpointing.interval"] == "250 ms"
+    # FLIP-309: the pace while a source says it reads a backlog (the bounded Kafka source does)
+    assert conf.entries["execution.checkpointing.interval-during-backlog"] == "4000 ms"
+    slower = _Conf()
+    configure(slower, load_settings(flags={"data_dir": str(tmp_path), "checkpoint.interval_ms": 9_000}, environ={}))
+    assert slower.entries["execution.checkpointing.interval-during-backlog"] == "9000 ms"  # never faster than live
