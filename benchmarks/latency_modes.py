@@ -3,7 +3,7 @@
     for mode in exactly-once at-least-once; do
       FRAUDSTREAM_KAFKA__DELIVERY=$mode .venv/bin/fraudstream --data-dir /tmp/lat-$mode bench \\
         --orders 20000 --users 10000 --engine sql --latency-rate 100 --latency-rate 300 \\
-        --latency-rate 1000 --latency-seconds 30 --out /tmp/lat-$mode/out
+        --latency-rate 1000 --latency-seconds 30 --no-peer --out /tmp/lat-$mode/out
     done
     .venv/bin/python benchmarks/latency_modes.py /tmp/lat-exactly-once/out/bench.json \\
         /tmp/lat-at-least-once/out/bench.json --out docs/images/latency-modes.png

@@ -198,7 +198,8 @@ class PipelineSettings(_Section):
     watermark_interval_ms: int | None = Field(
         None,
         gt=0,
-        description="how often sources emit watermarks; unset = 50, or 200 where buffer_timeout_ms is 100",
+        description="how often sources emit watermarks; unset = 50, or 200 in a bounded Kafka run with "
+        "kafka.delivery=exactly-once",
     )
     jvm_options: str = Field(
         "-XX:+UseParallelGC -Xmx1g",
