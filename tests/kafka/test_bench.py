@@ -74,12 +74,6 @@ def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     assert "÷ Quix peer (exactly-once)" in table and "| Quix Streams peer, exactly-once" in table
     assert "| all | " in table  # the peer's alerts beside the exact ones
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # a live job checkpoints four times a second (exactly-once alerts commit then): some fifty in
-    # the latency run's 12 s, where the bounded run's pace over a backlog (3 s) would make a few
-    live_log = "".join(
-        p.read_text(errors="replace") for p in (tmp_path / "data" / "bench").glob("latency-*/flink-logs/*")
-    )
-    assert live_log.count("Triggering checkpoint") >= 20
     # the private broker and every job process are gone (found by the mark their environment
     # inherited, so processes of tests running beside this one do not count)
     left = _marked(mark.encode())
