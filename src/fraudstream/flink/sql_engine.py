@@ -328,20 +328,23 @@ def _rule_steps(
         )
     else:
         step = rules.UserRules(flat_type, *windows)
+    # RuleStepOperator: each step's time is the lesser of its orders' and the Stamper's
+    # watermarks, idle or not (Flink's own operator would let the Stamper's run ahead after idleness).
+    apply = rules.RuleStepOperator.apply
     users = (
-        j_scored.keyBy(helper.Redelivery.UserKey())
-        .connect(broadcast)
-        .process(step, candidate_type)
-        .name("user-rules")
+        apply(j_scored.keyBy(helper.Redelivery.UserKey()), broadcast, step, candidate_type, "user-rules")
         .uid("sql-user-step" if checks else "sql-user-rules")
         .setParallelism(n)
     )
     to_devices = users.getSideOutput(rules.UserStep.TO_DEVICES) if checks else j_scored
     devices = (
-        to_devices.keyBy(helper.DeviceFeatures.DeviceKey())
-        .connect(broadcast)
-        .process(rules.DeviceRules(flat_type, r.max_window_of("device_sharing"), list_max), candidate_type)
-        .name("device-rules")
+        apply(
+            to_devices.keyBy(helper.DeviceFeatures.DeviceKey()),
+            broadcast,
+            rules.DeviceRules(flat_type, r.max_window_of("device_sharing"), list_max),
+            candidate_type,
+            "device-rules",
+        )
         .uid("sql-device-rules")
         .setParallelism(n)
     )

@@ -1,0 +1,138 @@
+"""Drives the user's rule step (UserStep) through Flink's operator test harness, in a gateway JVM
+of its own: the harness must sit on that JVM's class path (FLINK_TESTING / FLINK_TEST_LIBS),
+beside our classes, which the test JVM shared by the other Flink tests does not have.
+
+`python -m tests.flink.rule_step_harness` prints, as JSON, for each operator (`ours`:
+RuleStepOperator, `flink`: Flink's CoBroadcastWithKeyedOperator) and each of SCENARIOS, what the
+step emitted: `alerts` (the candidates' transaction ids), `late` (the late dead letters'
+transaction ids) and `watermarks` (those it passed on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from fraudstream.config import Settings
+from fraudstream.events.redelivery import redelivery_horizon
+from fraudstream.rules.model import FLAT_FIELDS, RuleSet
+
+T = 1_767_227_400_000  # an order's event time
+BOUND = 5_000
+
+
+def main() -> None:
+    from pyflink.java_gateway import get_gateway
+
+    from fraudstream.flink.gateway import start_gateway, stop_gateway
+
+    start_gateway()
+    try:
+        gw = get_gateway()
+        results = {op: {name: _run(gw, op, s) for name, s in SCENARIOS.items()} for op in ("ours", "flink")}
+        print(orjson.dumps(results).decode())
+    finally:
+        stop_gateway()
+
+
+def _run(gw: Any, operator: str, scenario: Callable[[Any, Any], None]) -> dict[str, list]:
+    jvm = gw.jvm
+    fl = jvm.io.fraudstream.flink
+    rules = fl.rules
+    settings = Settings()
+    names = gw.new_array(jvm.String, len(FLAT_FIELDS))
+    for i, name in enumerate(FLAT_FIELDS):
+        names[i] = name
+    flat = rules.RuleRows.flatType(names)
+    values = list(RuleSet.from_settings(settings).to_row())
+    values[1] = -(2**63)  # effective_from, as the Stamper stamps the version in force at the start
+    row = gw.new_array(jvm.Object, len(values))
+    for i, v in enumerate(values):
+        row[i] = v
+    r = settings.rules
+    step = rules.UserStep(
+        flat,
+        r.max_window_of("velocity"),
+        r.max_window_of("geo"),
+        10,
+        settings.detectors.dedup_cooldown_ms,
+        redelivery_horizon(r),
+        300,
+    )
+    descriptors = jvm.java.util.List.of(rules.RuleStep.versions(flat))
+    if operator == "ours":
+        op = rules.RuleStepOperator(step, descriptors)
+    else:
+        op = jvm.org.apache.flink.streaming.api.operators.co.CoBroadcastWithKeyedOperator(step, descriptors)
+    harness = jvm.org.apache.flink.streaming.util.KeyedTwoInputStreamOperatorTestHarness(
+        op, fl.Redelivery.UserKey(), None, jvm.org.apache.flink.api.common.typeinfo.Types.STRING
+    )
+    harness.open()
+    record = jvm.org.apache.flink.streaming.runtime.streamrecord.StreamRecord
+    harness.processElement2(record(rules.RuleRows.fromValues(row)))
+    scenario(harness, _Inputs(gw))
+    out = [str(x) for x in harness.getOutput().toArray()]
+    letters = harness.getSideOutput(fl.OrderAdmission.DEAD_LETTERS)
+    late = [str(x) for x in letters.toArray()] if letters is not None else []
+    harness.close()
+    return {
+        "alerts": [line.split(", ")[2] for line in out if line.startswith("Record")],
+        "late": [orjson.loads(line[line.index("{") : line.rindex("}") + 1])["transaction_id"] for line in late],
+        "watermarks": [int(line.split("@ ")[1]) for line in out if line.startswith("Watermark @")],
+    }
+
+
+class _Inputs:
+    """Orders, watermarks and statuses as the step's inputs get them."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        jvm = gw.jvm
+        self.record = jvm.org.apache.flink.streaming.runtime.streamrecord.StreamRecord
+        self.watermark = jvm.org.apache.flink.streaming.api.watermark.Watermark
+        status = jvm.org.apache.flink.streaming.runtime.watermarkstatus.WatermarkStatus
+        self.idle, self.active = status.IDLE, status.ACTIVE
+
+    def big_order(self, tx: str, t: int) -> Any:
+        """A high-value order (the seed thresholds alert on 5,000) as admitted, raw text kept."""
+        jvm = self.gw.jvm
+        fields = [tx, f"u_{tx}", f"d_{tx}", "r_1", 5000.0, "Mumbai", "UPI", t]
+        raw = orjson.dumps(dict(zip(("transaction_id", "user_id", "device_id", "restaurant_id", "amount", "city",
+                                     "payment_method", "event_time"), fields, strict=True))).decode()  # fmt: skip
+        values = [*fields[:4], jvm.Double(5000.0), *fields[5:7], jvm.Long(t), None, raw, jvm.Long(t)]
+        row = self.gw.new_array(jvm.Object, len(values))
+        for i, v in enumerate(values):
+            row[i] = v
+        return self.record(jvm.org.apache.flink.types.Row.of(row), t)
+
+
+def _stamper_wakes_first(h: Any, i: _Inputs) -> None:
+    """Every partition was idle, so both inputs are. Orders come again: the Stamper's path, which
+    carries no records, brings their new watermark before the orders reach input 1."""
+    h.processWatermarkStatus1(i.idle)
+    h.processWatermarkStatus2(i.idle)
+    h.processWatermarkStatus2(i.active)
+    h.processWatermark2(i.watermark(T + 60_000 - BOUND))
+    h.processElement1(i.big_order("first", T))
+    h.processWatermarkStatus1(i.active)
+    h.processWatermark1(i.watermark(T + 60_000 - BOUND))
+
+
+def _stamper_idle_behind(h: Any, i: _Inputs) -> None:
+    """The orders' watermark passes an order while the Stamper's path is idle and behind: the
+    step must wait for it, as a version the Stamper has yet to stamp may apply from before the
+    order."""
+    h.processElement1(i.big_order("first", T))
+    h.processWatermarkStatus2(i.idle)
+    h.processWatermark1(i.watermark(T + 1))
+
+
+SCENARIOS: dict[str, Callable[[Any, _Inputs], None]] = {
+    "stamper_wakes_first": _stamper_wakes_first,
+    "stamper_idle_behind": _stamper_idle_behind,
+}
+
+if __name__ == "__main__":
+    main()
