@@ -18,6 +18,7 @@ import orjson
 from fraudstream.config import Settings
 from fraudstream.events.redelivery import redelivery_horizon
 from fraudstream.rules.model import FLAT_FIELDS, RuleSet
+from tests.flink.test_job import order
 
 T = 1_767_227_400_000  # an order's event time
 BOUND = 5_000
@@ -42,15 +43,9 @@ def _run(gw: Any, operator: str, scenario: Callable[[Any, Any], None]) -> dict[s
     fl = jvm.io.fraudstream.flink
     rules = fl.rules
     settings = Settings()
-    names = gw.new_array(jvm.String, len(FLAT_FIELDS))
-    for i, name in enumerate(FLAT_FIELDS):
-        names[i] = name
-    flat = rules.RuleRows.flatType(names)
+    flat = rules.RuleRows.flatType(_array(gw, jvm.String, list(FLAT_FIELDS)))
     values = list(RuleSet.from_settings(settings).to_row())
     values[1] = -(2**63)  # effective_from, as the Stamper stamps the version in force at the start
-    row = gw.new_array(jvm.Object, len(values))
-    for i, v in enumerate(values):
-        row[i] = v
     r = settings.rules
     step = rules.UserStep(
         flat,
@@ -71,7 +66,7 @@ def _run(gw: Any, operator: str, scenario: Callable[[Any, Any], None]) -> dict[s
     )
     harness.open()
     record = jvm.org.apache.flink.streaming.runtime.streamrecord.StreamRecord
-    harness.processElement2(record(rules.RuleRows.fromValues(row)))
+    harness.processElement2(record(rules.RuleRows.fromValues(_array(gw, jvm.Object, values))))
     scenario(harness, _Inputs(gw))
     out = [str(x) for x in harness.getOutput().toArray()]
     letters = harness.getSideOutput(fl.OrderAdmission.DEAD_LETTERS)
@@ -96,16 +91,20 @@ class _Inputs:
         self.idle, self.active = status.IDLE, status.ACTIVE
 
     def big_order(self, tx: str, t: int) -> Any:
-        """A high-value order (the seed thresholds alert on 5,000) as admitted, raw text kept."""
+        """An order above the high-value threshold, as admitted (the record as received kept)."""
         jvm = self.gw.jvm
-        fields = [tx, f"u_{tx}", f"d_{tx}", "r_1", 5000.0, "Mumbai", "UPI", t]
-        raw = orjson.dumps(dict(zip(("transaction_id", "user_id", "device_id", "restaurant_id", "amount", "city",
-                                     "payment_method", "event_time"), fields, strict=True))).decode()  # fmt: skip
-        values = [*fields[:4], jvm.Double(5000.0), *fields[5:7], jvm.Long(t), None, raw, jvm.Long(t)]
-        row = self.gw.new_array(jvm.Object, len(values))
-        for i, v in enumerate(values):
-            row[i] = v
-        return self.record(jvm.org.apache.flink.types.Row.of(row), t)
+        o = order(tx, t, f"u_{tx}", f"d_{tx}", amount=5000.0)
+        values = [o["transaction_id"], o["user_id"], o["device_id"], o["restaurant_id"], jvm.Double(o["amount"]),
+                  o["city"], o["payment_method"], jvm.Long(t), None, orjson.dumps(o).decode(), jvm.Long(t)]  # fmt: skip
+        return self.record(jvm.org.apache.flink.types.Row.of(_array(self.gw, jvm.Object, values)), t)
+
+
+def _array(gw: Any, kind: Any, values: list) -> Any:
+    """A Java array of `kind` holding `values`."""
+    array = gw.new_array(kind, len(values))
+    for i, v in enumerate(values):
+        array[i] = v
+    return array
 
 
 def _stamper_wakes_first(h: Any, i: _Inputs) -> None:
