@@ -70,19 +70,31 @@ def _run(gw: Any, operator: str, scenario: Callable[[Any, Any], None]) -> dict[s
     scenario(harness, _Inputs(gw))
     out = [str(x) for x in harness.getOutput().toArray()]
     letters = harness.getSideOutput(fl.OrderAdmission.DEAD_LETTERS)
-    late = [str(x) for x in letters.toArray()] if letters is not None else []
+    dead = [str(x) for x in letters.toArray()] if letters is not None else []
+    state = {"entries": harness.numKeyedStateEntries(), "timers": harness.numEventTimeTimers()}
     harness.close()
     return {
         "alerts": [line.split(", ")[2] for line in out if line.startswith("Record")],
-        "late": [orjson.loads(line[line.index("{") : line.rindex("}") + 1])["transaction_id"] for line in late],
+        "late": [_transaction(line) for line in dead if ": +I[late, " in line],
+        "duplicates": [_transaction(line) for line in dead if ": +I[duplicate, " in line],
         "watermarks": [int(line.split("@ ")[1]) for line in out if line.startswith("Watermark @")],
+        "timers_seen": _Inputs.timers_seen,
+        "left": state,
     }
+
+
+def _transaction(line: str) -> str:
+    """The transaction id of a dead letter row's record as received."""
+    return orjson.loads(line[line.index("{") : line.rindex("}") + 1])["transaction_id"]
 
 
 class _Inputs:
     """Orders, watermarks and statuses as the step's inputs get them."""
 
+    timers_seen: list[int] = []  # a scenario's counts of the step's event-time timers
+
     def __init__(self, gw: Any) -> None:
+        _Inputs.timers_seen = []
         self.gw = gw
         jvm = gw.jvm
         self.record = jvm.org.apache.flink.streaming.runtime.streamrecord.StreamRecord
@@ -90,10 +102,11 @@ class _Inputs:
         status = jvm.org.apache.flink.streaming.runtime.watermarkstatus.WatermarkStatus
         self.idle, self.active = status.IDLE, status.ACTIVE
 
-    def big_order(self, tx: str, t: int) -> Any:
-        """An order above the high-value threshold, as admitted (the record as received kept)."""
+    def big_order(self, tx: str, t: int, user: str | None = None) -> Any:
+        """An order above the high-value threshold, as admitted (the record as received kept);
+        its user is its own unless `user` is given."""
         jvm = self.gw.jvm
-        o = order(tx, t, f"u_{tx}", f"d_{tx}", amount=5000.0)
+        o = order(tx, t, user or f"u_{tx}", f"d_{tx}", amount=5000.0)
         values = [o["transaction_id"], o["user_id"], o["device_id"], o["restaurant_id"], jvm.Double(o["amount"]),
                   o["city"], o["payment_method"], jvm.Long(t), None, orjson.dumps(o).decode(), jvm.Long(t)]  # fmt: skip
         return self.record(jvm.org.apache.flink.types.Row.of(_array(self.gw, jvm.Object, values)), t)
@@ -128,9 +141,30 @@ def _stamper_idle_behind(h: Any, i: _Inputs) -> None:
     h.processWatermark1(i.watermark(T + 1))
 
 
+HORIZON = redelivery_horizon(Settings().rules)
+
+
+def _busy_user_then_quiet(h: Any, i: _Inputs) -> None:
+    """One user orders three times a second apart (timers: the three instants, plus the user's
+    expiry and forgetting), then sends a copy of the first a moment inside the horizon (a
+    duplicate) and one at the horizon (forgotten: a new order), then nothing: every piece of the
+    user's state must go once the watermark has passed its keeping."""
+    h.processWatermark2(i.watermark(2**63 - 1))  # the Stamper never holds the step back here
+    for n, tx in enumerate(("a", "b", "c")):
+        h.processElement1(i.big_order(tx, T + 1_000 * n, "u_busy"))
+    i.timers_seen.append(h.numEventTimeTimers())
+    h.processWatermark1(i.watermark(T + 2_000))
+    i.timers_seen.append(h.numEventTimeTimers())
+    h.processElement1(i.big_order("a", T + HORIZON - 1, "u_busy"))
+    h.processElement1(i.big_order("a", T + HORIZON + 2_000, "u_busy"))
+    h.processWatermark1(i.watermark(T + HORIZON + 2_000))
+    h.processWatermark1(i.watermark(T + 10 * HORIZON))
+
+
 SCENARIOS: dict[str, Callable[[Any, _Inputs], None]] = {
     "stamper_wakes_first": _stamper_wakes_first,
     "stamper_idle_behind": _stamper_idle_behind,
+    "busy_user_then_quiet": _busy_user_then_quiet,
 }
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from fraudstream.jars import jars_dir
-from tests.flink.rule_step_harness import BOUND, T
+from tests.flink.rule_step_harness import BOUND, HORIZON, T
 
 pytestmark = pytest.mark.flink
 
@@ -44,11 +44,25 @@ def results(tmp_path_factory) -> dict:
 
 def test_orders_arriving_after_the_stampers_watermark_woke_up_are_on_time(results):
     ours, flinks = results["ours"]["stamper_wakes_first"], results["flink"]["stamper_wakes_first"]
-    assert ours == {"alerts": ["first"], "late": [], "watermarks": [T + 60_000 - BOUND]}
+    assert (ours["alerts"], ours["late"], ours["watermarks"]) == (["first"], [], [T + 60_000 - BOUND])
     assert flinks["late"] == ["first"] and flinks["alerts"] == []  # the race this operator removes
 
 
 def test_the_step_waits_for_the_stampers_watermark_even_while_that_input_is_idle(results):
     ours, flinks = results["ours"]["stamper_idle_behind"], results["flink"]["stamper_idle_behind"]
-    assert ours == {"alerts": [], "late": [], "watermarks": []}
+    assert (ours["alerts"], ours["late"], ours["watermarks"]) == ([], [], [])
     assert flinks["alerts"] == ["first"]  # taken before a version stamped behind it could arrive
+
+
+def test_a_busy_users_state_and_timers_go_once_past_keeping(results):
+    """One timer per instant of orders, and one to expire the user (and forget its ids) that moves
+    on only when it fires: not one per order. Copies inside the horizon are duplicates, at the
+    horizon new orders, and after the user's last order nothing of it stays."""
+    busy = results["ours"]["busy_user_then_quiet"]
+    instants = 3
+    assert busy["timers_seen"][0] == instants  # one per instant while the orders wait
+    assert busy["timers_seen"][1] <= 2  # those fired; only the expiry and the forgetting wait
+    assert busy["duplicates"] == ["a"]  # the copy a moment inside the horizon
+    assert busy["alerts"] == ["a", "b", "c", "a"]  # the copy at the horizon + 2 s is an order again
+    assert busy["watermarks"][-1] == T + 10 * HORIZON
+    assert busy["left"] == {"entries": 0, "timers": 0}

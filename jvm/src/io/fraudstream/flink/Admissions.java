@@ -1,6 +1,7 @@
 package io.fraudstream.flink;
 
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -9,6 +10,8 @@ import java.util.Objects;
 import org.apache.flink.api.common.functions.RuntimeContext;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
@@ -22,8 +25,10 @@ import org.apache.flink.types.Row;
  * Python {@code fraudstream.events.redelivery} (docs/event-contract.md): the first copy of each
  * order id is admitted, a later copy within {@code horizonMs} of it is a {@code duplicate} dead
  * letter. The step calls {@link #expire} and then {@link #admit} when the watermark passes an
- * instant, with that instant's orders in arrival order, and registers a timer at the instant
- * {@link #admit} returns. An id is forgotten {@code horizonMs} after its admitted copy.
+ * instant, with that instant's orders in arrival order, and registers a timer at each instant
+ * either returns. An id older than the horizon counts as forgotten the moment it is looked up;
+ * one timer per key forgets the old ids in a batch ({@code forget_at}), not one per instant, so
+ * a busy user's orders cost no timers beyond their own instants'.
  *
  * <p>Used by {@link Redelivery} (a step of its own, before the features of a model) and by the
  * rules' user step ({@code rules.UserStep}, without a model), which does this and the user's rules
@@ -41,9 +46,10 @@ public final class Admissions {
 
     private final long horizonMs;
     private final int deadLetterMaxChars;
-    /** id -> the admitted copy's compared fields, in {@link #COMPARED} order. */
+    /** id -> the admitted copy's compared fields, in {@link #COMPARED} order (event_time last). */
     private final MapState<String, Row> admitted;
-    private final MapState<Long, List<String>> admittedAt;
+    /** The instant of the key's timer that forgets old ids; set whenever ids are kept. */
+    private final ValueState<Long> forgetAt;
     private final JobMetrics metrics;
     private final Counter valid;
     private volatile long watermarkSeen = Long.MIN_VALUE;
@@ -53,8 +59,7 @@ public final class Admissions {
         this.horizonMs = Math.max(horizonMs, 1); // two copies at one instant are always one order
         this.deadLetterMaxChars = deadLetterMaxChars;
         admitted = context.getMapState(new MapStateDescriptor<>("admitted", Types.STRING, comparedType()));
-        admittedAt = context.getMapState(
-                new MapStateDescriptor<>("admitted_at", Types.LONG, Types.LIST(Types.STRING)));
+        forgetAt = context.getState(new ValueStateDescriptor<>("forget_at", Types.LONG));
         metrics = new JobMetrics(context.getMetricGroup());
         valid = metrics.counter("orders_valid");
         metrics.gauge("event_time_lag_ms", () -> {
@@ -90,39 +95,55 @@ public final class Admissions {
         return deadLetter("late", "event_time " + t + " is behind the watermark " + watermark, order);
     }
 
-    /** Whether {@link #expire} has ids to forget at {@code timestamp} (its timer must stay). */
-    public boolean expiresAt(long timestamp) throws Exception {
-        return admittedAt.contains(timestamp - horizonMs);
-    }
-
-    /** Forget the ids admitted exactly one horizon before {@code timestamp}: (t - horizon, t] is half-open. */
-    public void expire(long timestamp) throws Exception {
-        long expired = timestamp - horizonMs;
-        List<String> ids = admittedAt.get(expired);
-        if (ids == null) {
-            return;
+    /**
+     * At the key's forgetting instant, forget the ids admitted at or before {@code timestamp -
+     * horizon} ((t - horizon, t] is half-open) and return the instant of the next forgetting
+     * timer (a horizon after the newest id kept), or null: no timer needed. At any other
+     * instant, nothing (ids past the horizon are already ignored by {@link #admit}).
+     */
+    public Long expire(long timestamp) throws Exception {
+        Long at = forgetAt.value();
+        if (at != null ? at > timestamp : admitted.isEmpty()) {
+            return null; // (ids without an instant: a savepoint of an older job, forgotten now)
         }
-        for (String id : ids) {
-            Row kept = admitted.get(id);
-            if (kept != null && (Long) kept.getField(COMPARED_AT.length - 1) == expired) {
-                admitted.remove(id);
+        long before = timestamp - horizonMs;
+        long newest = Long.MIN_VALUE;
+        Iterator<Map.Entry<String, Row>> entries = admitted.iterator();
+        while (entries.hasNext()) {
+            long t = keptAt(entries.next().getValue());
+            if (t <= before) {
+                entries.remove();
+            } else {
+                newest = Math.max(newest, t);
             }
         }
-        admittedAt.remove(expired);
+        if (newest == Long.MIN_VALUE) {
+            admitted.clear(); // (an emptied map would stay, as an entry of its own)
+            forgetAt.clear();
+            return null;
+        }
+        forgetAt.update(newest + horizonMs);
+        return newest + horizonMs;
+    }
+
+    private static long keptAt(Row kept) {
+        return (Long) kept.getField(COMPARED_AT.length - 1);
     }
 
     /**
-     * The orders of instant {@code timestamp} ({@code batch}, in arrival order) that are first copies;
-     * each later copy goes to {@code duplicates} as a dead letter row. Returns the instant of the
-     * timer that forgets them ({@code timestamp + horizon}), or null if none was admitted.
+     * The orders of instant {@code timestamp} ({@code batch}, in arrival order) that are first copies
+     * (no copy admitted in the horizon before); each later copy goes to {@code duplicates} as a dead
+     * letter row. Returns the instant of a forgetting timer to register ({@code timestamp + horizon}),
+     * or null if the key has one already or none was admitted.
      */
     public Long admit(long timestamp, List<Row> batch, List<Row> admittedOut, List<Row> duplicates)
             throws Exception {
-        List<String> fresh = new ArrayList<>();
+        boolean fresh = false;
+        long before = timestamp - horizonMs;
         for (Row order : batch) {
             String id = (String) order.getField(TRANSACTION_ID);
             Row kept = admitted.get(id);
-            if (kept != null) {
+            if (kept != null && keptAt(kept) > before) {
                 metrics.deadLetter("duplicate");
                 duplicates.add(deadLetter("duplicate", detail(id, kept, order), order));
                 continue;
@@ -132,14 +153,14 @@ public final class Admissions {
                 remembered.setField(i, order.getField(COMPARED_AT[i]));
             }
             admitted.put(id, remembered);
-            fresh.add(id);
+            fresh = true;
             valid.inc();
             admittedOut.add(order);
         }
-        if (fresh.isEmpty()) {
+        if (!fresh || forgetAt.value() != null) {
             return null;
         }
-        admittedAt.put(timestamp, fresh);
+        forgetAt.update(timestamp + horizonMs);
         return timestamp + horizonMs;
     }
 

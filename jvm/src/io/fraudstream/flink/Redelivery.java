@@ -68,7 +68,10 @@ public class Redelivery extends KeyedProcessFunction<String, Row, Row> {
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
         admissions.sawWatermark(ctx.timerService().currentWatermark());
-        admissions.expire(timestamp);
+        Long next = admissions.expire(timestamp);
+        if (next != null) {
+            ctx.timerService().registerEventTimeTimer(next);
+        }
         List<Row> batch = pending.get(timestamp);
         if (batch == null) {
             return;

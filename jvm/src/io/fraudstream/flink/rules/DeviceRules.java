@@ -44,32 +44,31 @@ public class DeviceRules extends RuleStep {
     @Override
     protected void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception {
         Map<String, Long> seen = users.value();
-        if (seen == null || seen.isEmpty()) {
+        if (seen == null || seen.isEmpty() || !isExpiry(timestamp)) {
             return;
         }
         long last = java.util.Collections.max(seen.values());
         if (timestamp - last >= maxWindowMs) {
             users.clear();
-        } else if (!ordersWaiting) {
-            ctx.timerService().registerEventTimeTimer(last + maxWindowMs);
+            expired();
+        } else {
+            expireAt(ctx, last + maxWindowMs);
         }
     }
 
     @Override
     protected void take(long t, List<Row> orders, Row v, OnTimerContext ctx, Collector<Row> out) throws Exception {
         Map<String, Long> seen = users.value();
-        Long previous = null;
         if (seen == null) {
             seen = new HashMap<>();
-        } else if (!seen.isEmpty()) {
-            previous = java.util.Collections.max(seen.values()) + maxWindowMs;
+        } else {
             seen.values().removeIf(ts -> ts <= t - maxWindowMs);
         }
         for (Row o : orders) {
             seen.put((String) o.getField(RuleRows.O_USER), t);
         }
         users.update(seen);
-        moveTimer(ctx, previous, t + maxWindowMs);
+        ensureExpiry(ctx, t + maxWindowMs);
         if (!RuleRows.enabled(v, RuleRows.DEVICE_SHARING)) {
             return;
         }

@@ -9,6 +9,8 @@ import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.BroadcastState;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
 import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
@@ -33,6 +35,7 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
     private final RowTypeInfo versionType;
     private final RowTypeInfo heldType;
     protected transient MapState<Long, List<Row>> pending;
+    private transient ValueState<Long> expiryAt;
     private transient List<Row> sorted;
 
     protected RuleStep(RowTypeInfo versionType) {
@@ -54,6 +57,7 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
     public void open(OpenContext openContext) throws Exception {
         pending = getRuntimeContext().getMapState(
                 new MapStateDescriptor<>("pending", Types.LONG, Types.LIST(heldType)));
+        expiryAt = getRuntimeContext().getState(new ValueStateDescriptor<>("expiry_at", Types.LONG));
     }
 
     @Override
@@ -103,13 +107,30 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
     protected abstract void take(long timestamp, List<Row> orders, Row v, OnTimerContext ctx, Collector<Row> out)
             throws Exception;
 
-    /** Move the key's expiry timer from {@code previous} (if any) to {@code next}, never deleting an
-     * instant at which orders still wait. */
-    protected void moveTimer(OnTimerContext ctx, Long previous, long next) throws Exception {
-        if (previous != null && previous != next && !pending.contains(previous)) {
-            ctx.timerService().deleteEventTimeTimer(previous);
-        }
+    /** Whether {@code timestamp} is the key's expiry instant (state kept without one, from a
+     * savepoint of an older job, is expired as if it were). */
+    protected boolean isExpiry(long timestamp) throws Exception {
+        Long at = expiryAt.value();
+        return at == null || at <= timestamp;
+    }
+
+    /** The key's expiry timer at {@code next}: one timer per key, moved on only when it fires
+     * (the state's times then say whether it is past keeping), not at every order. */
+    protected void expireAt(OnTimerContext ctx, long next) throws Exception {
         ctx.timerService().registerEventTimeTimer(next);
+        expiryAt.update(next);
+    }
+
+    /** An expiry timer at {@code next} unless the key has one. */
+    protected void ensureExpiry(OnTimerContext ctx, long next) throws Exception {
+        if (expiryAt.value() == null) {
+            expireAt(ctx, next);
+        }
+    }
+
+    /** The key's state is gone: no expiry timer. */
+    protected void expired() {
+        expiryAt.clear();
     }
 
     /** The {@code limit} entries of {@code latest} (name -> time) with time above {@code after} and the

@@ -71,22 +71,21 @@ public class UserRules extends RuleStep {
     @Override
     protected void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception {
         long last = last();
-        if (last == Long.MIN_VALUE) {
+        if (last == Long.MIN_VALUE || !isExpiry(timestamp)) {
             return;
         }
         if (timestamp - last >= keep()) {
             times.clear();
             cities.clear();
-        } else if (!ordersWaiting) {
-            ctx.timerService().registerEventTimeTimer(last + keep());
+            expired();
+        } else {
+            expireAt(ctx, last + keep());
         }
     }
 
     @Override
     protected void take(long t, List<Row> orders, Row v, OnTimerContext ctx, Collector<Row> out) throws Exception {
         String user = (String) orders.get(0).getField(RuleRows.O_USER);
-        long last = last();
-        Long previous = last == Long.MIN_VALUE ? null : last + keep();
 
         // velocity: every order time (each user's orders come in time order), kept for its maximum
         List<Long> ts = times.value();
@@ -174,6 +173,6 @@ public class UserRules extends RuleStep {
                 out.collect(RuleRows.candidate("ACCOUNT_TAKEOVER", user, o, null, null, v, -1, takeoverCooldownMs));
             }
         }
-        moveTimer(ctx, previous, t + keep());
+        ensureExpiry(ctx, t + keep());
     }
 }

@@ -61,19 +61,11 @@ public class UserStep extends UserRules {
     @Override
     protected void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception {
         admissions.sawWatermark(ctx.currentWatermark());
-        admissions.expire(timestamp);
-        super.expire(timestamp, ordersWaiting, ctx);
-    }
-
-    /** The rules' expiry timer moves on, but not from an instant at which admitted ids are to be
-     * forgotten: the two share timers (one per key and instant). */
-    @Override
-    protected void moveTimer(OnTimerContext ctx, Long previous, long next) throws Exception {
-        if (previous != null && admissions.expiresAt(previous)) {
+        Long next = admissions.expire(timestamp);
+        if (next != null) {
             ctx.timerService().registerEventTimeTimer(next);
-            return;
         }
-        super.moveTimer(ctx, previous, next);
+        super.expire(timestamp, ordersWaiting, ctx);
     }
 
     @Override
