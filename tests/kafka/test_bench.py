@@ -67,6 +67,10 @@ def test_quick_bench_writes_every_report_and_leaves_no_process(tmp_path):
     assert set(data["ratios"]["sql"]) == {"quix exactly-once", "python ceiling", "kafka ceiling"}
     assert all(r["events_per_s"] > 0 and r["peak_rss_mb"].get("Flink JVM", 0) > 0 for r in runs.values())
     assert "checkpoint_ms" in runs["sql"]  # empty when the run ends before its first checkpoint
+    # the Flink JVM's CPU by kind of thread: its JIT compilers and collector always work
+    cpu = runs["sql"]["jvm_cpu_s"]
+    assert cpu["JIT compiler"] > 0 and cpu["garbage collector"] > 0 and cpu["steps and the rest"] > 0
+    assert cpu["total"] == pytest.approx(sum(v for k, v in cpu.items() if k != "total"), abs=0.5)
     (latency,) = data["latency"]
     assert latency["engine"] == "sql" and latency["alerts"] > 0 and latency["p99_ms"] >= latency["p50_ms"] > 0
     table = (out / "bench.md").read_text()

@@ -4,7 +4,8 @@ The run is the real command (its Kafka source, exactly-once sinks, checkpoints a
 copier), so what is measured is what a user runs. Throughput comes from Flink's own
 counter of records read by the source, sampled over REST; memory from every process of the
 run's tree (the driver, Flink's JVM, any Python workers); checkpoint times and state size
-from Flink's checkpoint statistics.
+from Flink's checkpoint statistics; the Flink JVM's CPU time by kind of thread (the JIT compilers,
+the garbage collector, the checkpoints' snapshots and the rest) from /proc.
 """
 
 from __future__ import annotations
@@ -45,9 +46,52 @@ class JobRun:
     checkpoint_ms: dict[str, float] = field(default_factory=dict)  # end-to-end duration: avg, max
     state_bytes: int | None = None  # the newest completed checkpoint's size
     exit_code: int | None = None
+    # CPU seconds of the Flink JVM over the whole run, start-up included, by THREAD_KINDS and in total
+    jvm_cpu_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# What a JVM thread does, from its name as Linux keeps it (the first 15 characters).
+THREAD_KINDS = (
+    ("C1 CompilerThre", "JIT compiler"),
+    ("C2 CompilerThre", "JIT compiler"),
+    ("GC Thread", "garbage collector"),
+    ("G1 ", "garbage collector"),
+    ("AsyncOperations", "checkpoint snapshots"),
+)
+OTHER_THREADS = "steps and the rest"  # the job's tasks, its Kafka clients, Flink's own services
+
+
+def thread_kind(name: str) -> str:
+    return next((kind for prefix, kind in THREAD_KINDS if name.startswith(prefix)), OTHER_THREADS)
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each live thread of process `pid`, with its name: {} where
+    there is no /proc (Linux only) or the process has gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the thread ended
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()  # utime and stime are fields 14 and 15 of stat
+        found[int(stat.parent.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def cpu_by_kind(threads: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """Seconds per kind of thread (thread_kind) and in total, from the latest sample of each."""
+    kinds: dict[str, float] = {}
+    for name, seconds in threads.values():
+        kind = thread_kind(name)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    kinds["total"] = sum(kinds.values())
+    return {kind: round(seconds, 1) for kind, seconds in kinds.items()}
 
 
 def kafka_flags(k: KafkaSettings) -> list[str]:
@@ -87,6 +131,15 @@ def _memory(root: psutil.Process) -> dict[str, float]:
     return found
 
 
+def _sample_threads(root: psutil.Process, threads: dict[int, tuple[str, float]]) -> None:
+    """Add the latest CPU times of the Flink JVM's threads (a thread that ends keeps its last)."""
+    with contextlib.suppress(psutil.Error):
+        for proc in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if proc.name() == "java":
+                    threads.update(thread_cpu(proc.pid))
+
+
 def run_job(
     engine: str,
     k: KafkaSettings,
@@ -119,11 +172,13 @@ def run_job(
     first: tuple[float, int] | None = None
     last: tuple[float, int] | None = None
     stopping = False
+    threads: dict[int, tuple[str, float]] = {}
     try:
         while proc.poll() is None:
             time.sleep(0.25)
             for kind, mb in _memory(root).items():
                 result.peak_rss_mb[kind] = max(result.peak_rss_mb.get(kind, 0.0), round(mb, 1))
+            _sample_threads(root, threads)
             info = JobInfo.read(info_path)
             if info is None:
                 continue
@@ -151,6 +206,7 @@ def run_job(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+    result.jvm_cpu_s = cpu_by_kind(threads) if threads else {}
     if first is not None and last is not None and last[0] > first[0]:
         result.records = last[1] - first[1]
         result.seconds = round(last[0] - first[0], 2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fraudstream.bench.jobs import OTHER_THREADS
+
 LABELS = {
     "sql": "fraudstream job, SQL engine (`--engine sql`)",
     "sql-p2": "fraudstream job, SQL engine on two task slots (`--set pipeline.parallelism=2`)",
@@ -13,6 +15,9 @@ LABELS = {
     "reference": "reference layout (`--engine reference`)",
 }
 
+
+# The Flink JVM's CPU seconds shown per run (jobs.THREAD_KINDS): where the job's cores went.
+CPU_COLUMNS = ("total", "JIT compiler", "garbage collector", "checkpoint snapshots", OTHER_THREADS)
 
 PEER_LABEL = "Quix Streams peer, {guarantee} (the same rules, arrival order)"
 
@@ -88,15 +93,18 @@ def markdown(data: dict[str, Any]) -> str:
         lines += ["", f"On two task slots the SQL engine runs {two / plain:.2f} times as fast as on one."]
     lines += [
         "",
-        "| engine | start-up s | checkpoint avg / max ms | state MB | peak RSS MB (per process kind) |",
-        "|---|---:|---:|---:|---|",
+        "| engine | start-up s | checkpoint avg / max ms | state MB | peak RSS MB (per process kind) "
+        f"| Flink JVM CPU s: {' / '.join(CPU_COLUMNS)} |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for r in runs:
         ck = r["checkpoint_ms"]
         state = f"{r['state_bytes'] / 1e6:.1f}" if r["state_bytes"] else "–"
         rss = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(r["peak_rss_mb"].items()))
         cks = f"{ck['avg']:.0f} / {ck['max']:.0f}" if ck else "–"
-        lines.append(f"| {r['engine']} | {r['startup_s']} | {cks} | {state} | {rss} |")
+        cpu = r.get("jvm_cpu_s") or {}  # (a bench.json from before it was measured has none)
+        cpus = " / ".join(f"{cpu.get(kind, 0.0):.1f}" for kind in CPU_COLUMNS) if cpu else "–"
+        lines.append(f"| {r['engine']} | {r['startup_s']} | {cks} | {state} | {rss} | {cpus} |")
     if data["latency"]:
         lines += [
             "",
