@@ -64,7 +64,9 @@ class OlderStateLayout(UserFacingError):
 #      the Table API's, whose steps job.fix_archive_ids named.
 #   8: without a model, one user step (sql-user-step: re-deliveries and the user's rules) in place
 #      of sql-redelivery and sql-user-rules; an admitted order's id keeps its compared fields only.
-STATE_LAYOUT = 8
+#   9: an admitted order's compared fields are packed in one byte array (Admissions.pack), and
+#      the user's order times are a primitive array, in place of rows and lists of boxed values.
+STATE_LAYOUT = 9
 # What changed after each older layout (the first change a point of that layout misses).
 _LAYOUT_CHANGES = {
     1: "before the orders' appended_at field and the count-dead-letters step",
@@ -74,6 +76,7 @@ _LAYOUT_CHANGES = {
     5: "before the rules were versioned steps instead of SQL OVER windows",
     6: "before the archive and the Kafka sinks left the Table API",
     7: "before the re-delivery check and the user's rules became one step",
+    8: "before the admitted orders' fields and the user's order times were packed in arrays",
 }
 
 

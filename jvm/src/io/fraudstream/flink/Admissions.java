@@ -12,10 +12,12 @@ import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.core.memory.DataInputDeserializer;
+import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.types.StringValue;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
@@ -46,8 +48,9 @@ public final class Admissions {
 
     private final long horizonMs;
     private final int deadLetterMaxChars;
-    /** id -> the admitted copy's compared fields, in {@link #COMPARED} order (event_time last). */
-    private final MapState<String, Row> admitted;
+    /** id -> the admitted copy's compared fields, packed ({@link #pack}): one array per id, not a
+     * row of boxed fields and strings, since every admitted id is kept for the horizon. */
+    private final MapState<String, byte[]> admitted;
     /** The instant of the key's timer that forgets old ids; set whenever ids are kept. */
     private final ValueState<Long> forgetAt;
     private final JobMetrics metrics;
@@ -58,7 +61,8 @@ public final class Admissions {
     public Admissions(RuntimeContext context, long horizonMs, int deadLetterMaxChars) {
         this.horizonMs = Math.max(horizonMs, 1); // two copies at one instant are always one order
         this.deadLetterMaxChars = deadLetterMaxChars;
-        admitted = context.getMapState(new MapStateDescriptor<>("admitted", Types.STRING, comparedType()));
+        admitted = context.getMapState(new MapStateDescriptor<>(
+                "admitted", Types.STRING, PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
         forgetAt = context.getState(new ValueStateDescriptor<>("forget_at", Types.LONG));
         metrics = new JobMetrics(context.getMetricGroup());
         valid = metrics.counter("orders_valid");
@@ -68,15 +72,40 @@ public final class Admissions {
         });
     }
 
-    /** What is remembered of an admitted copy: the compared fields alone, not the whole order. */
-    static RowTypeInfo comparedType() {
-        RowTypeInfo order = OrderAdmission.orderType();
-        TypeInformation<?>[] types =
-                new TypeInformation<?>[COMPARED_AT.length];
-        for (int i = 0; i < COMPARED_AT.length; i++) {
-            types[i] = order.getTypeAt(COMPARED_AT[i]);
+    /**
+     * What is remembered of an admitted copy: its compared fields alone, packed in one array: the
+     * event time (8 bytes, first, so {@link #keptAt} reads it in place), then the others in
+     * {@link #COMPARED} order, each a tag (0 null, 1 text, 2 number) and its value. Unpacked only
+     * for a duplicate's detail.
+     */
+    static byte[] pack(Row order) throws java.io.IOException {
+        DataOutputSerializer out = new DataOutputSerializer(64);
+        out.writeLong(OrderTimestamps.eventTime(order));
+        for (int i = 0; i < COMPARED_AT.length - 1; i++) {
+            Object v = order.getField(COMPARED_AT[i]);
+            if (v == null) {
+                out.writeByte(0);
+            } else if (v instanceof Double d) {
+                out.writeByte(2);
+                out.writeDouble(d);
+            } else {
+                out.writeByte(1);
+                StringValue.writeString((String) v, out);
+            }
         }
-        return new RowTypeInfo(types, COMPARED.clone());
+        return out.getCopyOfBuffer();
+    }
+
+    /** The fields {@link #pack} packed, in {@link #COMPARED} order (event_time last). */
+    static Object[] unpack(byte[] kept) throws java.io.IOException {
+        DataInputDeserializer in = new DataInputDeserializer(kept);
+        Object[] fields = new Object[COMPARED.length];
+        fields[COMPARED.length - 1] = in.readLong();
+        for (int i = 0; i < COMPARED.length - 1; i++) {
+            byte tag = in.readByte();
+            fields[i] = tag == 0 ? null : tag == 2 ? (Object) in.readDouble() : StringValue.readString(in);
+        }
+        return fields;
     }
 
     /** The newest watermark the step has seen (for {@code event_time_lag_ms}). */
@@ -108,7 +137,7 @@ public final class Admissions {
         }
         long before = timestamp - horizonMs;
         long newest = Long.MIN_VALUE;
-        Iterator<Map.Entry<String, Row>> entries = admitted.iterator();
+        Iterator<Map.Entry<String, byte[]>> entries = admitted.iterator();
         while (entries.hasNext()) {
             long t = keptAt(entries.next().getValue());
             if (t <= before) {
@@ -126,8 +155,13 @@ public final class Admissions {
         return newest + horizonMs;
     }
 
-    private static long keptAt(Row kept) {
-        return (Long) kept.getField(COMPARED_AT.length - 1);
+    /** The event time of a packed copy: its first 8 bytes, big-endian. */
+    static long keptAt(byte[] kept) {
+        long t = 0;
+        for (int i = 0; i < 8; i++) {
+            t = (t << 8) | (kept[i] & 0xFF);
+        }
+        return t;
     }
 
     /**
@@ -142,17 +176,13 @@ public final class Admissions {
         long before = timestamp - horizonMs;
         for (Row order : batch) {
             String id = (String) order.getField(TRANSACTION_ID);
-            Row kept = admitted.get(id);
+            byte[] kept = admitted.get(id);
             if (kept != null && keptAt(kept) > before) {
                 metrics.deadLetter("duplicate");
                 duplicates.add(deadLetter("duplicate", detail(id, kept, order), order));
                 continue;
             }
-            Row remembered = Row.withPositions(COMPARED_AT.length);
-            for (int i = 0; i < COMPARED_AT.length; i++) {
-                remembered.setField(i, order.getField(COMPARED_AT[i]));
-            }
-            admitted.put(id, remembered);
+            admitted.put(id, pack(order));
             fresh = true;
             valid.inc();
             admittedOut.add(order);
@@ -165,10 +195,11 @@ public final class Admissions {
     }
 
     /** What a duplicate dead letter says: which copy was kept and which fields differ. */
-    static String detail(String id, Row kept, Row copy) {
+    static String detail(String id, byte[] packed, Row copy) throws java.io.IOException {
+        Object[] kept = unpack(packed);
         List<String> differ = new ArrayList<>();
         for (int i = 0; i < COMPARED.length; i++) {
-            Object a = kept.getField(i);
+            Object a = kept[i];
             Object b = copy.getField(COMPARED_AT[i]);
             boolean same = a instanceof Double x && b instanceof Double y ? x.doubleValue() == y.doubleValue()
                     : Objects.equals(a, b);
@@ -177,7 +208,7 @@ public final class Admissions {
             }
         }
         String what = differ.isEmpty() ? "is identical" : "differs in " + String.join(", ", differ);
-        return "order " + id + " was already admitted with event_time " + kept.getField(COMPARED.length - 1)
+        return "order " + id + " was already admitted with event_time " + kept[COMPARED.length - 1]
                 + "; this copy " + what;
     }
 

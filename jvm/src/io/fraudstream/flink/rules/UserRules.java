@@ -1,6 +1,6 @@
 package io.fraudstream.flink.rules;
 
-import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -8,6 +8,7 @@ import java.util.Map;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
 import org.apache.flink.types.Row;
@@ -31,7 +32,8 @@ public class UserRules extends RuleStep {
     private final long geoMaxMs;
     private final int listMax;
     private final long takeoverCooldownMs;
-    private transient ValueState<List<Long>> times;
+    /** The user's order times, ascending (one per order: a primitive array, not boxed times). */
+    private transient ValueState<long[]> times;
     private transient ValueState<Map<String, Long>> cities;
 
     public UserRules(RowTypeInfo versionType, long velocityMaxMs, long geoMaxMs, int listMax, long takeoverCooldownMs) {
@@ -50,18 +52,15 @@ public class UserRules extends RuleStep {
     @Override
     public void open(OpenContext openContext) throws Exception {
         super.open(openContext);
-        times = getRuntimeContext().getState(new ValueStateDescriptor<>("order_times", Types.LIST(Types.LONG)));
+        times = getRuntimeContext().getState(new ValueStateDescriptor<>(
+                "order_times", PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO));
         cities = getRuntimeContext().getState(
                 new ValueStateDescriptor<>("city_times", Types.MAP(Types.STRING, Types.LONG)));
     }
 
     private long last() throws Exception {
-        long last = Long.MIN_VALUE;
-        List<Long> ts = times.value();
-        if (ts != null && !ts.isEmpty()) {
-            last = ts.get(ts.size() - 1);
-        }
-        return last;
+        long[] ts = times.value();
+        return ts == null || ts.length == 0 ? Long.MIN_VALUE : ts[ts.length - 1];
     }
 
     private long keep() {
@@ -88,34 +87,31 @@ public class UserRules extends RuleStep {
         String user = (String) orders.get(0).getField(RuleRows.O_USER);
 
         // velocity: every order time (each user's orders come in time order), kept for its maximum
-        List<Long> ts = times.value();
-        if (ts == null) {
-            ts = new ArrayList<>();
-        }
+        long[] old = times.value();
+        int kept = old == null ? 0 : old.length;
         int drop = 0;
-        while (drop < ts.size() && ts.get(drop) <= t - velocityMaxMs) {
+        while (drop < kept && old[drop] <= t - velocityMaxMs) {
             drop++;
         }
-        if (drop > 0) {
-            ts = new ArrayList<>(ts.subList(drop, ts.size()));
+        long[] ts = new long[kept - drop + orders.size()];
+        if (old != null) {
+            System.arraycopy(old, drop, ts, 0, kept - drop);
         }
-        for (int i = 0; i < orders.size(); i++) {
-            ts.add(t);
-        }
+        Arrays.fill(ts, kept - drop, ts.length, t);
         times.update(ts);
         if (RuleRows.enabled(v, RuleRows.VELOCITY)) {
             long after = t - RuleRows.windowMs(v, RuleRows.VELOCITY);
             int lo = 0;
-            int hi = ts.size();
+            int hi = ts.length;
             while (lo < hi) { // the first time inside the window
                 int mid = (lo + hi) >>> 1;
-                if (ts.get(mid) > after) {
+                if (ts[mid] > after) {
                     hi = mid;
                 } else {
                     lo = mid + 1;
                 }
             }
-            long n = ts.size() - lo;
+            long n = ts.length - lo;
             if (n > (long) RuleRows.threshold(v, RuleRows.VELOCITY)) {
                 for (Row o : orders) {
                     out.collect(RuleRows.candidate("VELOCITY_FRAUD", user, o, n, null, v, RuleRows.VELOCITY, 0L));
