@@ -65,7 +65,8 @@ class OlderStateLayout(UserFacingError):
 #   8: without a model, one user step (sql-user-step: re-deliveries and the user's rules) in place
 #      of sql-redelivery and sql-user-rules; an admitted order's id keeps its compared fields only.
 #   9: an admitted order's compared fields are packed in one byte array (Admissions.pack), and
-#      the user's order times are a primitive array, in place of rows and lists of boxed values.
+#      the user's rules keep one object per user (UserRules.Kept: order times, cities, expiry)
+#      in place of rows, maps and lists of boxed values.
 STATE_LAYOUT = 9
 # What changed after each older layout (the first change a point of that layout misses).
 _LAYOUT_CHANGES = {
@@ -76,7 +77,7 @@ _LAYOUT_CHANGES = {
     5: "before the rules were versioned steps instead of SQL OVER windows",
     6: "before the archive and the Kafka sinks left the Table API",
     7: "before the re-delivery check and the user's rules became one step",
-    8: "before the admitted orders' fields and the user's order times were packed in arrays",
+    8: "before the admitted orders' fields and the user's rule state were packed in arrays",
 }
 
 

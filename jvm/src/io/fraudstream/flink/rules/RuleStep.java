@@ -107,10 +107,25 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
     protected abstract void take(long timestamp, List<Row> orders, Row v, OnTimerContext ctx, Collector<Row> out)
             throws Exception;
 
+    /** The instant of the key's expiry timer, or null if it has none (a step that keeps its state
+     * in one object keeps this there too, overriding this and {@link #setExpiry}). */
+    protected Long expiry() throws Exception {
+        return expiryAt.value();
+    }
+
+    /** Record the key's expiry instant ({@code null}: none). */
+    protected void setExpiry(Long at) throws Exception {
+        if (at == null) {
+            expiryAt.clear();
+        } else {
+            expiryAt.update(at);
+        }
+    }
+
     /** Whether {@code timestamp} is the key's expiry instant (state kept without one, from a
      * savepoint of an older job, is expired as if it were). */
     protected boolean isExpiry(long timestamp) throws Exception {
-        Long at = expiryAt.value();
+        Long at = expiry();
         return at == null || at <= timestamp;
     }
 
@@ -118,19 +133,19 @@ public abstract class RuleStep extends KeyedBroadcastProcessFunction<String, Row
      * (the state's times then say whether it is past keeping), not at every order. */
     protected void expireAt(OnTimerContext ctx, long next) throws Exception {
         ctx.timerService().registerEventTimeTimer(next);
-        expiryAt.update(next);
+        setExpiry(next);
     }
 
     /** An expiry timer at {@code next} unless the key has one. */
     protected void ensureExpiry(OnTimerContext ctx, long next) throws Exception {
-        if (expiryAt.value() == null) {
+        if (expiry() == null) {
             expireAt(ctx, next);
         }
     }
 
     /** The key's state is gone: no expiry timer. */
-    protected void expired() {
-        expiryAt.clear();
+    protected void expired() throws Exception {
+        setExpiry(null);
     }
 
     /** The {@code limit} entries of {@code latest} (name -> time) with time above {@code after} and the

@@ -8,7 +8,6 @@ import java.util.Map;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
 import org.apache.flink.types.Row;
@@ -23,7 +22,9 @@ import io.fraudstream.flink.ScoredRows;
  * instant: {@code n} of them, {@code m} the newest {@code listMax + 1} and those of this instant's
  * cities among them, as {@code GeoAnomalyDetector.evaluate} reads them) and, when a model scores
  * the orders, ACCOUNT_TAKEOVER (risk at or above the version's takeover_risk). Order times and
- * cities are kept for each rule's maximum window (rules.*_max_window_ms), not the version's.
+ * cities are kept for each rule's maximum window (rules.*_max_window_ms), not the version's, in one
+ * object per user ({@link Kept}): one state lookup per instant, and a few arrays rather than a map of
+ * boxed times per user.
  */
 public class UserRules extends RuleStep {
     private static final long serialVersionUID = 1L;
@@ -32,9 +33,90 @@ public class UserRules extends RuleStep {
     private final long geoMaxMs;
     private final int listMax;
     private final long takeoverCooldownMs;
-    /** The user's order times, ascending (one per order: a primitive array, not boxed times). */
-    private transient ValueState<long[]> times;
-    private transient ValueState<Map<String, Long>> cities;
+    private transient ValueState<Kept> kept;
+    /** One instance of each city name for all users' kept state (few names, many users). */
+    private transient Map<String, String> cityNames;
+
+    /**
+     * What the rules keep of one user (a Flink POJO, one state entry): the order times, ascending,
+     * one per order; each city's latest order time ({@code cities[i]} at {@code cityTimes[i]}); the
+     * instant of the key's expiry timer ({@link #NONE}: none).
+     */
+    public static class Kept {
+        public static final long NONE = Long.MIN_VALUE;
+        static final int CITY_NAMES_MAX = 100_000;
+        public long[] times = new long[0];
+        public String[] cities = new String[0];
+        public long[] cityTimes = new long[0];
+        public long expiryAt = NONE;
+
+        public Kept() {}
+
+        int city(String name) {
+            for (int i = 0; i < cities.length; i++) {
+                if (cities[i].equals(name)) {
+                    return i;
+                }
+            }
+            return -1;
+        }
+
+        /** The latest time of {@code name}, or null. */
+        Long cityTime(String name) {
+            int i = city(name);
+            return i < 0 ? null : cityTimes[i];
+        }
+
+        /** Keep only the cities seen after {@code after}. */
+        void dropCitiesUpTo(long after) {
+            int n = 0;
+            for (int i = 0; i < cities.length; i++) {
+                if (cityTimes[i] > after) {
+                    n++;
+                }
+            }
+            if (n == cities.length) {
+                return;
+            }
+            String[] c = new String[n];
+            long[] ts = new long[n];
+            for (int i = 0, j = 0; i < cities.length; i++) {
+                if (cityTimes[i] > after) {
+                    c[j] = cities[i];
+                    ts[j++] = cityTimes[i];
+                }
+            }
+            cities = c;
+            cityTimes = ts;
+        }
+
+        void sawCity(String name, long t, Map<String, String> names) {
+            int i = city(name);
+            if (i >= 0) {
+                cityTimes[i] = t;
+                return;
+            }
+            String known = names.get(name);
+            if (known != null) {
+                name = known;
+            } else if (names.size() < CITY_NAMES_MAX) {
+                names.put(name, name);
+            }
+            cities = Arrays.copyOf(cities, cities.length + 1);
+            cityTimes = Arrays.copyOf(cityTimes, cityTimes.length + 1);
+            cities[cities.length - 1] = name;
+            cityTimes[cityTimes.length - 1] = t;
+        }
+
+        /** The cities as a map, city -> latest time (for the rules' shared helpers). */
+        Map<String, Long> cityMap() {
+            Map<String, Long> m = new HashMap<>();
+            for (int i = 0; i < cities.length; i++) {
+                m.put(cities[i], cityTimes[i]);
+            }
+            return m;
+        }
+    }
 
     public UserRules(RowTypeInfo versionType, long velocityMaxMs, long geoMaxMs, int listMax, long takeoverCooldownMs) {
         this(versionType, ScoredRows.scoredType(), velocityMaxMs, geoMaxMs, listMax, takeoverCooldownMs);
@@ -52,15 +134,27 @@ public class UserRules extends RuleStep {
     @Override
     public void open(OpenContext openContext) throws Exception {
         super.open(openContext);
-        times = getRuntimeContext().getState(new ValueStateDescriptor<>(
-                "order_times", PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO));
-        cities = getRuntimeContext().getState(
-                new ValueStateDescriptor<>("city_times", Types.MAP(Types.STRING, Types.LONG)));
+        kept = getRuntimeContext().getState(new ValueStateDescriptor<>("user_kept", Types.POJO(Kept.class)));
+        cityNames = new HashMap<>();
     }
 
-    private long last() throws Exception {
-        long[] ts = times.value();
-        return ts == null || ts.length == 0 ? Long.MIN_VALUE : ts[ts.length - 1];
+    @Override
+    protected Long expiry() throws Exception {
+        Kept k = kept.value();
+        return k == null || k.expiryAt == Kept.NONE ? null : k.expiryAt;
+    }
+
+    @Override
+    protected void setExpiry(Long at) throws Exception {
+        Kept k = kept.value();
+        if (k == null) {
+            if (at == null) {
+                return;
+            }
+            k = new Kept();
+        }
+        k.expiryAt = at == null ? Kept.NONE : at;
+        kept.update(k);
     }
 
     private long keep() {
@@ -69,14 +163,13 @@ public class UserRules extends RuleStep {
 
     @Override
     protected void expire(long timestamp, boolean ordersWaiting, OnTimerContext ctx) throws Exception {
-        long last = last();
-        if (last == Long.MIN_VALUE || !isExpiry(timestamp)) {
+        Kept k = kept.value();
+        if (k == null || k.times.length == 0 || !isExpiry(timestamp)) {
             return;
         }
+        long last = k.times[k.times.length - 1];
         if (timestamp - last >= keep()) {
-            times.clear();
-            cities.clear();
-            expired();
+            kept.clear();
         } else {
             expireAt(ctx, last + keep());
         }
@@ -85,20 +178,21 @@ public class UserRules extends RuleStep {
     @Override
     protected void take(long t, List<Row> orders, Row v, OnTimerContext ctx, Collector<Row> out) throws Exception {
         String user = (String) orders.get(0).getField(RuleRows.O_USER);
+        Kept k = kept.value();
+        if (k == null) {
+            k = new Kept();
+        }
 
         // velocity: every order time (each user's orders come in time order), kept for its maximum
-        long[] old = times.value();
-        int kept = old == null ? 0 : old.length;
+        long[] old = k.times;
         int drop = 0;
-        while (drop < kept && old[drop] <= t - velocityMaxMs) {
+        while (drop < old.length && old[drop] <= t - velocityMaxMs) {
             drop++;
         }
-        long[] ts = new long[kept - drop + orders.size()];
-        if (old != null) {
-            System.arraycopy(old, drop, ts, 0, kept - drop);
-        }
-        Arrays.fill(ts, kept - drop, ts.length, t);
-        times.update(ts);
+        long[] ts = new long[old.length - drop + orders.size()];
+        System.arraycopy(old, drop, ts, 0, old.length - drop);
+        Arrays.fill(ts, old.length - drop, ts.length, t);
+        k.times = ts;
         if (RuleRows.enabled(v, RuleRows.VELOCITY)) {
             long after = t - RuleRows.windowMs(v, RuleRows.VELOCITY);
             int lo = 0;
@@ -129,28 +223,27 @@ public class UserRules extends RuleStep {
             }
         }
 
-        // geo: the state holds only times before t
-        Map<String, Long> seen = cities.value();
-        if (seen == null) {
-            seen = new HashMap<>();
-        } else {
-            seen.values().removeIf(x -> x <= t - geoMaxMs);
-        }
-        if (RuleRows.enabled(v, RuleRows.GEO) && !seen.isEmpty()) {
+        // geo: the kept cities hold only times before t
+        k.dropCitiesUpTo(t - geoMaxMs);
+        if (RuleRows.enabled(v, RuleRows.GEO) && k.cities.length > 0) {
             long after = t - RuleRows.windowMs(v, RuleRows.GEO);
-            long n = RuleStep.countAfter(seen, after);
+            long n = 0;
+            for (long c : k.cityTimes) {
+                if (c > after) {
+                    n++;
+                }
+            }
             if (n > 0) {
-                Map<String, Long> m = RuleStep.newest(seen, after, listMax + 1);
+                Map<String, Long> m = RuleStep.newest(k.cityMap(), after, listMax + 1);
                 for (Row o : orders) {
                     String city = (String) o.getField(RuleRows.O_CITY);
-                    Long before = seen.get(city);
+                    Long before = k.cityTime(city);
                     if (before != null && before > after) {
                         m.put(city, before);
                     }
                 }
                 for (Row o : orders) {
-                    String city = (String) o.getField(RuleRows.O_CITY);
-                    Long before = seen.get(city);
+                    Long before = k.cityTime((String) o.getField(RuleRows.O_CITY));
                     boolean own = before != null && before > after;
                     if (n - (own ? 1 : 0) > 0) {
                         out.collect(RuleRows.candidate("GEO_ANOMALY_FRAUD", user, o, n, m, v, RuleRows.GEO, 0L));
@@ -159,9 +252,8 @@ public class UserRules extends RuleStep {
             }
         }
         for (Row o : orders) {
-            seen.put((String) o.getField(RuleRows.O_CITY), t);
+            k.sawCity((String) o.getField(RuleRows.O_CITY), t, cityNames);
         }
-        cities.update(seen);
 
         double takeover = (Double) v.getField(RuleRows.TAKEOVER_RISK);
         for (Row o : orders) {
@@ -169,6 +261,10 @@ public class UserRules extends RuleStep {
                 out.collect(RuleRows.candidate("ACCOUNT_TAKEOVER", user, o, null, null, v, -1, takeoverCooldownMs));
             }
         }
-        ensureExpiry(ctx, t + keep());
+        if (k.expiryAt == Kept.NONE) {
+            ctx.timerService().registerEventTimeTimer(t + keep());
+            k.expiryAt = t + keep();
+        }
+        kept.update(k);
     }
 }
