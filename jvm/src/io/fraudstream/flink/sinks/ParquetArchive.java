@@ -1,6 +1,7 @@
 package io.fraudstream.flink.sinks;
 
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
@@ -166,14 +167,25 @@ public final class ParquetArchive {
     }
 
     private static final class Writes extends WriteSupport<Row> {
+        private static final int TEXT = 0;
+        private static final int NUMBER = 1;
+        private static final int WHOLE = 2;
         private final String[] names;
-        private final String[] kinds;
+        /** Each column's kind: TEXT, NUMBER (double) or WHOLE (long), read once, not per value. */
+        private final int[] kinds;
         private final MessageType schema;
         private RecordConsumer out;
 
         Writes(String[] names, String[] kinds) {
             this.names = names;
-            this.kinds = kinds;
+            this.kinds = new int[kinds.length];
+            for (int i = 0; i < kinds.length; i++) {
+                this.kinds[i] = switch (primitive(kinds[i])) {
+                    case BINARY -> TEXT;
+                    case DOUBLE -> NUMBER;
+                    default -> WHOLE;
+                };
+            }
             Types.MessageTypeBuilder builder = Types.buildMessage();
             for (int i = 0; i < names.length; i++) {
                 if (kinds[i].equals("STRING")) {
@@ -205,14 +217,12 @@ public final class ParquetArchive {
                 }
                 out.startField(names[i], i);
                 switch (kinds[i]) {
-                    case "STRING":
-                        out.addBinary(Binary.fromString((String) value));
-                        break;
-                    case "DOUBLE":
-                        out.addDouble(((Number) value).doubleValue());
-                        break;
-                    default:
-                        out.addLong(((Number) value).longValue());
+                    // the text's UTF-8 bytes, exactly sized: Binary.fromString encodes through a
+                    // buffer of three bytes per character, two objects more per value
+                    case TEXT -> out.addBinary(
+                            Binary.fromConstantByteArray(((String) value).getBytes(StandardCharsets.UTF_8)));
+                    case NUMBER -> out.addDouble(((Number) value).doubleValue());
+                    default -> out.addLong(((Number) value).longValue());
                 }
                 out.endField(names[i], i);
             }
