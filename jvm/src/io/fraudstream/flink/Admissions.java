@@ -1,5 +1,6 @@
 package io.fraudstream.flink;
 
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -17,10 +18,10 @@ import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.metrics.Counter;
-import org.apache.flink.types.StringValue;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
+import org.apache.flink.types.StringValue;
 
 /**
  * Input idempotence for one user's orders (the key of the step that holds it), the rule of the
@@ -55,6 +56,8 @@ public final class Admissions {
     private final ValueState<Long> forgetAt;
     private final JobMetrics metrics;
     private final Counter valid;
+    /** The buffer {@link #pack} writes into, reused: only the packed copy is kept. */
+    private final DataOutputSerializer packer = new DataOutputSerializer(64);
     private volatile long watermarkSeen = Long.MIN_VALUE;
 
     /** One step's admissions: its keyed state and metrics, from its runtime context at open. */
@@ -78,8 +81,9 @@ public final class Admissions {
      * {@link #COMPARED} order, each a tag (0 null, 1 text, 2 number) and its value. Unpacked only
      * for a duplicate's detail.
      */
-    static byte[] pack(Row order) throws java.io.IOException {
-        DataOutputSerializer out = new DataOutputSerializer(64);
+    private byte[] pack(Row order) throws IOException {
+        DataOutputSerializer out = packer;
+        out.clear();
         out.writeLong(OrderTimestamps.eventTime(order));
         for (int i = 0; i < COMPARED_AT.length - 1; i++) {
             Object v = order.getField(COMPARED_AT[i]);
@@ -97,7 +101,7 @@ public final class Admissions {
     }
 
     /** The fields {@link #pack} packed, in {@link #COMPARED} order (event_time last). */
-    static Object[] unpack(byte[] kept) throws java.io.IOException {
+    static Object[] unpack(byte[] kept) throws IOException {
         DataInputDeserializer in = new DataInputDeserializer(kept);
         Object[] fields = new Object[COMPARED.length];
         fields[COMPARED.length - 1] = in.readLong();
@@ -195,7 +199,7 @@ public final class Admissions {
     }
 
     /** What a duplicate dead letter says: which copy was kept and which fields differ. */
-    static String detail(String id, byte[] packed, Row copy) throws java.io.IOException {
+    static String detail(String id, byte[] packed, Row copy) throws IOException {
         Object[] kept = unpack(packed);
         List<String> differ = new ArrayList<>();
         for (int i = 0; i < COMPARED.length; i++) {

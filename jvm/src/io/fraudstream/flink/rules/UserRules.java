@@ -23,8 +23,8 @@ import io.fraudstream.flink.ScoredRows;
  * cities among them, as {@code GeoAnomalyDetector.evaluate} reads them) and, when a model scores
  * the orders, ACCOUNT_TAKEOVER (risk at or above the version's takeover_risk). Order times and
  * cities are kept for each rule's maximum window (rules.*_max_window_ms), not the version's, in one
- * object per user ({@link Kept}): one state lookup per instant, and a few arrays rather than a map of
- * boxed times per user.
+ * object per user ({@link Kept}): one state to read per instant, not three, and a few arrays rather
+ * than a map of boxed times.
  */
 public class UserRules extends RuleStep {
     private static final long serialVersionUID = 1L;
@@ -34,6 +34,8 @@ public class UserRules extends RuleStep {
     private final int listMax;
     private final long takeoverCooldownMs;
     private transient ValueState<Kept> kept;
+    /** At most this many city names are shared (a stream of ever new names stops sharing). */
+    private static final int CITY_NAMES_MAX = 100_000;
     /** One instance of each city name for all users' kept state (few names, many users). */
     private transient Map<String, String> cityNames;
 
@@ -44,7 +46,6 @@ public class UserRules extends RuleStep {
      */
     public static class Kept {
         public static final long NONE = Long.MIN_VALUE;
-        static final int CITY_NAMES_MAX = 100_000;
         public long[] times = new long[0];
         public String[] cities = new String[0];
         public long[] cityTimes = new long[0];
@@ -65,6 +66,17 @@ public class UserRules extends RuleStep {
         Long cityTime(String name) {
             int i = city(name);
             return i < 0 ? null : cityTimes[i];
+        }
+
+        /** How many cities were seen after {@code after}. */
+        long citiesAfter(long after) {
+            long n = 0;
+            for (long c : cityTimes) {
+                if (c > after) {
+                    n++;
+                }
+            }
+            return n;
         }
 
         /** Keep only the cities seen after {@code after}. */
@@ -90,6 +102,7 @@ public class UserRules extends RuleStep {
             cityTimes = ts;
         }
 
+        /** {@code name} seen at {@code t}; a new name is stored as its shared instance in {@code names}. */
         void sawCity(String name, long t, Map<String, String> names) {
             int i = city(name);
             if (i >= 0) {
@@ -99,7 +112,7 @@ public class UserRules extends RuleStep {
             String known = names.get(name);
             if (known != null) {
                 name = known;
-            } else if (names.size() < CITY_NAMES_MAX) {
+            } else if (names.size() < UserRules.CITY_NAMES_MAX) {
                 names.put(name, name);
             }
             cities = Arrays.copyOf(cities, cities.length + 1);
@@ -227,12 +240,7 @@ public class UserRules extends RuleStep {
         k.dropCitiesUpTo(t - geoMaxMs);
         if (RuleRows.enabled(v, RuleRows.GEO) && k.cities.length > 0) {
             long after = t - RuleRows.windowMs(v, RuleRows.GEO);
-            long n = 0;
-            for (long c : k.cityTimes) {
-                if (c > after) {
-                    n++;
-                }
-            }
+            long n = k.citiesAfter(after);
             if (n > 0) {
                 Map<String, Long> m = RuleStep.newest(k.cityMap(), after, listMax + 1);
                 for (Row o : orders) {
@@ -261,10 +269,7 @@ public class UserRules extends RuleStep {
                 out.collect(RuleRows.candidate("ACCOUNT_TAKEOVER", user, o, null, null, v, -1, takeoverCooldownMs));
             }
         }
-        if (k.expiryAt == Kept.NONE) {
-            ctx.timerService().registerEventTimeTimer(t + keep());
-            k.expiryAt = t + keep();
-        }
         kept.update(k);
+        ensureExpiry(ctx, t + keep());
     }
 }
